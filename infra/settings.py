@@ -1,0 +1,270 @@
+"""One frozen settings object for every Glasscast process.
+
+Settings are read once, by an entry point, from ``GLASSCAST_*`` environment
+variables and defaults, then passed down.  A field ``port`` of section
+``gateway`` is set by ``GLASSCAST_GATEWAY_PORT``; top-level fields drop the
+section (``GLASSCAST_DATA_DIR``).  Bad values fail at start-up with a message
+that names the variable.
+
+An empty ``kafka.bootstrap_servers``, ``registry.url`` or ``valkey.url`` means
+"embedded": ``glasscast up`` starts that piece itself and fills the address in
+before it starts the other processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from infra.errors import SettingsError
+
+ENV_PREFIX = "GLASSCAST_"
+
+
+class Secret:
+    """A string whose ``repr`` hides it, as Starlette's ``Secret`` does."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    def __str__(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = "INFO"
+    format: Literal["json", "console"] = "console"
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str = ""  # empty: the embedded broker
+    broker_port: int = 0  # embedded broker port; 0 picks a free one
+    client_id: str = "glasscast"
+    default_partitions: int = 3
+    replication_factor: int = 1
+    # The embedded broker serves a new consumer group after about half the
+    # session timeout (shared/NOTES.md), so keep it low.
+    session_timeout_ms: int = 6000
+    # Latency-critical consumers: the embedded broker re-checks a waiting
+    # fetch on a timer, so the wait bounds produce-to-consume latency.
+    fetch_wait_max_ms: int = 10
+    linger_ms: int = 2
+    request_timeout_ms: int = 10000
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    url: str = ""  # empty: the embedded registry
+    host: str = "127.0.0.1"
+    port: int = 0  # embedded registry port; 0 picks a free one
+    topic: str = "_schemas"
+    compatibility: str = "BACKWARD"
+
+
+@dataclass(frozen=True)
+class ValkeySettings:
+    url: str = ""  # empty: the embedded Valkey
+    port: int = 0  # embedded Valkey port; 0 picks a free one
+    view_prefix: str = "view:"
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""  # how clients reach the gateway; derived when empty
+    cors_origins: tuple[str, ...] = ()
+    # How long a command waits for its view to catch up before answering,
+    # so a client can read what it just wrote.
+    consistency_wait_ms: int = 3000
+    max_body_bytes: int = 65536
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    jwt_secret: Secret = Secret("")  # empty: generated once into the data dir
+    jwt_issuer: str = "glasscast"
+    jwt_ttl_s: int = 3600
+    min_password_length: int = 8
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    host: str = "0.0.0.0"
+    rtmp_port: int = 1935
+    public_rtmp_url: str = ""  # derived from the host and port when empty
+
+
+@dataclass(frozen=True)
+class ProcessorSettings:
+    app_id: str = "glasscast-views"
+    auto_offset_reset: str = "earliest"
+
+
+@dataclass(frozen=True)
+class ArchiveSettings:
+    enabled: bool = True
+    fsync: bool = True
+    flush_interval_ms: int = 20
+    drain_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("data")
+    log: LogSettings = field(default_factory=LogSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
+    valkey: ValkeySettings = field(default_factory=ValkeySettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    processors: ProcessorSettings = field(default_factory=ProcessorSettings)
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+
+    @property
+    def rtmp_url(self) -> str:
+        """The URL creators put into OBS (Settings > Stream > Server)."""
+        if self.ingest.public_rtmp_url:
+            return self.ingest.public_rtmp_url
+        host = "localhost" if self.ingest.host in ("0.0.0.0", "127.0.0.1", "") else self.ingest.host
+        return f"rtmp://{host}:{self.ingest.rtmp_port}/live"
+
+    @property
+    def gateway_url(self) -> str:
+        """The base URL of the edge gateway."""
+        if self.gateway.public_url:
+            return self.gateway.public_url.rstrip("/")
+        host = "localhost" if self.gateway.host in ("0.0.0.0", "127.0.0.1", "") else self.gateway.host
+        return f"http://{host}:{self.gateway.port}"
+
+    def with_section(self, name: str, **changes: Any) -> Settings:
+        """A copy with some fields of one section changed."""
+        return replace(self, **{name: replace(getattr(self, name), **changes)})
+
+
+def _sections() -> dict[str, type]:
+    hints = typing.get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in fields(Settings) if dataclasses.is_dataclass(hints[f.name])}
+
+
+def env_names() -> dict[str, tuple[str, str | None]]:
+    """Every environment variable Settings reads -> (field, section or None)."""
+    names: dict[str, tuple[str, str | None]] = {}
+    sections = _sections()
+    for f in fields(Settings):
+        if f.name in sections:
+            for sub in fields(sections[f.name]):
+                names[f"{ENV_PREFIX}{f.name}_{sub.name}".upper()] = (sub.name, f.name)
+        else:
+            names[f"{ENV_PREFIX}{f.name}".upper()] = (f.name, None)
+    return names
+
+
+def _coerce(var: str, raw: str, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is str:
+        return raw
+    if hint is Secret:
+        return Secret(raw)
+    if hint is Path:
+        return Path(raw)
+    if hint is bool:
+        low = raw.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off", ""):
+            return False
+        raise SettingsError(f"{var}={raw!r}: expected a boolean (true/false)")
+    if hint in (int, float):
+        try:
+            return hint(raw)
+        except ValueError:
+            raise SettingsError(f"{var}={raw!r}: expected {hint.__name__}") from None
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if raw not in allowed:
+            raise SettingsError(f"{var}={raw!r}: expected one of {', '.join(allowed)}")
+        return raw
+    if origin is tuple:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if origin in (typing.Union, types.UnionType):
+        return _coerce(var, raw, next(a for a in typing.get_args(hint) if a is not type(None)))
+    raise SettingsError(f"{var}: unsupported setting type {hint!r}")
+
+
+def _validate(settings: Settings) -> None:
+    for var, ok in (
+        ("GLASSCAST_GATEWAY_PORT", 0 <= settings.gateway.port < 65536),
+        ("GLASSCAST_INGEST_RTMP_PORT", 0 <= settings.ingest.rtmp_port < 65536),
+        ("GLASSCAST_KAFKA_BROKER_PORT", 0 <= settings.kafka.broker_port < 65536),
+        ("GLASSCAST_VALKEY_PORT", 0 <= settings.valkey.port < 65536),
+        ("GLASSCAST_REGISTRY_PORT", 0 <= settings.registry.port < 65536),
+        ("GLASSCAST_KAFKA_DEFAULT_PARTITIONS", settings.kafka.default_partitions >= 1),
+        ("GLASSCAST_AUTH_JWT_TTL_S", settings.auth.jwt_ttl_s > 0),
+        ("GLASSCAST_KAFKA_FETCH_WAIT_MAX_MS", settings.kafka.fetch_wait_max_ms >= 1),
+    ):
+        if not ok:
+            raise SettingsError(f"{var}: value out of range")
+    if settings.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise SettingsError(f"GLASSCAST_LOG_LEVEL={settings.log.level!r}: expected DEBUG, INFO, WARNING or ERROR")
+
+
+def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
+    """Build Settings from an environment mapping; unknown GLASSCAST_ names are errors."""
+    known = env_names()
+    unknown = sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known)
+    if unknown:
+        raise SettingsError(f"unknown setting {unknown[0]} (known: see `glasscast settings`)")
+    top_hints = typing.get_type_hints(Settings)
+    sections = _sections()
+    top: dict[str, Any] = {}
+    per_section: dict[str, dict[str, Any]] = {name: {} for name in sections}
+    for var, (name, section) in known.items():
+        if var not in environ:
+            continue
+        if section is None:
+            top[name] = _coerce(var, environ[var], top_hints[name])
+        else:
+            hint = typing.get_type_hints(sections[section])[name]
+            per_section[section][name] = _coerce(var, environ[var], hint)
+    settings = Settings(
+        **top, **{name: sections[name](**values) for name, values in per_section.items()}
+    )
+    settings = replace(settings, **overrides) if overrides else settings
+    _validate(settings)
+    return settings
+
+
+def to_env(settings: Settings) -> dict[str, str]:
+    """The environment that reproduces these settings in a child process."""
+    env: dict[str, str] = {}
+    for var, (name, section) in env_names().items():
+        value = getattr(settings, name) if section is None else getattr(getattr(settings, section), name)
+        if isinstance(value, tuple):
+            env[var] = ",".join(value)
+        elif isinstance(value, bool):
+            env[var] = "true" if value else "false"
+        else:
+            env[var] = str(value)
+    return env

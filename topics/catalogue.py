@@ -1,0 +1,89 @@
+"""The topic catalogue: every topic Glasscast uses, its key and record types.
+
+Topics are per aggregate and keyed by the aggregate id, so order holds per key
+(DESIGN.md, "Events").  Several record types share a topic; their Schema
+Registry subjects follow TopicRecordNameStrategy: ``<topic>-<record full name>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic: name, what its key is, the records it may carry, and how it is kept."""
+
+    name: str
+    key: str
+    records: tuple[str, ...]
+    partitions: int | None = None  # None: settings.kafka.default_partitions
+    compacted: bool = False
+    retention_ms: int = -1  # -1 keeps everything (the event log is the source of truth)
+    doc: str = ""
+
+    def config(self) -> dict[str, str]:
+        """Broker topic configuration for create_topics."""
+        return {
+            "cleanup.policy": "compact" if self.compacted else "delete",
+            "retention.ms": str(self.retention_ms),
+        }
+
+    def subject(self, record: str) -> str:
+        """Schema Registry subject under TopicRecordNameStrategy."""
+        return f"{self.name}-{record}"
+
+
+def _ns(aggregate: str, *names: str) -> tuple[str, ...]:
+    return tuple(f"glasscast.{aggregate}.{n}" for n in names)
+
+
+CATALOGUE: tuple[TopicSpec, ...] = (
+    TopicSpec("users", "user_id", _ns("user", "UserRegistered", "ProfileUpdated"),
+              doc="Account lifecycle."),
+    TopicSpec("channels", "channel_id",
+              _ns("channel", "ChannelCreated", "ChannelUpdated", "StreamKeyRotated"),
+              doc="Channel metadata; stream keys appear only as hashes."),
+    TopicSpec("stream.lifecycle", "channel_id",
+              _ns("stream", "StreamStarted", "StreamHealth", "StreamReconnected", "StreamEnded"),
+              doc="Broadcast lifecycle and ingest health."),
+    TopicSpec("media.gops", "stream_id", _ns("media", "GopAvailable"), retention_ms=7 * DAY_MS,
+              doc="One event per GOP stored by the ingest (claim check: a blob reference)."),
+    TopicSpec("media.segments", "stream_id", _ns("media", "SegmentReady"),
+              doc="One event per stored HLS segment per rendition."),
+    TopicSpec("chat.messages", "channel_id", _ns("chat", "ChatMessageSent", "ChatMessageDeleted"),
+              doc="Chat durability, moderation replay and VOD chat replay."),
+    TopicSpec("chat.moderation", "channel_id",
+              _ns("chat", "UserTimedOut", "UserBanned", "UserUnbanned", "ChatModeChanged"),
+              doc="Moderation actions per channel."),
+    TopicSpec("viewer.heartbeats", "channel_id", _ns("viewer", "Heartbeat"), retention_ms=DAY_MS,
+              doc="Player heartbeats; folded into HyperLogLog viewer counts."),
+    TopicSpec("social.follows", "follower_id:channel_id", _ns("social", "Followed", "Unfollowed"),
+              compacted=True, doc="The follow graph; the latest event per pair wins."),
+    TopicSpec("billing.subscriptions", "user_id:channel_id",
+              _ns("billing", "SubscriptionStarted", "SubscriptionRenewed", "SubscriptionEnded"),
+              doc="Paid subscriptions (entitlements)."),
+    TopicSpec("clips", "clip_id", _ns("clip", "ClipCreated"), doc="Clips: ranges over VOD segments."),
+    TopicSpec("notifications", "user_id",
+              _ns("notification", "NotificationQueued", "NotificationDelivered"),
+              doc="Go-live and other notifications."),
+    TopicSpec("deadletter", "source_topic", _ns("ops", "DeadLetter"), partitions=1,
+              doc="Records a consumer could not decode, with their coordinates; nothing is dropped."),
+)
+
+BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in CATALOGUE}
+
+
+def topic_for_record(record: str) -> TopicSpec:
+    """The topic that carries a record type (each record belongs to exactly one)."""
+    for spec in CATALOGUE:
+        if record in spec.records:
+            return spec
+    raise KeyError(f"no topic carries record {record!r}")
+
+
+def all_records() -> tuple[str, ...]:
+    """Every record full name in the catalogue."""
+    return tuple(r for spec in CATALOGUE for r in spec.records)
