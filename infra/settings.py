@@ -85,7 +85,7 @@ class RegistrySettings:
 class ValkeySettings:
     url: str = ""  # empty: the embedded Valkey
     port: int = 0  # embedded Valkey port; 0 picks a free one
-    view_prefix: str = "view:"
+    key_prefix: str = "gc:"  # every Glasscast key in Valkey starts with this
 
 
 @dataclass(frozen=True)

@@ -60,9 +60,74 @@ def settings_factory(tmp_path: Path, broker: TansuBroker, valkey: ValkeyProcess)
     def make(**sections: dict[str, Any]) -> Settings:
         s = Settings(data_dir=tmp_path / "data")
         s = s.with_section("kafka", bootstrap_servers=broker.bootstrap_servers)
-        s = s.with_section("valkey", url=valkey.url, view_prefix=f"t{uuid.uuid4().hex[:8]}:")
+        s = s.with_section("valkey", url=valkey.url, key_prefix=f"t{uuid.uuid4().hex[:8]}:")
         for name, changes in sections.items():
             s = s.with_section(name, **changes)
         return s
 
     return make
+
+
+@pytest.fixture(scope="session")
+def registry(broker: TansuBroker, services_dir: Path) -> Iterator[str]:
+    """The embedded Schema Registry app on a real socket, for the session."""
+    from gateways.registry.app import create_registry_app
+    from tests.servers import serve_app
+
+    s = Settings(data_dir=services_dir / "registry").with_section(
+        "kafka", bootstrap_servers=broker.bootstrap_servers)
+    with serve_app(create_registry_app(s)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def platform(broker: TansuBroker, valkey: ValkeyProcess, registry: str,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """Gateway (in-thread uvicorn) + processors (a real `glasscast run processors` child)."""
+    from tests.servers import run_service, serve_app
+    from gateways.app import create_app
+    from infra.embedded.process import free_port
+    from infra.settings import Secret
+
+    tag = uuid.uuid4().hex[:8]
+    data = tmp_path_factory.mktemp(f"platform-{tag}")
+    port = free_port()
+    s = Settings(data_dir=data)
+    s = s.with_section("kafka", bootstrap_servers=broker.bootstrap_servers)
+    s = s.with_section("valkey", url=valkey.url, key_prefix=f"p{tag}:")
+    s = s.with_section("registry", url=registry)
+    s = s.with_section("auth", jwt_secret=Secret(f"test-secret-{tag}-" + "x" * 32))
+    s = s.with_section("gateway", port=port)
+    s = s.with_section("processors", app_id=f"views-{tag}")
+    with run_service(s, "processors", data / "processors.log") as proc:
+        wait_group_stable(broker.bootstrap_servers, s.processors.app_id, proc, data / "processors.log")
+        with serve_app(create_app(s), port) as url:
+            yield Platform(settings=s, url=url)
+
+
+class Platform:
+    def __init__(self, settings: Settings, url: str) -> None:
+        self.settings = settings
+        self.url = url
+
+
+def wait_group_stable(bootstrap: str, group: str, proc: Any, log: Path, timeout_s: float = 60) -> None:
+    """Wait until a consumer group has members and a stable assignment."""
+    import time
+
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"processors exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            desc = admin.describe_consumer_groups([group])[group].result(timeout=5)
+            if desc.state == ConsumerGroupState.STABLE and desc.members:
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"consumer group {group} not stable after {timeout_s} s:\n{log.read_text()[-3000:]}")

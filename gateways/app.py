@@ -1,0 +1,72 @@
+"""The Starlette edge gateway: ``create_app(settings)`` is a list of routes and middleware.
+
+The Kafka producer, Valkey client and view store open in the lifespan and
+reach handlers through ``app.state.services`` (STYLE.md, Starlette anchor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import AsyncIterator
+
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+
+from gateways import accounts, channels, health
+from gateways.errors import ApiError, api_error_handler, http_exception_handler
+from gateways.middleware import RequestContextMiddleware, RequestMetrics
+from gateways.services import Services
+from infra.errors import SettingsError
+from infra.settings import Settings
+from processors.views.store import ViewStore
+from topics.admin import ensure_topics
+from topics.catalogue import CATALOGUE
+from topics.producer import EventProducer
+from topics.runtime import make_serde
+
+log = logging.getLogger("glasscast.gateway")
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The gateway for ``settings``; nothing connects until the lifespan starts."""
+    if not settings.auth.jwt_secret:
+        raise SettingsError("GLASSCAST_AUTH_JWT_SECRET is empty; the gateway cannot sign tokens")
+    if len(str(settings.auth.jwt_secret)) < 32:  # RFC 7518 section 3.2: HS256 keys of 256 bits or more
+        raise SettingsError("GLASSCAST_AUTH_JWT_SECRET must be at least 32 characters")
+    metrics = CollectorRegistry()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await asyncio.to_thread(ensure_topics, settings.kafka)
+        serde = make_serde(settings)
+        # Register every schema now so no request pays for it.
+        await asyncio.to_thread(lambda: [serde.prepare(s.name, r) for s in CATALOGUE for r in s.records])
+        producer = EventProducer(settings.kafka, serde)
+        client = aioredis.Redis.from_url(settings.valkey.url)
+        app.state.services = Services(settings=settings, redis=client,
+                                      views=ViewStore(client, settings.valkey.key_prefix),
+                                      producer=producer, metrics=metrics)
+        log.info("gateway ready on %s", settings.gateway_url)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(producer.close, 10.0)
+            await client.aclose()
+            serde.registry.close()
+
+    middleware = [Middleware(RequestContextMiddleware, metrics=RequestMetrics(metrics))]
+    if settings.gateway.cors_origins:
+        middleware.append(Middleware(CORSMiddleware, allow_origins=list(settings.gateway.cors_origins),
+                                     allow_methods=["*"], allow_headers=["*"]))
+    return Starlette(
+        routes=[*health.routes, *accounts.routes, *channels.routes],
+        middleware=middleware,
+        exception_handlers={ApiError: api_error_handler, HTTPException: http_exception_handler},
+        lifespan=lifespan,
+    )

@@ -1,0 +1,86 @@
+"""Credentials: argon2id password hashes, JWT access tokens, stream keys.
+
+Pure functions over their inputs (the clock is passed in).  Stream keys are
+shown to their owner once; only their SHA-256 enters events and views.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from gateways.errors import Unauthorized
+
+JWT_ALGORITHM = "HS256"
+STREAM_KEY_PREFIX = "live_"
+_hasher = PasswordHasher()  # argon2id with the library's RFC 9106 low-memory profile
+
+
+def hash_password(password: str) -> str:
+    """An argon2id PHC string for ``password`` (CPU-heavy: call off the event loop)."""
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """Whether ``password`` matches; never raises on a wrong password."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a valid bearer token belongs to."""
+
+    user_id: str
+    username: str
+
+
+def issue_token(secret: str, issuer: str, user_id: str, username: str, now_s: int, ttl_s: int) -> str:
+    claims = {"sub": user_id, "name": username, "iss": issuer, "iat": now_s, "exp": now_s + ttl_s}
+    return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
+
+
+def read_token(secret: str, issuer: str, token: str, now_s: int) -> Principal:
+    """The principal of a token; Unauthorized says why a token is refused."""
+    try:
+        claims = jwt.decode(token, secret, algorithms=[JWT_ALGORITHM], issuer=issuer,
+                            options={"require": ["sub", "exp", "iat"], "verify_exp": False})
+    except jwt.InvalidSignatureError:
+        raise Unauthorized("token signature is invalid") from None
+    except jwt.InvalidTokenError as exc:
+        raise Unauthorized(f"token is invalid: {exc}") from None
+    if int(claims["exp"]) <= now_s:  # checked here so the clock is the caller's
+        raise Unauthorized("token has expired")
+    return Principal(str(claims["sub"]), str(claims.get("name", "")))
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token in an ``Authorization: Bearer ...`` header."""
+    if not authorization:
+        raise Unauthorized("missing Authorization: Bearer token")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def new_stream_key() -> str:
+    """A fresh secret stream key (what OBS calls the stream key)."""
+    return STREAM_KEY_PREFIX + secrets.token_urlsafe(30)
+
+
+def hash_stream_key(key: str) -> str:
+    """The hex SHA-256 of a stream key: what events and views hold."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def same_digest(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())

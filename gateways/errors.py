@@ -1,0 +1,85 @@
+"""Errors the gateway answers with, as RFC 9457 problem details.
+
+    ApiError                  an HTTP answer other than success
+    ├── BadRequest            400: body is not JSON or not an object
+    ├── ValidationFailed      422: a field is missing or invalid
+    ├── Unauthorized          401: no, forged or expired bearer token; wrong password
+    ├── Forbidden             403: authenticated but not allowed
+    ├── NotFound              404
+    ├── Conflict              409: a unique name is taken
+    ├── PayloadTooLarge       413
+    └── Unavailable           503: the log or a view store did not answer
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ApiError(Exception):
+    status = 500
+    title = "Internal Server Error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    def body(self, instance: str) -> dict[str, Any]:
+        return {"type": "about:blank", "title": self.title, "status": self.status,
+                "detail": self.detail, "instance": instance, **self.extra}
+
+
+class BadRequest(ApiError):
+    status, title = 400, "Bad Request"
+
+
+class ValidationFailed(ApiError):
+    status, title = 422, "Unprocessable Content"
+
+
+class Unauthorized(ApiError):
+    status, title = 401, "Unauthorized"
+
+
+class Forbidden(ApiError):
+    status, title = 403, "Forbidden"
+
+
+class NotFound(ApiError):
+    status, title = 404, "Not Found"
+
+
+class Conflict(ApiError):
+    status, title = 409, "Conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status, title = 413, "Content Too Large"
+
+
+class Unavailable(ApiError):
+    status, title = 503, "Service Unavailable"
+
+
+def problem(request: Request, status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
+            "instance": request.url.path, **extra}
+    headers = {"WWW-Authenticate": 'Bearer realm="glasscast"'} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+async def api_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return problem(request, exc.status, exc.title, exc.detail, **exc.extra)
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> JSONResponse:
+    status = int(getattr(exc, "status_code", 500))
+    detail = str(getattr(exc, "detail", "")) or "error"
+    return problem(request, status, detail, detail)

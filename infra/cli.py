@@ -1,0 +1,188 @@
+"""The ``glasscast`` command.
+
+    glasscast up [--data-dir DIR] [--http-port N] [--rtmp-port N]   run the platform
+    glasscast status                                                what runs
+    glasscast run {gateway,processors,registry}                     one service (compose)
+    glasscast topics list                                           topics and counts
+    glasscast tail TOPIC [--from-beginning | --since T] [--json]    follow a topic
+    glasscast export TOPIC --out FILE.avro                          topic to an Avro file
+    glasscast rebuild-views                                         replay the log into views
+    glasscast settings                                              every GLASSCAST_ variable
+
+Settings come from GLASSCAST_* variables; flags override them.  Tools find a
+running embedded platform through the data directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+from infra.errors import InfraError
+from infra.logs import configure_logging
+from infra.runstate import resolve
+from infra.settings import Settings, env_names, load_settings
+from topics.errors import TopicsError
+
+
+# Services `glasscast run` knows; the media plane's arrive with the RTMP ingest and media workers.
+SERVICES = {"gateway": True, "processors": True, "registry": True, "ingest": False, "media-worker": False}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="glasscast", description="Glasscast live streaming platform")
+    parser.add_argument("--data-dir", type=Path, help="data directory (GLASSCAST_DATA_DIR)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the whole platform on this machine")
+    up.add_argument("--data-dir", type=Path, dest="data_dir_up")
+    up.add_argument("--http-port", type=int, help="gateway port (default 8080)")
+    up.add_argument("--rtmp-port", type=int, help="RTMP ingest port (default 1935)")
+
+    sub.add_parser("status", help="show what runs")
+    run = sub.add_parser("run", help="run one service in the foreground")
+    run.add_argument("service", choices=list(SERVICES))
+
+    topics = sub.add_parser("topics", help="topic tools")
+    topics.add_argument("action", choices=["list"])
+
+    tail = sub.add_parser("tail", help="follow a topic")
+    tail.add_argument("topic")
+    start = tail.add_mutually_exclusive_group()
+    start.add_argument("--from-beginning", action="store_true")
+    start.add_argument("--since", help="ISO 8601 time, epoch ms, or e.g. 15m, 2h")
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail.add_argument("--exit-at-end", action="store_true", help="stop at the end of the topic")
+    tail.add_argument("--max-messages", type=int, default=0)
+
+    export = sub.add_parser("export", help="write a topic to an Avro object container file")
+    export.add_argument("topic")
+    export.add_argument("--out", required=True)
+
+    sub.add_parser("rebuild-views", help="drop the views and replay the log into them")
+    sub.add_parser("settings", help="list every GLASSCAST_ setting")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(os.environ)
+    data_dir = getattr(args, "data_dir_up", None) or args.data_dir
+    if data_dir:
+        settings = replace(settings, data_dir=data_dir)
+    if getattr(args, "http_port", None):
+        settings = settings.with_section("gateway", port=args.http_port)
+    if getattr(args, "rtmp_port", None):
+        settings = settings.with_section("ingest", rtmp_port=args.rtmp_port)
+    return settings
+
+
+def _serde(settings: Settings):  # type: ignore[no-untyped-def]
+    from topics.runtime import make_serde
+
+    return make_serde(settings)
+
+
+def _run_service(settings: Settings, service: str) -> int:
+    configure_logging(settings.log, service)
+    if not SERVICES[service]:
+        raise InfraError(f"service '{service}' is not part of this release yet")
+    if service == "gateway":
+        import uvicorn
+
+        from gateways.app import create_app
+
+        uvicorn.run(create_app(settings), host=settings.gateway.host, port=settings.gateway.port,
+                    log_config=None, access_log=False, lifespan="on")
+    elif service == "registry":
+        from gateways.registry.app import serve_registry
+
+        serve_registry(settings)
+    elif service == "processors":
+        from faust import Worker
+
+        from processors.app import build_processors
+        from topics.admin import ensure_topics
+
+        ensure_topics(settings.kafka)
+        app = build_processors(settings, _serde(settings))
+        Worker(app, loglevel=settings.log.level.lower(), quiet=True,
+               override_logging=False).execute_from_commandline()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+        if args.command == "up":
+            from infra.supervisor import run_up
+
+            configure_logging(settings.log, "supervisor")
+            return run_up(settings)
+        if args.command == "status":
+            from infra.supervisor import status
+
+            info = status(settings.data_dir)
+            print(json.dumps(info, indent=2))
+            return 0 if info["running"] else 3
+        if args.command == "settings":
+            for name in sorted(env_names()):
+                print(name)
+            return 0
+        if args.command == "run":
+            return _run_service(settings, args.service)
+        configure_logging(replace(settings.log, level="WARNING"), "cli")
+        settings = resolve(settings)
+        return _tool(settings, args)
+    except (InfraError, TopicsError) as exc:
+        print(f"glasscast: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _tool(settings: Settings, args: argparse.Namespace) -> int:
+    if args.command == "topics":
+        from topics.admin import list_topics
+
+        print(f"{'TOPIC':32} {'PARTITIONS':>10} {'MESSAGES':>10}")
+        for info in list_topics(settings.kafka):
+            print(f"{info.name:32} {info.partitions:>10} {info.messages:>10}")
+        return 0
+    if args.command == "tail":
+        from topics.tools import parse_since, print_events, read_topic
+
+        since = parse_since(args.since, time.time()) if args.since else None
+        events = read_topic(settings.kafka, _serde(settings), args.topic,
+                            start="beginning" if args.from_beginning else "end",
+                            since_ms=since, exit_at_end=args.exit_at_end)
+        if args.max_messages:
+            import itertools
+
+            events = itertools.islice(events, args.max_messages)
+        print_events(events, args.json, lambda line: print(line, flush=True))
+        return 0
+    if args.command == "export":
+        from topics.tools import export_topic
+
+        count = export_topic(settings.kafka, _serde(settings), args.topic, args.out)
+        print(f"exported {count} events of {args.topic} to {args.out}")
+        return 0
+    if args.command == "rebuild-views":
+        from processors.rebuild import rebuild_views
+
+        report = asyncio.run(rebuild_views(settings, _serde(settings)))
+        print(f"dropped {report.dropped_keys} view keys; replayed {report.events} events")
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

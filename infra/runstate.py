@@ -1,0 +1,71 @@
+"""The running platform's addresses, written by ``glasscast up`` into the data directory.
+
+Tools (``glasscast tail``, ``status``, ``rebuild-views``) read it so that, on
+one machine, they find the embedded broker, registry and Valkey without flags.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra.errors import ServiceError
+from infra.settings import Settings
+
+
+@dataclass(frozen=True)
+class RunState:
+    supervisor_pid: int
+    bootstrap_servers: str
+    registry_url: str
+    valkey_url: str
+    gateway_url: str
+    rtmp_url: str
+    processes: dict[str, int] = field(default_factory=dict)  # name -> pid
+    started_at_ms: int = 0
+
+
+def state_path(data_dir: Path) -> Path:
+    return data_dir / "run" / "state.json"
+
+
+def write_state(data_dir: Path, state: RunState) -> None:
+    path = state_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(state), indent=2))
+    os.replace(tmp, path)
+
+
+def read_state(data_dir: Path) -> RunState | None:
+    try:
+        data: dict[str, Any] = json.loads(state_path(data_dir).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return RunState(**data)
+
+
+def clear_state(data_dir: Path) -> None:
+    state_path(data_dir).unlink(missing_ok=True)
+
+
+def resolve(settings: Settings) -> Settings:
+    """Fill embedded addresses from a running ``glasscast up``; explicit settings win."""
+    needs = (not settings.kafka.bootstrap_servers or not settings.registry.url or not settings.valkey.url)
+    if not needs:
+        return settings
+    state = read_state(settings.data_dir)
+    if state is None:
+        raise ServiceError(
+            f"no running platform found in {settings.data_dir} (start `glasscast up`, or set "
+            "GLASSCAST_KAFKA_BOOTSTRAP_SERVERS, GLASSCAST_REGISTRY_URL and GLASSCAST_VALKEY_URL)")
+    if not settings.kafka.bootstrap_servers:
+        settings = settings.with_section("kafka", bootstrap_servers=state.bootstrap_servers)
+    if not settings.registry.url:
+        settings = settings.with_section("registry", url=state.registry_url)
+    if not settings.valkey.url:
+        settings = settings.with_section("valkey", url=state.valkey_url)
+    return settings

@@ -1,0 +1,77 @@
+"""The channel view: metadata by id, plus the stream-key hash the ingest authenticates against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from processors.views.fold import Applied, Fold, is_redelivery, to_ms, to_str
+
+
+@dataclass(frozen=True)
+class ChannelView:
+    id: str
+    name: str
+    owner_user_id: str
+    title: str
+    category: str | None
+    tags: tuple[str, ...]
+    stream_key_hash: str
+    created_at_ms: int
+    updated_at_ms: int
+    seq: int
+
+    def to_json(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["tags"] = list(self.tags)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ChannelView:
+        return cls(**{**data, "tags": tuple(data["tags"])})
+
+    def public(self) -> dict[str, Any]:
+        """What the API shows about a channel (never the key hash)."""
+        return {"id": self.id, "name": self.name, "owner_user_id": self.owner_user_id,
+                "title": self.title, "category": self.category, "tags": list(self.tags),
+                "created_at_ms": self.created_at_ms, "updated_at_ms": self.updated_at_ms}
+
+
+def apply_channel_created(event: Applied, view: ChannelView | None) -> ChannelView | None:
+    if view is not None:
+        return view
+    v = event.value
+    at = to_ms(v["occurred_at"])
+    return ChannelView(id=to_str(v["channel_id"]), name=v["name"], owner_user_id=to_str(v["owner_user_id"]),
+                       title=v["title"], category=v.get("category") or None, tags=tuple(v.get("tags") or ()),
+                       stream_key_hash=v["stream_key_hash"], created_at_ms=at, updated_at_ms=at,
+                       seq=event.offset)
+
+
+def apply_channel_updated(event: Applied, view: ChannelView | None) -> ChannelView | None:
+    if view is None or is_redelivery(event, view.seq):
+        return view
+    v = event.value
+    changes: dict[str, Any] = {"seq": event.offset, "updated_at_ms": to_ms(v["occurred_at"])}
+    if v.get("title") is not None:
+        changes["title"] = v["title"]
+    if v.get("category") is not None:
+        changes["category"] = v["category"] or None  # "" clears the category
+    if v.get("tags") is not None:
+        changes["tags"] = tuple(v["tags"])
+    return replace(view, **changes)
+
+
+def apply_stream_key_rotated(event: Applied, view: ChannelView | None) -> ChannelView | None:
+    if view is None or is_redelivery(event, view.seq):
+        return view
+    v = event.value
+    return replace(view, seq=event.offset, stream_key_hash=v["stream_key_hash"],
+                   updated_at_ms=to_ms(v["occurred_at"]))
+
+
+CHANNEL_FOLDS: dict[str, Fold] = {
+    "glasscast.channel.ChannelCreated": apply_channel_created,
+    "glasscast.channel.ChannelUpdated": apply_channel_updated,
+    "glasscast.channel.StreamKeyRotated": apply_stream_key_rotated,
+}

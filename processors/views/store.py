@@ -1,0 +1,179 @@
+"""Views in Valkey: JSON documents by id plus lookup indexes, written atomically.
+
+Key layout under ``settings.valkey.key_prefix`` (default ``gc:``):
+
+    view:user:{id}                 JSON UserView
+    view:user-by-name:{name}       user id (names compare case-insensitively)
+    view:channel:{id}              JSON ChannelView
+    view:channel-by-name:{name}    channel id
+    view:channel-by-key:{sha256}   channel id: the ingest's stream-key lookup
+    view:owner-channels:{user id}  set of channel ids
+    claim:username:{name}          user id: reserves a name before its event exists
+    claim:channel:{name}           channel id
+
+Everything under ``view:`` is derived from the log and may be dropped and
+rebuilt (`glasscast rebuild-views`).  Claims are the command side's guard for
+unique names; the processor also writes them so a rebuilt Valkey has them too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Mapping
+
+import redis.asyncio as aioredis
+
+from processors.views.channels import CHANNEL_FOLDS, ChannelView
+from processors.views.fold import Applied, to_str
+from processors.views.users import USER_FOLDS, UserView
+
+
+def name_key(name: str) -> str:
+    """The case-insensitive form names are unique under."""
+    return name.strip().lower()
+
+
+class ViewStore:
+    """Read and write the user and channel views."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.r = client
+        self.prefix = prefix
+        self.views = f"{prefix}view:"
+
+    # -- keys -------------------------------------------------------------
+    def k_user(self, user_id: str) -> str:
+        return f"{self.views}user:{user_id}"
+
+    def k_user_by_name(self, name: str) -> str:
+        return f"{self.views}user-by-name:{name_key(name)}"
+
+    def k_channel(self, channel_id: str) -> str:
+        return f"{self.views}channel:{channel_id}"
+
+    def k_channel_by_name(self, name: str) -> str:
+        return f"{self.views}channel-by-name:{name_key(name)}"
+
+    def k_channel_by_key(self, key_hash: str) -> str:
+        return f"{self.views}channel-by-key:{key_hash}"
+
+    def k_owner_channels(self, user_id: str) -> str:
+        return f"{self.views}owner-channels:{user_id}"
+
+    def k_claim(self, kind: str, name: str) -> str:
+        return f"{self.prefix}claim:{kind}:{name_key(name)}"
+
+    # -- reads ------------------------------------------------------------
+    async def _get(self, key: str, cls: Callable[[dict[str, Any]], Any]) -> Any:
+        raw = await self.r.get(key)
+        return None if raw is None else cls(json.loads(raw))
+
+    async def get_user(self, user_id: str) -> UserView | None:
+        return await self._get(self.k_user(user_id), UserView.from_json)  # type: ignore[no-any-return]
+
+    async def get_user_by_name(self, name: str) -> UserView | None:
+        user_id = await self.r.get(self.k_user_by_name(name))
+        return None if user_id is None else await self.get_user(user_id.decode())
+
+    async def get_channel(self, channel_id: str) -> ChannelView | None:
+        return await self._get(self.k_channel(channel_id), ChannelView.from_json)  # type: ignore[no-any-return]
+
+    async def get_channel_by_key_hash(self, key_hash: str) -> ChannelView | None:
+        channel_id = await self.r.get(self.k_channel_by_key(key_hash))
+        return None if channel_id is None else await self.get_channel(channel_id.decode())
+
+    async def get_channel_by_name(self, name: str) -> ChannelView | None:
+        channel_id = await self.r.get(self.k_channel_by_name(name))
+        return None if channel_id is None else await self.get_channel(channel_id.decode())
+
+    async def channels_of(self, user_id: str) -> list[ChannelView]:
+        ids = sorted(m.decode() for m in await self.r.smembers(self.k_owner_channels(user_id)))
+        found = [await self.get_channel(i) for i in ids]
+        return [c for c in found if c is not None]
+
+    # -- claims (command side) ---------------------------------------------
+    async def claim(self, kind: str, name: str, owner_id: str) -> bool:
+        """Reserve a unique name; True if it is now ours (or already was)."""
+        key = self.k_claim(kind, name)
+        if await self.r.set(key, owner_id, nx=True):
+            return True
+        current = await self.r.get(key)
+        return current is not None and current.decode() == owner_id
+
+    async def claimed(self, kind: str, name: str) -> str | None:
+        """Who holds a name claim, if anyone."""
+        current = await self.r.get(self.k_claim(kind, name))
+        return None if current is None else current.decode()
+
+    async def release(self, kind: str, name: str, owner_id: str) -> None:
+        """Give a claim back if it is still ours (the command failed)."""
+        key = self.k_claim(kind, name)
+        current = await self.r.get(key)
+        if current is not None and current.decode() == owner_id:
+            await self.r.delete(key)
+
+    # -- writes (processor side) --------------------------------------------
+    async def apply(self, event: Applied) -> bool:
+        """Fold one event into its view; True if the view changed."""
+        if event.record in USER_FOLDS:
+            user_id = to_str(event.value["user_id"])
+            old = await self.get_user(user_id)
+            new = USER_FOLDS[event.record](event, old)
+            if new is None or new == old:
+                return False
+            await self._put_user(old, new)
+            return True
+        if event.record in CHANNEL_FOLDS:
+            channel_id = to_str(event.value["channel_id"])
+            old_c = await self.get_channel(channel_id)
+            new_c = CHANNEL_FOLDS[event.record](event, old_c)
+            if new_c is None or new_c == old_c:
+                return False
+            await self._put_channel(old_c, new_c)
+            return True
+        return False
+
+    async def _put_user(self, old: UserView | None, new: UserView) -> None:
+        async with self.r.pipeline(transaction=True) as tx:
+            tx.set(self.k_user(new.id), json.dumps(new.to_json(), sort_keys=True))
+            tx.set(self.k_user_by_name(new.username), new.id)
+            tx.set(self.k_claim("username", new.username), new.id)
+            await tx.execute()
+
+    async def _put_channel(self, old: ChannelView | None, new: ChannelView) -> None:
+        async with self.r.pipeline(transaction=True) as tx:
+            tx.set(self.k_channel(new.id), json.dumps(new.to_json(), sort_keys=True))
+            tx.set(self.k_channel_by_name(new.name), new.id)
+            tx.set(self.k_claim("channel", new.name), new.id)
+            tx.sadd(self.k_owner_channels(new.owner_user_id), new.id)
+            if old is not None and old.stream_key_hash != new.stream_key_hash:
+                tx.delete(self.k_channel_by_key(old.stream_key_hash))
+            tx.set(self.k_channel_by_key(new.stream_key_hash), new.id)
+            await tx.execute()
+
+    # -- maintenance ------------------------------------------------------
+    async def drop_views(self) -> int:
+        """Delete every derived key; returns how many."""
+        deleted = 0
+        async for key in self.r.scan_iter(match=f"{self.views}*", count=1000):
+            deleted += int(await self.r.delete(key))
+        return deleted
+
+    async def dump(self) -> dict[str, Any]:
+        """Every view key and its value, for comparing two builds of the views."""
+        out: dict[str, Any] = {}
+        async for key in self.r.scan_iter(match=f"{self.views}*", count=1000):
+            kind = await self.r.type(key)
+            if kind == b"set":
+                out[key.decode()] = sorted(m.decode() for m in await self.r.smembers(key))
+            else:
+                raw = await self.r.get(key)
+                out[key.decode()] = raw.decode() if raw is not None else None
+        return dict(sorted(out.items()))
+
+
+VIEW_TOPICS: tuple[str, ...] = ("users", "channels")
+
+
+def applied(record: str, offset: int, value: Mapping[str, Any]) -> Applied:
+    return Applied(record, offset, value)

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import pytest
+
+from gateways.auth import (bearer_token, hash_password, hash_stream_key, issue_token, new_stream_key,
+                           read_token, verify_password)
+from gateways.errors import Unauthorized
+
+K = "k" * 40
+
+
+def test_password_hash_is_argon2id() -> None:
+    h = hash_password("correct horse")
+    assert h.startswith("$argon2id$") and verify_password(h, "correct horse")
+    assert not verify_password(h, "wrong") and not verify_password("not-a-hash", "x")
+
+
+def test_token_round_trip_and_refusals() -> None:
+    token = issue_token(K, "glasscast", "u1", "alice", now_s=1000, ttl_s=60)
+    assert read_token(K, "glasscast", token, now_s=1030).user_id == "u1"
+    with pytest.raises(Unauthorized, match="expired"):
+        read_token(K, "glasscast", token, now_s=1060)
+    with pytest.raises(Unauthorized, match="signature"):
+        read_token("o" * 40, "glasscast", token, now_s=1030)
+    with pytest.raises(Unauthorized, match="invalid"):
+        read_token(K, "someone-else", token, now_s=1030)
+    with pytest.raises(Unauthorized, match="invalid"):
+        read_token(K, "glasscast", "a.b.c", now_s=1030)
+
+
+def test_bearer_header() -> None:
+    assert bearer_token("Bearer abc") == "abc"
+    for bad in (None, "", "Basic abc", "Bearer "):
+        with pytest.raises(Unauthorized):
+            bearer_token(bad)
+
+
+def test_stream_keys() -> None:
+    a, b = new_stream_key(), new_stream_key()
+    assert a != b and a.startswith("live_") and len(a) > 30
+    assert len(hash_stream_key(a)) == 64 and hash_stream_key(a) == hash_stream_key(a)

@@ -1,0 +1,201 @@
+"""Typed event consumer: decoded records with their coordinates, and a dead-letter policy.
+
+Two modes: a consumer group (``group_id``; offsets committed, partitions
+balanced) or explicit assignment (no group: served at once, used by tools and
+replays).  A record that cannot be decoded is not dropped: it goes to the
+``deadletter`` topic with its topic/partition/offset and the consumer moves on
+(STYLE.md, "Errors and bad input").
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Message, TopicPartition
+
+from infra.settings import KafkaSettings
+from topics.errors import SerializationError, TopicsError
+from topics.producer import EventProducer
+from topics.serde import AvroSerde
+
+log = logging.getLogger("glasscast.topics.consumer")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One decoded record and where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: str | None
+    record: str  # the record's full name, e.g. glasscast.channel.ChannelCreated
+    value: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        """The short record name (ChannelCreated)."""
+        return self.record.rsplit(".", 1)[-1]
+
+
+def consumer_config(kafka: KafkaSettings, group_id: str | None, **overrides: Any) -> dict[str, Any]:
+    """librdkafka settings for a latency-critical consumer."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "client.id": kafka.client_id,
+        # A group id is required even for assign(); a unique one commits nothing shared.
+        "group.id": group_id or f"glasscast-assign-{uuid.uuid4().hex[:12]}",
+        "enable.auto.commit": group_id is not None,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": kafka.session_timeout_ms,
+        "heartbeat.interval.ms": max(500, kafka.session_timeout_ms // 3),
+        # librdkafka's default 500 ms fetch wait would dominate latency.
+        "fetch.wait.max.ms": kafka.fetch_wait_max_ms,
+        "enable.partition.eof": True,
+    }
+    conf.update(overrides)
+    return conf
+
+
+class EventConsumer:
+    """Poll decoded events from one or more topics."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        serde: AvroSerde,
+        topics: Sequence[str],
+        group_id: str | None = None,
+        dead_letter: EventProducer | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.serde = serde
+        self.topics = list(topics)
+        self.group_id = group_id
+        self.dead_letter = dead_letter
+        self._consumer = Consumer(consumer_config(kafka, group_id, **overrides))
+        self._eof: set[tuple[str, int]] = set()
+        self.positions: dict[tuple[str, int], int] = {}  # next offset to read, decoded or not
+        self._assigned: list[TopicPartition] = []
+        if group_id is not None:
+            self._consumer.subscribe(self.topics)
+
+    def assign(self, start: str | int = "beginning") -> list[TopicPartition]:
+        """Read every partition of the topics without a group, from 'beginning', 'end' or an offset."""
+        metadata = self._consumer.list_topics(timeout=10)
+        offset = {"beginning": OFFSET_BEGINNING, "end": OFFSET_END}.get(str(start), start)
+        parts: list[TopicPartition] = []
+        for name in self.topics:
+            topic = metadata.topics.get(name)
+            if topic is None or topic.error is not None:
+                raise TopicsError(f"topic {name!r} does not exist")
+            parts += [TopicPartition(name, p, int(offset)) for p in sorted(topic.partitions)]
+        self._consumer.assign(parts)
+        self._assigned = parts
+        return parts
+
+    def assign_partitions(self, parts: list[TopicPartition]) -> None:
+        self._consumer.assign(parts)
+        self._assigned = parts
+
+    def high_watermarks(self) -> dict[tuple[str, int], int]:
+        """The current end offset of every assigned partition."""
+        ends: dict[tuple[str, int], int] = {}
+        for tp in self._assigned:
+            low, high = self._consumer.get_watermark_offsets(tp, timeout=10)
+            ends[(tp.topic, tp.partition)] = high
+            # Records below the low watermark are gone (retention): nothing to wait for there.
+            self.positions.setdefault((tp.topic, tp.partition), low)
+        return ends
+
+    def caught_up(self) -> bool:
+        """Whether every assigned partition has reached its end since the last record."""
+        return bool(self._assigned) and all((tp.topic, tp.partition) in self._eof for tp in self._assigned)
+
+    def poll(self, timeout_s: float = 0.1) -> Event | None:
+        """The next decoded event, or None; undecodable records are dead-lettered."""
+        msg = self._consumer.poll(timeout_s)
+        if msg is None:
+            return None
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                self._eof.add((msg.topic() or "", msg.partition() or 0))
+                return None
+            raise TopicsError(f"consumer error: {err.str()}")
+        coords = (msg.topic() or "", msg.partition() or 0)
+        self._eof.discard(coords)
+        self.positions[coords] = (msg.offset() or 0) + 1
+        return self._decode(msg)
+
+    def reached(self, ends: dict[tuple[str, int], int]) -> bool:
+        """Whether every partition has been read up to the given end offsets."""
+        return all(self.positions.get(k, 0) >= end for k, end in ends.items())
+
+    def _decode(self, msg: Message) -> Event | None:
+        raw_key = msg.key()
+        try:
+            record, value = self.serde.decode(msg.value() or b"")
+        except SerializationError as exc:
+            self._dead_letter(msg, exc)
+            return None
+        return Event(
+            topic=msg.topic() or "",
+            partition=msg.partition() or 0,
+            offset=msg.offset() or 0,
+            timestamp_ms=msg.timestamp()[1],
+            key=raw_key.decode("utf-8", "replace") if raw_key is not None else None,
+            record=record,
+            value=value,
+        )
+
+    def _dead_letter(self, msg: Message, exc: Exception) -> None:
+        coords = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+        log.warning("undecodable record %s: %s", coords, exc)
+        if self.dead_letter is None:
+            return
+        self.dead_letter.produce(
+            "glasscast.ops.DeadLetter",
+            msg.topic() or "",
+            dead_letter_value(msg.topic() or "", msg.partition() or 0, msg.offset() or 0,
+                              msg.timestamp()[1], msg.key(), msg.value(), str(exc), self.group_id or "",
+                              type(exc).__name__),
+        )
+
+    def __iter__(self) -> Iterator[Event]:
+        while True:
+            event = self.poll(0.5)
+            if event is not None:
+                yield event
+
+    def commit(self) -> None:
+        self._consumer.commit(asynchronous=False)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def dead_letter_value(topic: str, partition: int, offset: int, timestamp_ms: int,
+                      key: bytes | None, value: bytes | None, error: str, group: str,
+                      error_type: str | None = None) -> dict[str, Any]:
+    """The DeadLetter record for a record that could not be decoded."""
+    schema_id = int.from_bytes(value[1:5], "big") if value and len(value) >= 5 and value[0] == 0 else None
+    return {
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": int(time.time() * 1000),
+        "source_topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "timestamp": timestamp_ms if timestamp_ms >= 0 else None,
+        "key": key,
+        "value": value,
+        "error": error,
+        "error_type": error_type,
+        "consumer_group": group,
+        "schema_id": schema_id,
+    }

@@ -1,0 +1,160 @@
+"""Typed event producer: catalogue-checked, Avro in the Confluent wire format.
+
+Idempotent with ``acks=all`` so a retried send never duplicates or reorders a
+record.  A background thread serves librdkafka's delivery callbacks, so
+neither ``produce`` nor an awaiting coroutine ever blocks the event loop on
+``poll``/``flush`` (STYLE.md: blocking confluent-kafka calls stay off the loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from infra.settings import KafkaSettings
+from topics.catalogue import topic_for_record
+from topics.errors import DeliveryError
+from topics.serde import AvroSerde
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Where the broker put an acknowledged record."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
+DeliveryCallback = Callable[[DeliveryError | None, Ack | None], None]
+
+
+def producer_config(kafka: KafkaSettings, **overrides: Any) -> dict[str, Any]:
+    """librdkafka settings for every Glasscast producer."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "client.id": kafka.client_id,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": kafka.linger_ms,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+        "batch.num.messages": 10_000,
+        "message.timeout.ms": max(30_000, kafka.request_timeout_ms * 3),
+    }
+    conf.update(overrides)
+    return conf
+
+
+def _ack(msg: Message) -> Ack:
+    return Ack(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, msg.timestamp()[1])
+
+
+class EventProducer:
+    """Produce catalogue records; ``send`` awaits the broker's acknowledgement."""
+
+    def __init__(self, kafka: KafkaSettings, serde: AvroSerde, **overrides: Any) -> None:
+        self.serde = serde
+        self._producer = Producer(producer_config(kafka, **overrides))
+        self._closing = threading.Event()
+        self._poller = threading.Thread(target=self._poll_loop, name="producer-poll", daemon=True)
+        self._poller.start()
+
+    def _poll_loop(self) -> None:
+        while not self._closing.is_set():
+            self._producer.poll(0.05)
+
+    def produce(
+        self,
+        record: str,
+        key: str,
+        value: Mapping[str, Any],
+        on_delivery: DeliveryCallback | None = None,
+        timestamp_ms: int | None = None,
+        topic: str | None = None,
+    ) -> None:
+        """Queue one record; ``on_delivery`` runs on the poll thread when it is acknowledged."""
+        topic = topic or topic_for_record(record).name
+        data = self.serde.encode(topic, record, value)
+        callback = None
+        if on_delivery is not None:
+            def callback(err: KafkaError | None, msg: Message) -> None:
+                if err is not None:
+                    on_delivery(DeliveryError(f"{record} to {topic}: {err.str()}"), None)
+                else:
+                    on_delivery(None, _ack(msg))
+        self._produce_raw(topic, key.encode(), data, callback, timestamp_ms)
+
+    def _produce_raw(self, topic: str, key: bytes, data: bytes, callback: Any, timestamp_ms: int | None) -> None:
+        kwargs: dict[str, Any] = {"key": key, "value": data}
+        if callback is not None:
+            kwargs["on_delivery"] = callback
+        if timestamp_ms is not None:
+            kwargs["timestamp"] = timestamp_ms
+        while True:
+            try:
+                self._producer.produce(topic, **kwargs)
+                return
+            except BufferError:
+                # Local queue full: let librdkafka drain (back-pressure to the caller).
+                self._producer.poll(0.01)
+            except KafkaException as exc:
+                raise DeliveryError(f"{topic}: {exc}") from exc
+
+    async def send(self, record: str, key: str, value: Mapping[str, Any],
+                   timestamp_ms: int | None = None) -> Ack:
+        """Produce and wait for the acknowledgement without blocking the loop."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Ack] = loop.create_future()
+
+        def done(err: DeliveryError | None, ack: Ack | None) -> None:
+            loop.call_soon_threadsafe(_settle, future, err, ack)
+
+        self.produce(record, key, value, on_delivery=done, timestamp_ms=timestamp_ms)
+        return await future
+
+    def send_sync(self, record: str, key: str, value: Mapping[str, Any],
+                  timeout_s: float = 30.0, timestamp_ms: int | None = None) -> Ack:
+        """Produce and block until acknowledged (CLI tools and scripts)."""
+        result: list[Any] = []
+        done = threading.Event()
+
+        def callback(err: DeliveryError | None, ack: Ack | None) -> None:
+            result.append(err or ack)
+            done.set()
+
+        self.produce(record, key, value, on_delivery=callback, timestamp_ms=timestamp_ms)
+        if not done.wait(timeout_s):
+            raise DeliveryError(f"{record}: no acknowledgement within {timeout_s} s")
+        if isinstance(result[0], DeliveryError):
+            raise result[0]
+        return result[0]  # type: ignore[no-any-return]
+
+    def metadata(self, timeout_s: float = 5.0) -> list[str]:
+        """Topic names the broker reports (a liveness check; blocks up to ``timeout_s``)."""
+        return sorted(self._producer.list_topics(timeout=timeout_s).topics)
+
+    def flush(self, timeout_s: float = 30.0) -> int:
+        """Wait for queued records; returns how many are still undelivered."""
+        return int(self._producer.flush(timeout_s))
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        remaining = self.flush(timeout_s)
+        self._closing.set()
+        self._poller.join(timeout=2)
+        if remaining:
+            raise DeliveryError(f"{remaining} records not acknowledged at close")
+
+
+def _settle(future: asyncio.Future[Ack], err: DeliveryError | None, ack: Ack | None) -> None:
+    if future.done():
+        return
+    if err is not None:
+        future.set_exception(err)
+    else:
+        future.set_result(ack)  # type: ignore[arg-type]
