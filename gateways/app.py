@@ -58,7 +58,7 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             await asyncio.to_thread(producer.close, 10.0)
             await client.aclose()
-            serde.registry.close()
+            serde.close()
 
     middleware = [Middleware(RequestContextMiddleware, metrics=RequestMetrics(metrics))]
     if settings.gateway.cors_origins:

@@ -43,8 +43,9 @@ def configure_logging(log: LogSettings, service: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(log.level.upper())
-    for noisy in ("aiokafka", "faust", "mode", "uvicorn.access", "httpx"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    if root.level > logging.DEBUG:
+        for noisy in ("aiokafka", "faust", "mode", "uvicorn.access", "httpx"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

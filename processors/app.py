@@ -7,8 +7,10 @@ point; ``glasscast run processors`` runs the worker it returns.
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any, AsyncIterator
+from dataclasses import dataclass
+from typing import Any
 
 import faust
 import redis.asyncio as aioredis
@@ -27,12 +29,24 @@ log = logging.getLogger("glasscast.processors")
 CODEC = "glasscast_avro"
 
 
+@dataclass
+class Resources:
+    """What the agents share (kept off Faust's own attributes such as ``producer``)."""
+
+    views: ViewStore
+    dead_letters: EventProducer
+
+
 class ProcessorsApp(faust.App):
     """The Faust app plus the resources its agents share."""
 
     fetch_max_wait_ms: int = 10
-    views: ViewStore
-    producer: EventProducer
+    resources: Resources
+
+
+def ready_key(settings: Settings) -> str:
+    """Valkey key a processors worker writes when it has been assigned its partitions."""
+    return f"{settings.valkey.key_prefix}processors:{settings.processors.app_id}:assigned"
 
 
 def build_processors(settings: Settings, serde: AvroSerde) -> ProcessorsApp:
@@ -40,6 +54,8 @@ def build_processors(settings: Settings, serde: AvroSerde) -> ProcessorsApp:
     register_transport()
     register_codec(CODEC, serde)
     session_s = settings.kafka.session_timeout_ms / 1000
+    datadir = settings.data_dir / "processors"
+    datadir.mkdir(parents=True, exist_ok=True)
     app = ProcessorsApp(
         settings.processors.app_id,
         broker=f"{SCHEME}://{settings.kafka.bootstrap_servers}",
@@ -55,28 +71,35 @@ def build_processors(settings: Settings, serde: AvroSerde) -> ProcessorsApp:
         broker_rebalance_timeout=max(10.0, session_s * 2),
         broker_commit_every=100,
         broker_commit_interval=1.0,
-        datadir=str(settings.data_dir / "processors"),
+        datadir=str(datadir),
         logging_config=None,
         loghandlers=[],
     )
     app.fetch_max_wait_ms = settings.kafka.fetch_wait_max_ms
-    app.views = ViewStore(aioredis.Redis.from_url(settings.valkey.url), settings.valkey.key_prefix)
-    app.producer = EventProducer(settings.kafka, serde)
+    res = app.resources = Resources(
+        views=ViewStore(aioredis.Redis.from_url(settings.valkey.url), settings.valkey.key_prefix),
+        dead_letters=EventProducer(settings.kafka, serde))
+    @app.on_partitions_assigned.connect
+    async def announce(sender: Any, assigned: set[Any], **_: Any) -> None:
+        # Readiness for operators and tests: this worker owns these partitions now.
+        parts = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)
+        await res.views.r.set(ready_key(settings), json.dumps({"partitions": parts}))
+        log.info("assigned %d partitions: %s", len(parts), ", ".join(parts))
+
     view_topic = app.topic(*VIEW_TOPICS, key_serializer="raw", value_serializer=CODEC)
 
     @app.agent(view_topic)
-    async def materialise_views(stream: faust.StreamT[Any]) -> AsyncIterator[None]:
+    async def materialise_views(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
             msg = event.message
             value = event.value
             if isinstance(value, Undecodable):
                 log.warning("undecodable record %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, value.error)
-                app.producer.produce("glasscast.ops.DeadLetter", msg.topic, dead_letter_value(
+                res.dead_letters.produce("glasscast.ops.DeadLetter", msg.topic, dead_letter_value(
                     msg.topic, msg.partition, msg.offset, int((msg.timestamp or 0) * 1000),
                     msg.key, value.raw, value.error, settings.processors.app_id))
                 continue
             if isinstance(value, Decoded):
-                await app.views.apply(Applied(value.record, msg.offset, value.value))
-            yield None
+                await res.views.apply(Applied(value.record, msg.offset, value.value))
 
     return app

@@ -100,7 +100,7 @@ def platform(broker: TansuBroker, valkey: ValkeyProcess, registry: str,
     s = s.with_section("gateway", port=port)
     s = s.with_section("processors", app_id=f"views-{tag}")
     with run_service(s, "processors", data / "processors.log") as proc:
-        wait_group_stable(broker.bootstrap_servers, s.processors.app_id, proc, data / "processors.log")
+        wait_processors_assigned(s, proc, data / "processors.log")
         with serve_app(create_app(s), port) as url:
             yield Platform(settings=s, url=url)
 
@@ -111,23 +111,23 @@ class Platform:
         self.url = url
 
 
-def wait_group_stable(bootstrap: str, group: str, proc: Any, log: Path, timeout_s: float = 60) -> None:
-    """Wait until a consumer group has members and a stable assignment."""
+def wait_processors_assigned(settings: Settings, proc: Any, log: Path, timeout_s: float = 60) -> None:
+    """Wait until a processors worker reports its partition assignment (it writes a Valkey key)."""
     import time
 
-    from confluent_kafka import ConsumerGroupState
-    from confluent_kafka.admin import AdminClient
+    import redis
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    from processors.app import ready_key
+
+    client = redis.Redis.from_url(settings.valkey.url)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"processors exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            desc = admin.describe_consumer_groups([group])[group].result(timeout=5)
-            if desc.state == ConsumerGroupState.STABLE and desc.members:
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"processors exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            if client.exists(ready_key(settings)):
                 return
-        except Exception:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"consumer group {group} not stable after {timeout_s} s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
+    finally:
+        client.close()
+    raise RuntimeError(f"processors not assigned after {timeout_s} s:\n{log.read_text()[-3000:]}")

@@ -117,3 +117,7 @@ class AvroSerde:
 
     def records(self) -> tuple[str, ...]:
         return tuple(self._raw)
+
+    def close(self) -> None:
+        """Close the registry connection."""
+        self.registry.close()

@@ -102,7 +102,10 @@ async def test_patch_and_rotate_stream_key(platform: Platform) -> None:
 
     # Only hashes enter the log: no event carries either plaintext key.
     serde = make_serde(s)
-    events = list(read_topic(s.kafka, serde, "channels", start="beginning", exit_at_end=True))
+    try:
+        events = list(read_topic(s.kafka, serde, "channels", start="beginning", exit_at_end=True))
+    finally:
+        serde.close()
     assert any(e.key == created["id"] for e in events)
     text = repr([e.value for e in events])
     assert created["stream_key"] not in text and new_key not in text
@@ -213,7 +216,11 @@ async def test_rebuild_views_reproduces_them(platform: Platform) -> None:
     try:
         before = await views.dump()
         assert len(before) > 10
-        report = await rebuild_views(s, make_serde(s))
+        serde = make_serde(s)
+        try:
+            report = await rebuild_views(s, serde)
+        finally:
+            serde.close()
         assert report.dropped_keys == len(before)
         after = await views.dump()
         assert after == before
