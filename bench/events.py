@@ -17,6 +17,7 @@ import argparse
 import io
 import json
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -39,6 +40,7 @@ from topics.producer import EventProducer, producer_config  # noqa: E402
 from topics.runtime import make_serde  # noqa: E402
 
 RECORD = "glasscast.chat.ChatMessageSent"
+PARTITIONS = 3
 
 
 def chat_message(i: int, channel: str) -> dict[str, Any]:
@@ -63,101 +65,124 @@ def drain(consumer: Consumer, topic: str, n: int, decode: Any) -> float:
     return time.perf_counter() - start
 
 
-def bench(settings: Settings, n: int, latency_s: float) -> dict[str, Any]:
-    serde = make_serde(settings)
-    channel = str(uuid.uuid4())
-    bare_topic, typed_topic, lat_topic = (f"bench.{k}.{uuid.uuid4().hex[:6]}" for k in ("bare", "typed", "lat"))
-    specs = [TopicSpec(t, "channel_id", (RECORD,), partitions=3) for t in (bare_topic, typed_topic, lat_topic)]
-    ensure_topics(settings.kafka, specs)
-    parsed = serde.parsed(RECORD)
-    values = [chat_message(i, channel) for i in range(n)]
-
-    # Bare loop: schemaless encoding + produce, the same producer settings.
+def produce_bare(settings: Settings, parsed: Any, topic: str, channel: str, values: list[dict[str, Any]]) -> float:
+    """The reference: fastavro schemaless encoding + Producer.produce, same producer settings."""
     bare = Producer(producer_config(settings.kafka))
+    key = channel.encode()
     start = time.perf_counter()
     for i, value in enumerate(values):
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, parsed, value)
         while True:
             try:
-                bare.produce(bare_topic, buf.getvalue(), channel.encode())
+                bare.produce(topic, buf.getvalue(), key)
                 break
             except BufferError:
                 bare.poll(0.01)
         if i % 1000 == 0:
             bare.poll(0)
     assert bare.flush(60) == 0
-    bare_produce = n / (time.perf_counter() - start)
+    return len(values) / (time.perf_counter() - start)
 
-    typed = EventProducer(settings.kafka, serde)
-    serde.prepare(typed_topic, RECORD)
+
+def produce_typed(producer: EventProducer, topic: str, channel: str, values: list[dict[str, Any]]) -> float:
+    producer.serde.prepare(topic, RECORD)
     start = time.perf_counter()
     for value in values:
-        typed.produce(RECORD, channel, value, topic=typed_topic)
-    assert typed.flush(60) == 0
-    typed_produce = n / (time.perf_counter() - start)
+        producer.produce(RECORD, channel, value, topic=topic)
+    assert producer.flush(60) == 0
+    return len(values) / (time.perf_counter() - start)
 
-    # Consume: bare poll + schemaless decode vs EventConsumer (framing, registry-resolved reader).
+
+def consume_bare(settings: Settings, parsed: Any, topic: str, n: int) -> float:
     raw = Consumer(consumer_config(settings.kafka, None, **{"enable.partition.eof": False}))
-    raw.assign([TopicPartition(bare_topic, p, 0) for p in range(3)])
-    bare_consume = n / drain(raw, bare_topic, n, lambda b: fastavro.schemaless_reader(io.BytesIO(b), parsed))
-    raw.close()
-    ev = EventConsumer(settings.kafka, serde, [typed_topic])
-    ev.assign("beginning")
-    start = time.perf_counter()
-    got = 0
-    while got < n:
-        if ev.poll(0.05) is not None:
-            got += 1
-    typed_consume = n / (time.perf_counter() - start)
-    ev.close()
+    raw.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    try:
+        return n / drain(raw, topic, n, lambda b: fastavro.schemaless_reader(io.BytesIO(b), parsed))
+    finally:
+        raw.close()
 
-    # Latency at 1,000 events/s through topics/.
+
+def consume_typed(settings: Settings, serde: Any, topic: str, n: int) -> float:
+    consumer = EventConsumer(settings.kafka, serde, [topic], **{"enable.partition.eof": False})
+    consumer.assign("beginning")
+    try:
+        start = time.perf_counter()
+        got = 0
+        while got < n:
+            got += len(consumer.consume(10_000, 0.05))
+        return n / (time.perf_counter() - start)
+    finally:
+        consumer.close()
+
+
+def latency(settings: Settings, serde: Any, producer: EventProducer, topic: str, channel: str,
+            seconds: float, rate: int = 1000) -> list[float]:
+    """Produce-call to consume latency (ms) at a paced ``rate`` through topics/."""
     sent: dict[str, float] = {}
     latencies: list[float] = []
-    lat_consumer = EventConsumer(settings.kafka, serde, [lat_topic])
-    lat_consumer.assign("end")
-    while lat_consumer._consumer.assignment() == []:
-        time.sleep(0.01)
+    consumer = EventConsumer(settings.kafka, serde, [topic])
+    consumer.assign("end")
     stop = threading.Event()
 
     def reader() -> None:
         while not stop.is_set():
-            event = lat_consumer.poll(0.05)
+            event = consumer.poll(0.05)
             if event is not None:
-                latencies.append(time.perf_counter() - sent[event.value["nonce"]])
+                latencies.append((time.perf_counter() - sent[event.value["nonce"]]) * 1000)
 
     thread = threading.Thread(target=reader)
     thread.start()
     time.sleep(0.5)  # let the assignment's first fetch settle
-    rate, total = 1000, int(1000 * latency_s)
+    total = int(rate * seconds)
     start = time.perf_counter()
     for i in range(total):
-        target = start + i / rate
-        delay = target - time.perf_counter()
+        delay = start + i / rate - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
         value = chat_message(i, channel)
         value["nonce"] = f"lat{i}"
         sent[value["nonce"]] = time.perf_counter()
-        typed.produce(RECORD, channel, value, topic=lat_topic)
-    typed.flush(30)
+        producer.produce(RECORD, channel, value, topic=topic)
+    producer.flush(30)
     deadline = time.monotonic() + 10
     while len(latencies) < total and time.monotonic() < deadline:
         time.sleep(0.05)
     stop.set()
     thread.join()
-    lat_consumer.close()
-    typed.close()
+    consumer.close()
+    return latencies
 
-    ms = [x * 1000 for x in latencies]
+
+def bench(settings: Settings, n: int, rounds: int, latency_s: float) -> dict[str, Any]:
+    serde = make_serde(settings)
+    channel = str(uuid.uuid4())
+    run = uuid.uuid4().hex[:6]
+    names = {(kind, r): f"bench.{kind}{r}.{run}" for kind in ("bare", "typed") for r in range(rounds)}
+    lat_topic = f"bench.latency.{run}"
+    ensure_topics(settings.kafka, [TopicSpec(t, "channel_id", (RECORD,), partitions=PARTITIONS)
+                                   for t in [*names.values(), lat_topic]])
+    parsed = serde.parsed(RECORD)
+    values = [chat_message(i, channel) for i in range(n)]
+    producer = EventProducer(settings.kafka, serde)
+    results: dict[str, list[float]] = {"bare_p": [], "typed_p": [], "bare_c": [], "typed_c": []}
+    # Alternate the two paths round by round so machine noise hits both alike.
+    for r in range(rounds):
+        results["bare_p"].append(produce_bare(settings, parsed, names[("bare", r)], channel, values))
+        results["typed_p"].append(produce_typed(producer, names[("typed", r)], channel, values))
+        results["bare_c"].append(consume_bare(settings, parsed, names[("bare", r)], n))
+        results["typed_c"].append(consume_typed(settings, serde, names[("typed", r)], n))
+    ms = latency(settings, serde, producer, lat_topic, channel, latency_s)
+    producer.close()
+    serde.close()
+    med = {k: statistics.median(v) for k, v in results.items()}
     return {
-        "bench": "events", "events": n, "record": RECORD,
-        "bare_produce_per_s": round(bare_produce), "topics_produce_per_s": round(typed_produce),
-        "produce_ratio": round(typed_produce / bare_produce, 3),
-        "bare_consume_per_s": round(bare_consume), "topics_consume_per_s": round(typed_consume),
-        "consume_ratio": round(typed_consume / bare_consume, 3),
-        "latency_rate_per_s": rate, "latency_events": total, "latency_received": len(ms),
+        "bench": "events", "events_per_round": n, "rounds": rounds, "record": RECORD,
+        "bare_produce_per_s": round(med["bare_p"]), "topics_produce_per_s": round(med["typed_p"]),
+        "produce_ratio": round(med["typed_p"] / med["bare_p"], 3),
+        "bare_consume_per_s": round(med["bare_c"]), "topics_consume_per_s": round(med["typed_c"]),
+        "consume_ratio": round(med["typed_c"] / med["bare_c"], 3),
+        "latency_rate_per_s": 1000, "latency_events": int(1000 * latency_s), "latency_received": len(ms),
         "latency_p50_ms": round(percentile(ms, 0.5), 2) if ms else None,
         "latency_p99_ms": round(percentile(ms, 0.99), 2) if ms else None,
         "fetch_wait_max_ms": settings.kafka.fetch_wait_max_ms,
@@ -166,7 +191,8 @@ def bench(settings: Settings, n: int, latency_s: float) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=200_000, help="events per round and path")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     args = parser.parse_args()
 
@@ -179,7 +205,8 @@ def main() -> None:
         try:
             s = Settings(data_dir=Path(tmp)).with_section("kafka", bootstrap_servers=broker.bootstrap_servers)
             with serve_app(create_registry_app(s)) as url:
-                result = bench(s.with_section("registry", url=url), args.events, args.latency_seconds)
+                result = bench(s.with_section("registry", url=url), args.events, args.rounds,
+                               args.latency_seconds)
         finally:
             broker.stop()
     result["cpus"] = os.cpu_count()

@@ -15,7 +15,6 @@ with back-off.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import secrets
@@ -29,6 +28,7 @@ from typing import IO, Callable
 
 import httpx
 
+from infra.embedded.keeper import keeper_argv, read_ready
 from infra.embedded.process import ManagedProcess, free_port, pid_alive
 from infra.embedded.valkey import ValkeyProcess
 from infra.errors import ServiceError
@@ -87,16 +87,17 @@ class Supervisor:
             raise ServiceError(f"another `glasscast up` is running on {self.data_dir}") from None
 
     def _start_keeper(self) -> str:
-        ready = self.data_dir / "broker" / "ready.json"
-        ready.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "infra.embedded.keeper", "--data-dir", str(self.data_dir),
-                "--port", str(self.settings.kafka.broker_port or free_port()), "--parent-pid", str(os.getpid())]
+        argv = keeper_argv(self.data_dir, port=self.settings.kafka.broker_port, parent_pid=os.getpid())
         self.keeper = ManagedProcess("broker-keeper", argv, self.data_dir / "logs" / "keeper.out",
                                      env=self._env(self.settings), new_session=True, parent_death_signal=None)
         self.keeper.start()
-        # Rehydration from the archive happens before ready.json appears.
-        self.keeper.wait_ready(ready.exists, timeout_s=600)
-        return str(json.loads(ready.read_text())["bootstrap_servers"])
+        pid = self.keeper.pid
+        # Rehydration from the archive happens before the keeper reports ready.
+        self.keeper.wait_ready(lambda: read_ready(self.data_dir, pid) is not None, timeout_s=600)
+        ready = read_ready(self.data_dir, pid)
+        assert ready is not None
+        log.info("broker rehydrated: %s", ready.get("rehydrated"))
+        return str(ready["bootstrap_servers"])
 
     def _env(self, settings: Settings) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GLASSCAST_")}

@@ -34,9 +34,8 @@ async def rebuild_views(settings: Settings, serde: AvroSerde) -> RebuildReport:
     try:
         dropped = await store.drop_views()
         consumer.assign("beginning")
-        ends = consumer.high_watermarks()
         events = changed = 0
-        while not consumer.reached(ends):
+        while not consumer.caught_up():
             event = consumer.poll(0.2)
             if event is None:
                 continue

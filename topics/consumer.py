@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Message, TopicPartition
 
@@ -25,9 +24,8 @@ from topics.serde import AvroSerde
 log = logging.getLogger("glasscast.topics.consumer")
 
 
-@dataclass(frozen=True)
-class Event:
-    """One decoded record and where it came from."""
+class Event(NamedTuple):
+    """One decoded record and where it came from (a tuple: cheap to build per record)."""
 
     topic: str
     partition: int
@@ -80,7 +78,6 @@ class EventConsumer:
         self.dead_letter = dead_letter
         self._consumer = Consumer(consumer_config(kafka, group_id, **overrides))
         self._eof: set[tuple[str, int]] = set()
-        self.positions: dict[tuple[str, int], int] = {}  # next offset to read, decoded or not
         self._assigned: list[TopicPartition] = []
         if group_id is not None:
             self._consumer.subscribe(self.topics)
@@ -103,18 +100,13 @@ class EventConsumer:
         self._consumer.assign(parts)
         self._assigned = parts
 
-    def high_watermarks(self) -> dict[tuple[str, int], int]:
-        """The current end offset of every assigned partition."""
-        ends: dict[tuple[str, int], int] = {}
-        for tp in self._assigned:
-            low, high = self._consumer.get_watermark_offsets(tp, timeout=10)
-            ends[(tp.topic, tp.partition)] = high
-            # Records below the low watermark are gone (retention): nothing to wait for there.
-            self.positions.setdefault((tp.topic, tp.partition), low)
-        return ends
-
     def caught_up(self) -> bool:
-        """Whether every assigned partition has reached its end since the last record."""
+        """Whether every assigned partition has reached its end since its last record.
+
+        Based on librdkafka's partition-EOF events, which follow the high
+        watermark in fetch responses: the embedded broker's ListOffsets answer
+        for "latest" can lag the real end, so watermark queries are not used.
+        """
         return bool(self._assigned) and all((tp.topic, tp.partition) in self._eof for tp in self._assigned)
 
     def poll(self, timeout_s: float = 0.1) -> Event | None:
@@ -122,37 +114,38 @@ class EventConsumer:
         msg = self._consumer.poll(timeout_s)
         if msg is None:
             return None
+        return self._handle(msg)
+
+    def consume(self, max_records: int = 1000, timeout_s: float = 0.05) -> list[Event]:
+        """Up to ``max_records`` decoded events in one call (throughput paths).
+
+        librdkafka returns as soon as ``max_records`` are there or ``timeout_s``
+        has passed, so keep the timeout short where latency matters.
+        """
+        events = []
+        for msg in self._consumer.consume(max_records, timeout_s):
+            event = self._handle(msg)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _handle(self, msg: Message) -> Event | None:
         err = msg.error()
         if err is not None:
             if err.code() == KafkaError._PARTITION_EOF:
                 self._eof.add((msg.topic() or "", msg.partition() or 0))
                 return None
             raise TopicsError(f"consumer error: {err.str()}")
-        coords = (msg.topic() or "", msg.partition() or 0)
-        self._eof.discard(coords)
-        self.positions[coords] = (msg.offset() or 0) + 1
-        return self._decode(msg)
-
-    def reached(self, ends: dict[tuple[str, int], int]) -> bool:
-        """Whether every partition has been read up to the given end offsets."""
-        return all(self.positions.get(k, 0) >= end for k, end in ends.items())
-
-    def _decode(self, msg: Message) -> Event | None:
-        raw_key = msg.key()
+        if self._eof:
+            self._eof.discard((msg.topic() or "", msg.partition() or 0))
         try:
             record, value = self.serde.decode(msg.value() or b"")
         except SerializationError as exc:
             self._dead_letter(msg, exc)
             return None
-        return Event(
-            topic=msg.topic() or "",
-            partition=msg.partition() or 0,
-            offset=msg.offset() or 0,
-            timestamp_ms=msg.timestamp()[1],
-            key=raw_key.decode("utf-8", "replace") if raw_key is not None else None,
-            record=record,
-            value=value,
-        )
+        raw_key = msg.key()
+        return Event(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, msg.timestamp()[1],
+                     raw_key.decode("utf-8", "replace") if raw_key is not None else None, record, value)
 
     def _dead_letter(self, msg: Message, exc: Exception) -> None:
         coords = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"

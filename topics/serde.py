@@ -21,7 +21,7 @@ from fastavro.schema import to_parsing_canonical_form
 from topics.catalogue import BY_NAME
 from topics.errors import RegistryError, SerializationError, UnknownRecordError
 from topics.registry_client import RegistryClient
-from topics.wire import frame_header, unframe
+from topics.wire import HEADER_SIZE, frame_header, unframe
 
 
 @dataclass(frozen=True)
@@ -104,10 +104,12 @@ class AvroSerde:
 
     def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
         """(record full name, value) from framed Avro bytes."""
-        schema_id, body = unframe(data)
+        schema_id, _ = unframe(data)
         reader = self._readers.get(schema_id) or self._reader_for(schema_id)
+        buf = io.BytesIO(data)
+        buf.seek(HEADER_SIZE)
         try:
-            value = fastavro.schemaless_reader(io.BytesIO(body), reader.writer, reader.reader)
+            value = fastavro.schemaless_reader(buf, reader.writer, reader.reader)
         except Exception as exc:  # fastavro raises many kinds on corrupt input
             raise SerializationError(
                 f"{reader.name} (schema id {schema_id}): corrupt Avro body: {exc!r}") from exc

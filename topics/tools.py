@@ -77,9 +77,8 @@ def read_topic(kafka: KafkaSettings, serde: AvroSerde, topic: str, start: str = 
             consumer.assign_partitions([TopicPartition(tp.topic, tp.partition, max(tp.offset, 0))
                                         if tp.offset >= 0 else TopicPartition(tp.topic, tp.partition, -1)
                                         for tp in found])
-        ends = consumer.high_watermarks() if exit_at_end else {}
         while not should_stop():
-            if exit_at_end and consumer.reached(ends):
+            if exit_at_end and consumer.caught_up():
                 return
             event = consumer.poll(0.2)
             if event is None:

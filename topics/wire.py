@@ -31,4 +31,4 @@ def unframe(data: bytes) -> tuple[int, memoryview]:
     magic, schema_id = HEADER.unpack_from(data, 0)
     if magic != MAGIC_BYTE:
         raise SerializationError(f"unknown magic byte {magic} (expected {MAGIC_BYTE}): not Confluent-framed Avro")
-    return schema_id, memoryview(data)[HEADER_SIZE:]
+    return schema_id, memoryview(data)[HEADER_SIZE:]  # a view: the body is not copied

@@ -1,0 +1,221 @@
+"""The broker keeper: Tansu, rehydrated at start and archived until it stops.
+
+Run as ``python -m infra.embedded.keeper --data-dir DIR [--port N]
+[--parent-pid PID]``, with settings from ``GLASSCAST_*`` variables.  The
+supervisor starts it in a new session and without a parent-death signal, so
+that a SIGKILL of the supervisor does not kill it: the keeper notices that its
+parent is gone (polled every ``PARENT_POLL_S``), as it notices SIGTERM and
+SIGINT, and then drains -- archives everything the broker acknowledged,
+fsyncs -- before it stops Tansu.  Tansu gets SIGKILL as its parent-death
+signal, so it never outlives the keeper.
+
+Files under ``<data_dir>/broker``:
+
+- ``keeper.lock``: flock held for the keeper's whole life; a new keeper waits
+  (up to ``LOCK_WAIT_S``) for a previous one that is still draining.
+- ``ready.json``: ``{"bootstrap_servers", "pid", "tansu_pid", "rehydrated"}``,
+  written atomically once rehydration is complete, removed on the way out.
+  A stale one (from a keeper that was SIGKILLed) is removed at start; readers
+  should check ``pid`` (``read_ready``).
+- ``keeper.log`` and ``tansu.log``.
+
+Exit status: 0 after a clean stop, 1 when Tansu or the archive fails, 2 when
+the lock could not be taken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any, Sequence
+
+from infra.embedded.archiver import Archiver
+from infra.embedded.process import pid_alive
+from infra.embedded.rehydrate import rehydrate
+from infra.embedded.tansu import TansuBroker
+from infra.errors import InfraError
+from infra.settings import Settings, load_settings
+from topics.archive import ArchiveWriter
+
+LOCK_WAIT_S = 60.0
+PARENT_POLL_S = 0.1
+READY_FILE = "ready.json"
+LOCK_FILE = "keeper.lock"
+
+
+def broker_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "broker"
+
+
+def keeper_argv(data_dir: Path, port: int | None = None, parent_pid: int | None = None) -> list[str]:
+    """The command line that starts a keeper with this interpreter (port None: from settings, 0: free)."""
+    argv = [sys.executable, "-m", "infra.embedded.keeper", "--data-dir", str(data_dir)]
+    argv += ["--port", str(port)] if port is not None else []
+    return argv + (["--parent-pid", str(parent_pid)] if parent_pid else [])
+
+
+def read_ready(data_dir: Path, pid: int | None = None) -> dict[str, Any] | None:
+    """ready.json if a live keeper (``pid``, when given) wrote it, else None."""
+    try:
+        ready: dict[str, Any] = json.loads((broker_dir(data_dir) / READY_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    if (pid is not None and ready.get("pid") != pid) or not pid_alive(int(ready.get("pid", 0))):
+        return None
+    return ready
+
+
+class _Parent:
+    """Whether the process that started us is still there."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        # While it is our real parent, a reparenting is the surest sign it died
+        # (a dead parent that nobody reaped still answers kill(pid, 0)).
+        self.is_ppid = pid == os.getppid()
+
+    def alive(self) -> bool:
+        if self.pid is None:
+            return True
+        if self.is_ppid:
+            return os.getppid() == self.pid
+        try:
+            return Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
+
+
+class Keeper:
+    """One keeper run: lock, start, rehydrate, announce, archive, drain, stop."""
+
+    def __init__(self, settings: Settings, port: int, parent_pid: int | None, log: logging.Logger) -> None:
+        self.settings = settings
+        self.dir = broker_dir(settings.data_dir)
+        self.port = port
+        self.parent = _Parent(parent_pid)
+        self.log = log
+        self.stop_reason = ""
+
+    def request_stop(self, signum: int, _frame: FrameType | None = None) -> None:
+        self.stop_reason = self.stop_reason or signal.Signals(signum).name
+
+    def should_stop(self) -> bool:
+        if not self.stop_reason and not self.parent.alive():
+            self.stop_reason = f"parent {self.parent.pid} exited"
+        return bool(self.stop_reason)
+
+    def lock(self) -> int | None:
+        """Take the keeper lock, waiting for a previous keeper; the fd, or None on timeout."""
+        fd = os.open(self.dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() > deadline or self.stop_reason:
+                    os.close(fd)
+                    return None
+                time.sleep(0.05)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return fd
+
+    def run(self) -> int:
+        lock_fd = self.lock()
+        if lock_fd is None:
+            self.log.error("keeper: %s held by another keeper for %.0f s; giving up", self.dir / LOCK_FILE,
+                           LOCK_WAIT_S)
+            return 2
+        ready_path = self.dir / READY_FILE
+        ready_path.unlink(missing_ok=True)
+        broker = TansuBroker(self.dir / "tansu.log", port=self.port, parent_death_signal=signal.SIGKILL)
+        archiver: Archiver | None = None
+        status = 1
+        try:
+            broker.start()
+            self.log.info("keeper: tansu pid %s on %s", broker.process.pid, broker.bootstrap_servers)
+            archive = ArchiveWriter(self.settings.data_dir / "archive", fsync=self.settings.archive.fsync)
+            report: dict[str, float] = {}
+            if self.settings.archive.enabled:
+                report = rehydrate(broker.bootstrap_servers, archive, self.settings.kafka, logger=self.log).as_dict()
+                archiver = Archiver(broker.bootstrap_servers, archive, self.settings.kafka, self.settings.archive,
+                                    self.log)
+            self._write_ready(ready_path, broker, report)
+            self.log.info("keeper: ready (rehydrated %s)", report)
+            while not self.should_stop():
+                if not broker.process.alive():
+                    raise InfraError(f"tansu exited with {broker.process.returncode()}")
+                if archiver is not None:
+                    archiver.poll(PARENT_POLL_S / 2)
+                else:
+                    time.sleep(PARENT_POLL_S)
+            self.log.info("keeper: stopping (%s)", self.stop_reason)
+            drained = archiver.drain(self.settings.archive.drain_timeout_s) if archiver else True
+            status = 0 if drained else 1
+        except Exception:
+            self.log.exception("keeper: failed")
+        finally:
+            ready_path.unlink(missing_ok=True)
+            try:
+                if archiver is not None:
+                    archiver.close()  # flushes what was read, even after a failure
+            except Exception:
+                self.log.exception("keeper: closing the archive failed")
+                status = 1
+            _kill(broker)
+            self.log.info("keeper: tansu stopped; exit %d", status)
+            os.close(lock_fd)
+        return status
+
+    def _write_ready(self, path: Path, broker: TansuBroker, report: dict[str, float]) -> None:
+        doc = {"bootstrap_servers": broker.bootstrap_servers, "pid": os.getpid(),
+               "tansu_pid": broker.process.pid, "rehydrated": report}
+        tmp = path.with_name(f".{READY_FILE}.tmp")
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, path)  # atomic, so a reader never sees half a file
+
+
+def _kill(broker: TansuBroker) -> None:
+    """Stop Tansu at once: after the drain its memory holds nothing the archive lacks.
+
+    On SIGTERM it waits about 5 s for connected clients to leave (measured).
+    """
+    proc = broker.process.proc
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.embedded.keeper", description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", type=Path, help="data directory (default: GLASSCAST_DATA_DIR)")
+    parser.add_argument("--port", type=int, default=None, help="broker port (default: GLASSCAST_KAFKA_BROKER_PORT)")
+    parser.add_argument("--parent-pid", type=int, default=None, help="stop when this process exits")
+    args = parser.parse_args(argv)
+    overrides = {"data_dir": args.data_dir} if args.data_dir else {}
+    settings = load_settings(os.environ, **overrides)
+    directory = broker_dir(settings.data_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(filename=directory / "keeper.log", level=settings.log.level.upper(),
+                        format="%(asctime)s %(process)d %(levelname)s %(message)s")
+    log = logging.getLogger("glasscast.keeper")
+    port = args.port if args.port is not None else settings.kafka.broker_port
+    keeper = Keeper(settings, port, args.parent_pid, log)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, keeper.request_stop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closing terminal is not a reason to stop
+    log.info("keeper: start pid %d, data dir %s, parent %s", os.getpid(), settings.data_dir, args.parent_pid)
+    return keeper.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
