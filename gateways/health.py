@@ -46,9 +46,22 @@ async def _check_registry(request: Request) -> str | None:
         return f"registry: {exc}"
 
 
+async def _check_processors(request: Request) -> str | None:
+    from processors.app import ready_key
+
+    svc = services(request)
+    try:
+        if await svc.redis.exists(ready_key(svc.settings)):
+            return None
+        return "processors: no worker has been assigned its partitions yet"
+    except (redis.RedisError, OSError) as exc:
+        return f"processors: {exc}"
+
+
 async def readyz(request: Request) -> JSONResponse:
     problems = [p for p in await asyncio.gather(
-        _check_valkey(request), _check_kafka(request), _check_registry(request)) if p]
+        _check_valkey(request), _check_kafka(request), _check_registry(request),
+        _check_processors(request)) if p]
     if problems:
         return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
     return JSONResponse({"status": "ready"})

@@ -48,6 +48,16 @@ def read_state(data_dir: Path) -> RunState | None:
     return RunState(**data)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def clear_state(data_dir: Path) -> None:
     state_path(data_dir).unlink(missing_ok=True)
 
@@ -58,7 +68,8 @@ def resolve(settings: Settings) -> Settings:
     if not needs:
         return settings
     state = read_state(settings.data_dir)
-    if state is None:
+    if state is not None and not _alive(state.supervisor_pid):
+        state = None  # left behind by a supervisor that was killed
         raise ServiceError(
             f"no running platform found in {settings.data_dir} (start `glasscast up`, or set "
             "GLASSCAST_KAFKA_BOOTSTRAP_SERVERS, GLASSCAST_REGISTRY_URL and GLASSCAST_VALKEY_URL)")

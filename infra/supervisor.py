@@ -50,6 +50,24 @@ def _http_ok(url: str) -> Callable[[], bool]:
     return check
 
 
+def _processors_assigned(settings: Settings, forget: bool = False) -> bool:
+    """Whether a processors worker has reported its partition assignment (``forget``: clear the report)."""
+    import redis
+
+    from processors.app import ready_key
+
+    client = redis.Redis.from_url(settings.valkey.url, socket_timeout=1)
+    try:
+        if forget:
+            client.delete(ready_key(settings))
+            return False
+        return bool(client.exists(ready_key(settings)))
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
 def jwt_secret(settings: Settings) -> Settings:
     """Use the configured JWT secret, or one generated once into the data dir."""
     if settings.auth.jwt_secret:
@@ -114,6 +132,7 @@ class Supervisor:
     def start(self) -> RunState:
         s = jwt_secret(self.settings)
         self._lock()
+        clear_state(self.data_dir)  # left behind by a supervisor that was killed
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         if not s.kafka.bootstrap_servers:
             s = s.with_section("kafka", bootstrap_servers=self._start_keeper())
@@ -128,8 +147,16 @@ class Supervisor:
             s = s.with_section("registry", port=port, url=f"http://127.0.0.1:{port}")
             self._spawn("registry", s).wait_ready(_http_ok(f"{s.registry.url}/subjects"), 60)
         self.settings = s
+        # The tools can reach the log and the views from here on.
+        self._write_state()
         self._spawn("gateway", s).wait_ready(_http_ok(f"http://127.0.0.1:{s.gateway.port}/healthz"), 60)
-        self._spawn("processors", s)
+        _processors_assigned(s, forget=True)  # a report from an earlier run does not count
+        processors = self._spawn("processors", s)
+        processors.wait_ready(lambda: _processors_assigned(s), 120)
+        return self._write_state()
+
+    def _write_state(self) -> RunState:
+        s = self.settings
         state = RunState(
             supervisor_pid=os.getpid(), bootstrap_servers=s.kafka.bootstrap_servers,
             registry_url=s.registry.url, valkey_url=s.valkey.url, gateway_url=s.gateway_url,

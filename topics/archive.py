@@ -18,9 +18,8 @@ Each ``.avro`` file is an Avro object container file (Avro 1.11 specification,
 Avro tool.  One block is appended per flush, then fsync'd.  A crash can leave a
 torn block (or zeros) after the last complete one: readers stop before it and
 the writer truncates it away before appending again.  Files roll after
-``SEGMENT_BYTES``.  The container framing is written here, not with
-``fastavro.writer``, because appending, truncating and scanning need each
-block's byte position; record bodies use fastavro's schemaless codec.
+``SEGMENT_BYTES``.  The container framing lives in ``topics/avro_container.py``;
+record bodies use fastavro's schemaless codec.
 """
 
 from __future__ import annotations
@@ -37,14 +36,12 @@ from typing import Any, BinaryIO, Iterable, Iterator, Mapping, NamedTuple
 import fastavro
 
 from infra.errors import ArchiveError
+from topics.avro_container import (SYNC_BYTES, Block, Header, Tail, encode_block, encode_header,
+                                   iter_blocks, read_block, read_header, scan_tail)
 
 SEGMENT_BYTES = 256 * 1024 * 1024
 MAX_OPEN_FILES = 64
 TOPICS_FILE = "topics.json"
-_MAGIC = b"Obj\x01"
-_SYNC_BYTES = 16
-_BLOCK_HEAD_BYTES = 20  # a block starts with two zig-zag longs, at most 10 bytes each
-_HEADER_PROBE_BYTES = 64 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -91,136 +88,15 @@ class TopicInfo:
     config: dict[str, str] = field(default_factory=dict)
 
 
-def _long(n: int) -> bytes:
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n & ~0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _read_long(buf: bytes, pos: int) -> tuple[int, int]:
-    """Decode a zig-zag varint; IndexError when the buffer ends inside it."""
-    acc = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        acc |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return (acc >> 1) ^ -(acc & 1), pos
-        shift += 7
-        if shift > 63:
-            raise IndexError("varint too long")
-
-
-def _header(sync: bytes) -> bytes:
-    meta = {"avro.schema": _SCHEMA_JSON.encode(), "avro.codec": b"null"}
-    parts = [_MAGIC, _long(len(meta))]
-    for k, v in meta.items():
-        parts += [_long(len(k)), k.encode(), _long(len(v)), v]
-    return b"".join(parts + [_long(0), sync])
-
-
-class _Header(NamedTuple):
-    schema: Any
-    codec: str
-    sync: bytes
-    end: int
-
-
-class _Block(NamedTuple):
-    records: int
-    data_at: int
-    size: int
-    end: int
-
-
-def _read_header(f: BinaryIO) -> _Header | None:
-    """The container header, or None when it is torn or not there."""
-    f.seek(0)
-    buf = f.read(_HEADER_PROBE_BYTES)
-    if not buf.startswith(_MAGIC):
-        return None
-    try:
-        pos, meta = len(_MAGIC), {}
-        while True:
-            n, pos = _read_long(buf, pos)
-            if n == 0:
-                break
-            if n < 0:  # a negative count is followed by the block's byte size
-                n = -n
-                _, pos = _read_long(buf, pos)
-            for _ in range(n):
-                klen, pos = _read_long(buf, pos)
-                k = buf[pos:pos + klen].decode()
-                vlen, pos = _read_long(buf, pos + klen)
-                meta[k] = buf[pos:pos + vlen]
-                pos += vlen
-        sync = buf[pos:pos + _SYNC_BYTES]
-    except (IndexError, UnicodeDecodeError):
-        return None
-    if len(sync) < _SYNC_BYTES or pos + _SYNC_BYTES > len(buf) or "avro.schema" not in meta:
-        return None
-    text = meta["avro.schema"].decode()
-    schema = _PARSED if text == _SCHEMA_JSON else fastavro.parse_schema(json.loads(text))
-    codec = meta.get("avro.codec", b"null").decode()
-    if codec != "null":
-        raise ArchiveError(f"{getattr(f, 'name', '?')}: unsupported Avro codec {codec!r}")
-    return _Header(schema, codec, sync, pos + _SYNC_BYTES)
-
-
-def _blocks(f: BinaryIO, header: _Header, size: int) -> Iterator[_Block]:
-    """Complete blocks in order; stops at the first torn or invalid one."""
-    pos = header.end
-    while pos < size:
-        f.seek(pos)
-        head = f.read(_BLOCK_HEAD_BYTES)
-        try:
-            count, used = _read_long(head, 0)
-            length, used = _read_long(head, used)
-        except IndexError:
-            return
-        end = pos + used + length + _SYNC_BYTES
-        if count <= 0 or length < 0 or end > size:
-            return
-        f.seek(pos + used + length)
-        if f.read(_SYNC_BYTES) != header.sync:
-            return
-        yield _Block(count, pos + used, length, end)
-        pos = end
-
-
-def _records(f: BinaryIO, header: _Header, block: _Block) -> Iterator[ArchivedRecord]:
-    f.seek(block.data_at)
-    bio = io.BytesIO(f.read(block.size))
-    for _ in range(block.records):
-        d: dict[str, Any] = fastavro.schemaless_reader(bio, header.schema, None)  # type: ignore[assignment]
+def _records(f: BinaryIO, header: Header, block: Block) -> Iterator[ArchivedRecord]:
+    for d in read_block(f, header, block):
         yield ArchivedRecord(d["topic"], d["partition"], d["offset"], d["timestamp_ms"], d["timestamp_type"],
                              d["key"], d["value"], tuple((h["key"], h["value"]) for h in d["headers"]))
 
 
-class _Tail(NamedTuple):
-    header: _Header | None
-    valid_end: int  # end of the last complete block (0 when the header is torn)
-    size: int
-    last_offset: int | None
-
-
-def _tail(path: Path) -> _Tail:
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        header = _read_header(f)
-        if header is None:
-            return _Tail(None, 0, size, None)
-        last = None
-        for last in _blocks(f, header, size):
-            pass
-        if last is None:
-            return _Tail(header, header.end, size, None)
-        *_, rec = _records(f, header, last)
-        return _Tail(header, last.end, size, rec.offset)
+def _last_offset(tail: Tail) -> int | None:
+    """The offset of the last complete record in a scanned segment, or None."""
+    return None if tail.last_datum is None else int(tail.last_datum["offset"])
 
 
 class Archive:
@@ -265,10 +141,10 @@ class Archive:
             if i + 1 < len(segs) and int(segs[i + 1].stem) <= start_offset:
                 continue
             with open(path, "rb") as f:
-                header = _read_header(f)
+                header = read_header(f)
                 if header is None:
                     continue
-                for block in _blocks(f, header, os.fstat(f.fileno()).st_size):
+                for block in iter_blocks(f, header, os.fstat(f.fileno()).st_size):
                     for rec in _records(f, header, block):
                         if rec.offset >= start_offset:
                             yield rec
@@ -276,7 +152,7 @@ class Archive:
     def next_offset(self, topic: str, partition: int) -> int:
         """1 + the last archived offset of the partition, or 0."""
         for path in reversed(self.segments(topic, partition)):
-            last = _tail(path).last_offset
+            last = _last_offset(scan_tail(path))
             if last is not None:
                 return last + 1
         return 0
@@ -343,7 +219,7 @@ class ArchiveWriter(Archive):
         segs = self.segments(topic, partition)
         if not segs:
             return _PartitionLog(directory, 0, None)
-        tail = _tail(segs[-1])
+        tail = scan_tail(segs[-1])
         if tail.header is None:  # torn while the file was being created: nothing in it counts
             log.warning("archive: removing %s (torn header, %d bytes)", segs[-1], tail.size)
             segs[-1].unlink()
@@ -353,7 +229,8 @@ class ArchiveWriter(Archive):
             with open(segs[-1], "r+b") as f:
                 f.truncate(tail.valid_end)
                 os.fsync(f.fileno())
-        nxt = tail.last_offset + 1 if tail.last_offset is not None else self.next_offset(topic, partition)
+        last = _last_offset(tail)
+        nxt = last + 1 if last is not None else self.next_offset(topic, partition)
         full = tail.valid_end >= self.segment_bytes
         return _PartitionLog(directory, nxt, None if full else segs[-1], tail.valid_end, tail.header.sync)
 
@@ -394,7 +271,7 @@ class ArchiveWriter(Archive):
                 continue
             f = self._file(key, lg)
             data = lg.pending.getvalue()
-            block = b"".join((_long(lg.pending_count), _long(len(data)), data, lg.sync))
+            block = encode_block(lg.pending_count, data, lg.sync)
             f.write(block)
             f.flush()
             lg.size += len(block)
@@ -420,9 +297,9 @@ class ArchiveWriter(Archive):
                 for d in (lg.directory.parent.parent, lg.directory.parent):
                     self._sync_dir(d)
             lg.segment = lg.directory / f"{lg.pending_first:020d}.avro"
-            lg.sync = os.urandom(_SYNC_BYTES)
+            lg.sync = os.urandom(SYNC_BYTES)
             f: BinaryIO = open(lg.segment, "xb")
-            f.write(_header(lg.sync))
+            f.write(encode_header(_SCHEMA_JSON, lg.sync))
             lg.size = f.tell()
             self._sync_dir(lg.directory)
         else:

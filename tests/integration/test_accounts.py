@@ -226,3 +226,38 @@ async def test_rebuild_views_reproduces_them(platform: Platform) -> None:
         assert after == before
     finally:
         await client_r.aclose()
+
+
+async def test_broken_record_is_dead_lettered_and_the_view_moves_on(platform: Platform) -> None:
+    from confluent_kafka import Producer
+
+    s = platform.settings
+    garbage_key = f"garbage-{uuid.uuid4().hex[:8]}"
+    producer = Producer({"bootstrap.servers": s.kafka.bootstrap_servers})
+    delivered: list[Any] = []
+    producer.produce("channels", b"\x00\x00\x00\x7f\xffnot avro at all", garbage_key.encode(),
+                     on_delivery=lambda err, msg: delivered.append((err, msg.partition(), msg.offset())))
+    producer.produce("channels", b"plain text, no magic byte", garbage_key.encode(),
+                     on_delivery=lambda err, msg: delivered.append((err, msg.partition(), msg.offset())))
+    assert producer.flush(10) == 0 and all(err is None for err, _, _ in delivered)
+
+    # The processor keeps going: a channel created after the garbage is materialised.
+    async with httpx.AsyncClient(base_url=platform.url) as client:
+        _, _, token = await _signup(client)
+        r = await client.post("/v1/channels", headers=_auth(token), json={"name": _name("after")})
+        assert r.status_code == 201
+        assert (await client.get(f"/v1/channels/{r.json()['id']}")).status_code == 200
+
+    serde = make_serde(s)
+    try:
+        found: list[Any] = []
+        deadline = time.monotonic() + 20
+        while len(found) < 2 and time.monotonic() < deadline:
+            found = [e for e in read_topic(s.kafka, serde, "deadletter", start="beginning", exit_at_end=True)
+                     if e.value["consumer_group"] == s.processors.app_id and e.value["key"] == garbage_key.encode()]
+            await asyncio.sleep(0.2)
+    finally:
+        serde.close()
+    assert sorted((e.value["partition"], e.value["offset"]) for e in found) == sorted((p, o) for _, p, o in delivered)
+    assert all(e.value["source_topic"] == "channels" and e.value["error"] for e in found)
+    assert any("magic byte" in e.value["error"] for e in found)
