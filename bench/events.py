@@ -41,6 +41,7 @@ from topics.runtime import make_serde  # noqa: E402
 
 RECORD = "glasscast.chat.ChatMessageSent"
 PARTITIONS = 3
+BATCH = 100  # records per consume() call, as a processing loop takes them
 
 
 def chat_message(i: int, channel: str) -> dict[str, Any]:
@@ -58,7 +59,7 @@ def drain(consumer: Consumer, topic: str, n: int, decode: Any) -> float:
     start = time.perf_counter()
     got = 0
     while got < n:
-        for msg in consumer.consume(10_000, 0.05):
+        for msg in consumer.consume(BATCH, 0.05):
             if msg.error() is None:
                 decode(msg.value())
                 got += 1
@@ -110,7 +111,7 @@ def consume_typed(settings: Settings, serde: Any, topic: str, n: int) -> float:
         start = time.perf_counter()
         got = 0
         while got < n:
-            got += len(consumer.consume(10_000, 0.05))
+            got += len(consumer.consume(BATCH, 0.05))
         return n / (time.perf_counter() - start)
     finally:
         consumer.close()

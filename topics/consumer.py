@@ -144,7 +144,7 @@ class EventConsumer:
             self._dead_letter(msg, exc)
             return None
         raw_key = msg.key()
-        return Event(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, msg.timestamp()[1],
+        return Event(msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1],  # type: ignore[arg-type]
                      raw_key.decode("utf-8", "replace") if raw_key is not None else None, record, value)
 
     def _dead_letter(self, msg: Message, exc: Exception) -> None:

@@ -61,6 +61,7 @@ class EventProducer:
     def __init__(self, kafka: KafkaSettings, serde: AvroSerde, **overrides: Any) -> None:
         self.serde = serde
         self._producer = Producer(producer_config(kafka, **overrides))
+        self._topics: dict[str, str] = {}  # record full name -> its catalogue topic
         self._closing = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="producer-poll", daemon=True)
         self._poller.start()
@@ -79,8 +80,17 @@ class EventProducer:
         topic: str | None = None,
     ) -> None:
         """Queue one record; ``on_delivery`` runs on the poll thread when it is acknowledged."""
-        topic = topic or topic_for_record(record).name
+        if topic is None:
+            topic = self._topics.get(record) or self._topics.setdefault(record, topic_for_record(record).name)
         data = self.serde.encode(topic, record, value)
+        if on_delivery is None and timestamp_ms is None:
+            try:  # the hot path: nothing to build per record but the bytes
+                self._producer.produce(topic, data, key.encode())
+                return
+            except BufferError:
+                pass  # queue full: the slow path below waits for room
+            except KafkaException as exc:
+                raise DeliveryError(f"{topic}: {exc}") from exc
         callback = None
         if on_delivery is not None:
             def callback(err: KafkaError | None, msg: Message) -> None:
@@ -107,7 +117,7 @@ class EventProducer:
                 raise DeliveryError(f"{topic}: {exc}") from exc
 
     async def send(self, record: str, key: str, value: Mapping[str, Any],
-                   timestamp_ms: int | None = None) -> Ack:
+                   timestamp_ms: int | None = None, topic: str | None = None) -> Ack:
         """Produce and wait for the acknowledgement without blocking the loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Ack] = loop.create_future()
@@ -115,11 +125,11 @@ class EventProducer:
         def done(err: DeliveryError | None, ack: Ack | None) -> None:
             loop.call_soon_threadsafe(_settle, future, err, ack)
 
-        self.produce(record, key, value, on_delivery=done, timestamp_ms=timestamp_ms)
+        self.produce(record, key, value, on_delivery=done, timestamp_ms=timestamp_ms, topic=topic)
         return await future
 
-    def send_sync(self, record: str, key: str, value: Mapping[str, Any],
-                  timeout_s: float = 30.0, timestamp_ms: int | None = None) -> Ack:
+    def send_sync(self, record: str, key: str, value: Mapping[str, Any], timeout_s: float = 30.0,
+                  timestamp_ms: int | None = None, topic: str | None = None) -> Ack:
         """Produce and block until acknowledged (CLI tools and scripts)."""
         result: list[Any] = []
         done = threading.Event()
@@ -128,7 +138,7 @@ class EventProducer:
             result.append(err or ack)
             done.set()
 
-        self.produce(record, key, value, on_delivery=callback, timestamp_ms=timestamp_ms)
+        self.produce(record, key, value, on_delivery=callback, timestamp_ms=timestamp_ms, topic=topic)
         if not done.wait(timeout_s):
             raise DeliveryError(f"{record}: no acknowledgement within {timeout_s} s")
         if isinstance(result[0], DeliveryError):

@@ -21,7 +21,7 @@ from fastavro.schema import to_parsing_canonical_form
 from topics.catalogue import BY_NAME
 from topics.errors import RegistryError, SerializationError, UnknownRecordError
 from topics.registry_client import RegistryClient
-from topics.wire import HEADER_SIZE, frame_header, unframe
+from topics.wire import HEADER_SIZE, MAGIC_BYTE, frame_header, unframe
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,9 @@ class AvroSerde:
 
     def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
         """(record full name, value) from framed Avro bytes."""
-        schema_id, _ = unframe(data)
+        if len(data) < HEADER_SIZE or data[0] != MAGIC_BYTE:
+            unframe(data)  # raises the precise error
+        schema_id = int.from_bytes(data[1:HEADER_SIZE], "big")
         reader = self._readers.get(schema_id) or self._reader_for(schema_id)
         buf = io.BytesIO(data)
         buf.seek(HEADER_SIZE)
