@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any, MutableMapping
 
 import structlog
 
@@ -18,7 +19,7 @@ from infra.settings import LogSettings
 def configure_logging(log: LogSettings, service: str) -> None:
     """Route all logging to stderr in the configured format, tagged with ``service``."""
 
-    def add_service(_: object, __: str, event: dict[str, object]) -> dict[str, object]:
+    def add_service(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         event.setdefault("service", service)
         return event
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.embedded.process import pid_alive
 from infra.errors import ServiceError
 from infra.settings import Settings
 
@@ -48,16 +49,6 @@ def read_state(data_dir: Path) -> RunState | None:
     return RunState(**data)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clear_state(data_dir: Path) -> None:
     state_path(data_dir).unlink(missing_ok=True)
 
@@ -67,16 +58,15 @@ def resolve(settings: Settings) -> Settings:
     needs = (not settings.kafka.bootstrap_servers or not settings.registry.url or not settings.valkey.url)
     if not needs:
         return settings
-    state = read_state(settings.data_dir)
-    if state is not None and not _alive(state.supervisor_pid):
-        state = None  # left behind by a supervisor that was killed
+    found = read_state(settings.data_dir)
+    if found is None or not pid_alive(found.supervisor_pid):  # none, or left by a killed supervisor
         raise ServiceError(
             f"no running platform found in {settings.data_dir} (start `glasscast up`, or set "
             "GLASSCAST_KAFKA_BOOTSTRAP_SERVERS, GLASSCAST_REGISTRY_URL and GLASSCAST_VALKEY_URL)")
     if not settings.kafka.bootstrap_servers:
-        settings = settings.with_section("kafka", bootstrap_servers=state.bootstrap_servers)
+        settings = settings.with_section("kafka", bootstrap_servers=found.bootstrap_servers)
     if not settings.registry.url:
-        settings = settings.with_section("registry", url=state.registry_url)
+        settings = settings.with_section("registry", url=found.registry_url)
     if not settings.valkey.url:
-        settings = settings.with_section("valkey", url=state.valkey_url)
+        settings = settings.with_section("valkey", url=found.valkey_url)
     return settings

@@ -79,7 +79,7 @@ def build_processors(settings: Settings, serde: AvroSerde) -> ProcessorsApp:
     res = app.resources = Resources(
         views=ViewStore(aioredis.Redis.from_url(settings.valkey.url), settings.valkey.key_prefix),
         dead_letters=EventProducer(settings.kafka, serde))
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def announce(sender: Any, assigned: set[Any], **_: Any) -> None:
         # Readiness for operators and tests: this worker owns these partitions now.
         parts = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from infra.settings import KafkaSettings
 from topics.catalogue import CATALOGUE, TopicSpec

@@ -28,6 +28,11 @@ from processors.views.fold import Applied, to_str
 from processors.views.users import USER_FOLDS, UserView
 
 
+def text(value: bytes | str) -> str:
+    """A Valkey reply as str (replies are bytes unless the client decodes them)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def name_key(name: str) -> str:
     """The case-insensitive form names are unique under."""
     return name.strip().lower()
@@ -73,21 +78,21 @@ class ViewStore:
 
     async def get_user_by_name(self, name: str) -> UserView | None:
         user_id = await self.r.get(self.k_user_by_name(name))
-        return None if user_id is None else await self.get_user(user_id.decode())
+        return None if user_id is None else await self.get_user(text(user_id))
 
     async def get_channel(self, channel_id: str) -> ChannelView | None:
         return await self._get(self.k_channel(channel_id), ChannelView.from_json)  # type: ignore[no-any-return]
 
     async def get_channel_by_key_hash(self, key_hash: str) -> ChannelView | None:
         channel_id = await self.r.get(self.k_channel_by_key(key_hash))
-        return None if channel_id is None else await self.get_channel(channel_id.decode())
+        return None if channel_id is None else await self.get_channel(text(channel_id))
 
     async def get_channel_by_name(self, name: str) -> ChannelView | None:
         channel_id = await self.r.get(self.k_channel_by_name(name))
-        return None if channel_id is None else await self.get_channel(channel_id.decode())
+        return None if channel_id is None else await self.get_channel(text(channel_id))
 
     async def channels_of(self, user_id: str) -> list[ChannelView]:
-        ids = sorted(m.decode() for m in await self.r.smembers(self.k_owner_channels(user_id)))
+        ids = sorted(text(m) for m in await self.r.smembers(self.k_owner_channels(user_id)))
         found = [await self.get_channel(i) for i in ids]
         return [c for c in found if c is not None]
 
@@ -98,18 +103,18 @@ class ViewStore:
         if await self.r.set(key, owner_id, nx=True):
             return True
         current = await self.r.get(key)
-        return current is not None and current.decode() == owner_id
+        return current is not None and text(current) == owner_id
 
     async def claimed(self, kind: str, name: str) -> str | None:
         """Who holds a name claim, if anyone."""
         current = await self.r.get(self.k_claim(kind, name))
-        return None if current is None else current.decode()
+        return None if current is None else text(current)
 
     async def release(self, kind: str, name: str, owner_id: str) -> None:
         """Give a claim back if it is still ours (the command failed)."""
         key = self.k_claim(kind, name)
         current = await self.r.get(key)
-        if current is not None and current.decode() == owner_id:
+        if current is not None and text(current) == owner_id:
             await self.r.delete(key)
 
     # -- writes (processor side) --------------------------------------------
@@ -165,10 +170,10 @@ class ViewStore:
         async for key in self.r.scan_iter(match=f"{self.views}*", count=1000):
             kind = await self.r.type(key)
             if kind == b"set":
-                out[key.decode()] = sorted(m.decode() for m in await self.r.smembers(key))
+                out[text(key)] = sorted(text(m) for m in await self.r.smembers(key))
             else:
                 raw = await self.r.get(key)
-                out[key.decode()] = raw.decode() if raw is not None else None
+                out[text(key)] = text(raw) if raw is not None else None
         return dict(sorted(out.items()))
 
 
