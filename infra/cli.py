@@ -32,8 +32,8 @@ from infra.settings import Settings, env_names, load_settings
 from topics.errors import TopicsError
 
 
-# Services `glasscast run` knows; the media plane's arrive with the RTMP ingest and media workers.
-SERVICES = {"gateway": True, "processors": True, "registry": True, "ingest": False, "media-worker": False}
+# Services `glasscast run` knows; False: not part of this release yet.
+SERVICES = {"gateway": True, "processors": True, "registry": True, "ingest": True, "media-worker": False}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True)
 
     sub.add_parser("rebuild-views", help="drop the views and replay the log into them")
+
+    live = sub.add_parser("go-live", help="push a synthetic test stream (moving bars and a tone)")
+    live.add_argument("--key", help="stream key of an existing channel (default: create a demo channel)")
+    live.add_argument("--seconds", type=float, default=120.0)
+    live.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT")
+    live.add_argument("--fps", type=int, default=30)
+    live.add_argument("--url", help="RTMP server URL (default: the running platform's)")
     sub.add_parser("settings", help="list every GLASSCAST_ setting")
     return parser
 
@@ -100,6 +107,10 @@ def _run_service(settings: Settings, service: str) -> int:
 
         uvicorn.run(create_app(settings), host=settings.gateway.host, port=settings.gateway.port,
                     log_config=None, access_log=False, lifespan="on")
+    elif service == "ingest":
+        from media.ingest.service import serve_ingest
+
+        asyncio.run(serve_ingest(settings))
     elif service == "registry":
         from gateways.registry.app import serve_registry
 
@@ -139,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run_service(settings, args.service)
         configure_logging(replace(settings.log, level="WARNING"), "cli")
+        if args.command == "go-live":
+            return _go_live(settings, args)
         settings = resolve(settings)
         return _tool(settings, args)
     except (InfraError, TopicsError) as exc:
@@ -182,6 +195,39 @@ def _tool(settings: Settings, args: argparse.Namespace) -> int:
         print(f"dropped {report.dropped_keys} view keys; replayed {report.events} events")
         return 0
     raise AssertionError(args.command)
+
+
+def _go_live(settings: Settings, args: argparse.Namespace) -> int:
+    import secrets
+
+    import httpx
+
+    from infra.runstate import read_state
+    from media.testpattern import Pattern, push
+
+    state = read_state(settings.data_dir)
+    base = args.url or (state.rtmp_url if state else settings.rtmp_url)
+    key = args.key
+    if key is None:
+        if state is None:
+            raise InfraError("give --key, or start `glasscast up` so a demo channel can be created")
+        name = f"demo_{secrets.token_hex(3)}"
+        password = secrets.token_urlsafe(12)
+        with httpx.Client(base_url=state.gateway_url, timeout=30) as api:
+            api.post("/v1/users", json={"username": name, "password": password}).raise_for_status()
+            token = api.post("/v1/auth/login", json={"username": name, "password": password}).json()
+            made = api.post("/v1/channels", json={"name": name, "title": "Glasscast test pattern"},
+                            headers={"Authorization": f"Bearer {token['access_token']}"})
+            made.raise_for_status()
+            key = made.json()["stream_key"]
+        print(f"created channel {name} (user {name}, password {password})")
+        print(f"  {state.gateway_url}/v1/channels/{name}")
+    width, _, height = args.size.partition("x")
+    print(f"publishing {args.seconds:.0f} s of test pattern to {base}/<key> (Ctrl-C stops)", flush=True)
+    frames = push(f"{base.rstrip('/')}/{key}", args.seconds, Pattern(width=int(width), height=int(height),
+                                                                       fps=args.fps))
+    print(f"sent {frames} frames")
+    return 0
 
 
 if __name__ == "__main__":

@@ -110,9 +110,22 @@ class AuthSettings:
 
 @dataclass(frozen=True)
 class IngestSettings:
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # 0.0.0.0 to take encoders from other machines
     rtmp_port: int = 1935
     public_rtmp_url: str = ""  # derived from the host and port when empty
+    app: str = "live"  # the RTMP application: rtmp://HOST:PORT/<app>
+    # A publisher that drops and returns within this window continues its stream.
+    reconnect_grace_s: float = 10.0
+    # A live channel refuses a second publisher unless the first sent nothing for this long.
+    silent_after_s: float = 5.0
+    health_interval_s: float = 2.0
+    handshake_timeout_s: float = 10.0
+    idle_timeout_s: float = 30.0
+    max_connections: int = 64
+    chunk_size: int = 4096  # our outgoing RTMP chunk size
+    window_ack_size: int = 2_500_000
+    gop_queue_maxsize: int = 4  # GOPs waiting for storage per stream before reads pause
+    max_gop_s: float = 10.0  # a GOP longer than this is cut anyway (bounded memory)
 
 
 @dataclass(frozen=True)
@@ -223,6 +236,10 @@ def _validate(settings: Settings) -> None:
         ("GLASSCAST_KAFKA_DEFAULT_PARTITIONS", settings.kafka.default_partitions >= 1),
         ("GLASSCAST_AUTH_JWT_TTL_S", settings.auth.jwt_ttl_s > 0),
         ("GLASSCAST_KAFKA_FETCH_WAIT_MAX_MS", settings.kafka.fetch_wait_max_ms >= 1),
+        ("GLASSCAST_INGEST_MAX_CONNECTIONS", settings.ingest.max_connections >= 1),
+        ("GLASSCAST_INGEST_CHUNK_SIZE", 128 <= settings.ingest.chunk_size <= 65536),
+        ("GLASSCAST_INGEST_GOP_QUEUE_MAXSIZE", settings.ingest.gop_queue_maxsize >= 1),
+        ("GLASSCAST_INGEST_RECONNECT_GRACE_S", settings.ingest.reconnect_grace_s >= 0),
     ):
         if not ok:
             raise SettingsError(f"{var}: value out of range")

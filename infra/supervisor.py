@@ -29,7 +29,7 @@ from typing import IO, Callable
 import httpx
 
 from infra.embedded.keeper import keeper_argv, read_ready
-from infra.embedded.process import ManagedProcess, free_port, pid_alive
+from infra.embedded.process import ManagedProcess, free_port, pid_alive, port_open
 from infra.embedded.valkey import ValkeyProcess
 from infra.errors import ServiceError
 from infra.runstate import RunState, clear_state, write_state
@@ -153,6 +153,8 @@ class Supervisor:
         _processors_assigned(s, forget=True)  # a report from an earlier run does not count
         processors = self._spawn("processors", s)
         processors.wait_ready(lambda: _processors_assigned(s), 120)
+        host = "127.0.0.1" if s.ingest.host in ("0.0.0.0", "") else s.ingest.host
+        self._spawn("ingest", s).wait_ready(lambda: port_open(host, s.ingest.rtmp_port), 60)
         return self._write_state()
 
     def _write_state(self) -> RunState:
@@ -199,7 +201,7 @@ class Supervisor:
     # -- stop ---------------------------------------------------------------
     def stop(self) -> None:
         """Stop in reverse order; the keeper archives everything before it stops the broker."""
-        for name in ("processors", "gateway", "registry"):
+        for name in ("ingest", "processors", "gateway", "registry"):
             child = self.children.pop(name, None)
             if child is not None:
                 child.stop(timeout_s=15)

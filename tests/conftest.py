@@ -54,12 +54,14 @@ def unique() -> Callable[[str], str]:
 
 
 @pytest.fixture
-def settings_factory(tmp_path: Path, broker: TansuBroker, valkey: ValkeyProcess) -> Callable[..., Settings]:
-    """Settings pointing at the session services, with a fresh data dir and view prefix."""
+def settings_factory(tmp_path: Path, broker: TansuBroker, valkey: ValkeyProcess,
+                     registry: str) -> Callable[..., Settings]:
+    """Settings pointing at the session services, with a fresh data dir and key prefix."""
 
     def make(**sections: dict[str, Any]) -> Settings:
         s = Settings(data_dir=tmp_path / "data")
         s = s.with_section("kafka", bootstrap_servers=broker.bootstrap_servers)
+        s = s.with_section("registry", url=registry)
         s = s.with_section("valkey", url=valkey.url, key_prefix=f"t{uuid.uuid4().hex[:8]}:")
         for name, changes in sections.items():
             s = s.with_section(name, **changes)

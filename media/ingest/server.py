@@ -1,0 +1,125 @@
+"""The RTMP ingest server: accepts publishers, runs a session per connection.
+
+``IngestServer(settings, ...)`` owns what sessions share (the channel view
+for stream-key lookups, the live registry, the blob store, the event
+producer), limits concurrent connections, reports health for every live
+stream on a timer, and ends parked streams whose reconnect window closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import redis.asyncio as aioredis
+
+from infra.settings import Settings
+from media.blob import BlobStore
+from media.ingest import events
+from media.ingest.live import LiveRegistry, LiveStream
+from media.ingest.session import RtmpSession
+from processors.views.store import ViewStore
+from topics.errors import TopicsError
+from topics.producer import EventProducer
+
+log = logging.getLogger("glasscast.ingest")
+
+
+@dataclass
+class IngestContext:
+    settings: Settings
+    views: ViewStore
+    live: LiveRegistry
+    blobs: BlobStore
+    producer: EventProducer
+    host: str
+    clock: Callable[[], float] = time.time
+    sessions: dict[str, RtmpSession] = field(default_factory=dict)
+    end_timers: set[asyncio.Task[None]] = field(default_factory=set)
+    # Keyframe arrival -> GopAvailable acknowledged, for the last GOPs of every stream (ms).
+    gop_latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    async def emit(self, record: str, key: str, value: dict[str, Any]) -> Any:
+        return await self.producer.send(record, key, value)
+
+    def schedule_end(self, stream: LiveStream) -> None:
+        """End a parked stream once its reconnect window closes, unless a publisher resumed it."""
+        async def end_later() -> None:
+            await asyncio.sleep(self.settings.ingest.reconnect_grace_s)
+            if await self.live.unpark(stream.channel_id, stream.stream_id):
+                await self.emit(events.ENDED, stream.channel_id,
+                                events.stream_ended(stream, "RECONNECT_TIMEOUT", self.now_ms()))
+                log.info("stream %s ended: no reconnect within the grace window", stream.stream_id)
+
+        task = asyncio.create_task(end_later())
+        self.end_timers.add(task)
+        task.add_done_callback(self.end_timers.discard)
+
+
+class IngestServer:
+    def __init__(self, settings: Settings, blobs: BlobStore, producer: EventProducer,
+                 client: aioredis.Redis) -> None:
+        s = settings.ingest
+        self.settings = settings
+        self.ctx = IngestContext(
+            settings=settings, views=ViewStore(client, settings.valkey.key_prefix),
+            live=LiveRegistry(client, settings.valkey.key_prefix, s.silent_after_s, s.reconnect_grace_s),
+            blobs=blobs, producer=producer, host=socket.gethostname())
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+        self._health: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        s = self.settings.ingest
+        self.server = await asyncio.start_server(self._serve, s.host, s.rtmp_port, limit=2**20)
+        self._health = asyncio.create_task(self._health_loop())
+        log.info("RTMP ingest listening on %s:%d (%s)", s.host, self.port, self.settings.rtmp_url)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.connections >= self.settings.ingest.max_connections:
+            log.warning("rtmp: refusing %s: %d connections already", writer.get_extra_info("peername"),
+                        self.connections)
+            writer.close()
+            return
+        self.connections += 1
+        try:
+            await RtmpSession(self.ctx, reader, writer).run()
+        except Exception:  # a bug in one session must not take the server down
+            log.exception("rtmp session failed")
+        finally:
+            self.connections -= 1
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.ingest.health_interval_s)
+            for session in list(self.ctx.sessions.values()):
+                report = session.health()
+                if report is None:
+                    continue
+                channel_id, value = report
+                try:
+                    await self.ctx.emit(events.HEALTH, channel_id, value)
+                except TopicsError as exc:
+                    log.warning("stream health not recorded: %s", exc)
+
+    async def stop(self) -> None:
+        if self._health is not None:
+            self._health.cancel()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+        for task in list(self.ctx.end_timers):
+            task.cancel()

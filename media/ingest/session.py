@@ -1,0 +1,269 @@
+"""One RTMP connection: handshake, commands, stream-key auth, then media into a pipeline.
+
+The flow a publisher (OBS, ffmpeg) follows (RTMP spec 1.0 section 7.2):
+connect -> releaseStream/FCPublish -> createStream -> publish(key) ->
+@setDataFrame(onMetaData) -> audio/video ... -> FCUnpublish/deleteStream.
+
+Bad input ends this connection only: any ProtocolError, an unknown message
+type, a stalled peer (idle timeout) or a slow handshake closes it with one log
+line.  The stream key is never logged and never leaves this module; only its
+SHA-256 is looked up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from gateways.auth import hash_stream_key
+from media.ingest import chunk, commands, events
+from media.ingest.chunk import ChunkReader, ChunkWriter, RtmpMessage
+from media.ingest.errors import ProtocolError
+from media.ingest.handshake import ServerHandshake
+from media.ingest.live import LiveStream
+from media.ingest.pipeline import StreamPipeline
+
+if TYPE_CHECKING:
+    from media.ingest.server import IngestContext
+
+log = logging.getLogger("glasscast.ingest")
+
+READ_BYTES = 64 * 1024
+# Message types a publisher may send that we read and drop (RTMP spec 5.4, 6.2, 7.1).
+IGNORED_TYPES = {chunk.ACKNOWLEDGEMENT, chunk.USER_CONTROL, chunk.WINDOW_ACK_SIZE, chunk.SET_PEER_BANDWIDTH,
+                 chunk.SET_CHUNK_SIZE, chunk.ABORT, chunk.SHARED_OBJECT_AMF0, chunk.SHARED_OBJECT_AMF3,
+                 chunk.DATA_AMF3}
+
+
+class CloseConnection(Exception):
+    """End this connection; ``dropped`` means the publisher did not unpublish."""
+
+    def __init__(self, why: str, dropped: bool = True) -> None:
+        super().__init__(why)
+        self.dropped = dropped
+
+
+class RtmpSession:
+    def __init__(self, ctx: IngestContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings.ingest
+        self.reader = reader
+        self.writer = writer
+        self.id = uuid.uuid4().hex[:12]
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.chunks = ChunkReader()
+        self.out = ChunkWriter()
+        self.acked = 0
+        self.metadata: dict[str, Any] = {}
+        self.pipeline: StreamPipeline | None = None
+        self.channel_id: str | None = None
+        self.started_sent = False
+        self.last_media = time.monotonic()
+        self.last_refresh = 0.0
+
+    # -- I/O ------------------------------------------------------------------
+    def send(self, *messages: RtmpMessage) -> None:
+        for msg in messages:
+            self.writer.write(self.out.encode(msg))
+
+    async def _read(self, timeout_s: float) -> bytes:
+        try:
+            data = await asyncio.wait_for(self.reader.read(READ_BYTES), timeout_s)
+        except asyncio.TimeoutError:
+            raise CloseConnection(f"no data for {timeout_s:.0f} s") from None
+        if not data:
+            raise CloseConnection("peer closed the connection")
+        return data
+
+    async def run(self) -> None:
+        reason, dropped = "closed", True
+        try:
+            leftover = await asyncio.wait_for(self._handshake(), self.settings.handshake_timeout_s)
+            messages = self.chunks.feed(leftover) if leftover else []
+            while True:
+                for msg in messages:
+                    await self.dispatch(msg)
+                await self.writer.drain()
+                messages = self.chunks.feed(await self._read(self._read_timeout()))
+                self._acknowledge()
+        except asyncio.TimeoutError:
+            reason = "handshake timed out"
+        except CloseConnection as exc:
+            reason, dropped = str(exc), exc.dropped
+        except ProtocolError as exc:
+            reason = f"protocol error: {exc}"
+        except (ConnectionError, OSError) as exc:
+            reason = f"connection error: {exc}"
+        finally:
+            await self._finish(reason, dropped)
+            self.writer.close()
+            log.info("rtmp %s %s: closed (%s)", self.id, self.peer, reason)
+
+    async def _handshake(self) -> bytes:
+        handshake = ServerHandshake()
+        while not handshake.done:
+            reply = handshake.feed(await self._read(self.settings.handshake_timeout_s))
+            if reply:
+                self.writer.write(reply)
+                await self.writer.drain()
+        return handshake.leftover
+
+    def _read_timeout(self) -> float:
+        # While publishing, silence for silent_after_s means the publisher is gone.
+        if self.pipeline is not None:
+            return min(self.settings.idle_timeout_s, self.settings.silent_after_s)
+        return self.settings.idle_timeout_s
+
+    def _acknowledge(self) -> None:
+        received = self.chunks.bytes_received
+        if received - self.acked >= self.settings.window_ack_size:
+            self.acked = received
+            self.send(chunk.acknowledgement(received & 0xFFFFFFFF))
+
+    # -- dispatch -------------------------------------------------------------
+    async def dispatch(self, msg: RtmpMessage) -> None:
+        if msg.type_id in (chunk.AUDIO, chunk.VIDEO):
+            await self._media(msg)
+        elif msg.type_id == chunk.COMMAND_AMF0:
+            await self._command(commands.parse_command(msg))
+        elif msg.type_id == chunk.COMMAND_AMF3:
+            # An AMF3 command is AMF0 after a one-byte format marker (spec 7.1.1).
+            body = RtmpMessage(msg.csid, chunk.COMMAND_AMF0, msg.timestamp, msg.stream_id, msg.payload[1:])
+            await self._command(commands.parse_command(body))
+        elif msg.type_id == chunk.DATA_AMF0:
+            name, values = commands.parse_data(msg.payload)
+            if name == "onMetaData" and values and isinstance(values[0], dict):
+                self.metadata = {k: v for k, v in values[0].items() if isinstance(k, str)}
+        elif msg.type_id not in IGNORED_TYPES:
+            raise ProtocolError(f"unsupported RTMP message type {msg.type_id}")
+
+    async def _command(self, cmd: commands.Command) -> None:
+        if cmd.name == "connect":
+            await self._connect(cmd)
+        elif cmd.name in ("releaseStream", "FCPublish"):
+            self.send(commands.result(cmd.transaction_id))
+            if cmd.name == "FCPublish":
+                self.send(commands.on_fc_publish("publishing"))
+        elif cmd.name == "createStream":
+            self.send(commands.result(cmd.transaction_id, float(commands.PUBLISH_STREAM_ID)))
+        elif cmd.name == "publish":
+            await self._publish(cmd)
+        elif cmd.name in ("FCUnpublish", "deleteStream", "closeStream"):
+            if self.pipeline is not None:
+                await self._finish("publisher stopped", dropped=False)
+                self.send(commands.on_status(commands.PUBLISH_STREAM_ID, "status",
+                                             "NetStream.Unpublish.Success", "Stopped publishing."))
+        elif cmd.name in ("play", "play2"):
+            self.send(commands.on_status(cmd.stream_id, "error", "NetStream.Play.Failed",
+                                         "This server only accepts publishing; watch over HLS."))
+            raise CloseConnection("play is not supported", dropped=False)
+        # Other commands (getStreamLength, _checkbw, ...) need no answer from an ingest.
+
+    async def _connect(self, cmd: commands.Command) -> None:
+        obj = cmd.command_object if isinstance(cmd.command_object, dict) else {}
+        app = str(obj.get("app", "")).strip("/").split("?", 1)[0]
+        if app != self.settings.app:
+            self.send(commands.connect_rejected(cmd.transaction_id, f"unknown application '{app}'"))
+            raise CloseConnection(f"connect to unknown application {app!r}", dropped=False)
+        self.send(chunk.window_ack_size(self.settings.window_ack_size),
+                  chunk.set_peer_bandwidth(self.settings.window_ack_size, 2),
+                  chunk.set_chunk_size(self.settings.chunk_size))
+        self.out.set_chunk_size(self.settings.chunk_size)
+        self.send(commands.connect_result(cmd.transaction_id))
+
+    async def _publish(self, cmd: commands.Command) -> None:
+        stream_id = cmd.stream_id or commands.PUBLISH_STREAM_ID
+        key = commands.stream_name(cmd.args[0] if cmd.args else None)
+        if self.pipeline is not None:
+            raise ProtocolError("publish while already publishing")
+        channel = await self.ctx.views.get_channel_by_key_hash(hash_stream_key(key)) if key else None
+        if channel is None:
+            self.send(commands.on_status(stream_id, "error", "NetStream.Publish.BadName", "Invalid stream key."))
+            await self.writer.drain()
+            raise CloseConnection("publish refused: unknown stream key", dropped=False)
+        if not await self.ctx.live.acquire(channel.id, self.id):
+            self.send(commands.on_status(stream_id, "error", "NetStream.Publish.BadName",
+                                         "This channel is already live from another encoder."))
+            await self.writer.drain()
+            raise CloseConnection(f"publish refused: channel {channel.id} is already live", dropped=False)
+        now = self.ctx.now_ms()
+        resumed = await self.ctx.live.resume(channel.id, now)
+        if resumed is not None:
+            stream = LiveStream(**{**resumed.__dict__, "reconnects": resumed.reconnects + 1})
+            await self.ctx.emit(events.RECONNECTED, channel.id, events.stream_reconnected(
+                stream, now - resumed.parked_at_ms, self.ctx.host, now))
+            self.started_sent = True
+        else:
+            stream = LiveStream(str(uuid.uuid4()), channel.id, now)
+        self.channel_id = channel.id
+        self.channel = channel
+        self.pipeline = StreamPipeline(
+            stream, self.ctx.blobs, self.ctx.emit, queue_maxsize=self.settings.gop_queue_maxsize,
+            max_gop_ms=int(self.settings.max_gop_s * 1000), discontinuity=resumed is not None,
+            clock=self.ctx.clock)
+        self.pipeline.on_stored = self.ctx.gop_latency_ms.append
+        self.pipeline.start()
+        self.ctx.sessions[self.id] = self
+        self.send(chunk.stream_begin(stream_id),
+                  commands.on_status(stream_id, "status", "NetStream.Publish.Start", "Publishing."))
+        log.info("rtmp %s %s: publishing channel %s as stream %s%s", self.id, self.peer, channel.id,
+                 stream.stream_id, f" (reconnect {stream.reconnects})" if resumed else "")
+
+    async def _media(self, msg: RtmpMessage) -> None:
+        if self.pipeline is None:
+            return  # media before publish carries no stream: nothing to attach it to
+        if not msg.payload:
+            return  # empty tags (some encoders send them) carry nothing
+        self.last_media = time.monotonic()
+        await self.pipeline.push("video" if msg.type_id == chunk.VIDEO else "audio", msg.timestamp, msg.payload)
+        # Announce at the first frame: the sequence headers and onMetaData come before it.
+        if not self.started_sent and self.pipeline.frames:
+            await self._announce()
+        if self.last_media - self.last_refresh > self.settings.silent_after_s / 3:
+            self.last_refresh = self.last_media
+            assert self.channel_id is not None
+            if not await self.ctx.live.refresh(self.channel_id, self.id):
+                raise CloseConnection("lost the channel after going silent")
+
+    async def _announce(self) -> None:
+        assert self.pipeline is not None
+        self.started_sent = True
+        p = self.pipeline
+        await self.ctx.emit(events.STARTED, p.stream.channel_id, events.stream_started(
+            p.stream, self.channel.title, self.channel.category, self.ctx.host, self.metadata, p.tracks,
+            self.ctx.now_ms()))
+
+    def health(self) -> tuple[str, dict[str, Any]] | None:
+        """A StreamHealth value for the health timer, if publishing."""
+        if self.pipeline is None or not self.started_sent:
+            return None
+        return self.pipeline.stream.channel_id, self.pipeline.health_snapshot()
+
+    # -- end --------------------------------------------------------------------
+    async def _finish(self, reason: str, dropped: bool) -> None:
+        pipeline, self.pipeline = self.pipeline, None
+        self.ctx.sessions.pop(self.id, None)
+        if pipeline is None or self.channel_id is None:
+            return
+        try:
+            stream = await pipeline.close()
+        except Exception:
+            pipeline.abort()
+            raise
+        finally:
+            await self.ctx.live.release(self.channel_id, self.id)
+        now = self.ctx.now_ms()
+        if not self.started_sent:
+            return  # nothing was announced: nothing to end
+        if dropped and self.settings.reconnect_grace_s > 0:
+            await self.ctx.live.park(stream, now)
+            self.ctx.schedule_end(stream)
+            log.info("rtmp %s: stream %s parked for %.0f s (%s)", self.id, stream.stream_id,
+                     self.settings.reconnect_grace_s, reason)
+        else:
+            await self.ctx.emit(events.ENDED, stream.channel_id, events.stream_ended(stream, "PUBLISHER_STOPPED", now))
+        self.channel_id = None
