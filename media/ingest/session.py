@@ -19,9 +19,9 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from gateways.auth import hash_stream_key
-from media.ingest import chunk, commands, events
+from media.ingest import chunk, commands, events, flv
 from media.ingest.chunk import ChunkReader, ChunkWriter, RtmpMessage
-from media.ingest.errors import ProtocolError
+from media.ingest.errors import ProtocolError, UnsupportedCodecError
 from media.ingest.handshake import ServerHandshake
 from media.ingest.live import LiveStream
 from media.ingest.pipeline import StreamPipeline
@@ -62,6 +62,7 @@ class RtmpSession:
         self.pipeline: StreamPipeline | None = None
         self.channel_id: str | None = None
         self.started_sent = False
+        self.checked_types: set[int] = set()  # audio/video message types whose codec was accepted
         self.last_media = time.monotonic()
         self.last_refresh = 0.0
 
@@ -219,6 +220,8 @@ class RtmpSession:
         if not msg.payload:
             return  # empty tags (some encoders send them) carry nothing
         self.last_media = time.monotonic()
+        if msg.type_id not in self.checked_types:
+            await self._check_codec(msg)
         await self.pipeline.push("video" if msg.type_id == chunk.VIDEO else "audio", msg.timestamp, msg.payload)
         # Announce at the first frame: the sequence headers and onMetaData come before it.
         if not self.started_sent and self.pipeline.frames:
@@ -228,6 +231,18 @@ class RtmpSession:
             assert self.channel_id is not None
             if not await self.ctx.live.refresh(self.channel_id, self.id):
                 raise CloseConnection("lost the channel after going silent")
+
+    async def _check_codec(self, msg: RtmpMessage) -> None:
+        """Refuse, with a status the encoder shows, a codec the platform cannot carry (HEVC, AV1, MP3...)."""
+        try:
+            tag = flv.parse_video(msg.payload) if msg.type_id == chunk.VIDEO else flv.parse_audio(msg.payload)
+            flv.check_supported(tag)
+        except UnsupportedCodecError as exc:
+            self.send(commands.on_status(commands.PUBLISH_STREAM_ID, "error", "NetStream.Publish.Rejected",
+                                         f"{exc}; publish H.264 video with AAC audio."))
+            await self.writer.drain()
+            raise CloseConnection(f"publish refused: {exc}", dropped=False) from None
+        self.checked_types.add(msg.type_id)
 
     async def _announce(self) -> None:
         assert self.pipeline is not None

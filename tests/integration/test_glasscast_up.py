@@ -18,6 +18,7 @@ import pytest
 
 from infra.embedded.process import free_port, pid_alive
 from infra.runstate import read_state
+from tests.integration.ingest_support import ffmpeg_push
 
 pytestmark = pytest.mark.integration
 
@@ -29,14 +30,15 @@ def _env() -> dict[str, str]:
 
 
 class Up:
-    def __init__(self, data_dir: Path, http_port: int) -> None:
+    def __init__(self, data_dir: Path, http_port: int, rtmp_port: int) -> None:
         self.data_dir = data_dir
         self.url = f"http://127.0.0.1:{http_port}"
+        self.rtmp = f"rtmp://127.0.0.1:{rtmp_port}/live"
         self.log = data_dir.parent / f"up-{time.monotonic_ns()}.log"
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "infra.cli", "up", "--data-dir", str(data_dir),
-                 "--http-port", str(http_port), "--rtmp-port", str(free_port())],
+                 "--http-port", str(http_port), "--rtmp-port", str(rtmp_port)],
                 cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -74,6 +76,7 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 def _flow(url: str) -> dict[str, Any]:
+    """Register, log in, create a channel; the channel as GET shows it, plus its stream key."""
     with httpx.Client(base_url=url, timeout=30) as client:
         start = time.perf_counter()
         r = client.post("/v1/users", json={"username": "speedy_runner", "password": "correct horse"})
@@ -85,19 +88,34 @@ def _flow(url: str) -> dict[str, Any]:
         assert r.status_code == 201, r.text
         channel = client.get(f"/v1/channels/{r.json()['id']}").json()
         channel["flow_seconds"] = time.perf_counter() - start
+        channel["stream_key"] = r.json()["stream_key"]
         return channel  # type: ignore[no-any-return]
 
 
 def test_up_tools_sigkill_and_restart(data_dir: Path) -> None:
-    port = free_port()
-    up = Up(data_dir, port)
+    port, rtmp_port = free_port(), free_port()
+    up = Up(data_dir, port, rtmp_port)
     try:
         channel = _flow(up.url)
         assert channel["name"] == "speedy" and channel["title"] == "Any% practice"
 
         status = json.loads(up.cli("status"))
         assert status["running"] and all(p["alive"] for p in status["processes"].values())
-        assert {"broker-keeper", "valkey", "registry", "gateway", "processors"} <= set(status["processes"])
+        assert {"broker-keeper", "valkey", "registry", "gateway", "processors", "ingest"} <= set(status["processes"])
+
+        # Go live through the platform's own ingest with the key the API handed out.
+        push = ffmpeg_push(up.rtmp, channel["stream_key"], 4, size="320x240", log=data_dir.parent / "ffmpeg.log")
+        assert push.wait(60) == 0, (data_dir.parent / "ffmpeg.log").read_text()
+        deadline = time.monotonic() + 30
+        kinds: list[str] = []
+        while "StreamEnded" not in kinds and time.monotonic() < deadline:
+            lines = up.cli("tail", "stream.lifecycle", "--from-beginning", "--json", "--exit-at-end").splitlines()
+            kinds = [json.loads(line)["type"] for line in lines]
+        assert kinds[0] == "StreamStarted" and kinds[-1] == "StreamEnded", kinds
+        gops = [json.loads(line) for line in up.cli("tail", "media.gops", "--from-beginning", "--json",
+                                                    "--exit-at-end").splitlines()]
+        assert [g["value"]["seq"] for g in gops] == [0, 1]
+        assert (data_dir / "blobs" / gops[0]["value"]["blob_ref"].removeprefix("file:")).exists()
 
         listing = up.cli("topics", "list")
         for topic in ("users", "channels", "stream.lifecycle", "_schemas"):
@@ -131,7 +149,7 @@ def test_up_tools_sigkill_and_restart(data_dir: Path) -> None:
     finally:
         up.stop()
 
-    again = Up(data_dir, port)
+    again = Up(data_dir, port, rtmp_port)
     try:
         with httpx.Client(base_url=again.url) as client:
             restored = client.get(f"/v1/channels/{channel['id']}").json()
