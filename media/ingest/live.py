@@ -22,7 +22,7 @@ _REFRESH = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pex
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 _UNPARK_IF = ("local v = redis.call('get', KEYS[1]) if v and cjson.decode(v)['stream_id'] == ARGV[1] "
               "then redis.call('del', KEYS[1]) return 1 end return 0")
-# A parked record outlives its grace window a while so a late timer can still claim it.
+# A parked record outlives its grace window a while so the reaper can still end it.
 PARK_SLACK_MS = 60_000
 
 
@@ -85,10 +85,21 @@ class LiveRegistry:
             return None
         stream = LiveStream.from_json(raw)
         if now_ms - stream.parked_at_ms > self.grace_ms:
-            # Too late: put it back for the timer that ends it.
+            # Too late: put it back for the reaper that ends it.
             await self.r.set(self._parked(channel_id), raw, px=PARK_SLACK_MS)
             return None
         return stream
+
+    async def expired(self, now_ms: int) -> list[LiveStream]:
+        """Parked streams whose grace window has closed (any ingest process may end them)."""
+        found = []
+        async for key in self.r.scan_iter(match=f"{self.prefix}ingest:parked:*", count=500):
+            raw = await self.r.get(key)
+            if raw is not None:
+                stream = LiveStream.from_json(raw)
+                if now_ms - stream.parked_at_ms > self.grace_ms:
+                    found.append(stream)
+        return found
 
     async def unpark(self, channel_id: str, stream_id: str) -> bool:
         """The grace window closed: remove the parked stream if nobody resumed it."""

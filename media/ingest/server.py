@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from infra.settings import Settings
 from media.blob import BlobStore
 from media.ingest import events
-from media.ingest.live import LiveRegistry, LiveStream
+from media.ingest.live import LiveRegistry
 from media.ingest.session import RtmpSession
 from processors.views.store import ViewStore
 from topics.errors import TopicsError
@@ -40,7 +40,6 @@ class IngestContext:
     host: str
     clock: Callable[[], float] = time.time
     sessions: dict[str, RtmpSession] = field(default_factory=dict)
-    end_timers: set[asyncio.Task[None]] = field(default_factory=set)
     # Keyframe arrival -> GopAvailable acknowledged, for the last GOPs of every stream (ms).
     gop_latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
@@ -50,18 +49,6 @@ class IngestContext:
     async def emit(self, record: str, key: str, value: dict[str, Any]) -> Any:
         return await self.producer.send(record, key, value)
 
-    def schedule_end(self, stream: LiveStream) -> None:
-        """End a parked stream once its reconnect window closes, unless a publisher resumed it."""
-        async def end_later() -> None:
-            await asyncio.sleep(self.settings.ingest.reconnect_grace_s)
-            if await self.live.unpark(stream.channel_id, stream.stream_id):
-                await self.emit(events.ENDED, stream.channel_id,
-                                events.stream_ended(stream, "RECONNECT_TIMEOUT", self.now_ms()))
-                log.info("stream %s ended: no reconnect within the grace window", stream.stream_id)
-
-        task = asyncio.create_task(end_later())
-        self.end_timers.add(task)
-        task.add_done_callback(self.end_timers.discard)
 
 
 class IngestServer:
@@ -76,6 +63,7 @@ class IngestServer:
         self.connections = 0
         self.server: asyncio.Server | None = None
         self._health: asyncio.Task[None] | None = None
+        self._sessions: set[RtmpSession] = set()
 
     @property
     def port(self) -> int:
@@ -95,16 +83,20 @@ class IngestServer:
             writer.close()
             return
         self.connections += 1
+        session = RtmpSession(self.ctx, reader, writer)
+        self._sessions.add(session)
         try:
-            await RtmpSession(self.ctx, reader, writer).run()
+            await session.run()
         except Exception:  # a bug in one session must not take the server down
             log.exception("rtmp session failed")
         finally:
+            self._sessions.discard(session)
             self.connections -= 1
 
     async def _health_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.ingest.health_interval_s)
+            await self._end_expired()
             for session in list(self.ctx.sessions.values()):
                 report = session.health()
                 if report is None:
@@ -115,11 +107,29 @@ class IngestServer:
                 except TopicsError as exc:
                     log.warning("stream health not recorded: %s", exc)
 
-    async def stop(self) -> None:
+    async def _end_expired(self) -> None:
+        """End parked streams nobody resumed in time (from any ingest process, once: unpark is atomic)."""
+        try:
+            for stream in await self.ctx.live.expired(self.ctx.now_ms()):
+                if await self.ctx.live.unpark(stream.channel_id, stream.stream_id):
+                    await self.ctx.emit(events.ENDED, stream.channel_id,
+                                        events.stream_ended(stream, "RECONNECT_TIMEOUT", self.ctx.now_ms()))
+                    log.info("stream %s ended: no reconnect within the grace window", stream.stream_id)
+        except (TopicsError, OSError) as exc:
+            log.warning("ending expired streams failed (retried): %s", exc)
+
+    async def stop(self, timeout_s: float = 15.0) -> None:
+        """Stop accepting, end every connection (live streams are parked for a reconnect), stop."""
+        if self.server is not None:
+            self.server.close()
+        sessions = list(self._sessions)
+        for session in sessions:
+            session.writer.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._sessions and loop.time() < deadline:
+            await asyncio.sleep(0.05)
         if self._health is not None:
             self._health.cancel()
         if self.server is not None:
-            self.server.close()
             await self.server.wait_closed()
-        for task in list(self.ctx.end_timers):
-            task.cancel()

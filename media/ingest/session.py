@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 import uuid
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from gateways.auth import hash_stream_key
@@ -194,7 +195,7 @@ class RtmpSession:
         now = self.ctx.now_ms()
         resumed = await self.ctx.live.resume(channel.id, now)
         if resumed is not None:
-            stream = LiveStream(**{**resumed.__dict__, "reconnects": resumed.reconnects + 1})
+            stream = replace(resumed, reconnects=resumed.reconnects + 1)
             await self.ctx.emit(events.RECONNECTED, channel.id, events.stream_reconnected(
                 stream, now - resumed.parked_at_ms, self.ctx.host, now))
             self.started_sent = True
@@ -275,8 +276,7 @@ class RtmpSession:
         if not self.started_sent:
             return  # nothing was announced: nothing to end
         if dropped and self.settings.reconnect_grace_s > 0:
-            await self.ctx.live.park(stream, now)
-            self.ctx.schedule_end(stream)
+            await self.ctx.live.park(stream, now)  # the server's reaper ends it if nobody resumes it
             log.info("rtmp %s: stream %s parked for %.0f s (%s)", self.id, stream.stream_id,
                      self.settings.reconnect_grace_s, reason)
         else:

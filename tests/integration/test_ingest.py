@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import signal
 from pathlib import Path
 from typing import Any, Callable
@@ -51,7 +52,9 @@ def _ended(events: list[Event]) -> bool:
     return "StreamEnded" in _types(events)
 
 
-async def test_twenty_second_push(settings_factory: Callable[..., Settings], tmp_path: Path) -> None:
+async def test_twenty_second_push(settings_factory: Callable[..., Settings], tmp_path: Path,
+                                  caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="glasscast")
     s = ingest_settings(settings_factory(), health_interval_s=2.0)
     async with running_ingest(s) as ingest:
         channel_id, key = await ingest.channel()
@@ -87,6 +90,10 @@ async def test_twenty_second_push(settings_factory: Callable[..., Settings], tmp
             assert keyframe_first and audio > 0
             assert video == gop["duration"] * 30 // 1000, gop
             assert gop["byte_size"] == len(ingest.blobs.get(gop["blob_ref"]))
+        # The stream key appears in no log line and no event.
+        assert any("publishing channel" in r.getMessage() for r in caplog.records)
+        assert not any(key in r.getMessage() for r in caplog.records)
+        assert key not in repr([e.value for e in lifecycle]) + repr(gops)
 
 
 async def test_wrong_key_is_refused(settings_factory: Callable[..., Settings], tmp_path: Path) -> None:
@@ -195,3 +202,19 @@ async def test_go_live_test_pattern(settings_factory: Callable[..., Settings], t
         assert [g["seq"] for g in gops] == [0, 1, 2] and gops[0]["duration"] == 2000
         video, keyframe_first, audio = _decode_gop(ingest, gops[0]["blob_ref"])
         assert (video, keyframe_first) == (60, True) and audio > 0
+
+
+async def test_stream_parked_by_a_stopped_ingest_is_ended_by_another(settings_factory: Callable[..., Settings],
+                                                                     tmp_path: Path) -> None:
+    s = ingest_settings(settings_factory(), reconnect_grace_s=2.0, health_interval_s=0.5)
+    async with running_ingest(s) as ingest:
+        channel_id, key = await ingest.channel()
+        proc = ffmpeg_push(ingest.url, key, 30, size="320x240", log=tmp_path / "ffmpeg.log")
+        await ingest.wait_events("stream.lifecycle", channel_id, lambda f: len(f) >= 1)
+    # The ingest stopped under a live publisher: the stream is parked, not ended.
+    proc.kill()
+    await _wait_exit(proc)
+    async with running_ingest(ingest_settings(s)) as other:
+        lifecycle = await other.wait_events("stream.lifecycle", channel_id, _ended)
+        assert _types(lifecycle)[-1] == "StreamEnded" and lifecycle[-1].value["reason"] == "RECONNECT_TIMEOUT"
+        assert _types(lifecycle).count("StreamEnded") == 1
