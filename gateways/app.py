@@ -18,12 +18,13 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from gateways import accounts, channels, health
+from gateways import accounts, channels, health, hls
 from gateways.errors import ApiError, api_error_handler, http_exception_handler
 from gateways.middleware import RequestContextMiddleware, RequestMetrics
 from gateways.services import Services
 from infra.errors import SettingsError
 from infra.settings import Settings
+from media.blob import FileBlobStore
 from processors.views.store import ViewStore
 from topics.admin import ensure_topics
 from topics.catalogue import CATALOGUE
@@ -51,7 +52,8 @@ def create_app(settings: Settings) -> Starlette:
         client = aioredis.Redis.from_url(settings.valkey.url)
         app.state.services = Services(settings=settings, redis=client,
                                       views=ViewStore(client, settings.valkey.key_prefix),
-                                      producer=producer, metrics=metrics)
+                                      producer=producer, metrics=metrics,
+                                      origin=FileBlobStore(settings.data_dir / "origin"))
         log.info("gateway ready on %s", settings.gateway_url)
         try:
             yield
@@ -65,7 +67,7 @@ def create_app(settings: Settings) -> Starlette:
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(settings.gateway.cors_origins),
                                      allow_methods=["*"], allow_headers=["*"]))
     return Starlette(
-        routes=[*health.routes, *accounts.routes, *channels.routes],
+        routes=[*health.routes, *accounts.routes, *channels.routes, *hls.routes],
         middleware=middleware,
         exception_handlers={ApiError: api_error_handler, HTTPException: http_exception_handler},
         lifespan=lifespan,

@@ -16,6 +16,7 @@ from gateways.auth import Principal, bearer_token, read_token
 from gateways.errors import PayloadTooLarge, Unavailable
 from gateways.validation import parse_object
 from infra.settings import Settings
+from media.blob import FileBlobStore
 from processors.views.store import ViewStore
 from topics.errors import DeliveryError, SerializationError
 from topics.producer import Ack, EventProducer
@@ -28,6 +29,7 @@ class Services:
     views: ViewStore
     producer: EventProducer
     metrics: CollectorRegistry
+    origin: FileBlobStore
     clock: Callable[[], float] = time.time
     extra: dict[str, Any] = field(default_factory=dict)
 

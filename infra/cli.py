@@ -32,8 +32,8 @@ from infra.settings import Settings, env_names, load_settings
 from topics.errors import TopicsError
 
 
-# Services `glasscast run` knows; False: not part of this release yet.
-SERVICES = {"gateway": True, "processors": True, "registry": True, "ingest": True, "media-worker": False}
+# Services `glasscast run` knows (each is a container in infra/docker-compose.yml).
+SERVICES = ("gateway", "processors", "registry", "ingest", "media-worker")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,8 +98,6 @@ def _serde(settings: Settings):  # type: ignore[no-untyped-def]
 
 def _run_service(settings: Settings, service: str) -> int:
     configure_logging(settings.log, service)
-    if not SERVICES[service]:
-        raise InfraError(f"service '{service}' is not part of this release yet")
     if service == "gateway":
         import uvicorn
 
@@ -107,6 +105,10 @@ def _run_service(settings: Settings, service: str) -> int:
 
         uvicorn.run(create_app(settings), host=settings.gateway.host, port=settings.gateway.port,
                     log_config=None, access_log=False, lifespan="on")
+    elif service == "media-worker":
+        from media.transcode.service import serve_worker
+
+        asyncio.run(serve_worker(settings))
     elif service == "ingest":
         from media.ingest.service import serve_ingest
 

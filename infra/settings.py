@@ -129,6 +129,23 @@ class IngestSettings:
 
 
 @dataclass(frozen=True)
+class LadderSettings:
+    # tiered: by audience (passthrough under tier_small viewers, two renditions up to
+    # tier_medium, the full ladder above); full: always the full ladder; passthrough: remux only.
+    mode: Literal["tiered", "full", "passthrough"] = "tiered"
+    tier_small: int = 10
+    tier_medium: int = 100
+
+
+@dataclass(frozen=True)
+class TranscodeSettings:
+    group_id: str = "glasscast-transcode"
+    workers: int = 0  # transcode processes; 0: one per CPU
+    max_in_flight: int = 0  # GOPs being transcoded at once; 0: twice the workers
+    live_window: int = 6  # segments in a live media playlist
+
+
+@dataclass(frozen=True)
 class ProcessorSettings:
     app_id: str = "glasscast-views"
     auto_offset_reset: str = "earliest"
@@ -153,6 +170,8 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     processors: ProcessorSettings = field(default_factory=ProcessorSettings)
+    ladder: LadderSettings = field(default_factory=LadderSettings)
+    transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
 
     @property

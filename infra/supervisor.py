@@ -155,6 +155,7 @@ class Supervisor:
         processors.wait_ready(lambda: _processors_assigned(s), 120)
         host = "127.0.0.1" if s.ingest.host in ("0.0.0.0", "") else s.ingest.host
         self._spawn("ingest", s).wait_ready(lambda: port_open(host, s.ingest.rtmp_port), 60)
+        self._spawn("media-worker", s)
         return self._write_state()
 
     def _write_state(self) -> RunState:
@@ -201,7 +202,7 @@ class Supervisor:
     # -- stop ---------------------------------------------------------------
     def stop(self) -> None:
         """Stop in reverse order; the keeper archives everything before it stops the broker."""
-        for name in ("ingest", "processors", "gateway", "registry"):
+        for name in ("ingest", "media-worker", "processors", "gateway", "registry"):
             child = self.children.pop(name, None)
             if child is not None:
                 child.stop(timeout_s=15)

@@ -111,6 +111,10 @@ class FileBlobStore:
             raise InvalidBlobKey(f"{ref!r} is not a file blob ref (expected 'file:<key>')")
         return validate_key(ref[len(REF_SCHEME):])
 
+    def path(self, key: str) -> Path:
+        """Where the blob for ``key`` lives (for servers that send files with sendfile)."""
+        return self.root / validate_key(key)
+
     def put(self, key: str, data: bytes) -> str:
         path = self.root / validate_key(key)
         try:

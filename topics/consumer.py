@@ -169,6 +169,10 @@ class EventConsumer:
     def commit(self) -> None:
         self._consumer.commit(asynchronous=False)
 
+    def commit_offset(self, topic: str, partition: int, next_offset: int) -> None:
+        """Commit one partition's position (the next offset to read) without waiting."""
+        self._consumer.commit(offsets=[TopicPartition(topic, partition, next_offset)], asynchronous=True)
+
     def close(self) -> None:
         self._consumer.close()
 

@@ -8,6 +8,9 @@ Key layout under ``settings.valkey.key_prefix`` (default ``gc:``):
     view:channel-by-name:{name}    channel id
     view:channel-by-key:{sha256}   channel id: the ingest's stream-key lookup
     view:owner-channels:{user id}  set of channel ids
+    view:stream:{id}               JSON StreamView (live or ended)
+    view:channel-live:{channel id} the channel's live stream id, while live
+    view:segments:..., view:renditions:...   the segment index (processors/views/segments.py)
     claim:username:{name}          user id: reserves a name before its event exists
     claim:channel:{name}           channel id
 
@@ -25,6 +28,8 @@ import redis.asyncio as aioredis
 
 from processors.views.channels import CHANNEL_FOLDS, ChannelView
 from processors.views.fold import Applied, to_str
+from processors.views.segments import SegmentIndex
+from processors.views.streams import STREAM_FOLDS, StreamView
 from processors.views.users import USER_FOLDS, UserView
 
 
@@ -45,6 +50,7 @@ class ViewStore:
         self.r = client
         self.prefix = prefix
         self.views = f"{prefix}view:"
+        self.segments = SegmentIndex(client, prefix)
 
     # -- keys -------------------------------------------------------------
     def k_user(self, user_id: str) -> str:
@@ -64,6 +70,12 @@ class ViewStore:
 
     def k_owner_channels(self, user_id: str) -> str:
         return f"{self.views}owner-channels:{user_id}"
+
+    def k_stream(self, stream_id: str) -> str:
+        return f"{self.views}stream:{stream_id}"
+
+    def k_channel_live(self, channel_id: str) -> str:
+        return f"{self.views}channel-live:{channel_id}"
 
     def k_claim(self, kind: str, name: str) -> str:
         return f"{self.prefix}claim:{kind}:{name_key(name)}"
@@ -90,6 +102,13 @@ class ViewStore:
     async def get_channel_by_name(self, name: str) -> ChannelView | None:
         channel_id = await self.r.get(self.k_channel_by_name(name))
         return None if channel_id is None else await self.get_channel(text(channel_id))
+
+    async def get_stream(self, stream_id: str) -> StreamView | None:
+        return await self._get(self.k_stream(stream_id), StreamView.from_json)  # type: ignore[no-any-return]
+
+    async def live_stream_of(self, channel_id: str) -> StreamView | None:
+        stream_id = await self.r.get(self.k_channel_live(channel_id))
+        return None if stream_id is None else await self.get_stream(text(stream_id))
 
     async def channels_of(self, user_id: str) -> list[ChannelView]:
         ids = sorted(text(m) for m in await self.r.smembers(self.k_owner_channels(user_id)))
@@ -136,7 +155,28 @@ class ViewStore:
                 return False
             await self._put_channel(old_c, new_c)
             return True
+        if event.record in STREAM_FOLDS:
+            stream_id = to_str(event.value["stream_id"])
+            old_s = await self.get_stream(stream_id)
+            new_s = STREAM_FOLDS[event.record](event, old_s)
+            if new_s is None or new_s == old_s:
+                return False
+            await self._put_stream(new_s)
+            return True
+        if event.record == "glasscast.media.SegmentReady":
+            return await self.segments.apply(event.value)
         return False
+
+    async def _put_stream(self, new: StreamView) -> None:
+        async with self.r.pipeline(transaction=True) as tx:
+            tx.set(self.k_stream(new.id), json.dumps(new.to_json(), sort_keys=True))
+            if new.live:
+                tx.set(self.k_channel_live(new.channel_id), new.id)
+            else:
+                # Only this stream's own end clears the channel's live pointer.
+                tx.eval("if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end return 0",
+                        1, self.k_channel_live(new.channel_id), new.id)
+            await tx.execute()
 
     async def _put_user(self, old: UserView | None, new: UserView) -> None:
         async with self.r.pipeline(transaction=True) as tx:
@@ -171,13 +211,15 @@ class ViewStore:
             kind = await self.r.type(key)
             if kind == b"set":
                 out[text(key)] = sorted(text(m) for m in await self.r.smembers(key))
+            elif kind == b"hash":
+                out[text(key)] = {text(k): text(v) for k, v in sorted((await self.r.hgetall(key)).items())}
             else:
                 raw = await self.r.get(key)
                 out[text(key)] = text(raw) if raw is not None else None
         return dict(sorted(out.items()))
 
 
-VIEW_TOPICS: tuple[str, ...] = ("users", "channels")
+VIEW_TOPICS: tuple[str, ...] = ("users", "channels", "stream.lifecycle", "media.segments")
 
 
 def applied(record: str, offset: int, value: Mapping[str, Any]) -> Applied:

@@ -1,0 +1,34 @@
+"""``glasscast run media-worker``: a media worker as a process of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import redis.asyncio as aioredis
+
+from infra.settings import Settings
+from media.blob import FileBlobStore
+from media.transcode.worker import TranscodeWorker
+from topics.admin import ensure_topics
+from topics.runtime import make_serde
+
+
+async def serve_worker(settings: Settings) -> None:
+    """Transcode GOPs until SIGINT/SIGTERM; in-flight GOPs finish or are left for redelivery."""
+    await asyncio.to_thread(ensure_topics, settings.kafka)
+    serde = make_serde(settings)
+    await asyncio.to_thread(serde.prepare, "media.segments", "glasscast.media.SegmentReady")
+    client = aioredis.Redis.from_url(settings.valkey.url)
+    worker = TranscodeWorker(settings, serde, FileBlobStore(settings.data_dir / "blobs"),
+                             FileBlobStore(settings.data_dir / "origin"), client)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await worker.run(stop)
+    finally:
+        await asyncio.to_thread(worker.close)
+        await client.aclose()
+        serde.close()

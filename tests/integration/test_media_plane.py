@@ -1,0 +1,179 @@
+"""The media plane end to end: the real ffmpeg CLI publishes, the ingest cuts GOPs, media workers
+(real `glasscast run media-worker` processes) transcode the ladder, the processors index the
+segments, and the gateway serves master, live and VOD playlists and the segments themselves."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+import av
+import httpx
+import pytest
+
+from gateways.app import create_app
+from infra.embedded.process import free_port
+from infra.embedded.threaded import serve_app
+from infra.settings import Secret, Settings
+from media.package.playlist import parse_master_playlist, parse_media_playlist
+from tests.conftest import wait_processors_assigned
+from tests.integration.ingest_support import Ingest, ffmpeg_push, ingest_settings, running_ingest
+from tests.servers import run_service
+
+pytestmark = pytest.mark.integration
+
+
+def _platform_settings(base: Settings, **ladder: Any) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    s = ingest_settings(base)
+    s = s.with_section("ladder", **({"mode": "full"} | ladder))
+    s = s.with_section("transcode", group_id=f"transcode-{tag}", workers=2)
+    s = s.with_section("processors", app_id=f"views-{tag}")
+    s = s.with_section("auth", jwt_secret=Secret("media-plane-test-secret-" + "x" * 32))
+    return s.with_section("gateway", port=free_port())
+
+
+@contextlib.asynccontextmanager
+async def media_plane(s: Settings, tmp: Path) -> AsyncIterator[tuple[Ingest, str, Any]]:
+    with run_service(s, "processors", tmp / "processors.log") as proc:
+        await asyncio.to_thread(wait_processors_assigned, s, proc, tmp / "processors.log")
+        with run_service(s, "media-worker", tmp / "worker.log") as worker, serve_app(create_app(s),
+                                                                                  s.gateway.port) as url:
+            async with running_ingest(s) as ingest:
+                yield ingest, url, worker
+
+
+async def _until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        result = await check()
+        if result:
+            return result
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _probe(path: Path) -> dict[str, Any]:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings], tmp_path: Path) -> None:
+    s = _platform_settings(settings_factory())
+    async with media_plane(s, tmp_path) as (ingest, url, _):
+        channel_id, key = await ingest.channel()
+        push = ffmpeg_push(ingest.url, key, 10, size="1280x720", log=tmp_path / "ffmpeg.log")
+        started = await ingest.wait_events("stream.lifecycle", channel_id, lambda f: len(f) >= 1)
+        stream_id = str(started[0].value["stream_id"])
+        base = f"{url}/hls/{stream_id}"
+        async with httpx.AsyncClient(timeout=10) as http:
+            async def master() -> Any:
+                r = await http.get(f"{base}/master.m3u8")
+                if r.status_code != 200:
+                    return None
+                variants = parse_master_playlist(r.text)
+                return variants if len(variants) == 4 else None
+
+            variants = await _until(master, 30, "the full ladder in the master playlist")
+            names = sorted(v["uri"].split("/")[0] for v in variants)
+            assert names == ["360p30", "480p30", "audio", "source"]
+            r = await http.get(f"{base}/source/index.m3u8")
+            assert r.headers["cache-control"] == "public, max-age=1"
+            live = parse_media_playlist(r.text)
+            assert not live.ended
+
+            while push.poll() is None:
+                await asyncio.sleep(0.2)
+            assert push.returncode == 0, (tmp_path / "ffmpeg.log").read_text()
+            await ingest.wait_events("stream.lifecycle", channel_id,
+                                     lambda f: any(e.type == "StreamEnded" for e in f))
+
+            async def vod() -> Any:
+                r = await http.get(f"{base}/360p30/index.m3u8")
+                playlist = parse_media_playlist(r.text)
+                return playlist if playlist.ended and len(playlist.segments) == 5 else None
+
+            await _until(vod, 60, "the VOD playlist")
+            for rendition, (width, height) in {"source": (1280, 720), "480p30": (854, 480),
+                                               "360p30": (640, 360), "audio": (None, None)}.items():
+                r = await http.get(f"{base}/{rendition}/index.m3u8")
+                playlist = parse_media_playlist(r.text)
+                assert playlist.ended and playlist.playlist_type == "VOD"
+                assert r.headers["cache-control"] == "public, max-age=3600"
+                assert [seg.uri for seg in playlist.segments] == [f"{i:08d}.m4s" for i in range(5)]
+                init = await http.get(f"{base}/{rendition}/init.mp4")
+                assert init.status_code == 200 and "immutable" in init.headers["cache-control"]
+                whole = bytearray(init.content)
+                for seg in playlist.segments:
+                    body = (await http.get(f"{base}/{rendition}/{seg.uri}")).content
+                    one = tmp_path / f"{rendition}-{seg.uri}.mp4"
+                    one.write_bytes(init.content + body)
+                    info = _probe(one)
+                    duration = float(info["format"]["duration"])
+                    assert abs(duration - 2.0) <= 0.1, (rendition, seg.uri, duration)
+                    video = [st for st in info["streams"] if st["codec_type"] == "video"]
+                    if width is None:
+                        assert not video
+                    else:
+                        assert (video[0]["codec_name"], video[0]["width"], video[0]["height"]) == ("h264", width, height)
+                        assert video[0]["r_frame_rate"] in ("30/1", "30000/1001")
+                    whole += body
+                # The VOD plays start to end with no gap: the concatenation decodes continuously.
+                with av.open(io.BytesIO(bytes(whole)), format="mp4") as container:
+                    stream = container.streams.video[0] if width else container.streams.audio[0]
+                    frames = list(container.decode(stream))
+                assert frames
+                if width:
+                    assert len(frames) == 300 and frames[0].key_frame
+                    pts = [f.time for f in frames]
+                    assert all(0 < b - a < 0.05 for a, b in zip(pts, pts[1:]))
+                else:
+                    assert abs(frames[-1].time + frames[-1].samples / frames[-1].sample_rate - frames[0].time - 10) < 0.2
+
+            r = await http.get(f"{base}/source/00000000.m4s", headers={"Range": "bytes=0-99"})
+            assert r.status_code == 206 and len(r.content) == 100
+            assert (await http.get(f"{base}/source/00000099.m4s")).status_code == 404
+            assert (await http.get(f"{base}/..%2F..%2Fetc/index.m3u8")).status_code == 404
+
+
+async def test_killed_worker_loses_and_duplicates_nothing(settings_factory: Callable[..., Settings],
+                                                         tmp_path: Path) -> None:
+    s = _platform_settings(settings_factory(), mode="full")
+    async with media_plane(s, tmp_path) as (ingest, url, worker):
+        channel_id, key = await ingest.channel()
+        push = ffmpeg_push(ingest.url, key, 12, size="854x480", log=tmp_path / "ffmpeg.log")
+        started = await ingest.wait_events("stream.lifecycle", channel_id, lambda f: len(f) >= 1)
+        stream_id = str(started[0].value["stream_id"])
+        await ingest.wait_events("media.segments", stream_id, lambda f: len(f) >= 1, timeout_s=60)
+        worker.send_signal(signal.SIGKILL)  # mid-stream, very likely mid-transcode
+        worker.wait(10)
+        with run_service(s, "media-worker", tmp_path / "worker2.log"):
+            while push.poll() is None:
+                await asyncio.sleep(0.2)
+            gops = await ingest.wait_events("media.gops", stream_id, lambda f: len(f) >= 6)
+            expected = {(r, g.value["seq"]) for g in gops for r in ("source", "360p30", "audio")}
+
+            async def indexed() -> Any:
+                async with httpx.AsyncClient(timeout=10) as http:
+                    listed = []
+                    for rendition in ("source", "360p30", "audio"):
+                        r = await http.get(f"{url}/hls/{stream_id}/{rendition}/index.m3u8")
+                        if r.status_code != 200:
+                            return None
+                        listed += [(rendition, seg.uri) for seg in parse_media_playlist(r.text).segments]
+                    return listed if len(listed) >= len(expected) else None
+
+            listed = await _until(indexed, 90, "every GOP in every rendition")
+        assert len(listed) == len(set(listed)) == len(expected)
+        assert set(listed) == {(r, f"{seq:08d}.m4s") for r, seq in expected}
+        events = await asyncio.to_thread(ingest.events, "media.segments", stream_id)
+        assert {(e.value["rendition"], e.value["seq"]) for e in events} == expected
