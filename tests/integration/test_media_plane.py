@@ -84,7 +84,7 @@ async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings
                 return variants if len(variants) == 4 else None
 
             variants = await _until(master, 30, "the full ladder in the master playlist")
-            names = sorted(v["uri"].split("/")[0] for v in variants)
+            names = sorted(v["URI"].split("/")[0] for v in variants)
             assert names == ["360p30", "480p30", "audio", "source"]
             r = await http.get(f"{base}/source/index.m3u8")
             assert r.headers["cache-control"] == "public, max-age=1"
@@ -98,14 +98,16 @@ async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings
                                      lambda f: any(e.type == "StreamEnded" for e in f))
 
             async def vod() -> Any:
-                r = await http.get(f"{base}/360p30/index.m3u8")
+                r = await http.get(f"{base}/360p30/vod.m3u8")
+                if r.status_code != 200:
+                    return None
                 playlist = parse_media_playlist(r.text)
                 return playlist if playlist.ended and len(playlist.segments) == 5 else None
 
             await _until(vod, 60, "the VOD playlist")
             for rendition, (width, height) in {"source": (1280, 720), "480p30": (854, 480),
                                                "360p30": (640, 360), "audio": (None, None)}.items():
-                r = await http.get(f"{base}/{rendition}/index.m3u8")
+                r = await http.get(f"{base}/{rendition}/vod.m3u8")
                 playlist = parse_media_playlist(r.text)
                 assert playlist.ended and playlist.playlist_type == "VOD"
                 assert r.headers["cache-control"] == "public, max-age=3600"
@@ -118,7 +120,8 @@ async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings
                     one = tmp_path / f"{rendition}-{seg.uri}.mp4"
                     one.write_bytes(init.content + body)
                     info = _probe(one)
-                    duration = float(info["format"]["duration"])
+                    # Segments keep the source timeline: ffprobe counts duration from 0, not from the start.
+                    duration = float(info["format"]["duration"]) - float(info["format"]["start_time"])
                     assert abs(duration - 2.0) <= 0.1, (rendition, seg.uri, duration)
                     video = [st for st in info["streams"] if st["codec_type"] == "video"]
                     if width is None:
@@ -139,6 +142,9 @@ async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings
                 else:
                     assert abs(frames[-1].time + frames[-1].samples / frames[-1].sample_rate - frames[0].time - 10) < 0.2
 
+            assert parse_media_playlist((await http.get(f"{base}/source/index.m3u8")).text).ended
+            vod_master = parse_master_playlist((await http.get(f"{base}/vod.m3u8")).text)
+            assert sorted(v["URI"] for v in vod_master) == [f"{n}/vod.m3u8" for n in sorted(names)]
             r = await http.get(f"{base}/source/00000000.m4s", headers={"Range": "bytes=0-99"})
             assert r.status_code == 206 and len(r.content) == 100
             assert (await http.get(f"{base}/source/00000099.m4s")).status_code == 404
@@ -154,7 +160,11 @@ async def test_killed_worker_loses_and_duplicates_nothing(settings_factory: Call
         started = await ingest.wait_events("stream.lifecycle", channel_id, lambda f: len(f) >= 1)
         stream_id = str(started[0].value["stream_id"])
         await ingest.wait_events("media.segments", stream_id, lambda f: len(f) >= 1, timeout_s=60)
-        worker.send_signal(signal.SIGKILL)  # mid-stream, very likely mid-transcode
+        # Kill the worker just after the next GOP is announced: it is fetching or transcoding it.
+        seen = len(await asyncio.to_thread(ingest.events, "media.gops", stream_id))
+        await ingest.wait_events("media.gops", stream_id, lambda f: len(f) > seen)
+        await asyncio.sleep(0.05)
+        worker.send_signal(signal.SIGKILL)
         worker.wait(10)
         with run_service(s, "media-worker", tmp_path / "worker2.log"):
             while push.poll() is None:

@@ -1,0 +1,193 @@
+"""The transcode job: one GOP FLV in, one init + media segment per rendition out.
+
+``transcode_gop`` is what a media worker runs in a process pool for each
+``GopAvailable``: pure CPU, no I/O, picklable arguments and results.  It
+
+1. parses the GOP FLV into coded samples (``media.transcode.source``);
+2. remuxes the passthrough ("source") and audio-only renditions straight from
+   those samples: no decode, no encode, byte-identical H.264 and AAC;
+3. decodes the H.264 *once*, and hands every decoded frame to one
+   ``RungEncoder`` per scaled rendition, which scales it, encodes it with x264
+   and flushes at the end of the GOP (``encode(None)``);
+4. packages each rendition as fMP4 (``media.package.fmp4``): an init segment
+   and one media segment whose ``tfdt`` is the GOP's time on the source
+   timeline (ISO/IEC 14496-12 8.8.12), with the source AAC muxed in.
+
+Decode, scale and encode overlap: with ``parallel`` (the default) each scaled
+rung runs in its own thread fed through a small bounded queue while this
+thread decodes.  FFmpeg's decode, swscale and x264 calls release the GIL, so
+two rungs and the decoder spread over the cores without the CPU cost of
+x264's frame threads.  Muxed audio+video segments are what RFC 8216 (3.3, 4.4.6.2)
+allows for HLS; an audio-only rendition carries the audio alone.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+
+from media.package.codecs import aac_codec_string, aac_frame_samples, avc_codec_string
+from media.package.fmp4 import AudioTrack, Fragment, Sample, VideoTrack, init_segment, media_segment
+from media.transcode.encoders import EncodedFrame, RungEncoder, X264Settings
+from media.transcode.ladder import Rendition
+from media.transcode.source import SourceGop, parse_gop_flv
+from media.transcode.timeline import TICKS_PER_MS, audio_samples, ms_to_ticks, video_samples
+
+__all__ = ["RenditionOutput", "transcode_gop"]
+
+FRAME_QUEUE = 8  # decoded frames buffered per rung thread: bounds memory, keeps the decoder ahead
+_TIME_BASE = Fraction(1, 1000)
+
+
+@dataclass(frozen=True)
+class RenditionOutput:
+    """One rendition of one GOP, ready to store: init segment, media segment and playlist facts."""
+
+    rendition: str
+    init: bytes
+    segment: bytes
+    start_pts_ms: int
+    duration_ms: int
+    codecs: str  # RFC 6381 CODECS, e.g. "avc1.64001f,mp4a.40.2"
+    bandwidth_bps: int  # peak: this segment's bits over its duration (RFC 8216 4.4.6.2 BANDWIDTH)
+    width: int | None
+    height: int | None
+    fps: float | None
+    audio_only: bool
+
+
+class _RungThread(threading.Thread):
+    """Runs one ``RungEncoder`` off a bounded queue; an error is kept and re-raised by the job."""
+
+    def __init__(self, encoder: RungEncoder) -> None:
+        super().__init__(name=f"rung-{encoder.rendition.name}", daemon=True)
+        self.encoder = encoder
+        self.inbox: queue.Queue[av.VideoFrame | None] = queue.Queue(FRAME_QUEUE)
+        self.result: tuple[bytes, list[EncodedFrame]] | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        # After an error keep draining to the sentinel, so the decoder never blocks on a full queue.
+        while (frame := self.inbox.get()) is not None:
+            if self.error is None:
+                try:
+                    self.encoder.push(frame)
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the job's thread
+                    self.error = exc
+        if self.error is None:
+            try:
+                self.result = self.encoder.finish()
+            except BaseException as exc:  # noqa: BLE001
+                self.error = exc
+
+
+def _packets(src: SourceGop) -> list[av.Packet]:
+    packets = []
+    for frame in src.video:
+        packet = av.Packet(frame.data)
+        packet.dts, packet.pts, packet.time_base = frame.dts_ms, frame.dts_ms + frame.cts_ms, _TIME_BASE
+        packets.append(packet)
+    return packets
+
+
+def _encode_rungs(src: SourceGop, rungs: list[Rendition], settings: X264Settings, source_fps: float | None,
+                  parallel: bool) -> list[tuple[bytes, list[EncodedFrame]]]:
+    """Decode the GOP once and encode every scaled rung -> [(avcC, frames)] in ``rungs`` order."""
+    encoders = [RungEncoder(r, settings, source_fps) for r in rungs]
+    threads = [_RungThread(e) for e in encoders] if parallel else []
+    decoder = av.CodecContext.create("h264", "r")
+    decoder.extradata = src.avcc
+    # One decoder thread: the rung threads already fill the cores, and frame
+    # threading would add CPU and hold frames back.
+    decoder.thread_count = 1
+    first = True
+    for t in threads:
+        t.start()
+    try:
+        # decode(None) at the end flushes the frames the decoder holds for reordering.
+        for packet in [*_packets(src), None]:
+            for frame in decoder.decode(packet):
+                assert isinstance(frame, av.VideoFrame)
+                frame.time_base = _TIME_BASE
+                frame.pict_type = av.video.frame.PictureType.I if first else av.video.frame.PictureType.NONE
+                first = False
+                for t in threads:
+                    t.inbox.put(frame)
+                for e in encoders if not parallel else ():
+                    e.push(frame)
+    finally:
+        for t in threads:
+            t.inbox.put(None)
+            t.join()
+    for t in threads:
+        if t.error is not None:
+            raise t.error
+    return [t.result for t in threads if t.result is not None] if parallel else [e.finish() for e in encoders]
+
+
+def _audio(src: SourceGop, gop_pts_ms: int) -> tuple[AudioTrack, Fragment | None, int]:
+    """The audio track, its fragment (None if the GOP has no audio frames) and its duration in samples."""
+    assert src.asc is not None
+    track = AudioTrack.from_asc(src.asc)
+    samples = audio_samples([(f.pts_ms, f.data) for f in src.audio], aac_frame_samples(src.asc), track.sample_rate)
+    if not samples:
+        return track, None, 0
+    base = ms_to_ticks(gop_pts_ms + src.audio[0].pts_ms, track.sample_rate)
+    return track, Fragment(0, base, samples, video=False), sum(s.duration for s in samples)
+
+
+def _output(rendition: Rendition, tracks: list[VideoTrack | AudioTrack], fragments: list[Fragment], seq: int,
+            start_pts_ms: int, duration_ms: int, fps: float | None) -> RenditionOutput:
+    # Track ids follow the init segment's order (1, 2, ...): at most one video and one audio track.
+    ids = {isinstance(t, VideoTrack): i for i, t in enumerate(tracks, start=1)}
+    numbered = [Fragment(ids[f.video], f.base_decode_time, f.samples, f.video) for f in fragments]
+    segment = media_segment(seq + 1, numbered)  # mfhd sequence numbers start at 1 (8.8.5)
+    codecs = ",".join(avc_codec_string(t.avcc) if isinstance(t, VideoTrack) else aac_codec_string(t.asc)
+                      for t in tracks)
+    video = next((t for t in tracks if isinstance(t, VideoTrack)), None)
+    return RenditionOutput(
+        rendition.name, init_segment(tracks), segment, start_pts_ms, duration_ms, codecs,
+        len(segment) * 8 * 1000 // max(duration_ms, 1), video.width if video else None,
+        video.height if video else None, fps if video else None, video is None)
+
+
+def transcode_gop(flv: bytes, renditions: list[Rendition], seq: int, gop_pts_ms: int, gop_duration_ms: int, *,
+                  settings: X264Settings = X264Settings(), parallel: bool = True) -> list[RenditionOutput]:
+    """Every rendition of one GOP, in ``renditions`` order; audio-only is left out if the GOP has no audio."""
+    src = parse_gop_flv(flv)
+    source_fps = len(src.video) * 1000 / gop_duration_ms if gop_duration_ms > 0 else None
+    audio = _audio(src, gop_pts_ms) if src.asc is not None else None
+    audio_tracks: list[VideoTrack | AudioTrack] = [audio[0]] if audio else []
+    audio_fragments = [audio[1]] if audio and audio[1] else []
+    base = gop_pts_ms * TICKS_PER_MS
+
+    scaled = [r for r in renditions if not (r.passthrough or r.audio_only)]
+    # Passthrough and audio-only ladders never touch a decoder.
+    encoded = dict(zip((r.name for r in scaled), _encode_rungs(src, scaled, settings, source_fps, parallel)
+                       if scaled else []))
+    outputs = []
+    for r in renditions:
+        if r.audio_only:
+            if audio is None or audio[1] is None:
+                continue
+            track, fragment, ticks = audio
+            duration = round(ticks * 1000 / track.sample_rate)
+            outputs.append(_output(r, [track], [fragment], seq, gop_pts_ms + src.audio[0].pts_ms, duration, None))
+            continue
+        if r.passthrough:
+            video_track = VideoTrack.from_avcc(src.avcc)
+            frames = [(f.dts_ms, f.dts_ms + f.cts_ms, f.keyframe, f.data) for f in src.video]
+            fps = r.fps or source_fps
+        else:
+            avcc, encoded_frames = encoded[r.name]
+            video_track = VideoTrack.from_avcc(avcc)
+            frames = [(f.dts_ms, f.pts_ms, f.keyframe, f.data) for f in encoded_frames]
+            fps = r.fps
+        fragment = Fragment(0, base, video_samples(frames, gop_duration_ms), video=True)
+        outputs.append(_output(r, [video_track, *audio_tracks], [fragment, *audio_fragments], seq,
+                               gop_pts_ms, gop_duration_ms, fps))
+    return outputs
