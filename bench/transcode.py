@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from fractions import Fraction
 from multiprocessing import get_context
 from pathlib import Path
@@ -120,11 +120,12 @@ def run_job(job: Job, ladder: list[Rendition]) -> tuple[int, float]:
     return sum(len(o.segment) for o in outputs), time.process_time() - c0
 
 
-def run_all(jobs: list[Job], ladder: list[Rendition]) -> tuple[float, float]:
+def run_all(jobs: list[Job], ladder: list[Rendition], settings: X264Settings = X264Settings(),
+            parallel: bool = True) -> tuple[float, float]:
     """Every GOP in order, in this process: (CPU s of all threads, wall s)."""
     c0, w0 = time.process_time(), time.perf_counter()
     for job in jobs:
-        transcode_gop(job[0], ladder, job[1], job[2], job[3])
+        transcode_gop(job[0], ladder, job[1], job[2], job[3], settings=settings, parallel=parallel)
     return time.process_time() - c0, time.perf_counter() - w0
 
 
@@ -178,6 +179,7 @@ def main() -> None:
     full = plan_ladder("full", 10_000, WIDTH, HEIGHT, FPS)
     passthrough = plan_ladder("passthrough", 0, WIDTH, HEIGHT, FPS)
     cpus = sorted(os.sched_getaffinity(0))
+    load_start = round(os.getloadavg()[0], 2)  # a shared machine: say how busy it was
 
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
@@ -204,6 +206,15 @@ def main() -> None:
             latency = {"passthrough": latencies(pool, jobs, passthrough, 10),
                        "full": latencies(pool, jobs, full, args.repeats)}
         parts = breakdown(jobs, settings.interpolation)
+        # Where the parallelism comes from: rung threads (default) or x264's own threads.
+        variants = {}
+        for name, variant, parallel in (("rung_threads_x264_1", settings, True),
+                                        ("serial_x264_1", settings, False),
+                                        ("serial_x264_auto", replace(settings, threads=0), False),
+                                        ("rung_threads_x264_auto", replace(settings, threads=0), True)):
+            cpu_s, wall_s = run_all(jobs, full, variant, parallel)
+            variants[name] = {"cpu_s_per_media_s": round(cpu_s / media_s, 3),
+                              "mean_gop_ms": round(wall_s * 1000 / len(jobs), 1)}
 
     ours_cpu, cli_cpu, cli_1t_cpu = (statistics.median(v) for v in (ours, cli, cli_1t))
     decode, scale = parts["decode"] / media_s, parts["scale"] / media_s
@@ -218,6 +229,8 @@ def main() -> None:
         "rtf_one_core": {"glasscast": round(one_core, 2), "ffmpeg_cli": round(cli_one_core, 2)},
         "rtf_pool_2proc": round(pool_rtf, 2),
         "latency_ms": latency,
+        "threading_in_process": variants,
+        "loadavg_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
         "cpu_breakdown_s_per_media_s": {"decode": round(decode, 3), "scale": round(scale, 3),
                                         "encode_package": round(ours_cpu - decode - scale, 3)},
         "aims": {"cpu_ratio_le_1.15": ours_cpu / cli_cpu <= 1.15, "rtf_one_core_gt_1": one_core > 1,

@@ -143,6 +143,9 @@ class TranscodeSettings:
     workers: int = 0  # transcode processes; 0: one per CPU
     max_in_flight: int = 0  # GOPs being transcoded at once; 0: twice the workers
     live_window: int = 6  # segments in a live media playlist
+    # GOPs older than this get only their remuxes (source, audio), not the scaled rungs:
+    # after an outage the backlog is VOD history, and encoding it would delay every live stream.
+    max_gop_age_s: float = 30.0
 
 
 @dataclass(frozen=True)

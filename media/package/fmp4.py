@@ -1,10 +1,10 @@
 """Fragmented MP4 (CMAF-style) init and media segments, written box by box.
 
-A rendition is one *init segment* (ISO/IEC 14496-12 section 8.2 ``ftyp`` +
+A rendition is one *init segment* (ISO/IEC 14496-12 sections 4.3 ``ftyp``, 8.2
 ``moov`` with empty sample tables and a ``mvex``/``trex`` per track, section
 8.8.1) stored once, then one *media segment* per GOP (``styp`` + ``moof`` +
-``mdat``, sections 8.16.2 and 8.8.4; CMAF ISO/IEC 23000-19 section 7.3.2.3 and
-RFC 8216 section 3.3 for HLS).  Every ``traf`` has
+``mdat``, sections 8.16.2, 8.8.4 and 8.1.1; the CMAF structure of ISO/IEC
+23000-19 clause 7, and RFC 8216 section 3.3 for HLS).  Every ``traf`` has
 
 * ``tfhd`` with default-base-is-moof (8.8.7), so ``trun`` data offsets count
   from the first byte of the ``moof`` and a segment is position-independent;
@@ -14,7 +14,11 @@ RFC 8216 section 3.3 for HLS).  Every ``traf`` has
   continues exactly where GOP n ended;
 * ``trun`` version 1 (8.8.8) with per-sample duration and size, per-sample
   flags for video (sync vs non-sync, 8.8.3.1) and signed composition time
-  offsets, which B-frames need and CMAF 7.5.17 prefers.
+  offsets, which B-frames need (negative ones too, as CMAF allows).
+
+CMAF proper has one media track per track file; a muxed audio+video rendition
+(what the HLS ladder here serves) has two, so only single-track init segments
+carry the ``cmfc`` brand.
 
 Samples are opaque bytes here; for H.264 they are length-prefixed NAL units
 (ISO/IEC 14496-15 section 5.3.2), which is also how FLV carries them.  This
@@ -152,7 +156,7 @@ def _trak(track_id: int, track: VideoTrack | AudioTrack) -> bytes:
                     else full_box(b"smhd", 0, 0, struct.pack(">hH", 0, 0)))
     dinf = box(b"dinf", full_box(b"dref", 0, 0, struct.pack(">I", 1), full_box(b"url ", 0, 1)))
     entry = _avc1(track) if isinstance(track, VideoTrack) else _mp4a(track)
-    # Empty sample tables (CMAF 7.5.x): every sample lives in a movie fragment.
+    # Empty sample tables: every sample lives in a movie fragment (8.8.1).
     stbl = box(b"stbl", full_box(b"stsd", 0, 0, struct.pack(">I", 1), entry),
                full_box(b"stts", 0, 0, struct.pack(">I", 0)), full_box(b"stsc", 0, 0, struct.pack(">I", 0)),
                full_box(b"stsz", 0, 0, struct.pack(">II", 0, 0)), full_box(b"stco", 0, 0, struct.pack(">I", 0)))
@@ -163,7 +167,7 @@ def init_segment(tracks: Sequence[VideoTrack | AudioTrack]) -> bytes:
     """``ftyp`` + ``moov`` for these tracks; track ids are 1, 2, ... in order."""
     if not tracks:
         raise ValueError("an init segment needs at least one track")
-    brands = [b"iso6", b"mp41"] + ([b"cmfc"] if len(tracks) == 1 else [])  # CMAF tracks hold one media track
+    brands = [b"iso6", b"mp41"] + ([b"cmfc"] if len(tracks) == 1 else [])
     ftyp = box(b"ftyp", b"iso6", struct.pack(">I", 0), *brands)
     mvhd = full_box(b"mvhd", 0, 0, struct.pack(">IIIIIH10x", 0, 0, MOVIE_TIMESCALE, 0, 0x10000, 0x0100),
                     _MATRIX, bytes(24), struct.pack(">I", len(tracks) + 1))

@@ -4,20 +4,24 @@ Live settings, and why:
 
 * A fresh encoder per GOP, its first frame forced to an IDR (``pict_type`` I,
   ``forced-idr``) and no scene-cut keyframes: every segment starts with an IDR
-  and holds exactly one GOP (CMAF ISO/IEC 23000-19 7.3.2.3; RFC 8216 4.3.2.1
-  independent segments), whichever worker encodes it.
-* ``keyint`` and the H.264 level are constants, *not* the GOP's frame count or
-  the measured frame rate: x264 derives ``log2_max_frame_num`` from keyint and
-  picks the level from the frame rate, and either would change the SPS, and so
-  the avcC in the init segment, from one GOP to the next.  With both pinned the
-  SPS/PPS depend only on the rendition and these settings, so the init segment
-  is stored once per (stream, rendition).
+  and holds exactly one GOP (CMAF, ISO/IEC 23000-19 clause 7: fragments start
+  with a sync sample; RFC 8216 4.3.5.1 independent segments), whichever worker
+  encodes it.  ``keyint`` is a constant above any GOP, not the GOP's frame
+  count: the forced IDR already cuts the GOP, and a constant keeps the x264
+  options (and its in-band settings SEI) the same for every GOP.
+* The H.264 level is pinned per frame size (Table A-1, at 30 or 60 fps): x264
+  would otherwise pick it from the frame rate it is given, and a per-GOP rate
+  estimate of 30.3 fps turns 720p's level 3.1 into 3.2, changing the SPS and so
+  the avcC in the init segment.  Pinned, the SPS/PPS depend only on the
+  rendition and these settings (checked across frame rates and keyint values),
+  so the init segment is stored once per (stream, rendition).
 * CBR-like rate control: ``bitrate`` = ``maxrate``, ``bufsize`` = 2x, so the
-  advertised ``BANDWIDTH`` (RFC 8216 4.4.6.2) holds.
-* No B-frames: in this build they cost *more* CPU at veryfast (b-adapt) and
-  only change the composition offsets.  ``threads=1``: parallelism comes from
-  running rungs side by side (see ``media.transcode.job``), which costs no extra
-  CPU, while x264 frame threads cost 5-15 % more CPU per frame.
+  advertised ``BANDWIDTH`` (RFC 8216 4.3.4.2) holds.
+* No B-frames: with this build at veryfast, bframes=2 or 3 cost 20-45 % *more*
+  encode CPU (b-adapt) for 3 % fewer bits.  ``threads=1``: parallelism comes
+  from running rungs side by side (``media.transcode.job``), which costs no
+  extra CPU; x264's own threads cost 6-16 % more CPU for the ladder and were
+  slower per GOP as well (``bench/transcode.py``, "threading_in_process").
 * Timestamps stay on the source clock: the encoder's time base is the FLV's
   1/1000 and frames keep the source pts, so output pts equal input pts.
 """
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import av
 from av.video.reformatter import VideoReformatter
@@ -80,7 +85,8 @@ def h264_level(width: int, height: int, fps: float) -> str:
     return f"{H264_LEVELS[-1][0]:.1f}"
 
 
-def open_x264(width: int, height: int, fps: float, video_kbps: int, settings: X264Settings) -> av.CodecContext:
+def open_x264(width: int, height: int, fps: float, video_kbps: int,
+              settings: X264Settings) -> av.VideoCodecContext:
     """An opened libx264 encoder whose extradata holds the SPS/PPS (global header)."""
     codec = av.CodecContext.create("libx264", "w")
     assert isinstance(codec, av.VideoCodecContext)
@@ -142,7 +148,7 @@ class RungEncoder:
             raise ValueError(f"x264 gave no SPS/PPS for rendition {self.rendition.name!r}")
         return avcc_from_annexb(bytes(extradata)), self.frames
 
-    def _collect(self, packets: list[av.Packet]) -> None:
+    def _collect(self, packets: list[av.Packet[Any]]) -> None:
         for packet in packets:
             if packet.pts is None or packet.dts is None:
                 raise ValueError(f"x264 packet without timestamps in rendition {self.rendition.name!r}")

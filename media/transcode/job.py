@@ -17,7 +17,7 @@ Decode, scale and encode overlap: with ``parallel`` (the default) each scaled
 rung runs in its own thread fed through a small bounded queue while this
 thread decodes.  FFmpeg's decode, swscale and x264 calls release the GIL, so
 two rungs and the decoder spread over the cores without the CPU cost of
-x264's frame threads.  Muxed audio+video segments are what RFC 8216 (3.3, 4.4.6.2)
+x264's frame threads.  Muxed audio+video segments are what RFC 8216 (3.3, 4.3.4.2)
 allows for HLS; an audio-only rendition carries the audio alone.
 """
 
@@ -26,12 +26,14 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass
+from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
 
 import av
 
 from media.package.codecs import aac_codec_string, aac_frame_samples, avc_codec_string
-from media.package.fmp4 import AudioTrack, Fragment, Sample, VideoTrack, init_segment, media_segment
+from media.package.fmp4 import AudioTrack, Fragment, VideoTrack, init_segment, media_segment
 from media.transcode.encoders import EncodedFrame, RungEncoder, X264Settings
 from media.transcode.ladder import Rendition
 from media.transcode.source import SourceGop, parse_gop_flv
@@ -53,7 +55,7 @@ class RenditionOutput:
     start_pts_ms: int
     duration_ms: int
     codecs: str  # RFC 6381 CODECS, e.g. "avc1.64001f,mp4a.40.2"
-    bandwidth_bps: int  # peak: this segment's bits over its duration (RFC 8216 4.4.6.2 BANDWIDTH)
+    bandwidth_bps: int  # peak: this segment's bits over its duration (RFC 8216 4.3.4.2 BANDWIDTH)
     width: int | None
     height: int | None
     fps: float | None
@@ -85,7 +87,8 @@ class _RungThread(threading.Thread):
                 self.error = exc
 
 
-def _packets(src: SourceGop) -> list[av.Packet]:
+def _packets(src: SourceGop) -> list[av.Packet[Any]]:
+    """The GOP's H.264 access units as decoder input, timed in ms relative to the keyframe."""
     packets = []
     for frame in src.video:
         packet = av.Packet(frame.data)
@@ -99,6 +102,8 @@ def _encode_rungs(src: SourceGop, rungs: list[Rendition], settings: X264Settings
     """Decode the GOP once and encode every scaled rung -> [(avcC, frames)] in ``rungs`` order."""
     encoders = [RungEncoder(r, settings, source_fps) for r in rungs]
     threads = [_RungThread(e) for e in encoders] if parallel else []
+    sinks: list[Callable[[av.VideoFrame], None]] = ([t.inbox.put for t in threads] if parallel
+                                                    else [e.push for e in encoders])
     decoder = av.CodecContext.create("h264", "r")
     decoder.extradata = src.avcc
     # One decoder thread: the rung threads already fill the cores, and frame
@@ -115,10 +120,8 @@ def _encode_rungs(src: SourceGop, rungs: list[Rendition], settings: X264Settings
                 frame.time_base = _TIME_BASE
                 frame.pict_type = av.video.frame.PictureType.I if first else av.video.frame.PictureType.NONE
                 first = False
-                for t in threads:
-                    t.inbox.put(frame)
-                for e in encoders if not parallel else ():
-                    e.push(frame)
+                for sink in sinks:
+                    sink(frame)
     finally:
         for t in threads:
             t.inbox.put(None)
@@ -129,15 +132,13 @@ def _encode_rungs(src: SourceGop, rungs: list[Rendition], settings: X264Settings
     return [t.result for t in threads if t.result is not None] if parallel else [e.finish() for e in encoders]
 
 
-def _audio(src: SourceGop, gop_pts_ms: int) -> tuple[AudioTrack, Fragment | None, int]:
-    """The audio track, its fragment (None if the GOP has no audio frames) and its duration in samples."""
+def _audio_fragment(src: SourceGop, track: AudioTrack, gop_pts_ms: int) -> Fragment | None:
+    """The GOP's AAC frames on the source timeline, in samples; None if it has none."""
     assert src.asc is not None
-    track = AudioTrack.from_asc(src.asc)
     samples = audio_samples([(f.pts_ms, f.data) for f in src.audio], aac_frame_samples(src.asc), track.sample_rate)
     if not samples:
-        return track, None, 0
-    base = ms_to_ticks(gop_pts_ms + src.audio[0].pts_ms, track.sample_rate)
-    return track, Fragment(0, base, samples, video=False), sum(s.duration for s in samples)
+        return None
+    return Fragment(0, ms_to_ticks(gop_pts_ms + src.audio[0].pts_ms, track.sample_rate), samples, video=False)
 
 
 def _output(rendition: Rendition, tracks: list[VideoTrack | AudioTrack], fragments: list[Fragment], seq: int,
@@ -160,10 +161,12 @@ def transcode_gop(flv: bytes, renditions: list[Rendition], seq: int, gop_pts_ms:
     """Every rendition of one GOP, in ``renditions`` order; audio-only is left out if the GOP has no audio."""
     src = parse_gop_flv(flv)
     source_fps = len(src.video) * 1000 / gop_duration_ms if gop_duration_ms > 0 else None
-    audio = _audio(src, gop_pts_ms) if src.asc is not None else None
-    audio_tracks: list[VideoTrack | AudioTrack] = [audio[0]] if audio else []
-    audio_fragments = [audio[1]] if audio and audio[1] else []
-    base = gop_pts_ms * TICKS_PER_MS
+    # The audio track is in the init segment whenever the stream has audio, even
+    # if this GOP carries no AAC frame, so the init segment is the same for every GOP.
+    audio_track = AudioTrack.from_asc(src.asc) if src.asc is not None else None
+    audio_fragment = _audio_fragment(src, audio_track, gop_pts_ms) if audio_track is not None else None
+    audio_tracks: list[VideoTrack | AudioTrack] = [audio_track] if audio_track is not None else []
+    audio_fragments = [audio_fragment] if audio_fragment is not None else []
 
     scaled = [r for r in renditions if not (r.passthrough or r.audio_only)]
     # Passthrough and audio-only ladders never touch a decoder.
@@ -172,22 +175,21 @@ def transcode_gop(flv: bytes, renditions: list[Rendition], seq: int, gop_pts_ms:
     outputs = []
     for r in renditions:
         if r.audio_only:
-            if audio is None or audio[1] is None:
+            if audio_track is None or audio_fragment is None:
                 continue
-            track, fragment, ticks = audio
-            duration = round(ticks * 1000 / track.sample_rate)
-            outputs.append(_output(r, [track], [fragment], seq, gop_pts_ms + src.audio[0].pts_ms, duration, None))
+            ticks = sum(s.duration for s in audio_fragment.samples)
+            outputs.append(_output(r, [audio_track], [audio_fragment], seq, gop_pts_ms + src.audio[0].pts_ms,
+                                   round(ticks * 1000 / audio_track.sample_rate), None))
             continue
         if r.passthrough:
-            video_track = VideoTrack.from_avcc(src.avcc)
+            avcc, fps = src.avcc, r.fps or source_fps
             frames = [(f.dts_ms, f.dts_ms + f.cts_ms, f.keyframe, f.data) for f in src.video]
-            fps = r.fps or source_fps
         else:
             avcc, encoded_frames = encoded[r.name]
-            video_track = VideoTrack.from_avcc(avcc)
-            frames = [(f.dts_ms, f.pts_ms, f.keyframe, f.data) for f in encoded_frames]
             fps = r.fps
-        fragment = Fragment(0, base, video_samples(frames, gop_duration_ms), video=True)
-        outputs.append(_output(r, [video_track, *audio_tracks], [fragment, *audio_fragments], seq,
-                               gop_pts_ms, gop_duration_ms, fps))
+            frames = [(f.dts_ms, f.pts_ms, f.keyframe, f.data) for f in encoded_frames]
+        # Every video rendition starts at the keyframe's time: tfdt = GOP pts in 90 kHz ticks.
+        fragment = Fragment(0, gop_pts_ms * TICKS_PER_MS, video_samples(frames, gop_duration_ms), video=True)
+        outputs.append(_output(r, [VideoTrack.from_avcc(avcc), *audio_tracks], [fragment, *audio_fragments],
+                               seq, gop_pts_ms, gop_duration_ms, fps))
     return outputs

@@ -7,7 +7,7 @@ ever upscaled: a scaled rung must be strictly shorter than the source, and the
 rung at the source height is the source itself, remuxed rather than re-encoded
 (re-encoding at the same size would only lose quality and burn CPU).
 
-The result feeds an HLS multivariant playlist (RFC 8216 section 4.4.6.2,
+The result feeds an HLS multivariant playlist (RFC 8216 section 4.3.4.2,
 ``EXT-X-STREAM-INF``) where every rendition shares the source timeline, so a
 player can switch between them at any segment boundary.  This module is pure:
 no settings object, no clock; tier thresholds are passed in.
@@ -35,7 +35,7 @@ class Rendition:
 
 #: The source remuxed untouched (the "1080p60" rung for a 1080p60 publisher).
 SOURCE = Rendition("source", None, None, None, None, passthrough=True)
-#: The source's AAC, remuxed on its own (RFC 8216 4.4.6.1 audio-only rendition).
+#: The source's AAC, remuxed on its own (an RFC 8216 4.3.4.1 ``EXT-X-MEDIA`` audio rendition).
 AUDIO = Rendition("audio", None, None, None, None, audio_only=True)
 #: Scaled rungs, best first.  Widths are for 16:9; ``plan_ladder`` keeps the source's aspect.
 LADDER: tuple[Rendition, ...] = (

@@ -1,19 +1,21 @@
 """Sample timing for one GOP's segments: the source timeline, converted to track timescales.
 
 Every rendition of a GOP must start at the same decode time and end where the
-next GOP begins, or a player switching renditions (RFC 8216 section 6.3.2)
-or appending segments (CMAF ISO/IEC 23000-19 section 7.3.3, contiguous
-``tfdt``) sees gaps and overlaps.  The rules, all pure arithmetic:
+next GOP begins, or a player switching renditions (RFC 8216 section 6.2.4:
+matching content in variant streams has matching timestamps) or appending
+segments (contiguous ``tfdt``, ISO/IEC 14496-12 8.8.12) sees gaps and
+overlaps.  The rules, all pure arithmetic:
 
-* Video decode times are the source's, relative to the GOP's keyframe: the
-  first sample decodes at ``gop_pts_ms`` (``tfdt``), each sample lasts until
-  the next one's decode time, and the last until ``gop_pts_ms +
-  gop_duration_ms`` where the next GOP starts.  So the durations sum to the GOP
-  duration exactly, in every rendition.
+* Video decode times start at the GOP's keyframe: the first sample decodes at
+  ``gop_pts_ms`` (``tfdt``), each sample lasts until the next one's decode
+  time (the source's for passthrough, the encoder's for scaled rungs), and the
+  last until ``gop_pts_ms + gop_duration_ms``, where the next GOP starts.  So
+  the durations sum to the GOP duration exactly, in every rendition.
 * Presentation times are the source's too: composition offset = pts - dts
   (ISO/IEC 14496-12 8.6.1.3, signed in ``trun`` version 1).  An encoder that
   shifts its decode times (x264 with B-frames starts dts before pts) is
-  re-anchored so its first decode time is the keyframe's.
+  re-anchored so its first decode time is the keyframe's; its B-frames may
+  then get negative offsets, which ``trun`` version 1 carries.
 * Audio: every AAC access unit lasts exactly its frame length in samples; the
   first one's time comes from its millisecond timestamp, so GOP boundaries
   are exact to within the FLV's 1 ms rounding.  A hole in the source audio

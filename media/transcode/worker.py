@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -21,7 +22,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from infra.settings import Settings
-from media.blob import BlobStore
+from media.blob import BlobNotFound, BlobStore
 from media.transcode.job import RenditionOutput, transcode_gop
 from media.transcode.ladder import Rendition, plan_ladder
 from media.transcode.offsets import OffsetTracker
@@ -42,6 +43,13 @@ def segment_key(stream_id: str, rendition: str, seq: int) -> str:
 
 def init_key(stream_id: str, rendition: str) -> str:
     return f"hls/{stream_id}/{rendition}/init.mp4"
+
+
+def warm() -> None:
+    """Run in each pool process once: PyAV and the codecs load before the first GOP."""
+    import av  # noqa: F401
+
+    av.codec.Codec("libx264", "w")
 
 
 def viewers_key(prefix: str, channel_id: str) -> str:
@@ -77,7 +85,10 @@ class TranscodeWorker:
         self.origin = origin
         self.redis = client
         workers = settings.transcode.workers or os.cpu_count() or 1
-        self.pool = ProcessPoolExecutor(max_workers=workers)
+        # forkserver, not fork: this process runs librdkafka threads, and a forked child
+        # would inherit their locks mid-use.
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"))
+        self.workers = workers
         self.max_in_flight = settings.transcode.max_in_flight or 2 * workers
         self.producer = EventProducer(settings.kafka, serde)
         self.consumer = EventConsumer(settings.kafka, serde, ["media.gops"], group_id=settings.transcode.group_id,
@@ -86,6 +97,7 @@ class TranscodeWorker:
         self.offsets = OffsetTracker()
         self.latencies_ms: list[float] = []
         self.done = 0
+        self.stale = 0  # GOPs that arrived too late for the ladder and got their remuxes only
 
     async def _viewers(self, channel_id: str) -> int:
         raw = await self.redis.get(viewers_key(self.settings.valkey.key_prefix, channel_id))
@@ -100,22 +112,33 @@ class TranscodeWorker:
                            int(gop["height"]), gop.get("fps"), ladder.tier_small, ladder.tier_medium)
 
     async def handle(self, event: Event) -> None:
-        """Transcode, store and announce one GOP."""
+        """Transcode, store and announce one GOP: remuxes first, the scaled rungs when they are done."""
         gop = event.value
         started = time.perf_counter()
         renditions = await self.plan(gop)
-        stream_id = to_str(gop["stream_id"])
+        age_s = time.time() - to_ms(gop["occurred_at"]) / 1000
+        if age_s > self.settings.transcode.max_gop_age_s:
+            self.stale += 1
+            renditions = [r for r in renditions if r.passthrough or r.audio_only]
         flv = await asyncio.to_thread(self.gops.get, gop["blob_ref"])
-        loop = asyncio.get_running_loop()
-        outputs: list[RenditionOutput] = await loop.run_in_executor(
-            self.pool, transcode_gop, flv, renditions, int(gop["seq"]), int(gop["pts"]), int(gop["duration"]))
-        for out in outputs:
-            await asyncio.to_thread(self._store, stream_id, int(gop["seq"]), out)
-        # Announce only once every rendition's bytes are durable.
-        await asyncio.gather(*[self.producer.send(SEGMENT_READY, stream_id, segment_ready(gop, out, int(time.time() * 1000)))
-                               for out in outputs])
+        # Remuxes (source, audio) take milliseconds: list them without waiting for the encoders.
+        remux = [r for r in renditions if r.passthrough or r.audio_only]
+        scaled = [r for r in renditions if not (r.passthrough or r.audio_only)]
+        await asyncio.gather(*[self._produce(gop, flv, part) for part in (remux, scaled) if part])
         self.latencies_ms.append((time.perf_counter() - started) * 1000)
         self.done += 1
+
+    async def _produce(self, gop: dict[str, Any], flv: bytes, renditions: list[Rendition]) -> None:
+        stream_id, seq = to_str(gop["stream_id"]), int(gop["seq"])
+        loop = asyncio.get_running_loop()
+        outputs: list[RenditionOutput] = await loop.run_in_executor(
+            self.pool, transcode_gop, flv, renditions, seq, int(gop["pts"]), int(gop["duration"]))
+        for out in outputs:
+            await asyncio.to_thread(self._store, stream_id, seq, out)
+        # Announce only once the segments' bytes are durable.
+        now_ms = int(time.time() * 1000)
+        await asyncio.gather(*[self.producer.send(SEGMENT_READY, stream_id, segment_ready(gop, out, now_ms))
+                               for out in outputs])
 
     def _store(self, stream_id: str, seq: int, out: RenditionOutput) -> None:
         init = init_key(stream_id, out.rendition)
@@ -123,7 +146,13 @@ class TranscodeWorker:
             self.origin.put(init, out.init)
         self.origin.put(segment_key(stream_id, out.rendition, seq), out.segment)
 
+    async def warm_up(self) -> None:
+        """Start every pool process and import PyAV there before the first GOP arrives."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*[loop.run_in_executor(self.pool, warm) for _ in range(self.workers)])
+
     async def run(self, stop: asyncio.Event) -> None:
+        await self.warm_up()
         tasks: set[asyncio.Task[None]] = set()
         try:
             while not stop.is_set():
@@ -146,6 +175,10 @@ class TranscodeWorker:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 await self.handle(event)
+                break
+            except BlobNotFound as exc:
+                # Permanent: the GOP's blob is gone (retention, or another deployment's store).
+                log.warning("GOP %s seq %s skipped: %s", event.key, event.value.get("seq"), exc)
                 break
             except Exception:
                 log.exception("GOP %s seq %s failed (attempt %d of %d)", event.key, event.value.get("seq"),

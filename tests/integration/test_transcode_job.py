@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import dataclasses
 import pickle
 import struct
 import subprocess
@@ -26,7 +27,8 @@ import pytest
 
 from media.ingest import flv
 from media.ingest.gop import Gop, GopSplitter, MediaTag, gop_to_flv
-from media.transcode import RenditionOutput, plan_ladder, transcode_gop
+from media.transcode import RenditionOutput, X264Settings, plan_ladder, transcode_gop
+from media.transcode.encoders import h264_level, open_x264
 
 GOP_MS = 2000
 
@@ -240,3 +242,30 @@ def test_60fps_source_is_decimated_for_30fps_rungs(tmp_path: Path) -> None:
     assert {b - a for a, b in zip(pts, pts[1:])} <= {33 * 90, 34 * 90}
     source_pts, _, _ = decode_video_pts(outs[0][0].init + outs[0][0].segment)
     assert len(source_pts) == 60 and pts[0] == source_pts[0]
+
+
+@pytest.mark.parametrize(("width", "height", "level"), [(1280, 720, "3.1"), (854, 480, "3.1"), (640, 360, "3.0")])
+def test_x264_headers_depend_only_on_the_rendition(width: int, height: int, level: str) -> None:
+    # x264 picks the level from the frame rate: a per-GOP estimate of 30.3 fps
+    # would make 720p level 3.2.  Pinned, the SPS/PPS (and the init segment) stay put.
+    assert {h264_level(width, height, fps) for fps in (24.0, 25.0, 29.97, 30.0, 30.3, 31.0)} == {level}
+    headers = {bytes(open_x264(width, height, fps, 1500, X264Settings()).extradata or b"")
+               for fps in (25.0, 29.97, 30.0, 30.3)}
+    assert len(headers) == 1 and b"" not in headers
+    assert h264_level(1280, 720, 60.0) == "3.2" and h264_level(1920, 1080, 30.0) == "4.0"
+
+
+def test_video_only_stream(gops_720p30: list[Gop]) -> None:
+    gop = gops_720p30[0]
+    silent = dataclasses.replace(gop, audio_config=None, tags=tuple(t for t in gop.tags if t.kind == "video"))
+    outputs = transcode_gop(gop_to_flv(silent), plan_ladder("full", 1000, 1280, 720, 30.0), 0, gop.start_ms,
+                            gop.duration_ms)
+    # No audio: the muxed renditions carry video alone and there is no audio-only rendition.
+    assert [(o.rendition, o.codecs.count("mp4a")) for o in outputs] == [("source", 0), ("480p30", 0), ("360p30", 0)]
+    assert all(len(fragments(o.segment)) == 1 for o in outputs)
+
+
+@pytest.mark.parametrize("blob", [b"", b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00", b"not an flv at all"])
+def test_bad_gop_blobs_raise_value_error(blob: bytes) -> None:
+    with pytest.raises(ValueError):
+        transcode_gop(blob, plan_ladder("full", 1000, 1280, 720, 30.0), 0, 0, 2000)

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from media.ingest.avc import parse_avc_config
 from media.package import codecs
+from media.transcode import timeline
 from media.package.fmp4 import (AUDIO_SAMPLE_FLAGS, NON_SYNC_SAMPLE_FLAGS, SYNC_SAMPLE_FLAGS, AudioTrack, Fragment,
                                 Sample, VideoTrack, init_segment, media_segment)
 
@@ -75,11 +76,12 @@ def video_track() -> VideoTrack:
 def encoded_video(bframes: int) -> tuple[bytes, list[tuple[int, int, bool, bytes]]]:
     """(avcC, [(pts, dts, key, AVCC sample)]): 24 frames of 64x48, an IDR every 6 frames."""
     enc = av.CodecContext.create("libx264", "w")
-    enc.width, enc.height, enc.pix_fmt, enc.time_base, enc.framerate = 64, 48, "yuv420p", Fraction(1, 30), 30
+    assert isinstance(enc, av.VideoCodecContext)
+    enc.width, enc.height, enc.pix_fmt, enc.time_base, enc.framerate = 64, 48, "yuv420p", Fraction(1, 30), Fraction(30)
     enc.flags |= av.codec.context.Flags.global_header
     enc.thread_count = 1
     enc.options = {"preset": "veryfast", "x264-params": f"keyint=6:min-keyint=6:scenecut=0:bframes={bframes}"}
-    packets = []
+    packets: list[tuple[int, int, bool, bytes]] = []
     for i in [*range(24), None]:
         frame = None
         if i is not None:
@@ -88,7 +90,9 @@ def encoded_video(bframes: int) -> tuple[bytes, list[tuple[int, int, bool, bytes
                 plane.update(bytes((x * 7 + i * 13) % 256 for x in range(plane.line_size * plane.height)))
             frame.pts = i
         for p in enc.encode(frame):
+            assert p.pts is not None and p.dts is not None
             packets.append((p.pts, p.dts, p.is_keyframe, codecs.annexb_to_avcc(bytes(p))))
+    assert enc.extradata is not None
     return codecs.avcc_from_annexb(bytes(enc.extradata)), packets
 
 
@@ -195,10 +199,11 @@ def package(bframes: int, split_gop: int, base: int, frame_ticks: int, zero_firs
     samples = [Sample(data, frame_ticks, key, (pts - dts - shift) * frame_ticks) for pts, dts, key, data in packets]
     cut = split_gop * 6
     aac = [Sample(b"aac-frame-%d" % i, 1024) for i in range(12)]  # opaque: demuxed, not decoded
-    tracks = [VideoTrack.from_avcc(avcc), AudioTrack.from_asc(ASC_LC_48K_STEREO)]
-    seg0 = media_segment(1, [Fragment(1, base, samples[:cut], True), Fragment(2, base * 48_000 // 90_000, aac[:6], False)])
+    tracks: list[VideoTrack | AudioTrack] = [VideoTrack.from_avcc(avcc), AudioTrack.from_asc(ASC_LC_48K_STEREO)]
+    audio_base = base * 48_000 // 90_000
+    seg0 = media_segment(1, [Fragment(1, base, samples[:cut], True), Fragment(2, audio_base, aac[:6], False)])
     seg1 = media_segment(2, [Fragment(1, base + cut * frame_ticks, samples[cut:], True),
-                             Fragment(2, base * 48_000 // 90_000 + 6 * 1024, aac[6:], False)])
+                             Fragment(2, audio_base + 6 * 1024, aac[6:], False)])
     return init_segment(tracks), seg0, seg1
 
 
@@ -236,3 +241,39 @@ def test_init_and_two_segments_decode_continuously(bframes: int, split_gop: int,
         assert got == expected
     # else: some offsets are negative and FFmpeg shifts the presentation times by the
     # largest of them (its mov demuxer's dts_shift); MSE players take pts = dts + offset.
+
+
+# Sample timing (``media.transcode.timeline``): what the job puts in each trun.
+
+def test_video_samples_sum_to_the_gop_and_keep_presentation_times() -> None:
+    # A B-frame source: decode times 0, 33, 67, 100 ms; the IDR presents at 67 ms.
+    frames = [(0, 67, True, b"I"), (33, 167, False, b"P"), (67, 100, False, b"B"), (100, 133, False, b"B")]
+    samples = timeline.video_samples(frames, 133)
+    assert [s.duration for s in samples] == [33 * 90, 34 * 90, 33 * 90, 33 * 90]
+    assert sum(s.duration for s in samples) == 133 * 90
+    assert [s.composition_offset for s in samples] == [67 * 90, 134 * 90, 33 * 90, 33 * 90]
+    assert [s.sync for s in samples] == [True, False, False, False]
+    # An encoder that starts its decode times early (x264 B-frames) is re-anchored at the keyframe.
+    # Presentation times stay the source's, so a B-frame's offset may turn negative.
+    shifted = timeline.video_samples([(-67, 0, True, b"I"), (-33, 100, False, b"P"), (0, 33, False, b"B")], 100)
+    assert [s.duration for s in shifted] == [34 * 90, 33 * 90, 33 * 90]
+    assert [s.composition_offset for s in shifted] == [0, 66 * 90, -34 * 90]
+
+
+def test_audio_samples_are_whole_frames_and_fill_holes() -> None:
+    frames = [(round(i * 1024 / 48), b"a") for i in range(5)] + [(round(8 * 1024 / 48), b"b")]
+    samples = timeline.audio_samples(frames, 1024, 48_000)
+    # Three frames went missing before the last one (at 171 ms): the frame before the hole stretches.
+    assert [s.duration for s in samples] == [1024] * 4 + [171 * 48 - 4 * 1024, 1024]
+    assert timeline.audio_samples([], 1024, 48_000) == []
+
+
+@pytest.mark.parametrize(("source_fps", "fps", "pts", "kept"), [
+    (60, 30.0, [0, 17, 33, 50, 67, 83, 100, 117], [0, 33, 67, 100]),
+    (30, 30.0, [0, 33, 67, 100, 133], [0, 33, 67, 100, 133]),
+    (30.3, 30.0, [0, 33, 66, 99, 132], [0, 33, 66, 99, 132]),  # a rate estimate just above: keep all
+    (50, 25.0, [0, 20, 40, 60, 80], [0, 40, 80]),
+])
+def test_frame_rate_filter(source_fps: float, fps: float, pts: list[int], kept: list[int]) -> None:
+    rate = timeline.FrameRateFilter(fps, source_fps)
+    assert [p for p in pts if rate.keep(p)] == kept
