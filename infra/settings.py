@@ -106,6 +106,8 @@ class AuthSettings:
     jwt_issuer: str = "glasscast"
     jwt_ttl_s: int = 3600
     min_password_length: int = 8
+    playback_secret: Secret = Secret("")  # empty: derived from the JWT secret
+    playback_ttl_s: int = 600  # players refresh their HLS token before this
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,31 @@ class ArchiveSettings:
 
 
 @dataclass(frozen=True)
+class ViewerSettings:
+    # Players beat every 30 s (DESIGN.md, "Control plane").  A session counts while one of its
+    # beats lies in the merged buckets: it is counted for window_s - bucket_s to window_s after
+    # its last beat, so window_s - bucket_s must exceed the beat interval (processors/views/viewers.py).
+    bucket_s: int = 15
+    window_s: int = 60
+    snapshot_interval_s: float = 5.0  # a ViewerCountUpdated per live channel this often
+    batch_size: int = 2000  # heartbeats per Valkey pipeline
+    batch_within_s: float = 0.25  # a partial batch is written after this long
+
+    def __post_init__(self) -> None:
+        for var, ok, rule in (
+            ("GLASSCAST_VIEWERS_BUCKET_S", self.bucket_s >= 1, "at least 1"),
+            ("GLASSCAST_VIEWERS_WINDOW_S", self.bucket_s >= 1 and self.window_s >= 2 * self.bucket_s
+             and self.window_s % self.bucket_s == 0,
+             "a multiple of GLASSCAST_VIEWERS_BUCKET_S, at least two buckets"),
+            ("GLASSCAST_VIEWERS_SNAPSHOT_INTERVAL_S", self.snapshot_interval_s > 0, "positive"),
+            ("GLASSCAST_VIEWERS_BATCH_SIZE", self.batch_size >= 1, "at least 1"),
+            ("GLASSCAST_VIEWERS_BATCH_WITHIN_S", self.batch_within_s > 0, "positive"),
+        ):
+            if not ok:
+                raise SettingsError(f"{var}: value out of range (must be {rule})")
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("data")
     log: LogSettings = field(default_factory=LogSettings)
@@ -176,6 +203,7 @@ class Settings:
     ladder: LadderSettings = field(default_factory=LadderSettings)
     transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+    viewers: ViewerSettings = field(default_factory=ViewerSettings)
 
     @property
     def rtmp_url(self) -> str:

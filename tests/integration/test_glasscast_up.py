@@ -120,10 +120,15 @@ def test_up_tools_sigkill_and_restart(data_dir: Path) -> None:
         stream_id = gops[0]["value"]["stream_id"]
         with httpx.Client(base_url=up.url) as client:
             hls_deadline = time.monotonic() + 60
-            while client.get(f"/hls/{stream_id}/source/vod.m3u8").text.count("#EXTINF") < 2:
+            while client.get(f"/v1/streams/{stream_id}/playback").status_code != 200:
+                assert time.monotonic() < hls_deadline, "stream never materialised"
+                time.sleep(0.2)
+            q = {"token": client.get(f"/v1/streams/{stream_id}/playback").json()["token"]}
+            while client.get(f"/hls/{stream_id}/source/vod.m3u8", params=q).text.count("#EXTINF") < 2:
                 assert time.monotonic() < hls_deadline, "segments never listed"
                 time.sleep(0.2)
-            playlists = {p: client.get(f"/hls/{stream_id}/{p}").text for p in ("master.m3u8", "source/vod.m3u8")}
+            playlists = {p: client.get(f"/hls/{stream_id}/{p}", params=q).text
+                         for p in ("master.m3u8", "source/vod.m3u8")}
         assert '"avc1.' in playlists["master.m3u8"] and "#EXT-X-ENDLIST" in playlists["source/vod.m3u8"]
 
         listing = up.cli("topics", "list")
@@ -146,7 +151,7 @@ def test_up_tools_sigkill_and_restart(data_dir: Path) -> None:
         with httpx.Client(base_url=up.url) as client:
             assert client.get(f"/v1/channels/{channel['id']}").json()["title"] == "Any% practice"
             # The rebuilt views render the same playlists.
-            assert {p: client.get(f"/hls/{stream_id}/{p}").text for p in playlists} == playlists
+            assert {p: client.get(f"/hls/{stream_id}/{p}", params=q).text for p in playlists} == playlists
 
         # SIGKILL the supervisor: the keeper archives what the broker acknowledged, then stops.
         state = read_state(data_dir)

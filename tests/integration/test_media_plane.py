@@ -30,13 +30,17 @@ from tests.servers import run_service
 pytestmark = pytest.mark.integration
 
 
+_SECRET = "media-plane-test-secret-" + "x" * 32
+_CHANNELS: dict[str, str] = {}  # stream id -> channel id, for building tokens in tests
+
+
 def _platform_settings(base: Settings, **ladder: Any) -> Settings:
     tag = uuid.uuid4().hex[:8]
     s = ingest_settings(base)
     s = s.with_section("ladder", **({"mode": "full"} | ladder))
     s = s.with_section("transcode", group_id=f"transcode-{tag}", workers=2)
     s = s.with_section("processors", app_id=f"views-{tag}")
-    s = s.with_section("auth", jwt_secret=Secret("media-plane-test-secret-" + "x" * 32))
+    s = s.with_section("auth", jwt_secret=Secret(_SECRET))
     return s.with_section("gateway", port=free_port())
 
 
@@ -48,6 +52,39 @@ async def media_plane(s: Settings, tmp: Path) -> AsyncIterator[tuple[Ingest, str
                                                                                   s.gateway.port) as url:
             async with running_ingest(s) as ingest:
                 yield ingest, url, worker
+
+
+async def _token(http: httpx.AsyncClient, url: str, stream_id: str) -> str:
+    r = await http.get(f"{url}/v1/streams/{stream_id}/playback")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["hls"]["master"].endswith(f"/hls/{stream_id}/master.m3u8?token={body['token']}")
+    assert body["chat_ws_url"].startswith("ws://") and body["expires_in"] > 0
+    return str(body["token"])
+
+
+async def _refusals(http: httpx.AsyncClient, url: str, base: str, stream_id: str, token: str) -> None:
+    """403 with a reason for a missing, forged, expired or cross-channel token, and for escaping paths."""
+    from gateways.playback_token import PlaybackClaims, derive_secret, sign
+
+    forged = sign(derive_secret("not the platform's secret" * 2, ""), PlaybackClaims("x", 2**40))
+    other_channel = sign(derive_secret(_SECRET, ""), PlaybackClaims(str(uuid.uuid4()), 2**40))
+    expired = sign(derive_secret(_SECRET, ""), PlaybackClaims(_CHANNELS[stream_id], 1000))
+    for path in ("master.m3u8", "source/index.m3u8", "source/init.mp4", "source/00000000.m4s"):
+        for params, reason in (({}, "missing"), ({"token": forged}, "signature"),
+                               ({"token": expired}, "expired"), ({"token": other_channel}, "another channel")):
+            r = await http.get(f"{base}/{path}", params=params)
+            assert r.status_code == 403 and reason in r.json()["detail"], (path, reason, r.text)
+    for escape in ("..%2F..%2Fetc/index.m3u8", "%2E%2E/init.mp4", "..%2Fsource/00000000.m4s"):
+        r = await http.get(f"{base}/{escape}", params={"token": token})
+        assert r.status_code in (403, 404) and r.status_code != 200, escape
+    r = await http.get(f"{base}/%2E%2E/index.m3u8", params={"token": token})
+    assert r.status_code == 403 and "escapes" in r.json()["detail"]
+    # An expired token refreshes (within one more lifetime); a forged one does not.
+    r = await http.post(f"{url}/v1/streams/{stream_id}/playback/refresh-token", json={"token": token})
+    assert r.status_code == 200 and r.json()["token"] != token
+    r = await http.post(f"{url}/v1/streams/{stream_id}/playback/refresh-token", json={"token": forged})
+    assert r.status_code == 403
 
 
 async def _until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
@@ -75,10 +112,14 @@ async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings
         cleanup.callback(lambda: (push.kill(), push.wait()))
         started = await ingest.wait_events("stream.lifecycle", channel_id, lambda f: len(f) >= 1)
         stream_id = str(started[0].value["stream_id"])
+        _CHANNELS[stream_id] = channel_id
         base = f"{url}/hls/{stream_id}"
         async with httpx.AsyncClient(timeout=10) as http:
+            token = await _token(http, url, stream_id)
+            q = {"token": token}
+
             async def master() -> Any:
-                r = await http.get(f"{base}/master.m3u8")
+                r = await http.get(f"{base}/master.m3u8", params=q)
                 if r.status_code != 200:
                     return None
                 variants = parse_master_playlist(r.text)
@@ -87,7 +128,7 @@ async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings
             variants = await _until(master, 30, "the full ladder in the master playlist")
             names = sorted(v["URI"].split("/")[0] for v in variants)
             assert names == ["360p30", "480p30", "audio", "source"]
-            r = await http.get(f"{base}/source/index.m3u8")
+            r = await http.get(f"{base}/source/index.m3u8", params=q)
             live = parse_media_playlist(r.text)
             if push.poll() is None:  # still live: a short cache lifetime and no end
                 assert r.headers["cache-control"] == "public, max-age=1" and not live.ended
@@ -99,7 +140,7 @@ async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings
                                      lambda f: any(e.type == "StreamEnded" for e in f))
 
             async def vod() -> Any:
-                r = await http.get(f"{base}/360p30/vod.m3u8")
+                r = await http.get(f"{base}/360p30/vod.m3u8", params=q)
                 if r.status_code != 200:
                     return None
                 playlist = parse_media_playlist(r.text)
@@ -108,17 +149,18 @@ async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings
             await _until(vod, 60, "the VOD playlist")
             for rendition, (width, height) in {"source": (1280, 720), "480p30": (854, 480),
                                                "360p30": (640, 360), "audio": (None, None)}.items():
-                r = await http.get(f"{base}/{rendition}/vod.m3u8")
+                r = await http.get(f"{base}/{rendition}/vod.m3u8", params=q)
                 playlist = parse_media_playlist(r.text)
                 assert playlist.ended and playlist.playlist_type == "VOD"
                 assert r.headers["cache-control"] == "public, max-age=3600"
-                assert [seg.uri for seg in playlist.segments] == [f"{i:08d}.m4s" for i in range(5)]
-                init = await http.get(f"{base}/{rendition}/init.mp4")
+                # Every URI carries the token, so players resolving them relative keep presenting it.
+                assert [seg.uri for seg in playlist.segments] == [f"{i:08d}.m4s?token={token}" for i in range(5)]
+                init = await http.get(f"{base}/{rendition}/init.mp4", params=q)
                 assert init.status_code == 200 and "immutable" in init.headers["cache-control"]
                 whole = bytearray(init.content)
                 for seg in playlist.segments:
                     body = (await http.get(f"{base}/{rendition}/{seg.uri}")).content
-                    one = tmp_path / f"{rendition}-{seg.uri}.mp4"
+                    one = tmp_path / f"{rendition}-{seg.uri.split('?')[0]}.mp4"
                     one.write_bytes(init.content + body)
                     info = _probe(one)
                     # Segments keep the source timeline: ffprobe counts duration from 0, not from the start.
@@ -143,13 +185,16 @@ async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings
                 else:
                     assert abs(frames[-1].time + frames[-1].samples / frames[-1].sample_rate - frames[0].time - 10) < 0.2
 
-            assert parse_media_playlist((await http.get(f"{base}/source/index.m3u8")).text).ended
-            vod_master = parse_master_playlist((await http.get(f"{base}/vod.m3u8")).text)
-            assert sorted(v["URI"] for v in vod_master) == [f"{n}/vod.m3u8" for n in sorted(names)]
-            r = await http.get(f"{base}/source/00000000.m4s", headers={"Range": "bytes=0-99"})
+            assert parse_media_playlist((await http.get(f"{base}/source/index.m3u8", params=q)).text).ended
+            vod_master = parse_master_playlist((await http.get(f"{base}/vod.m3u8", params=q)).text)
+            assert sorted(v["URI"] for v in vod_master) == [f"{n}/vod.m3u8?token={token}" for n in sorted(names)]
+            r = await http.get(f"{base}/source/00000000.m4s", params=q, headers={"Range": "bytes=0-99"})
             assert r.status_code == 206 and len(r.content) == 100
-            assert (await http.get(f"{base}/source/00000099.m4s")).status_code == 404
-            assert (await http.get(f"{base}/..%2F..%2Fetc/index.m3u8")).status_code == 404
+            etag = (await http.get(f"{base}/source/00000000.m4s", params=q)).headers["etag"]
+            r = await http.get(f"{base}/source/00000000.m4s", params=q, headers={"If-None-Match": etag})
+            assert r.status_code == 304
+            assert (await http.get(f"{base}/source/00000099.m4s", params=q)).status_code == 404
+            await _refusals(http, url, base, stream_id, token)
 
 
 async def test_killed_worker_loses_and_duplicates_nothing(settings_factory: Callable[..., Settings],
@@ -177,12 +222,13 @@ async def test_killed_worker_loses_and_duplicates_nothing(settings_factory: Call
             async def indexed() -> Any:
                 async with httpx.AsyncClient(timeout=10) as http:
                     listed = []
+                    token = await _token(http, url, stream_id)
                     for rendition in ("source", "360p30", "audio"):
-                        r = await http.get(f"{url}/hls/{stream_id}/{rendition}/vod.m3u8")
+                        r = await http.get(f"{url}/hls/{stream_id}/{rendition}/vod.m3u8", params={"token": token})
                         if r.status_code != 200:
                             return None
                         # A GOP not (yet) listed shows as an EXT-X-GAP placeholder: not a segment.
-                        listed += [(rendition, seg.uri) for seg in parse_media_playlist(r.text).segments
+                        listed += [(rendition, seg.uri.split("?")[0]) for seg in parse_media_playlist(r.text).segments
                                    if not seg.gap]
                     return listed if len(listed) >= len(expected) else None
 
