@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from infra.settings import Settings
 from processors.codec import Decoded, Undecodable, register_codec
 from processors.transport import SCHEME, register as register_transport
+from processors.viewers_agent import add_viewer_agents
 from processors.views.fold import Applied
 from processors.views.store import VIEW_TOPICS, ViewStore
 from topics.consumer import dead_letter_value
@@ -86,6 +87,7 @@ def build_processors(settings: Settings, serde: AvroSerde) -> ProcessorsApp:
         await res.views.r.set(ready_key(settings), json.dumps({"partitions": parts}))
         log.info("assigned %d partitions: %s", len(parts), ", ".join(parts))
 
+    add_viewer_agents(app, settings, res.views, res.dead_letters, CODEC)
     view_topic = app.topic(*VIEW_TOPICS, key_serializer="raw", value_serializer=CODEC)
 
     @app.agent(view_topic)

@@ -60,6 +60,8 @@ CATALOGUE: tuple[TopicSpec, ...] = (
               doc="Moderation actions per channel."),
     TopicSpec("viewer.heartbeats", "channel_id", _ns("viewer", "Heartbeat"), retention_ms=DAY_MS,
               doc="Player heartbeats; folded into HyperLogLog viewer counts."),
+    TopicSpec("viewer.counts", "channel_id", _ns("viewer", "ViewerCountUpdated"), retention_ms=DAY_MS,
+              doc="Viewer-count snapshots per live channel every few seconds; feed the directory and the ladder."),
     TopicSpec("social.follows", "follower_id:channel_id", _ns("social", "Followed", "Unfollowed"),
               compacted=True, doc="The follow graph; the latest event per pair wins."),
     TopicSpec("billing.subscriptions", "user_id:channel_id",

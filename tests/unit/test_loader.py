@@ -46,7 +46,7 @@ def fields(name: str) -> dict[str, str]:
 
 def test_every_catalogue_record_has_exactly_one_schema_and_vice_versa() -> None:
     records = all_records()
-    assert len(records) == len(set(records)) == 27
+    assert len(records) == len(set(records)) == 28
     assert sorted(SCHEMAS) == sorted(records)
     assert len(schema_files()) == len(records)
 
@@ -150,6 +150,9 @@ def test_agreed_contracts_are_exact(name: str, expected: dict[str, str]) -> None
         ("glasscast.viewer.Heartbeat", {
             "channel_id": "uuid", "stream_id": "null|uuid", "session_id": "string", "user_id": "null|uuid",
             "rendition": "string", "buffer_health_s": "double", "bitrate_kbps": "int"}),
+        ("glasscast.viewer.ViewerCountUpdated", {
+            "channel_id": "uuid", "stream_id": "null|uuid", "viewers": "long", "window_s": "int",
+            "bucket_s": "int"}),
         ("glasscast.chat.ChatMessageSent", {
             "message_id": "uuid", "channel_id": "uuid", "user_id": "uuid", "username": "string",
             "text": "string", "nonce": "null|string", "emotes": "array<Emote>", "badges": "array<string>"}),

@@ -1,0 +1,301 @@
+"""Heartbeat intake: accepted ``POST /v1/streams/{id}/heartbeat`` per second by ONE gateway process.
+
+Starts an embedded broker, registry and Valkey, puts one live stream into the
+stream view, and runs the real gateway (``glasscast run gateway``, one uvicorn
+process) as a child.  ``wrk`` (``apt-get install wrk``) drives it over
+loopback for ``--seconds`` with ``--connections`` keep-alive connections, each
+request a different session id, after a short warm-up.  Reported:
+
+  * accepted heartbeats/s (204 answers) and wrk's p50/p99 latency;
+  * the gateway's CPU as a percent of one core;
+  * how many Heartbeat records reached ``viewer.heartbeats`` (every 204 must);
+  * then one ``glasscast run processors`` reads that backlog into HyperLogLog:
+    heartbeats/s through the viewer agents (from committed offsets, so a lower bound);
+  * the reference: the same wrk run against a bare Starlette route that reads
+    the body and answers 204 on the same uvicorn, i.e. the ceiling of the
+    framework and server on this machine.
+Prints one JSON line.  The aim (the issue): at least 10,000 heartbeats/s per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+import redis.asyncio as aioredis  # noqa: E402
+from confluent_kafka import Consumer, TopicPartition  # noqa: E402
+
+from infra.embedded.process import free_port  # noqa: E402
+from infra.embedded.tansu import TansuBroker  # noqa: E402
+from infra.embedded.threaded import serve_app  # noqa: E402
+from infra.embedded.valkey import ValkeyProcess  # noqa: E402
+from infra.settings import Secret, Settings, to_env  # noqa: E402
+from processors.views.fold import Applied  # noqa: E402
+from processors.views.store import ViewStore  # noqa: E402
+from topics.admin import ensure_topics  # noqa: E402
+
+AIM_PER_S = 10_000
+TOPIC = "viewer.heartbeats"
+
+# One request per call, a new session id each time (as many players would send).
+WRK_SCRIPT = """
+local counter = 0
+local tid = 0
+function setup(thread) thread:set("tid", math.random(1, 1000000000)) end
+function request()
+  counter = counter + 1
+  local body = string.format(
+    '{"session_id":"w%d-%d","rendition":"720p30","buffer_health_s":4.5,"bitrate_kbps":3000}', tid, counter)
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+BARE_APP = textwrap.dedent("""
+    import sys, uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def beat(request):
+        await request.body()
+        return Response(status_code=204)
+
+    app = Starlette(routes=[Route("/v1/streams/{stream_id:uuid}/heartbeat", beat, methods=["POST"])])
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_config=None, access_log=False)
+""")
+
+
+def _ms(text: str) -> float:
+    value, unit = float(re.match(r"[\d.]+", text).group()), re.sub(r"[\d.]+", "", text)  # type: ignore[union-attr]
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
+
+
+def wrk(url: str, script: Path, seconds: float, connections: int) -> dict[str, Any]:
+    """One wrk run: requests, non-2xx answers, requests/s and latency percentiles."""
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script), url],
+                         capture_output=True, text=True, check=True).stdout
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    elapsed = _ms(re.search(r"requests in ([\d.]+\w+),", out).group(1)) / 1000  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    pct = {p: _ms(v) for p, v in re.findall(r"^\s+(\d+)%\s+([\d.]+\w+)", out, re.M)}
+    non2xx = int(bad.group(1)) if bad else 0
+    return {"requests": total, "non_2xx": non2xx, "socket_errors": errors.group(1) if errors else None,
+            "seconds": round(elapsed, 2), "accepted_per_s": round((total - non2xx) / elapsed),
+            "p50_ms": pct.get("50"), "p99_ms": pct.get("99")}
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def topic_records(bootstrap: str) -> int:
+    """Records on the heartbeat topic (sum of high watermarks)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:6]}"})
+    try:
+        parts = consumer.list_topics(TOPIC, timeout=10).topics[TOPIC].partitions
+        return sum(consumer.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=10)[1] for p in parts)
+    finally:
+        consumer.close()
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout_s} s")
+
+
+async def go_live(settings: Settings) -> str:
+    """A live stream straight into the stream view, as the processors build it from StreamStarted."""
+    client = aioredis.Redis.from_url(settings.valkey.url)
+    stream_id = str(uuid.uuid4())
+    try:
+        await ViewStore(client, settings.valkey.key_prefix).apply(Applied("glasscast.stream.StreamStarted", 1, {
+            "occurred_at": int(time.time() * 1000), "stream_id": stream_id, "channel_id": str(uuid.uuid4()),
+            "title": "bench", "category": None}))
+    finally:
+        await client.aclose()
+    return stream_id
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def settled_records(bootstrap: str, timeout_s: float = 30.0) -> int:
+    """Records on the heartbeat topic once the producer's last batches have landed."""
+    deadline, last = time.monotonic() + timeout_s, -1
+    while time.monotonic() < deadline:
+        now = topic_records(bootstrap)
+        if now == last:
+            break
+        last = now
+        time.sleep(1.0)
+    return last
+
+
+def measure(url: str, proc: subprocess.Popen[bytes], script: Path, seconds: float, connections: int) -> dict[str, Any]:
+    cpu0 = cpu_s(proc.pid)
+    result = wrk(url, script, seconds, connections)
+    result["cpu_percent_of_core"] = round(100 * (cpu_s(proc.pid) - cpu0) / result["seconds"], 1)
+    return result
+
+
+def committed(bootstrap: str, group: str) -> int:
+    """Heartbeat records the consumer group has committed past (sum over partitions)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        parts = consumer.list_topics(TOPIC, timeout=10).topics[TOPIC].partitions
+        offsets = consumer.committed([TopicPartition(TOPIC, p) for p in parts], timeout=10)
+        return sum(max(0, tp.offset) for tp in offsets)
+    finally:
+        consumer.close()
+
+
+def drain(settings: Settings, tmp: Path, records: int, timeout_s: float = 120.0) -> dict[str, Any]:
+    """One ``glasscast run processors`` reads the heartbeat backlog: records/s into HyperLogLog."""
+    import redis
+
+    from processors.app import ready_key
+
+    s = settings.with_section("processors", app_id=f"bench-views-{uuid.uuid4().hex[:6]}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLASSCAST_")} | to_env(s)
+    with open(tmp / "processors.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "run", "processors"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    client = redis.Redis.from_url(s.valkey.url)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not client.exists(ready_key(s)):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                return {"processor_per_s": None, "processor_note": "processors did not start"}
+            time.sleep(0.05)
+        start, cpu0 = time.monotonic(), cpu_s(proc.pid)
+        done = 0
+        while done < records and time.monotonic() < deadline:
+            time.sleep(0.5)
+            done = committed(s.kafka.bootstrap_servers, s.processors.app_id)
+        elapsed = time.monotonic() - start
+        if done < records:
+            return {"processor_per_s": None,
+                    "processor_note": f"{done} of {records} heartbeats committed in {timeout_s} s "
+                                      "(are the viewer agents wired into build_processors?)"}
+        # Offsets are committed about once a second, so the rate is a lower bound.
+        return {"processor_per_s": round(records / elapsed), "processor_records": records,
+                "processor_cpu_percent_of_core": round(100 * (cpu_s(proc.pid) - cpu0) / elapsed, 1)}
+    finally:
+        client.close()
+        stop(proc)
+
+
+def bench(settings: Settings, tmp: Path, seconds: float, connections: int) -> dict[str, Any]:
+    script = tmp / "heartbeat.lua"
+    script.write_text(WRK_SCRIPT)
+    ensure_topics(settings.kafka)
+    stream_id = asyncio.run(go_live(settings))
+    path = f"/v1/streams/{stream_id}/heartbeat"
+    bootstrap = settings.kafka.bootstrap_servers
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLASSCAST_")} | to_env(settings)
+    with open(tmp / "gateway.log", "ab") as log:
+        gateway = subprocess.Popen([sys.executable, "-m", "infra.cli", "run", "gateway"], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{settings.gateway.port}"
+        wait_http(f"{base}/healthz", gateway)
+        wrk(base + path, script, min(3.0, seconds), connections)  # warm-up: cache, connections, producer
+        before = settled_records(bootstrap)
+        ours = measure(base + path, gateway, script, seconds, connections)
+        records = settled_records(bootstrap) - before
+    finally:
+        stop(gateway)
+    processor = drain(settings, tmp, settled_records(bootstrap))
+    port = free_port()
+    bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)])
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", bare)
+        wrk(f"http://127.0.0.1:{port}{path}", script, min(3.0, seconds), connections)
+        reference = measure(f"http://127.0.0.1:{port}{path}", bare, script, seconds, connections)
+    finally:
+        stop(bare)
+    accepted = ours["requests"] - ours["non_2xx"]
+    return {
+        "bench": "heartbeats", "gateway_processes": 1, "connections": connections, "seconds": ours["seconds"],
+        "accepted_per_s": ours["accepted_per_s"], "p50_ms": ours["p50_ms"], "p99_ms": ours["p99_ms"],
+        "accepted": accepted, "non_2xx": ours["non_2xx"], "socket_errors": ours["socket_errors"],
+        "records_on_topic": records, "gateway_cpu_percent_of_core": ours["cpu_percent_of_core"],
+        "aim_per_s": AIM_PER_S, "meets_aim": ours["accepted_per_s"] >= AIM_PER_S,
+        "bare_starlette_per_s": reference["accepted_per_s"], "bare_p50_ms": reference["p50_ms"],
+        "bare_p99_ms": reference["p99_ms"], "bare_cpu_percent_of_core": reference["cpu_percent_of_core"],
+        "ratio_to_bare": round(ours["accepted_per_s"] / reference["accepted_per_s"], 3),
+        **processor,
+        "uvicorn_http": "httptools" if _has("httptools") else "h11",
+        "uvicorn_loop": "uvloop" if _has("uvloop") else "asyncio", "cpus": os.cpu_count(),
+    }
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install wrk")
+
+    from gateways.registry.app import create_registry_app
+
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        broker = TansuBroker(tmp / "broker.log")
+        valkey = ValkeyProcess(tmp / "valkey", persist=False)
+        broker.start()
+        valkey.start()
+        try:
+            s = Settings(data_dir=tmp / "data").with_section("kafka", bootstrap_servers=broker.bootstrap_servers)
+            s = s.with_section("valkey", url=valkey.url, key_prefix="bench:")
+            s = s.with_section("auth", jwt_secret=Secret("bench-secret-" + "x" * 32))
+            s = s.with_section("gateway", host="127.0.0.1", port=free_port())
+            with serve_app(create_registry_app(s)) as url:
+                result = bench(s.with_section("registry", url=url), tmp, args.seconds, args.connections)
+        finally:
+            valkey.stop()
+            broker.stop()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

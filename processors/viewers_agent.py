@@ -1,0 +1,122 @@
+"""Viewer-count agents: heartbeats into HyperLogLog buckets, snapshots out, snapshots into the view.
+
+Three loops around the pure parts of ``processors/views/viewers.py``:
+
+* ``count_heartbeats`` takes ``viewer.heartbeats`` in batches and PFADDs each
+  batch, grouped by channel and bucket, in one Valkey pipeline;
+* ``snapshot_viewer_counts``, a timer, merges each live channel's recent
+  buckets and produces ``ViewerCountUpdated`` to ``viewer.counts`` (and a 0
+  for a channel that has gone offline);
+* ``fold_viewer_counts`` folds ``viewer.counts`` into ``view:viewers:{channel}``.
+
+Every worker runs the timer, so each tick is claimed with a Valkey lease
+(SET NX) and only the first worker to claim it reports; the app's Faust
+leader election is switched off (``topic_disable_leader``), so ``on_leader``
+timers would never run.  ``add_viewer_agents`` is called by ``build_processors``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any, cast
+
+import faust
+import redis
+
+from infra.settings import Settings
+from processors.codec import Decoded, Undecodable
+from processors.views.fold import to_ms, to_str
+from processors.views.store import ViewStore
+from processors.views.viewers import (HEARTBEAT, VIEWER_COUNT_UPDATED, ViewerCounts, apply_viewer_count,
+                                      group_beats, recent_buckets, snapshot_value)
+from topics.consumer import dead_letter_value
+from topics.errors import DeliveryError, RegistryError
+from topics.producer import EventProducer
+
+log = logging.getLogger("glasscast.processors.viewers")
+
+DEAD_LETTER = "glasscast.ops.DeadLetter"
+
+
+def decoded(event: faust.EventT[Any], dead_letters: EventProducer, group: str) -> Decoded | None:
+    """The event's decoded record; an undecodable one goes to the dead-letter topic instead."""
+    msg, value = event.message, event.value
+    if isinstance(value, Undecodable):
+        log.warning("undecodable record %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, value.error)
+        dead_letters.produce(DEAD_LETTER, msg.topic, dead_letter_value(
+            msg.topic, msg.partition, msg.offset, int((msg.timestamp or 0) * 1000),
+            msg.key, value.raw, value.error, group))
+        return None
+    return value if isinstance(value, Decoded) else None
+
+
+class CountReporter:
+    """Each tick, one ViewerCountUpdated per live channel (and a 0 per channel gone offline)."""
+
+    def __init__(self, counts: ViewerCounts, producer: EventProducer, interval_s: float) -> None:
+        self.counts = counts
+        self.producer = producer
+        self.interval_ms = max(1, int(interval_s * 1000))
+        self._prepared = False
+
+    async def tick(self, now_ms: int) -> int:
+        """Report the counts at ``now_ms`` unless another worker has this tick; how many were sent."""
+        if not await self.counts.lease(f"viewer-snapshot:{now_ms // self.interval_ms}", 2 * self.interval_ms):
+            return 0
+        if not self._prepared:  # the first encode registers the schema: keep that HTTP call off the loop
+            await asyncio.to_thread(self.producer.serde.prepare, "viewer.counts", VIEWER_COUNT_UPDATED)
+            self._prepared = True
+        live = await self.counts.live_channels()
+        offline = await self.counts.shown_channels() - set(live)
+        merged = await self.counts.count(list(live), now_ms)
+        reports = [*live.items(), *((channel_id, None) for channel_id in offline)]
+        for channel_id, stream_id in reports:
+            self.producer.produce(VIEWER_COUNT_UPDATED, channel_id, snapshot_value(
+                str(uuid.uuid4()), now_ms, channel_id, stream_id, merged.get(channel_id, 0),
+                self.counts.bucket_s, self.counts.window_s))
+        return len(reports)
+
+
+def add_viewer_agents(app: faust.App, settings: Settings, views: ViewStore, producer: EventProducer,
+                      codec: str) -> None:
+    """Add the heartbeat, snapshot and viewer-view loops to ``app``."""
+    cfg = settings.viewers
+    group = settings.processors.app_id
+    counts = ViewerCounts(views.r, settings.valkey.key_prefix, cfg.bucket_s, cfg.window_s)
+    heartbeats = app.topic("viewer.heartbeats", key_serializer="raw", value_serializer=codec)
+    snapshots = app.topic("viewer.counts", key_serializer="raw", value_serializer=codec)
+
+    @app.agent(heartbeats)
+    async def count_heartbeats(stream: faust.StreamT[Any]) -> None:
+        batches = cast("faust.Stream[Any]", stream).take_events(cfg.batch_size, within=cfg.batch_within_s)
+        async for events in batches:
+            beats = []
+            for event in events:
+                value = decoded(event, producer, group)
+                if value is not None and value.record == HEARTBEAT:
+                    v = value.value
+                    beats.append((to_str(v["channel_id"]), to_ms(v["occurred_at"]), v["session_id"]))
+            oldest = recent_buckets(int(time.time() * 1000), cfg.bucket_s, cfg.window_s)[0]
+            await counts.add(group_beats(beats, cfg.bucket_s, oldest))
+
+    reporter = CountReporter(counts, producer, cfg.snapshot_interval_s)
+
+    async def snapshot_viewer_counts() -> None:
+        try:
+            await reporter.tick(int(time.time() * 1000))
+        except (redis.RedisError, DeliveryError, RegistryError) as exc:  # a missed tick; the next one reports
+            log.warning("viewer-count snapshot skipped: %s", exc)
+
+    app.timer(interval=cfg.snapshot_interval_s)(snapshot_viewer_counts)
+
+    @app.agent(snapshots)
+    async def fold_viewer_counts(stream: faust.StreamT[Any]) -> None:
+        async for event in stream.events():
+            value = decoded(event, producer, group)
+            if value is not None and value.record == VIEWER_COUNT_UPDATED:
+                v = value.value
+                stream_id = to_str(v["stream_id"]) if v.get("stream_id") is not None else None
+                await counts.store(to_str(v["channel_id"]), stream_id, apply_viewer_count(v))
