@@ -44,7 +44,7 @@ from infra.embedded.process import free_port  # noqa: E402
 from infra.embedded.tansu import TansuBroker  # noqa: E402
 from infra.embedded.threaded import serve_app  # noqa: E402
 from infra.embedded.valkey import ValkeyProcess  # noqa: E402
-from infra.settings import Secret, Settings, to_env  # noqa: E402
+from infra.settings import Secret, Settings, child_env  # noqa: E402
 from processors.views.fold import Applied  # noqa: E402
 from processors.views.store import ViewStore  # noqa: E402
 from topics.admin import ensure_topics  # noqa: E402
@@ -188,7 +188,7 @@ def drain(settings: Settings, tmp: Path, records: int, timeout_s: float = 120.0)
     from processors.app import ready_key
 
     s = settings.with_section("processors", app_id=f"bench-views-{uuid.uuid4().hex[:6]}")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GLASSCAST_")} | to_env(s)
+    env = child_env(s, os.environ)
     with open(tmp / "processors.log", "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "run", "processors"], env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
@@ -224,7 +224,7 @@ def bench(settings: Settings, tmp: Path, seconds: float, connections: int) -> di
     stream_id = asyncio.run(go_live(settings))
     path = f"/v1/streams/{stream_id}/heartbeat"
     bootstrap = settings.kafka.bootstrap_servers
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GLASSCAST_")} | to_env(settings)
+    env = child_env(settings, os.environ)
     with open(tmp / "gateway.log", "ab") as log:
         gateway = subprocess.Popen([sys.executable, "-m", "infra.cli", "run", "gateway"], env=env,
                                    stdout=log, stderr=subprocess.STDOUT)

@@ -72,7 +72,7 @@ async def _run(settings: Settings, jobs: list[Job], width: int, height: int, fps
     stream_id, channel_id = str(uuid.uuid4()), str(uuid.uuid4())
     acked: dict[int, float] = {}
     # The group must own media.gops before the first GOP (a new group waits ~half the session timeout).
-    while not worker.consumer._consumer.assignment():
+    while not worker.consumer.assignment():
         await asyncio.sleep(0.1)
     await asyncio.sleep(1.0)
     for flv_bytes, seq, pts, duration in jobs:

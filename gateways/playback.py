@@ -22,8 +22,12 @@ from processors.views.streams import StreamView
 
 
 def playback_secret(svc: Services) -> bytes:
-    auth = svc.settings.auth
-    return derive_secret(str(auth.jwt_secret), str(auth.playback_secret))
+    """The HMAC key, derived once per app (every HLS request checks a token with it)."""
+    key = svc.extra.get("playback_secret")
+    if key is None:
+        auth = svc.settings.auth
+        key = svc.extra["playback_secret"] = derive_secret(str(auth.jwt_secret), str(auth.playback_secret))
+    return key
 
 
 async def _stream(svc: Services, request: Request) -> StreamView:

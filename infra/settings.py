@@ -323,6 +323,11 @@ def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
     return settings
 
 
+def child_env(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without its GLASSCAST_ variables, plus those reproducing ``settings``."""
+    return {k: v for k, v in environ.items() if not k.startswith(ENV_PREFIX)} | to_env(settings)
+
+
 def to_env(settings: Settings) -> dict[str, str]:
     """The environment that reproduces these settings in a child process."""
     env: dict[str, str] = {}

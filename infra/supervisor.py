@@ -33,7 +33,7 @@ from infra.embedded.process import ManagedProcess, free_port, pid_alive, port_op
 from infra.embedded.valkey import ValkeyProcess
 from infra.errors import ServiceError
 from infra.runstate import RunState, clear_state, write_state
-from infra.settings import Secret, Settings, to_env
+from infra.settings import Secret, Settings, child_env
 from topics.admin import ensure_topics
 
 log = logging.getLogger("glasscast.supervisor")
@@ -118,9 +118,7 @@ class Supervisor:
         return str(ready["bootstrap_servers"])
 
     def _env(self, settings: Settings) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GLASSCAST_")}
-        env.update(to_env(settings))
-        return env
+        return child_env(settings, os.environ)
 
     def _spawn(self, name: str, settings: Settings) -> ManagedProcess:
         child = ManagedProcess(name, [sys.executable, "-m", "infra.cli", "run", name],

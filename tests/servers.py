@@ -7,16 +7,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from infra.embedded.threaded import serve_app  # noqa: F401  (re-exported for tests)
-from infra.settings import Settings, to_env
+from infra.settings import Settings, child_env
 
 
 def service_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GLASSCAST_")}
-    env.update(to_env(settings))
-    return env
+    return child_env(settings, os.environ)
 
 
 @contextlib.contextmanager

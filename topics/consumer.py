@@ -100,6 +100,18 @@ class EventConsumer:
         self._consumer.assign(parts)
         self._assigned = parts
 
+    def seek_to_time(self, since_ms: int) -> None:
+        """Start every assigned partition at the broker's first offset at or after ``since_ms``."""
+        wanted = [TopicPartition(tp.topic, tp.partition, since_ms) for tp in self._assigned]
+        found = self._consumer.offsets_for_times(wanted, timeout=10)
+        # -1: no record that late; start at the end.
+        self.assign_partitions([TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END)
+                                for tp in found])
+
+    def assignment(self) -> list[TopicPartition]:
+        """The partitions this consumer owns now (a group member has none until it joins)."""
+        return list(self._consumer.assignment())
+
     def caught_up(self) -> bool:
         """Whether every assigned partition has reached its end since its last record.
 

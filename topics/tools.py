@@ -14,7 +14,6 @@ import uuid
 from typing import Any, Callable, Iterator
 
 import fastavro
-from confluent_kafka import TopicPartition
 
 from infra.settings import KafkaSettings
 from topics.catalogue import BY_NAME
@@ -68,15 +67,11 @@ def read_topic(kafka: KafkaSettings, serde: AvroSerde, topic: str, start: str = 
     """Events of ``topic`` from 'beginning', 'end' or ``since_ms``; stops at the end if asked."""
     consumer = EventConsumer(kafka, serde, [topic])
     try:
-        parts = consumer.assign("beginning" if since_ms is not None else start)
+        consumer.assign("beginning" if since_ms is not None else start)
         if since_ms is not None:
             # The broker's time index narrows the start; records are still filtered
             # below, because some brokers answer offset 0 for every timestamp.
-            wanted = [TopicPartition(tp.topic, tp.partition, since_ms) for tp in parts]
-            found = consumer._consumer.offsets_for_times(wanted, timeout=10)
-            consumer.assign_partitions([TopicPartition(tp.topic, tp.partition, max(tp.offset, 0))
-                                        if tp.offset >= 0 else TopicPartition(tp.topic, tp.partition, -1)
-                                        for tp in found])
+            consumer.seek_to_time(since_ms)
         while not should_stop():
             if exit_at_end and consumer.caught_up():
                 return

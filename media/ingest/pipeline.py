@@ -125,7 +125,8 @@ class StreamPipeline:
         self.stream = replace(self.stream, next_seq=seq + 1, timeline_end_ms=gop.start_ms + gop.duration_ms)
 
     def health_snapshot(self) -> dict[str, Any]:
-        return events.stream_health(self.stream, self.health.snapshot(self.now_ms()), self.tracks, self.now_ms())
+        now = self.now_ms()
+        return events.stream_health(self.stream, self.health.snapshot(now), self.tracks, now)
 
     async def close(self) -> LiveStream:
         """Store the last (possibly short) GOP and everything queued; the stream as it now stands."""

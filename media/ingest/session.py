@@ -28,6 +28,7 @@ from media.ingest.live import LiveStream
 from media.ingest.pipeline import StreamPipeline
 
 if TYPE_CHECKING:
+    from processors.views.channels import ChannelView
     from media.ingest.server import IngestContext
 
 log = logging.getLogger("glasscast.ingest")
@@ -62,6 +63,7 @@ class RtmpSession:
         self.metadata: dict[str, Any] = {}
         self.pipeline: StreamPipeline | None = None
         self.channel_id: str | None = None
+        self.channel: ChannelView | None = None
         self.started_sent = False
         self.checked_types: set[int] = set()  # audio/video message types whose codec was accepted
         self.last_media = time.monotonic()
@@ -249,6 +251,7 @@ class RtmpSession:
         assert self.pipeline is not None
         self.started_sent = True
         p = self.pipeline
+        assert self.channel is not None
         await self.ctx.emit(events.STARTED, p.stream.channel_id, events.stream_started(
             p.stream, self.channel.title, self.channel.category, self.ctx.host, self.metadata, p.tracks,
             self.ctx.now_ms()))

@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -59,8 +60,6 @@ def viewers_key(prefix: str, channel_id: str) -> str:
 
 def segment_ready(gop: dict[str, Any], out: RenditionOutput, now_ms: int) -> dict[str, Any]:
     """The SegmentReady value for one rendition of one GOP (deterministic but for the envelope)."""
-    import uuid
-
     stream_id = to_str(gop["stream_id"])
     seq = int(gop["seq"])
     # The GOP's first frame reached the ingest about one GOP before the GOP was announced.

@@ -22,7 +22,7 @@ unique names; the processor also writes them so a rebuilt Valkey has them too.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import redis.asyncio as aioredis
 
@@ -221,6 +221,3 @@ class ViewStore:
 
 VIEW_TOPICS: tuple[str, ...] = ("users", "channels", "stream.lifecycle", "media.segments")
 
-
-def applied(record: str, offset: int, value: Mapping[str, Any]) -> Applied:
-    return Applied(record, offset, value)
