@@ -78,14 +78,14 @@ async def _variants(request: Request, playlist: str, token: str) -> list[Variant
 
 async def master_playlist(request: Request) -> Response:
     stream, token = await _authorize(request)
-    ended = stream is not None and not stream.live
+    ended = stream is not None and stream.ended
     return Response(render_master(await _variants(request, "index.m3u8", token)), media_type=M3U8,
                     headers={"Cache-Control": VOD_PLAYLIST_CACHE if ended else LIVE_PLAYLIST_CACHE})
 
 
 async def vod_master_playlist(request: Request) -> Response:
     stream, token = await _authorize(request)
-    if stream is None or stream.live:
+    if stream is None or not stream.ended:
         raise NotFound("the VOD is available when the broadcast ends")
     return Response(render_master(await _variants(request, "vod.m3u8", token)), media_type=M3U8,
                     headers={"Cache-Control": VOD_PLAYLIST_CACHE})
@@ -109,7 +109,7 @@ async def media_playlist(request: Request) -> Response:
     """The live playlist: a rolling window; once the broadcast ends, the same window and ENDLIST."""
     stream, token = await _authorize(request)
     segments = await _segments(request, token)
-    ended = stream is not None and not stream.live
+    ended = stream is not None and stream.ended
     body = render_media(segments, init_uri=f"init.mp4?token={token}", ended=False,
                         target_duration_s=_target_duration(segments),
                         window=services(request).settings.transcode.live_window)
@@ -122,7 +122,7 @@ async def media_playlist(request: Request) -> Response:
 async def vod_playlist(request: Request) -> Response:
     """The whole broadcast (PLAYLIST-TYPE VOD, ENDLIST), as soon as it has ended."""
     stream, token = await _authorize(request)
-    if stream is None or stream.live:
+    if stream is None or not stream.ended:
         raise NotFound("the VOD is available when the broadcast ends")
     segments = await _segments(request, token)
     body = render_media(segments, init_uri=f"init.mp4?token={token}", ended=True,

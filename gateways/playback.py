@@ -45,9 +45,10 @@ def _answer(request: Request, svc: Services, stream: StreamView, session_id: str
     base = str(request.base_url).rstrip("/")
     ws_base = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
     hls = {"master": f"{base}/hls/{stream.id}/master.m3u8?token={token}"}
-    if not stream.live:
+    if stream.ended:
         hls["vod"] = f"{base}/hls/{stream.id}/vod.m3u8?token={token}"
-    return {"stream_id": stream.id, "channel_id": stream.channel_id, "live": stream.live, "session_id": session_id,
+    return {"stream_id": stream.id, "channel_id": stream.channel_id, "live": stream.live, "status": stream.status,
+            "session_id": session_id,
             "token": token, "expires_in": expires - now, "expires_at_s": expires, "hls": hls,
             "chat_ws_url": f"{ws_base}/v1/chat/ws?channel={stream.channel_id}"}
 

@@ -9,7 +9,7 @@ by stream).  GOP times are on the stream timeline in milliseconds
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from media.ingest.live import LiveStream
 
@@ -34,14 +34,15 @@ def _number(meta: dict[str, Any], key: str) -> float | None:
 
 
 def stream_started(stream: LiveStream, title: str, category: str | None, ingest_host: str,
-                   metadata: dict[str, Any], tracks: Tracks, now_ms: int) -> dict[str, Any]:
+                   metadata: dict[str, Any], tracks: Tracks, now_ms: int,
+                   tags: Sequence[str] = ()) -> dict[str, Any]:
     width = tracks.width or _number(metadata, "width")
     height = tracks.height or _number(metadata, "height")
     bitrate = _number(metadata, "videodatarate")
     encoder = metadata.get("encoder")
     return {
         **_envelope(now_ms), "stream_id": stream.stream_id, "channel_id": stream.channel_id, "title": title,
-        "category": category, "ingest_host": ingest_host, "protocol": "RTMP",
+        "category": category, "tags": list(tags), "ingest_host": ingest_host, "protocol": "RTMP",
         "encoder": encoder if isinstance(encoder, str) else None,
         "video_codec": tracks.video_codec, "width": int(width) if width else None,
         "height": int(height) if height else None, "fps": _number(metadata, "framerate"),

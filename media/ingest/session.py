@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("glasscast.ingest")
 
 READ_BYTES = 64 * 1024
+END_CHECK_S = 1.0  # how often a publishing session looks whether its owner ended the stream
 # Message types a publisher may send that we read and drop (RTMP spec 5.4, 6.2, 7.1).
 IGNORED_TYPES = {chunk.ACKNOWLEDGEMENT, chunk.USER_CONTROL, chunk.WINDOW_ACK_SIZE, chunk.SET_PEER_BANDWIDTH,
                  chunk.SET_CHUNK_SIZE, chunk.ABORT, chunk.SHARED_OBJECT_AMF0, chunk.SHARED_OBJECT_AMF3,
@@ -43,9 +44,10 @@ IGNORED_TYPES = {chunk.ACKNOWLEDGEMENT, chunk.USER_CONTROL, chunk.WINDOW_ACK_SIZ
 class CloseConnection(Exception):
     """End this connection; ``dropped`` means the publisher did not unpublish."""
 
-    def __init__(self, why: str, dropped: bool = True) -> None:
+    def __init__(self, why: str, dropped: bool = True, ended: bool = False) -> None:
         super().__init__(why)
         self.dropped = dropped
+        self.ended = ended  # the stream already ended elsewhere: announce nothing more
 
 
 class RtmpSession:
@@ -68,6 +70,8 @@ class RtmpSession:
         self.checked_types: set[int] = set()  # audio/video message types whose codec was accepted
         self.last_media = time.monotonic()
         self.last_refresh = 0.0
+        self.last_end_check = 0.0
+        self.meta: tuple[str, str | None, tuple[str, ...]] = ("", None, ())  # title, category, tags
 
     # -- I/O ------------------------------------------------------------------
     def send(self, *messages: RtmpMessage) -> None:
@@ -84,7 +88,7 @@ class RtmpSession:
         return data
 
     async def run(self) -> None:
-        reason, dropped = "closed", True
+        reason, dropped, ended = "closed", True, False
         try:
             leftover = await asyncio.wait_for(self._handshake(), self.settings.handshake_timeout_s)
             messages = self.chunks.feed(leftover) if leftover else []
@@ -97,13 +101,13 @@ class RtmpSession:
         except asyncio.TimeoutError:
             reason = "handshake timed out"
         except CloseConnection as exc:
-            reason, dropped = str(exc), exc.dropped
+            reason, dropped, ended = str(exc), exc.dropped, exc.ended
         except ProtocolError as exc:
             reason = f"protocol error: {exc}"
         except (ConnectionError, OSError) as exc:
             reason = f"connection error: {exc}"
         finally:
-            await self._finish(reason, dropped)
+            await self._finish(reason, dropped, ended)
             self.writer.close()
             log.info("rtmp %s %s: closed (%s)", self.id, self.peer, reason)
 
@@ -196,13 +200,19 @@ class RtmpSession:
             raise CloseConnection(f"publish refused: channel {channel.id} is already live", dropped=False)
         now = self.ctx.now_ms()
         resumed = await self.ctx.live.resume(channel.id, now)
+        if resumed is not None and await self._ended_elsewhere(resumed.stream_id):
+            resumed = None  # its owner ended it while the publisher was away: this is a new broadcast
+        configured = None if resumed is not None else await self.ctx.views.configured_stream_of(channel.id)
+        self.meta = ((configured.title, configured.category, configured.tags) if configured is not None
+                     else (channel.title, channel.category, channel.tags))
         if resumed is not None:
             stream = replace(resumed, reconnects=resumed.reconnects + 1)
             await self.ctx.emit(events.RECONNECTED, channel.id, events.stream_reconnected(
                 stream, now - resumed.parked_at_ms, self.ctx.host, now))
             self.started_sent = True
         else:
-            stream = LiveStream(str(uuid.uuid4()), channel.id, now)
+            # A stream its owner configured ahead (POST /v1/streams) becomes this broadcast.
+            stream = LiveStream(configured.id if configured is not None else str(uuid.uuid4()), channel.id, now)
         self.channel_id = channel.id
         self.channel = channel
         self.pipeline = StreamPipeline(
@@ -234,6 +244,18 @@ class RtmpSession:
             assert self.channel_id is not None
             if not await self.ctx.live.refresh(self.channel_id, self.id):
                 raise CloseConnection("lost the channel after going silent")
+        if self.started_sent and self.last_media - self.last_end_check > END_CHECK_S:
+            self.last_end_check = self.last_media
+            if await self._ended_elsewhere(self.pipeline.stream.stream_id):
+                self.send(commands.on_status(commands.PUBLISH_STREAM_ID, "status", "NetStream.Unpublish.Success",
+                                             "The broadcaster ended this stream."))
+                await self.writer.drain()
+                raise CloseConnection("ended by its owner", dropped=False, ended=True)
+
+    async def _ended_elsewhere(self, stream_id: str) -> bool:
+        """True once the stream view says the stream ended (its owner ended it through the API)."""
+        view = await self.ctx.views.get_stream(stream_id)
+        return view is not None and view.ended
 
     async def _check_codec(self, msg: RtmpMessage) -> None:
         """Refuse, with a status the encoder shows, a codec the platform cannot carry (HEVC, AV1, MP3...)."""
@@ -252,9 +274,9 @@ class RtmpSession:
         self.started_sent = True
         p = self.pipeline
         assert self.channel is not None
+        title, category, tags = self.meta
         await self.ctx.emit(events.STARTED, p.stream.channel_id, events.stream_started(
-            p.stream, self.channel.title, self.channel.category, self.ctx.host, self.metadata, p.tracks,
-            self.ctx.now_ms()))
+            p.stream, title, category, self.ctx.host, self.metadata, p.tracks, self.ctx.now_ms(), tags))
 
     def health(self) -> tuple[str, dict[str, Any]] | None:
         """A StreamHealth value for the health timer, if publishing."""
@@ -263,7 +285,7 @@ class RtmpSession:
         return self.pipeline.stream.channel_id, self.pipeline.health_snapshot()
 
     # -- end --------------------------------------------------------------------
-    async def _finish(self, reason: str, dropped: bool) -> None:
+    async def _finish(self, reason: str, dropped: bool, ended: bool = False) -> None:
         pipeline, self.pipeline = self.pipeline, None
         self.ctx.sessions.pop(self.id, None)
         if pipeline is None or self.channel_id is None:
@@ -276,8 +298,8 @@ class RtmpSession:
         finally:
             await self.ctx.live.release(self.channel_id, self.id)
         now = self.ctx.now_ms()
-        if not self.started_sent:
-            return  # nothing was announced: nothing to end
+        if not self.started_sent or ended:
+            return  # nothing was announced, or the stream's end is already in the log
         if dropped and self.settings.reconnect_grace_s > 0:
             await self.ctx.live.park(stream, now)  # the server's reaper ends it if nobody resumes it
             log.info("rtmp %s: stream %s parked for %.0f s (%s)", self.id, stream.stream_id,

@@ -10,6 +10,8 @@ Key layout under ``settings.valkey.key_prefix`` (default ``gc:``):
     view:owner-channels:{user id}  set of channel ids
     view:stream:{id}               JSON StreamView (live or ended)
     view:channel-live:{channel id} the channel's live stream id, while live
+    view:channel-configured:{channel id}  the stream configured ahead of going live, until it starts or ends
+    view:stream-health:{id}        JSON: the latest StreamHealth of a live stream
     view:segments:..., view:renditions:...   the segment index (processors/views/segments.py)
     claim:username:{name}          user id: reserves a name before its event exists
     claim:channel:{name}           channel id
@@ -27,10 +29,13 @@ from typing import Any, Callable
 import redis.asyncio as aioredis
 
 from processors.views.channels import CHANNEL_FOLDS, ChannelView
-from processors.views.fold import Applied, to_str
+from processors.views.fold import Applied, to_ms, to_str
 from processors.views.segments import SegmentIndex
-from processors.views.streams import STREAM_FOLDS, StreamView
+from processors.views.streams import CONFIGURED, STREAM_FOLDS, StreamView
 from processors.views.users import USER_FOLDS, UserView
+
+
+STREAM_HEALTH = "glasscast.stream.StreamHealth"
 
 
 def text(value: bytes | str) -> str:
@@ -77,6 +82,12 @@ class ViewStore:
     def k_channel_live(self, channel_id: str) -> str:
         return f"{self.views}channel-live:{channel_id}"
 
+    def k_channel_configured(self, channel_id: str) -> str:
+        return f"{self.views}channel-configured:{channel_id}"
+
+    def k_stream_health(self, stream_id: str) -> str:
+        return f"{self.views}stream-health:{stream_id}"
+
     def k_claim(self, kind: str, name: str) -> str:
         return f"{self.prefix}claim:{kind}:{name_key(name)}"
 
@@ -109,6 +120,14 @@ class ViewStore:
     async def live_stream_of(self, channel_id: str) -> StreamView | None:
         stream_id = await self.r.get(self.k_channel_live(channel_id))
         return None if stream_id is None else await self.get_stream(text(stream_id))
+
+    async def configured_stream_of(self, channel_id: str) -> StreamView | None:
+        stream_id = await self.r.get(self.k_channel_configured(channel_id))
+        return None if stream_id is None else await self.get_stream(text(stream_id))
+
+    async def stream_health(self, stream_id: str) -> dict[str, Any] | None:
+        raw = await self.r.get(self.k_stream_health(stream_id))
+        return None if raw is None else json.loads(raw)  # type: ignore[no-any-return]
 
     async def channels_of(self, user_id: str) -> list[ChannelView]:
         ids = sorted(text(m) for m in await self.r.smembers(self.k_owner_channels(user_id)))
@@ -163,20 +182,40 @@ class ViewStore:
                 return False
             await self._put_stream(new_s)
             return True
+        if event.record == STREAM_HEALTH:
+            return await self._put_health(event)
         if event.record == "glasscast.media.SegmentReady":
             return await self.segments.apply(event.value)
         return False
 
     async def _put_stream(self, new: StreamView) -> None:
+        # Only this stream's own change clears a channel pointer to it.
+        clear_if_mine = "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end return 0"
         async with self.r.pipeline(transaction=True) as tx:
             tx.set(self.k_stream(new.id), json.dumps(new.to_json(), sort_keys=True))
+            if new.status == CONFIGURED:
+                tx.set(self.k_channel_configured(new.channel_id), new.id)
+            else:
+                tx.eval(clear_if_mine, 1, self.k_channel_configured(new.channel_id), new.id)
             if new.live:
                 tx.set(self.k_channel_live(new.channel_id), new.id)
             else:
-                # Only this stream's own end clears the channel's live pointer.
-                tx.eval("if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end return 0",
-                        1, self.k_channel_live(new.channel_id), new.id)
+                tx.eval(clear_if_mine, 1, self.k_channel_live(new.channel_id), new.id)
+            if new.ended:
+                tx.delete(self.k_stream_health(new.id))
             await tx.execute()
+
+    async def _put_health(self, event: Applied) -> bool:
+        """Keep the latest health sample of a live stream (the creator dashboard reads it)."""
+        v = event.value
+        stream = await self.get_stream(to_str(v["stream_id"]))
+        if stream is None or not stream.live:
+            return False
+        sample = {k: (to_str(x) if k in ("stream_id", "channel_id", "event_id") else x) for k, x in v.items()}
+        sample["occurred_at"] = to_ms(v["occurred_at"])
+        sample["offset"] = event.offset
+        await self.r.set(self.k_stream_health(stream.id), json.dumps(sample, sort_keys=True, default=str))
+        return True
 
     async def _put_user(self, old: UserView | None, new: UserView) -> None:
         async with self.r.pipeline(transaction=True) as tx:

@@ -1,4 +1,10 @@
-"""The stream view: each broadcast's status (live, ended), for playlists, VOD and the directory."""
+"""The stream view: each broadcast's status and metadata, for the API, playlists, VOD and the directory.
+
+A stream is ``configured`` when its owner set it up ahead of going live
+(``POST /v1/streams``), ``live`` from the ingest's StreamStarted, ``ended``
+from StreamEnded (whoever sent it first: the ingest, its reaper, or the owner
+through ``POST /v1/streams/{id}/end``; later ends change nothing).
+"""
 
 from __future__ import annotations
 
@@ -7,38 +13,86 @@ from typing import Any
 
 from processors.views.fold import Applied, Fold, is_redelivery, to_ms, to_str
 
+CONFIGURED, LIVE, ENDED = "configured", "live", "ended"
+
 
 @dataclass(frozen=True)
 class StreamView:
     id: str
     channel_id: str
-    started_at_ms: int
     seq: int
+    status: str = LIVE
+    started_at_ms: int | None = None
     title: str = ""
     category: str | None = None
+    tags: tuple[str, ...] = ()
+    configured_at_ms: int | None = None
     ended_at_ms: int | None = None
     end_reason: str | None = None
     reconnects: int = 0
 
     @property
     def live(self) -> bool:
-        return self.ended_at_ms is None
+        return self.status == LIVE
+
+    @property
+    def ended(self) -> bool:
+        return self.status == ENDED
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        data = dict(self.__dict__)
+        data["tags"] = list(self.tags)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StreamView:
+        data = dict(data)
+        data["tags"] = tuple(data.get("tags") or ())
+        if "status" not in data:  # documents written before streams had a status
+            data["status"] = ENDED if data.get("ended_at_ms") is not None else LIVE
         return cls(**data)
 
+    def public(self) -> dict[str, Any]:
+        """What the API shows about a stream."""
+        return {"id": self.id, "channel_id": self.channel_id, "status": self.status, "title": self.title,
+                "category": self.category, "tags": list(self.tags), "configured_at_ms": self.configured_at_ms,
+                "started_at_ms": self.started_at_ms, "ended_at_ms": self.ended_at_ms,
+                "end_reason": self.end_reason, "reconnects": self.reconnects}
 
-def apply_stream_started(event: Applied, view: StreamView | None) -> StreamView | None:
+
+def apply_stream_configured(event: Applied, view: StreamView | None) -> StreamView | None:
     if view is not None:
         return view
     v = event.value
-    return StreamView(id=to_str(v["stream_id"]), channel_id=to_str(v["channel_id"]),
-                      started_at_ms=to_ms(v["occurred_at"]), seq=event.offset, title=v.get("title") or "",
-                      category=v.get("category"))
+    return StreamView(id=to_str(v["stream_id"]), channel_id=to_str(v["channel_id"]), seq=event.offset,
+                      status=CONFIGURED, title=v["title"], category=v.get("category") or None,
+                      tags=tuple(v.get("tags") or ()), configured_at_ms=to_ms(v["occurred_at"]))
+
+
+def apply_stream_started(event: Applied, view: StreamView | None) -> StreamView | None:
+    v = event.value
+    if view is None:
+        return StreamView(id=to_str(v["stream_id"]), channel_id=to_str(v["channel_id"]), seq=event.offset,
+                          status=LIVE, started_at_ms=to_ms(v["occurred_at"]), title=v.get("title") or "",
+                          category=v.get("category"), tags=tuple(v.get("tags") or ()))
+    if view.status != CONFIGURED or is_redelivery(event, view.seq):
+        return view
+    # The ingest adopted a configured stream; its title and category are the configured ones.
+    return replace(view, seq=event.offset, status=LIVE, started_at_ms=to_ms(v["occurred_at"]))
+
+
+def apply_stream_updated(event: Applied, view: StreamView | None) -> StreamView | None:
+    if view is None or view.ended or is_redelivery(event, view.seq):
+        return view
+    v = event.value
+    changes: dict[str, Any] = {"seq": event.offset}
+    if v.get("title") is not None:
+        changes["title"] = v["title"]
+    if v.get("category") is not None:
+        changes["category"] = v["category"] or None  # "" clears the category
+    if v.get("tags") is not None:
+        changes["tags"] = tuple(v["tags"])
+    return replace(view, **changes)
 
 
 def apply_stream_reconnected(event: Applied, view: StreamView | None) -> StreamView | None:
@@ -48,13 +102,16 @@ def apply_stream_reconnected(event: Applied, view: StreamView | None) -> StreamV
 
 
 def apply_stream_ended(event: Applied, view: StreamView | None) -> StreamView | None:
-    if view is None or is_redelivery(event, view.seq):
+    if view is None or view.ended or is_redelivery(event, view.seq):
         return view
     v = event.value
-    return replace(view, seq=event.offset, ended_at_ms=to_ms(v["occurred_at"]), end_reason=str(v["reason"]))
+    return replace(view, seq=event.offset, status=ENDED, ended_at_ms=to_ms(v["occurred_at"]),
+                   end_reason=str(v["reason"]))
 
 
 STREAM_FOLDS: dict[str, Fold] = {
+    "glasscast.stream.StreamConfigured": apply_stream_configured,
+    "glasscast.stream.StreamUpdated": apply_stream_updated,
     "glasscast.stream.StreamStarted": apply_stream_started,
     "glasscast.stream.StreamReconnected": apply_stream_reconnected,
     "glasscast.stream.StreamEnded": apply_stream_ended,

@@ -46,7 +46,7 @@ def fields(name: str) -> dict[str, str]:
 
 def test_every_catalogue_record_has_exactly_one_schema_and_vice_versa() -> None:
     records = all_records()
-    assert len(records) == len(set(records)) == 28
+    assert len(records) == len(set(records)) == 30
     assert sorted(SCHEMAS) == sorted(records)
     assert len(schema_files()) == len(records)
 
@@ -122,12 +122,19 @@ def test_events_carry_references_never_bytes(name: str) -> None:
                                            "bio": "null|string", "avatar_url": "null|string"}),
         ("glasscast.channel.ChannelCreated", {"channel_id": "uuid", "owner_user_id": "uuid", "name": "string",
                                               "title": "string", "category": "null|string",
-                                              "tags": "array<string>", "stream_key_hash": "string"}),
+                                              "tags": "array<string>", "stream_key_hash": "string",
+                                              "stream_key_nonce": "null|string"}),
         ("glasscast.channel.ChannelUpdated", {"channel_id": "uuid", "updated_by_user_id": "uuid",
                                               "title": "null|string", "category": "null|string",
                                               "tags": "null|array<string>"}),
         ("glasscast.channel.StreamKeyRotated", {"channel_id": "uuid", "rotated_by_user_id": "uuid",
-                                                "stream_key_hash": "string"}),
+                                                "stream_key_hash": "string", "stream_key_nonce": "null|string"}),
+        ("glasscast.stream.StreamConfigured", {"stream_id": "uuid", "channel_id": "uuid",
+                                               "configured_by_user_id": "uuid", "title": "string",
+                                               "category": "null|string", "tags": "array<string>"}),
+        ("glasscast.stream.StreamUpdated", {"stream_id": "uuid", "channel_id": "uuid", "updated_by_user_id": "uuid",
+                                            "title": "null|string", "category": "null|string",
+                                            "tags": "null|array<string>"}),
     ],
 )
 def test_agreed_contracts_are_exact(name: str, expected: dict[str, str]) -> None:
