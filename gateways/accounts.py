@@ -1,4 +1,4 @@
-"""Accounts: register (``POST /v1/users``) and log in (``POST /v1/auth/login``).
+"""Accounts: register (``POST /v1/users``), log in (``POST /v1/auth/login``), who am I (``GET /v1/me``).
 
 Usernames are unique case-insensitively: a name is claimed in Valkey (SET NX)
 before its UserRegistered event is produced, and released if the log refuses
@@ -16,7 +16,8 @@ from starlette.routing import Route
 
 from gateways import validation as v
 from gateways.auth import hash_password, issue_token, verify_password
-from gateways.errors import Conflict, Unauthorized
+from gateways.channels import channel_json
+from gateways.errors import Conflict, NotFound, Unauthorized
 from gateways.services import json_body, services
 
 USER_REGISTERED = "glasscast.user.UserRegistered"
@@ -73,7 +74,20 @@ async def login(request: Request) -> JSONResponse:
                          "user": {"id": user.id, "username": user.username}})
 
 
+async def me(request: Request) -> JSONResponse:
+    """The signed-in user and their channels (with live and configured stream ids): the dashboard's start."""
+    svc = services(request)
+    principal = svc.principal(request)
+    user = await svc.views.get_user(principal.user_id)
+    if user is None:
+        raise NotFound("this account does not exist (any more)")
+    owned = [await channel_json(svc, c) for c in await svc.views.channels_of(user.id)]
+    return JSONResponse({"user": {"id": user.id, "username": user.username}, "channels": owned},
+                        headers={"Cache-Control": "no-store"})
+
+
 routes = [
     Route("/v1/users", register, methods=["POST"]),
     Route("/v1/auth/login", login, methods=["POST"]),
+    Route("/v1/me", me, methods=["GET"]),
 ]

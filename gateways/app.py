@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from gateways import accounts, channels, health, heartbeats, hls, playback
+from gateways import accounts, channels, health, heartbeats, hls, playback, streams
 from gateways.errors import ApiError, api_error_handler, http_exception_handler
 from gateways.middleware import RequestContextMiddleware, RequestMetrics
 from gateways.services import Services
@@ -67,8 +67,8 @@ def create_app(settings: Settings) -> Starlette:
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(settings.gateway.cors_origins),
                                      allow_methods=["*"], allow_headers=["*"]))
     return Starlette(
-        routes=[*health.routes, *accounts.routes, *channels.routes, *playback.routes, *heartbeats.routes,
-                *hls.routes],
+        routes=[*health.routes, *accounts.routes, *channels.routes, *streams.routes, *playback.routes,
+                *heartbeats.routes, *hls.routes],
         middleware=middleware,
         exception_handlers={ApiError: api_error_handler, HTTPException: http_exception_handler},
         lifespan=lifespan,

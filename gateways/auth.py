@@ -6,6 +6,7 @@ shown to their owner once; only their SHA-256 enters events and views.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -73,8 +74,30 @@ def bearer_token(authorization: str | None) -> str:
 
 
 def new_stream_key() -> str:
-    """A fresh secret stream key (what OBS calls the stream key)."""
+    """A fresh secret stream key (what OBS calls the stream key), not derived from anything."""
     return STREAM_KEY_PREFIX + secrets.token_urlsafe(30)
+
+
+def new_stream_key_nonce() -> str:
+    """The random part a revealable stream key is derived from; it may appear in events."""
+    return secrets.token_urlsafe(18)
+
+
+def stream_key_secret(jwt_secret: str, configured: str) -> bytes:
+    """The HMAC key stream keys are derived with: the configured one, or one derived from the JWT secret."""
+    if configured:
+        return configured.encode()
+    return hmac.new(jwt_secret.encode(), b"glasscast stream keys", hashlib.sha256).digest()
+
+
+def derive_stream_key(secret: bytes, channel_id: str, nonce: str) -> str:
+    """The stream key for a channel's current nonce: HMAC-SHA256, so its owner can see it again.
+
+    Events carry the nonce and the key's SHA-256, never the key; without the
+    secret the nonce gives nothing away.
+    """
+    mac = hmac.new(secret, f"{channel_id}:{nonce}".encode(), hashlib.sha256).digest()
+    return STREAM_KEY_PREFIX + base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
 
 def hash_stream_key(key: str) -> str:

@@ -1,7 +1,9 @@
-"""Channels: create, read, update, rotate the stream key.
+"""Channels: create, read, update, reveal and rotate the stream key.
 
-The stream key is returned once, at creation and at rotation; events and
-views carry only its SHA-256, which is what the RTMP ingest looks up.
+A stream key is derived (HMAC) from a secret setting and a random nonce that
+the events carry, so its owner can reveal it again from the dashboard; events
+and views carry only the nonce and the key's SHA-256, which is what the RTMP
+ingest looks up.  The key itself is in no event and no log line.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gateways import validation as v
-from gateways.auth import Principal, hash_stream_key, new_stream_key
+from gateways.auth import (Principal, derive_stream_key, hash_stream_key, new_stream_key_nonce, same_digest,
+                           stream_key_secret)
 from gateways.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gateways.services import Services, json_body, services
 from processors.views.channels import ChannelView
@@ -26,7 +29,7 @@ STREAM_KEY_ROTATED = "glasscast.channel.StreamKeyRotated"
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
-async def _find(svc: Services, ref: str) -> ChannelView:
+async def find_channel(svc: Services, ref: str) -> ChannelView:
     """A channel by id, or by name for readable URLs."""
     channel = await (svc.views.get_channel(ref) if UUID_RE.match(ref) else svc.views.get_channel_by_name(ref))
     if channel is None:
@@ -36,10 +39,32 @@ async def _find(svc: Services, ref: str) -> ChannelView:
 
 async def _owned(svc: Services, request: Request) -> tuple[Principal, ChannelView]:
     principal = svc.principal(request)
-    channel = await _find(svc, request.path_params["channel_id"])
+    channel = await find_channel(svc, request.path_params["channel_id"])
     if channel.owner_user_id != principal.user_id:
         raise Forbidden("only the channel's owner may do this")
     return principal, channel
+
+
+def _key_secret(svc: Services) -> bytes:
+    key = svc.extra.get("stream_key_secret")
+    if key is None:
+        auth = svc.settings.auth
+        key = svc.extra["stream_key_secret"] = stream_key_secret(str(auth.jwt_secret), str(auth.stream_key_secret))
+    return key  # type: ignore[no-any-return]
+
+
+def _new_key(svc: Services, channel_id: str) -> tuple[str, str]:
+    """(nonce, key) for a fresh stream key."""
+    nonce = new_stream_key_nonce()
+    return nonce, derive_stream_key(_key_secret(svc), channel_id, nonce)
+
+
+async def channel_json(svc: Services, channel: ChannelView) -> dict[str, Any]:
+    """A channel as the API shows it, with its live and configured stream ids."""
+    live = await svc.views.live_stream_of(channel.id)
+    configured = await svc.views.configured_stream_of(channel.id)
+    return {**channel.public(), "live_stream_id": live.id if live is not None else None,
+            "configured_stream_id": configured.id if configured is not None else None}
 
 
 async def _seen(svc: Services, channel_id: str, offset: int) -> ChannelView | None:
@@ -63,24 +88,26 @@ async def create_channel(request: Request) -> JSONResponse:
     channel_id = str(uuid.uuid4())
     if not await svc.views.claim("channel", name, channel_id):
         raise Conflict(f"channel name '{name}' is taken", field="name")
-    stream_key = new_stream_key()
+    nonce, stream_key = _new_key(svc, channel_id)
     try:
         ack = await svc.emit(CHANNEL_CREATED, channel_id, {
             **svc.envelope(), "channel_id": channel_id, "owner_user_id": principal.user_id, "name": name,
-            "title": title, "category": category, "tags": tags, "stream_key_hash": hash_stream_key(stream_key)})
+            "title": title, "category": category, "tags": tags, "stream_key_hash": hash_stream_key(stream_key),
+            "stream_key_nonce": nonce})
     except BaseException:
         await svc.views.release("channel", name, channel_id)
         raise
     await _seen(svc, channel_id, ack.offset)
     body: dict[str, Any] = {"id": channel_id, "name": name, "title": title, "category": category,
                             "tags": tags, "stream_key": stream_key, "rtmp_url": svc.settings.rtmp_url}
-    return JSONResponse(body, status_code=201, headers={"Location": f"/v1/channels/{channel_id}"})
+    return JSONResponse(body, status_code=201, headers={"Location": f"/v1/channels/{channel_id}",
+                                                                   "Cache-Control": "no-store"})
 
 
 async def get_channel(request: Request) -> JSONResponse:
     svc = services(request)
-    channel = await _find(svc, request.path_params["channel_id"])
-    return JSONResponse(channel.public())
+    channel = await find_channel(svc, request.path_params["channel_id"])
+    return JSONResponse(await channel_json(svc, channel))
 
 
 async def update_channel(request: Request) -> JSONResponse:
@@ -99,23 +126,39 @@ async def update_channel(request: Request) -> JSONResponse:
         **svc.envelope(), "channel_id": channel.id, "updated_by_user_id": principal.user_id,
         "title": title, "category": category, "tags": tags})
     updated = await _seen(svc, channel.id, ack.offset)
-    return JSONResponse((updated or channel).public())
+    return JSONResponse(await channel_json(svc, updated or channel))
 
 
 async def regenerate_stream_key(request: Request) -> JSONResponse:
     svc = services(request)
     principal, channel = await _owned(svc, request)
-    stream_key = new_stream_key()
+    nonce, stream_key = _new_key(svc, channel.id)
     ack = await svc.emit(STREAM_KEY_ROTATED, channel.id, {
         **svc.envelope(), "channel_id": channel.id, "rotated_by_user_id": principal.user_id,
-        "stream_key_hash": hash_stream_key(stream_key)})
+        "stream_key_hash": hash_stream_key(stream_key), "stream_key_nonce": nonce})
     await _seen(svc, channel.id, ack.offset)
-    return JSONResponse({"id": channel.id, "stream_key": stream_key, "rtmp_url": svc.settings.rtmp_url})
+    return JSONResponse({"id": channel.id, "stream_key": stream_key, "rtmp_url": svc.settings.rtmp_url},
+                        headers={"Cache-Control": "no-store"})
+
+
+async def reveal_stream_key(request: Request) -> JSONResponse:
+    """The channel's current stream key, for its owner only."""
+    svc = services(request)
+    _, channel = await _owned(svc, request)
+    key = None
+    if channel.stream_key_nonce is not None:
+        key = derive_stream_key(_key_secret(svc), channel.id, channel.stream_key_nonce)
+    if key is None or not same_digest(hash_stream_key(key), channel.stream_key_hash):
+        # Made before keys were revealable, or under another stream-key secret: only a new key helps.
+        raise Conflict("this stream key cannot be shown again; regenerate it to get a new one")
+    return JSONResponse({"id": channel.id, "stream_key": key, "rtmp_url": svc.settings.rtmp_url},
+                        headers={"Cache-Control": "no-store"})
 
 
 routes = [
     Route("/v1/channels", create_channel, methods=["POST"]),
     Route("/v1/channels/{channel_id}", get_channel, methods=["GET"]),
     Route("/v1/channels/{channel_id}", update_channel, methods=["PATCH"]),
+    Route("/v1/channels/{channel_id}/stream-key", reveal_stream_key, methods=["GET"]),
     Route("/v1/channels/{channel_id}/stream-key/regenerate", regenerate_stream_key, methods=["POST"]),
 ]

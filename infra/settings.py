@@ -108,6 +108,7 @@ class AuthSettings:
     min_password_length: int = 8
     playback_secret: Secret = Secret("")  # empty: derived from the JWT secret
     playback_ttl_s: int = 600  # players refresh their HLS token before this
+    stream_key_secret: Secret = Secret("")  # empty: derived from the JWT secret
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ class ChannelView:
     created_at_ms: int
     updated_at_ms: int
     seq: int
+    stream_key_nonce: str | None = None  # what the owner's key is derived from (None: not revealable)
 
     def to_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -45,7 +46,7 @@ def apply_channel_created(event: Applied, view: ChannelView | None) -> ChannelVi
     return ChannelView(id=to_str(v["channel_id"]), name=v["name"], owner_user_id=to_str(v["owner_user_id"]),
                        title=v["title"], category=v.get("category") or None, tags=tuple(v.get("tags") or ()),
                        stream_key_hash=v["stream_key_hash"], created_at_ms=at, updated_at_ms=at,
-                       seq=event.offset)
+                       seq=event.offset, stream_key_nonce=v.get("stream_key_nonce"))
 
 
 def apply_channel_updated(event: Applied, view: ChannelView | None) -> ChannelView | None:
@@ -67,7 +68,7 @@ def apply_stream_key_rotated(event: Applied, view: ChannelView | None) -> Channe
         return view
     v = event.value
     return replace(view, seq=event.offset, stream_key_hash=v["stream_key_hash"],
-                   updated_at_ms=to_ms(v["occurred_at"]))
+                   stream_key_nonce=v.get("stream_key_nonce"), updated_at_ms=to_ms(v["occurred_at"]))
 
 
 CHANNEL_FOLDS: dict[str, Fold] = {

@@ -96,7 +96,7 @@ def apply_stream_updated(event: Applied, view: StreamView | None) -> StreamView 
 
 
 def apply_stream_reconnected(event: Applied, view: StreamView | None) -> StreamView | None:
-    if view is None or is_redelivery(event, view.seq):
+    if view is None or view.ended or is_redelivery(event, view.seq):
         return view
     return replace(view, seq=event.offset, reconnects=int(event.value["reconnect_count"]))
 

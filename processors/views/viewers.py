@@ -103,6 +103,11 @@ def apply_viewer_count(value: Mapping[str, Any]) -> int | None:
     return max(0, int(value["viewers"]))
 
 
+def viewers_key(prefix: str, channel_id: str) -> str:
+    """The Valkey key of a live channel's displayed viewer count."""
+    return f"{prefix}view:viewers:{channel_id}"
+
+
 def channel_of_key(key: bytes | str, prefix: str) -> str:
     """The channel id at the end of a ``{prefix}...:{channel_id}`` key."""
     text = key.decode() if isinstance(key, bytes) else key
@@ -126,7 +131,7 @@ class ViewerCounts:
         self.bucket_s = bucket_s
         self.window_s = window_s
         self._hll = f"{prefix}viewers:hll:"
-        self._viewers = f"{prefix}view:viewers:"
+        self._viewers = viewers_key(prefix, "")
         self._live = f"{prefix}view:channel-live:"
 
     def k_hll(self, channel_id: str, bucket: int) -> str:

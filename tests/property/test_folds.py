@@ -9,6 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from processors.views.channels import CHANNEL_FOLDS, ChannelView
 from processors.views.fold import Applied
+from processors.views.streams import STREAM_FOLDS, StreamView
 from processors.views.users import USER_FOLDS
 
 CHANNEL_ID = "6f1c1f0e-7a44-4f0b-9a3c-2b8f7f1e0a11"
@@ -100,3 +101,93 @@ def test_user_fold() -> None:
     assert after is not None and after.display_name == "Alice" and after.seq == 4
     assert USER_FOLDS[upd.record](upd, after) == after
     assert "password_hash" not in after.public()
+
+
+STREAM_ID = "0b7e3c1a-5d2f-4c8e-9a61-7f3d2e1c0b9a"
+
+
+@st.composite
+def stream_history(draw: Any) -> list[Applied]:
+    """A broadcast's lifecycle: maybe configured first, started, updated, reconnected, ended (maybe twice)."""
+    base = {"channel_id": CHANNEL_ID, "stream_id": STREAM_ID}
+    events: list[Applied] = []
+    offset = 0
+
+    def add(record: str, value: dict[str, Any]) -> None:
+        nonlocal offset
+        events.append(Applied(f"glasscast.stream.{record}", offset,
+                              {**base, "occurred_at": 1_700_000_000_000 + offset * 1000, **value}))
+        offset += 1
+
+    if draw(st.booleans()):
+        add("StreamConfigured", {"configured_by_user_id": "u1", "title": draw(st.text(max_size=10)),
+                                 "category": draw(opt(names)), "tags": draw(st.lists(names, max_size=2))})
+    else:
+        add("StreamStarted", {"title": draw(st.text(max_size=10)), "category": draw(opt(names)), "tags": []})
+    for _ in range(draw(st.integers(0, 6))):
+        kind = draw(st.sampled_from(["StreamStarted", "StreamUpdated", "StreamReconnected", "StreamEnded"]))
+        if kind == "StreamStarted":
+            add(kind, {"title": draw(st.text(max_size=10)), "category": draw(opt(names)), "tags": []})
+        elif kind == "StreamUpdated":
+            add(kind, {"updated_by_user_id": "u1", "title": draw(opt(st.text(min_size=1, max_size=10))),
+                       "category": draw(opt(st.sampled_from(["", "Games"]))),
+                       "tags": draw(opt(st.lists(names, max_size=2)))})
+        elif kind == "StreamReconnected":
+            add(kind, {"reconnect_count": draw(st.integers(1, 5))})
+        else:
+            add(kind, {"reason": draw(st.sampled_from(["PUBLISHER_STOPPED", "ENDED_BY_CREATOR"]))})
+    return events
+
+
+def replay_stream(events: list[Applied]) -> StreamView | None:
+    view = None
+    for event in events:
+        view = STREAM_FOLDS[event.record](event, view)
+    return view
+
+
+@settings(max_examples=200)
+@given(stream_history(), st.data())
+def test_stream_fold_is_idempotent_and_replayable(events: list[Applied], data: Any) -> None:
+    final = replay_stream(events)
+    cut = data.draw(st.integers(0, len(events)))
+    assert replay_stream(events[:cut] + events) == final  # a redelivered prefix changes nothing
+    view = None
+    for event in events:
+        once = STREAM_FOLDS[event.record](event, view)
+        assert STREAM_FOLDS[event.record](event, once) == once
+        view = once
+
+
+@settings(max_examples=200)
+@given(stream_history())
+def test_the_first_end_wins_and_nothing_changes_after_it(events: list[Applied]) -> None:
+    final = replay_stream(events)
+    ends = [e for e in events if e.record.endswith("StreamEnded")]
+    if final is None or not ends:
+        return
+    assert final.status == "ended" and final.end_reason == ends[0].value["reason"]
+    assert final.ended_at_ms == ends[0].value["occurred_at"]
+    assert replay_stream(events[:events.index(ends[0]) + 1]) == final
+
+
+def test_a_configured_stream_goes_live_with_its_configured_metadata() -> None:
+    events = [
+        Applied("glasscast.stream.StreamConfigured", 3, {
+            "occurred_at": 1_000, "stream_id": STREAM_ID, "channel_id": CHANNEL_ID, "configured_by_user_id": "u1",
+            "title": "Pre-show", "category": "Art", "tags": ["cozy"]}),
+        Applied("glasscast.stream.StreamStarted", 4, {
+            "occurred_at": 2_000, "stream_id": STREAM_ID, "channel_id": CHANNEL_ID, "title": "Channel title",
+            "category": None, "tags": []}),
+    ]
+    view = replay_stream(events)
+    assert view is not None and view.status == "live" and view.started_at_ms == 2_000
+    assert (view.title, view.category, view.tags, view.configured_at_ms) == ("Pre-show", "Art", ("cozy",), 1_000)
+    assert StreamView.from_json(view.to_json()) == view
+
+
+def test_stream_documents_without_a_status_read_as_before() -> None:
+    old = {"id": STREAM_ID, "channel_id": CHANNEL_ID, "started_at_ms": 5, "seq": 1, "title": "t",
+           "category": None, "ended_at_ms": None, "end_reason": None, "reconnects": 0}
+    assert StreamView.from_json(old).live
+    assert StreamView.from_json({**old, "ended_at_ms": 9, "end_reason": "PUBLISHER_STOPPED"}).ended

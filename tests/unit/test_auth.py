@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateways.auth import (bearer_token, hash_password, hash_stream_key, issue_token, new_stream_key,
-                           read_token, verify_password)
+from gateways.auth import (bearer_token, derive_stream_key, hash_password, hash_stream_key, issue_token,
+                           new_stream_key, new_stream_key_nonce, read_token, stream_key_secret, verify_password)
 from gateways.errors import Unauthorized
 
 K = "k" * 40
@@ -39,3 +39,15 @@ def test_stream_keys() -> None:
     a, b = new_stream_key(), new_stream_key()
     assert a != b and a.startswith("live_") and len(a) > 30
     assert len(hash_stream_key(a)) == 64 and hash_stream_key(a) == hash_stream_key(a)
+
+
+def test_stream_keys_derive_from_the_secret_and_nonce() -> None:
+    secret = stream_key_secret("j" * 32, "")
+    key = derive_stream_key(secret, "chan-1", "nonce-a")
+    assert key.startswith("live_") and len(key) > 40
+    assert derive_stream_key(secret, "chan-1", "nonce-a") == key  # revealable: the same inputs, the same key
+    assert derive_stream_key(secret, "chan-1", "nonce-b") != key
+    assert derive_stream_key(secret, "chan-2", "nonce-a") != key
+    assert derive_stream_key(stream_key_secret("k" * 32, ""), "chan-1", "nonce-a") != key
+    assert stream_key_secret("j" * 32, "configured") == b"configured"
+    assert new_stream_key_nonce() != new_stream_key_nonce()
