@@ -1,19 +1,20 @@
 # Two commands on a fresh machine:
 #   make run    set everything up, then run the whole platform (glasscast up)
-#   make test   set everything up, then run the test suite
+#   make test   set everything up (and Chromium for the browser tests), then run the test suite
 VENV ?= .venv
 PYTHON ?= python3
 ARGS ?=
+WEB := gateways/web
 
-.PHONY: run test setup bench clean
+.PHONY: run test setup chromium bench clean
 
 run: setup
 	$(VENV)/bin/glasscast up $(ARGS)
 
-test: setup
+test: setup chromium
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(ARGS)
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(WEB)/node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
 	@command -v ffmpeg >/dev/null 2>&1 || { \
@@ -24,6 +25,22 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[test]'
 	@touch $@
+
+# hls.js for the web app, exactly as package-lock.json pins it (again whenever the lock changes).
+$(WEB)/node_modules/.installed: $(WEB)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "installing npm (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq npm >/dev/null; }
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The browser tests drive Debian's Chromium (tests/browser/support.py).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 bench: setup
 	$(VENV)/bin/python bench/events.py

@@ -7,7 +7,9 @@ loopback for ``--seconds`` with ``--connections`` keep-alive connections, each
 request a different session id, after a short warm-up.  Reported:
 
   * accepted heartbeats/s (204 answers) and wrk's p50/p99 latency;
-  * the gateway's CPU as a percent of one core;
+  * the gateway's CPU as a percent of one core, and its event-loop thread's
+    CPU per request with the rate that implies on a core of its own
+    (``one_core_per_s``: steadier than requests/s on a machine other work shares);
   * how many Heartbeat records reached ``viewer.heartbeats`` (every 204 must);
   * then one ``glasscast run processors`` reads that backlog into HyperLogLog:
     heartbeats/s through the viewer agents (from committed offsets, so a lower bound);
@@ -85,10 +87,10 @@ def _ms(text: str) -> float:
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
-def wrk(url: str, script: Path, seconds: float, connections: int) -> dict[str, Any]:
+def wrk(url: str, script: Path, seconds: float, connections: int, threads: int = 1) -> dict[str, Any]:
     """One wrk run: requests, non-2xx answers, requests/s and latency percentiles."""
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script), url],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+                          "-s", str(script), url], capture_output=True, text=True, check=True).stdout
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     elapsed = _ms(re.search(r"requests in ([\d.]+\w+),", out).group(1)) / 1000  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -100,9 +102,10 @@ def wrk(url: str, script: Path, seconds: float, connections: int) -> dict[str, A
             "p50_ms": pct.get("50"), "p99_ms": pct.get("99")}
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_s(pid: int, tid: int | None = None) -> float:
+    """User + system CPU seconds of a process, or of one of its threads (Linux /proc)."""
+    stat = Path(f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -164,9 +167,19 @@ def settled_records(bootstrap: str, timeout_s: float = 30.0) -> int:
 
 
 def measure(url: str, proc: subprocess.Popen[bytes], script: Path, seconds: float, connections: int) -> dict[str, Any]:
-    cpu0 = cpu_s(proc.pid)
+    """One wrk run with the server's CPU, and the event-loop thread's CPU per request.
+
+    The event loop runs on the main thread, and a uvicorn process can use no
+    more than one core for it: its CPU per request gives the rate the process
+    would sustain with a core to itself, a figure that other load on the
+    machine disturbs far less than requests/s.
+    """
+    cpu0, loop0 = cpu_s(proc.pid), cpu_s(proc.pid, proc.pid)
     result = wrk(url, script, seconds, connections)
     result["cpu_percent_of_core"] = round(100 * (cpu_s(proc.pid) - cpu0) / result["seconds"], 1)
+    loop_us = 1e6 * (cpu_s(proc.pid, proc.pid) - loop0) / max(1, result["requests"])
+    result["loop_cpu_us_per_request"] = round(loop_us, 1)
+    result["one_core_per_s"] = round(1e6 / loop_us) if loop_us > 0 else None
     return result
 
 
@@ -252,9 +265,12 @@ def bench(settings: Settings, tmp: Path, seconds: float, connections: int) -> di
         "accepted_per_s": ours["accepted_per_s"], "p50_ms": ours["p50_ms"], "p99_ms": ours["p99_ms"],
         "accepted": accepted, "non_2xx": ours["non_2xx"], "socket_errors": ours["socket_errors"],
         "records_on_topic": records, "gateway_cpu_percent_of_core": ours["cpu_percent_of_core"],
+        "loop_cpu_us_per_request": ours["loop_cpu_us_per_request"], "one_core_per_s": ours["one_core_per_s"],
         "aim_per_s": AIM_PER_S, "meets_aim": ours["accepted_per_s"] >= AIM_PER_S,
         "bare_starlette_per_s": reference["accepted_per_s"], "bare_p50_ms": reference["p50_ms"],
         "bare_p99_ms": reference["p99_ms"], "bare_cpu_percent_of_core": reference["cpu_percent_of_core"],
+        "bare_loop_cpu_us_per_request": reference["loop_cpu_us_per_request"],
+        "bare_one_core_per_s": reference["one_core_per_s"],
         "ratio_to_bare": round(ours["accepted_per_s"] / reference["accepted_per_s"], 3),
         **processor,
         "uvicorn_http": "httptools" if _has("httptools") else "h11",

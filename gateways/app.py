@@ -18,9 +18,10 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from gateways import accounts, channels, health, heartbeats, hls, playback, streams
+from gateways import (accounts, channels, directory, health, heartbeats, hls, openapi, playback,
+                      streams, thumbs, web)
 from gateways.errors import ApiError, api_error_handler, http_exception_handler
-from gateways.middleware import RequestContextMiddleware, RequestMetrics
+from gateways.middleware import HotRoutes, RequestContextMiddleware, RequestMetrics
 from gateways.services import Services
 from infra.errors import SettingsError
 from infra.settings import Settings
@@ -32,6 +33,12 @@ from topics.producer import EventProducer
 from topics.runtime import make_serde
 
 log = logging.getLogger("glasscast.gateway")
+
+# uvicorn options for the gateway's WebSockets: no permessage-deflate (chat writes one pre-built
+# frame to every socket, gateways/chat/fanout.py), and frames over 64 KiB close the socket (1009).
+VALKEY_CONNECTIONS = 256  # per gateway process
+VALKEY_POOL_TIMEOUT_S = 10.0
+WEBSOCKET_OPTIONS = {"ws_per_message_deflate": False, "ws_max_size": 64 * 1024}
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -49,11 +56,13 @@ def create_app(settings: Settings) -> Starlette:
         # Register every schema now so no request pays for it.
         await asyncio.to_thread(lambda: [serde.prepare(s.name, r) for s in CATALOGUE for r in s.records])
         producer = EventProducer(settings.kafka, serde)
-        client = aioredis.Redis.from_url(settings.valkey.url)
+        # A blocking pool: a burst of requests or chat connections waits for a connection rather than failing.
+        client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
+            settings.valkey.url, max_connections=VALKEY_CONNECTIONS, timeout=VALKEY_POOL_TIMEOUT_S))
         app.state.services = Services(settings=settings, redis=client,
-                                      views=ViewStore(client, settings.valkey.key_prefix),
-                                      producer=producer, metrics=metrics,
-                                      origin=FileBlobStore(settings.data_dir / "origin"))
+                                            views=ViewStore(client, settings.valkey.key_prefix),
+                                            producer=producer, metrics=metrics,
+                                            origin=FileBlobStore(settings.data_dir / "origin"))
         log.info("gateway ready on %s", settings.gateway_url)
         try:
             yield
@@ -66,9 +75,11 @@ def create_app(settings: Settings) -> Starlette:
     if settings.gateway.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(settings.gateway.cors_origins),
                                      allow_methods=["*"], allow_headers=["*"]))
+    middleware.append(Middleware(HotRoutes, routes=[*heartbeats.routes, *hls.routes]))
     return Starlette(
         routes=[*health.routes, *accounts.routes, *channels.routes, *streams.routes, *playback.routes,
-                *heartbeats.routes, *hls.routes],
+                *heartbeats.routes, *openapi.routes, *thumbs.routes, *hls.routes, *directory.routes,
+                *web.routes],
         middleware=middleware,
         exception_handlers={ApiError: api_error_handler, HTTPException: http_exception_handler},
         lifespan=lifespan,

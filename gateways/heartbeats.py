@@ -9,7 +9,9 @@ processors turn heartbeats into viewer counts (processors/viewers_agent.py).
 It has to be cheap (a popular channel means thousands of beats a second per
 gateway), so the stream -> channel lookup is kept in a small in-process cache
 for a few seconds instead of costing a Valkey round trip per beat; concurrent
-misses for one stream share a single lookup.  A bearer token is optional: with
+misses for one stream share a single lookup.  The route is a plain ASGI app
+(no Request or Response objects on the 204 path), matched ahead of the rest
+(gateways/middleware.py, ``HotRoutes``).  A bearer token is optional: with
 one the beat carries the viewer's user id, and a bad one is refused (401).
 Beats for an ended stream (VOD playback) are accepted too: counts are kept
 per channel and reported only while the channel is live.
@@ -21,17 +23,16 @@ import asyncio
 import math
 import random
 import time
-import uuid
 from collections import OrderedDict
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from gateways import validation as v
-from gateways.errors import NotFound, PayloadTooLarge, Unavailable, ValidationFailed
-from gateways.services import Services, services
+from gateways.errors import ApiError, NotFound, PayloadTooLarge, Unavailable, ValidationFailed, api_error_handler
+from gateways.services import Services
 from topics.errors import DeliveryError
 
 HEARTBEAT = "glasscast.viewer.Heartbeat"
@@ -44,6 +45,9 @@ STREAM_CACHE_TTL_S = 5.0  # a stream's channel never changes; expiry only bounds
 UNKNOWN_STREAM_TTL_S = 1.0  # a stream the view does not have yet may appear any moment
 STREAM_CACHE_SIZE = 10_000
 INTAKE_KEY = "heartbeats.intake"
+# RFC 9562 section 4: the version nibble (bits 48-51 from the left) and the variant bits (64-65).
+UUID_VERSION_VARIANT_MASK = (0xF << 76) | (0x3 << 62)
+UUID_V4_BITS = (0x4 << 76) | (0x2 << 62)
 
 
 class StreamChannels:
@@ -102,7 +106,10 @@ class Intake:
         self._random = random.Random()
 
     def event_id(self) -> str:
-        return str(uuid.UUID(int=self._random.getrandbits(128), version=4))
+        """A random (version 4, RFC 9562 5.4) UUID in its canonical text form."""
+        bits = self._random.getrandbits(128) & ~UUID_VERSION_VARIANT_MASK | UUID_V4_BITS
+        h = f"{bits:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _number(data: dict[str, Any], name: str, low: float, high: float) -> float:
@@ -144,35 +151,45 @@ def heartbeat_fields(data: dict[str, Any]) -> dict[str, Any]:
             "dropped_frames": _integer(data, "dropped_frames", required=False)}
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes.
+def _headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
+    """(Content-Length, Authorization) from the raw ASGI headers."""
+    length = authorization = None
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            length = value
+        elif name == b"authorization":
+            authorization = value
+    return length, authorization
 
-    ``json_body`` does the same through ``request.stream()``; reading the ASGI
-    messages directly saves an async generator per beat on the hottest route.
-    """
-    declared = request.headers.get("content-length")
+
+async def _body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body over {limit} bytes")
-    message = await request.receive()
+    message = await receive()
     body: bytes = message.get("body", b"")
     while message.get("more_body", False):
-        message = await request.receive()
+        message = await receive()
         body += message.get("body", b"")
         if len(body) > limit:
             raise PayloadTooLarge(f"request body over {limit} bytes")
     return body
 
 
-async def heartbeat(request: Request) -> Response:
-    svc = services(request)
-    stream_id = str(request.path_params["stream_id"])
-    data = v.parse_object(await _body(request, svc.settings.gateway.max_body_bytes))
+async def accept_heartbeat(scope: Scope, receive: Receive) -> None:
+    """Validate one beat and queue its Heartbeat event; raises ``ApiError`` to refuse it."""
+    svc: Services = scope["app"].state.services
+    stream_id = str(scope["path_params"]["stream_id"]).lower()
+    length, authorization = _headers(scope)
+    data = v.parse_object(await _body(receive, length, svc.settings.gateway.max_body_bytes))
     fields = heartbeat_fields(data)
-    user_id = svc.principal(request).user_id if "authorization" in request.headers else None
+    user_id = svc.principal(Request(scope)).user_id if authorization is not None else None
     intake = svc.extra.get(INTAKE_KEY)
     if intake is None:
         intake = svc.extra[INTAKE_KEY] = Intake()
-    channel_id = await intake.streams.lookup(svc, stream_id)
+    found, channel_id = intake.streams.get(stream_id, time.monotonic())
+    if not found:
+        channel_id = await intake.streams.lookup(svc, stream_id)
     if channel_id is None:
         raise NotFound(f"stream {stream_id} does not exist")
     if data.get("channel_id") not in (None, channel_id):
@@ -183,8 +200,23 @@ async def heartbeat(request: Request) -> Response:
             "stream_id": stream_id, "user_id": user_id, **fields})
     except DeliveryError as exc:
         raise Unavailable(f"the event log did not take the heartbeat: {exc}") from exc
-    return Response(status_code=204)
 
+
+class HeartbeatEndpoint:
+    """The route as a plain ASGI app: no Request or Response objects on the 204 path."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await accept_heartbeat(scope, receive)
+        except ApiError as exc:
+            response = await api_error_handler(Request(scope), exc)
+            await response(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+heartbeat = HeartbeatEndpoint()
 
 routes = [
     Route("/v1/streams/{stream_id:uuid}/heartbeat", heartbeat, methods=["POST"]),

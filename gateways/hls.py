@@ -3,7 +3,11 @@
 Playlists are views (processors/views/segments.py) rendered per request by
 pure code (media/package/playlist.py); they change every GOP, so they are
 cached for a second.  Segments and init segments never change once listed:
-they are served as immutable files, with Range and conditional requests.
+they are served immutable, with Range and conditional requests.  A whole
+object comes from memory (gateways/origin_cache.py: concurrent requests for
+one object share a single store read, and recent objects stay in a bounded
+LRU); a Range request is served from the file, as Starlette's
+``FileResponse`` does it, with the same validators.
 Paths are matched strictly (uuid stream id, lowercase rendition name, numeric
 seq), so no request can name a file outside the origin.
 
@@ -15,6 +19,7 @@ relative URIs keeps presenting it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from pathlib import Path
@@ -24,9 +29,11 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from gateways.errors import Forbidden, NotFound
+from gateways.origin_cache import OriginCache, OriginObject
 from gateways.playback import playback_secret
-from gateways.playback_token import TokenRefused, verify
-from gateways.services import services
+from gateways.playback_token import PlaybackClaims, TokenRefused, verify
+from gateways.services import Services, services
+from media.blob import BlobNotFound, FileBlobStore
 from media.package.playlist import SegmentEntry, VariantInfo, render_master, render_media
 from processors.views.streams import StreamView
 
@@ -36,6 +43,9 @@ VOD_PLAYLIST_CACHE = "public, max-age=3600"
 IMMUTABLE = "public, max-age=31536000, immutable"
 RENDITION_RE = re.compile(r"^[a-z0-9]{1,16}$")
 CHANNEL_CACHE_MAX = 10_000  # stream id -> channel id never changes, so this needs no expiry
+ORIGIN_CACHE_KEY = "origin_cache"
+VERIFIED_TOKENS_KEY = "verified_playback_tokens"
+VERIFIED_TOKENS_MAX = 10_000  # about one token per player; cleared when full, like the channel cache
 
 
 async def _authorize(request: Request) -> tuple[StreamView | None, str]:
@@ -48,7 +58,7 @@ async def _authorize(request: Request) -> tuple[StreamView | None, str]:
     cache: dict[str, str] = svc.extra.setdefault("stream_channels", {})
     stream = None
     channel_id = cache.get(stream_id)
-    if channel_id is None or request.url.path.endswith(".m3u8"):
+    if channel_id is None or request.scope["path"].endswith(".m3u8"):
         stream = await svc.views.get_stream(stream_id)
         if stream is None:
             raise NotFound(f"stream {stream_id} does not exist")
@@ -56,12 +66,38 @@ async def _authorize(request: Request) -> tuple[StreamView | None, str]:
         if len(cache) >= CHANNEL_CACHE_MAX:
             cache.clear()
         cache[stream_id] = channel_id
-    token = request.query_params.get("token", "")
+    token = _token(request)
+    _check_token(svc, token, channel_id)
+    return stream, token
+
+
+def _token(request: Request) -> str:
+    """The ``token`` query parameter; the usual ``?token=<base64url>`` is read without a full parse."""
+    query: bytes = request.scope["query_string"]
+    if query.startswith(b"token=") and not any(c in query for c in (b"&", b"%", b"+")):
+        return query[6:].decode("latin-1")
+    return request.query_params.get("token", "")
+
+
+def _check_token(svc: Services, token: str, channel_id: str) -> None:
+    """``verify`` the token, or find it verified before: a player presents one token for many requests.
+
+    Only the signature check and the decoding are remembered; expiry and the
+    channel are checked on every request, and anything refused goes through
+    ``verify`` again so the 403 says why.
+    """
+    verified: dict[str, PlaybackClaims] = svc.extra.setdefault(VERIFIED_TOKENS_KEY, {})
+    now_s = int(svc.clock())
+    claims = verified.get(token)
+    if claims is not None and claims.expires_at_s > now_s and claims.channel_id == channel_id:
+        return
     try:
-        verify(playback_secret(svc), token, channel_id, int(svc.clock()))
+        claims = verify(playback_secret(svc), token, channel_id, now_s)
     except TokenRefused as exc:
         raise Forbidden(str(exc)) from None
-    return stream, token
+    if len(verified) >= VERIFIED_TOKENS_MAX:
+        verified.clear()
+    verified[token] = claims
 
 
 async def _variants(request: Request, playlist: str, token: str) -> list[VariantInfo]:
@@ -130,34 +166,76 @@ async def vod_playlist(request: Request) -> Response:
     return Response(body, media_type=M3U8, headers={"Cache-Control": VOD_PLAYLIST_CACHE})
 
 
-def _origin_file(request: Request, name: str) -> Path:
-    svc = services(request)
+def origin_cache(svc: Services) -> OriginCache:
+    """The app's origin cache, made on first use with the configured budget."""
+    cache = svc.extra.get(ORIGIN_CACHE_KEY)
+    if cache is None:
+        cache = svc.extra[ORIGIN_CACHE_KEY] = OriginCache(svc.settings.gateway.origin_cache_bytes)
+    return cache
+
+
+async def read_origin_object(store: FileBlobStore, key: str) -> OriginObject:
+    """One store read, off the event loop."""
+    blob = await asyncio.to_thread(store.get_object, store.ref(key))
+    return OriginObject.from_stat(blob.data, blob.modified_s)
+
+
+def _origin_key(request: Request, name: str) -> str:
     stream_id, rendition = str(request.path_params["stream_id"]), request.path_params["rendition"]
-    path = svc.origin.path(f"hls/{stream_id}/{rendition}/{name}")
+    return f"hls/{stream_id}/{rendition}/{name}"
+
+
+def _not_found(request: Request, name: str) -> NotFound:
+    stream_id, rendition = str(request.path_params["stream_id"]), request.path_params["rendition"]
+    return NotFound(f"{rendition}/{name} of stream {stream_id} does not exist")
+
+
+def _origin_file(request: Request, name: str) -> Path:
+    path = services(request).origin.path(_origin_key(request, name))
     if not path.is_file():
-        raise NotFound(f"{rendition}/{name} of stream {stream_id} does not exist")
+        raise _not_found(request, name)
     return path
+
+
+def _not_modified(request: Request, etag: str) -> Response | None:
+    """304 when If-None-Match lists the object's ETag (RFC 9110 13.1.2)."""
+    if etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
+        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": IMMUTABLE})
+    return None
 
 
 def _send_file(request: Request, path: Path, media_type: str) -> Response:
     """The file with Range support (Starlette), answering a matching If-None-Match with 304."""
     response = FileResponse(path, media_type=media_type, headers={"Cache-Control": IMMUTABLE},
                             stat_result=os.stat(path))
-    etag = response.headers["etag"]
-    if etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
-        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": IMMUTABLE})
-    return response
+    return _not_modified(request, response.headers["etag"]) or response
+
+
+async def _send_immutable(request: Request, name: str, media_type: str) -> Response:
+    """A segment or init segment: whole from the origin cache, ranges from the file."""
+    if "range" in request.headers:
+        return _send_file(request, _origin_file(request, name), media_type)
+    svc = services(request)
+    key = _origin_key(request, name)
+    try:
+        obj = await origin_cache(svc).get(key, lambda: read_origin_object(svc.origin, key))
+    except BlobNotFound:
+        raise _not_found(request, name) from None
+    # The headers FileResponse sends for the whole file, so either path answers alike.
+    headers = {"Cache-Control": IMMUTABLE, "accept-ranges": "bytes", "content-length": str(len(obj.body)),
+               "last-modified": obj.last_modified, "etag": obj.etag}
+    return _not_modified(request, obj.etag) or Response(
+        b"" if request.method == "HEAD" else obj.body, media_type=media_type, headers=headers)
 
 
 async def init_segment(request: Request) -> Response:
     await _authorize(request)
-    return _send_file(request, _origin_file(request, "init.mp4"), "video/mp4")
+    return await _send_immutable(request, "init.mp4", "video/mp4")
 
 
 async def media_segment(request: Request) -> Response:
     await _authorize(request)
-    name = f"{int(request.path_params['seq']):08d}.m4s"
-    return _send_file(request, _origin_file(request, name), "video/iso.segment")
+    return await _send_immutable(request, f"{int(request.path_params['seq']):08d}.m4s", "video/iso.segment")
 
 
 routes = [

@@ -101,10 +101,10 @@ def _run_service(settings: Settings, service: str) -> int:
     if service == "gateway":
         import uvicorn
 
-        from gateways.app import create_app
+        from gateways.app import WEBSOCKET_OPTIONS, create_app
 
         uvicorn.run(create_app(settings), host=settings.gateway.host, port=settings.gateway.port,
-                    log_config=None, access_log=False, lifespan="on")
+                    log_config=None, access_log=False, lifespan="on", **WEBSOCKET_OPTIONS)
     elif service == "media-worker":
         from media.transcode.service import serve_worker
 

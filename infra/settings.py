@@ -98,6 +98,13 @@ class GatewaySettings:
     # so a client can read what it just wrote.
     consistency_wait_ms: int = 3000
     max_body_bytes: int = 65536
+    # Segments and init segments each gateway keeps in memory (gateways/origin_cache.py).
+    # 0 keeps none; concurrent requests for one object still share a single store read.
+    origin_cache_bytes: int = 256 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.origin_cache_bytes < 0:
+            raise SettingsError("GLASSCAST_GATEWAY_ORIGIN_CACHE_BYTES: value out of range (must be 0 or more)")
 
 
 @dataclass(frozen=True)

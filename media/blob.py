@@ -14,6 +14,10 @@ rename survives a power cut.  A reader, or a process restarted after a crash,
 sees the whole blob or none of it.  Calls block; async code runs them in a
 thread (``asyncio.to_thread``).
 
+``FileBlobStore.get_object`` also returns when the blob was stored (S3's
+``GetObject`` answers with ``LastModified``), from the same open file as the
+bytes: the HLS origin derives its HTTP validators from it.
+
 Refs are ``file:<key>``: the scheme says which store can resolve one, so an
 event produced against the file store is never mistaken for an S3 key.
 
@@ -29,6 +33,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -52,6 +57,14 @@ class BlobNotFound(BlobError, KeyError):
 
     def __str__(self) -> str:  # KeyError's str() would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """A blob's bytes and when they were stored (S3 ``GetObject``'s body and ``LastModified``)."""
+
+    data: bytes
+    modified_s: float  # seconds since the epoch, as os.stat's st_mtime
 
 
 class BlobStore(Protocol):
@@ -138,6 +151,16 @@ class FileBlobStore:
     def get(self, ref: str) -> bytes:
         try:
             return (self.root / self.key(ref)).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise BlobNotFound(f"no blob at {ref!r} in {self.root}") from exc
+
+    def get_object(self, ref: str) -> StoredBlob:
+        """The bytes behind ``ref`` with their modification time, both from one open file."""
+        try:
+            with open(self.root / self.key(ref), "rb") as f:
+                # One file descriptor: a concurrent put (a rename) cannot pair new bytes with an old mtime.
+                modified_s = os.fstat(f.fileno()).st_mtime
+                return StoredBlob(f.read(), modified_s)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise BlobNotFound(f"no blob at {ref!r} in {self.root}") from exc
 

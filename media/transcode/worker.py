@@ -3,10 +3,12 @@
 Workers share a consumer group on ``media.gops``.  Each GOP is planned
 (ladder by audience), transcoded in a process pool sized to the machine (PyAV
 work never runs on the event loop), stored in the origin under deterministic
-names, then announced.  Offsets are committed only past GOPs whose segments
-are all announced, so a worker that dies mid-GOP leaves that GOP to be done
-again: the same segment names are overwritten atomically with the same
-content, and the segment index lists each (rendition, seq) once.
+names, then announced.  The newest GOP of each live stream also refreshes
+the stream's thumbnail (media/transcode/thumbnail.py), beside the remuxes and
+never in the way of an announcement.  Offsets are committed only past GOPs
+whose segments are all announced, so a worker that dies mid-GOP leaves that
+GOP to be done again: the same segment names are overwritten atomically with
+the same content, and the segment index lists each (rendition, seq) once.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from media.blob import BlobNotFound, BlobStore
 from media.transcode.job import RenditionOutput, transcode_gop
 from media.transcode.ladder import Rendition, plan_ladder
 from media.transcode.offsets import OffsetTracker
+from media.transcode.thumbnail import ThumbnailSchedule, gop_thumbnail, thumbnail_key
 from processors.views.fold import to_ms, to_str
 from topics.consumer import Event, EventConsumer
 from topics.producer import EventProducer
@@ -94,6 +97,7 @@ class TranscodeWorker:
                                       dead_letter=self.producer,
                                       **{"enable.auto.commit": False, "enable.partition.eof": False})
         self.offsets = OffsetTracker()
+        self.thumbnails = ThumbnailSchedule()
         self.latencies_ms: list[float] = []
         self.done = 0
         self.stale = 0  # GOPs that arrived too late for the ladder and got their remuxes only
@@ -116,14 +120,20 @@ class TranscodeWorker:
         started = time.perf_counter()
         renditions = await self.plan(gop)
         age_s = time.time() - to_ms(gop["occurred_at"]) / 1000
-        if age_s > self.settings.transcode.max_gop_age_s:
+        live = age_s <= self.settings.transcode.max_gop_age_s
+        if not live:
             self.stale += 1
             renditions = [r for r in renditions if r.passthrough or r.audio_only]
         flv = await asyncio.to_thread(self.gops.get, gop["blob_ref"])
         # Remuxes (source, audio) take milliseconds: list them without waiting for the encoders.
         remux = [r for r in renditions if r.passthrough or r.audio_only]
         scaled = [r for r in renditions if not (r.passthrough or r.audio_only)]
-        await asyncio.gather(*[self._produce(gop, flv, part) for part in (remux, scaled) if part])
+        work = [self._produce(gop, flv, part) for part in (remux, scaled) if part]
+        stream_id, seq = to_str(gop["stream_id"]), int(gop["seq"])
+        # A backlog GOP is history: the thumbnail shows the live picture.
+        if live and self.thumbnails.claim(stream_id, seq):
+            work.append(self._thumbnail(stream_id, seq, flv))
+        await asyncio.gather(*work)
         self.latencies_ms.append((time.perf_counter() - started) * 1000)
         self.done += 1
 
@@ -138,6 +148,15 @@ class TranscodeWorker:
         now_ms = int(time.time() * 1000)
         await asyncio.gather(*[self.producer.send(SEGMENT_READY, stream_id, segment_ready(gop, out, now_ms))
                                for out in outputs])
+
+    async def _thumbnail(self, stream_id: str, seq: int, flv: bytes) -> None:
+        """Refresh the stream's thumbnail from this GOP's keyframe; a failure costs only the thumbnail."""
+        try:
+            # One keyframe decode and a 320x180 JPEG: a few ms, in a thread (PyAV releases the GIL).
+            jpeg = await asyncio.to_thread(gop_thumbnail, flv)
+            await asyncio.to_thread(self.origin.put, thumbnail_key(stream_id), jpeg)
+        except Exception:
+            log.warning("thumbnail of GOP %s seq %d failed", stream_id, seq, exc_info=True)
 
     def _store(self, stream_id: str, seq: int, out: RenditionOutput) -> None:
         init = init_key(stream_id, out.rendition)

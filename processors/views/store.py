@@ -13,6 +13,7 @@ Key layout under ``settings.valkey.key_prefix`` (default ``gc:``):
     view:channel-configured:{channel id}  the stream configured ahead of going live, until it starts or ends
     view:stream-health:{id}        JSON: the latest StreamHealth of a live stream
     view:segments:..., view:renditions:...   the segment index (processors/views/segments.py)
+    view:directory:..., view:search:...      the live directory, categories and search (processors/views/discovery.py)
     claim:username:{name}          user id: reserves a name before its event exists
     claim:channel:{name}           channel id
 
@@ -24,11 +25,12 @@ unique names; the processor also writes them so a rebuilt Valkey has them too.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import redis.asyncio as aioredis
 
 from processors.views.channels import CHANNEL_FOLDS, ChannelView
+from processors.views.discovery import Discovery
 from processors.views.fold import Applied, to_ms, to_str
 from processors.views.segments import SegmentIndex
 from processors.views.streams import CONFIGURED, STREAM_FOLDS, StreamView
@@ -56,6 +58,7 @@ class ViewStore:
         self.prefix = prefix
         self.views = f"{prefix}view:"
         self.segments = SegmentIndex(client, prefix)
+        self.discovery = Discovery(client, prefix)
 
     # -- keys -------------------------------------------------------------
     def k_user(self, user_id: str) -> str:
@@ -157,7 +160,13 @@ class ViewStore:
 
     # -- writes (processor side) --------------------------------------------
     async def apply(self, event: Applied) -> bool:
-        """Fold one event into its view; True if the view changed."""
+        """Fold one event into its views; True if one changed."""
+        changed = await self._fold(event)
+        # Discovery reads the views just written, and runs on a redelivery too: its write may be
+        # the one a crash cut off after the view's own.
+        return await self.discovery.apply(event, self) or changed
+
+    async def _fold(self, event: Applied) -> bool:
         if event.record in USER_FOLDS:
             user_id = to_str(event.value["user_id"])
             old = await self.get_user(user_id)
@@ -250,6 +259,9 @@ class ViewStore:
             kind = await self.r.type(key)
             if kind == b"set":
                 out[text(key)] = sorted(text(m) for m in await self.r.smembers(key))
+            elif kind == b"zset":
+                scored = cast("list[tuple[bytes, float]]", await self.r.zrange(key, 0, -1, withscores=True))
+                out[text(key)] = [(text(m), s) for m, s in scored]
             elif kind == b"hash":
                 out[text(key)] = {text(k): text(v) for k, v in sorted((await self.r.hgetall(key)).items())}
             else:
@@ -258,5 +270,5 @@ class ViewStore:
         return dict(sorted(out.items()))
 
 
-VIEW_TOPICS: tuple[str, ...] = ("users", "channels", "stream.lifecycle", "media.segments")
+VIEW_TOPICS: tuple[str, ...] = ("users", "channels", "stream.lifecycle", "media.segments", "viewer.counts")
 

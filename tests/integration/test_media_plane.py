@@ -195,6 +195,13 @@ async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings
             assert r.status_code == 304
             assert (await http.get(f"{base}/source/00000099.m4s", params=q)).status_code == 404
             await _refusals(http, url, base, stream_id, token)
+            # The workers kept the stream's thumbnail: its newest keyframe, public and briefly cacheable.
+            thumb = await http.get(f"{url}/thumbs/{stream_id}.jpg")
+            assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+            assert thumb.headers["cache-control"] == "public, max-age=5"
+            with av.open(io.BytesIO(thumb.content), mode="r", format="image2pipe") as container:
+                picture = next(container.decode(video=0))
+            assert (picture.width, picture.height) == (320, 180)
 
 
 async def test_killed_worker_loses_and_duplicates_nothing(settings_factory: Callable[..., Settings],

@@ -1,0 +1,246 @@
+"""``GET /openapi.json``: an OpenAPI 3.1 description of the whole REST API.
+
+The document is data in this module: shared component schemas, then one
+entry per operation.  A test walks the app's routes and fails when a route is
+missing here or an operation here has no route, and validates the document
+with openapi-spec-validator, so the description cannot drift from the code.
+Web pages and static files are not part of the REST API and are left out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+JSON = "application/json"
+PROBLEM = "application/problem+json"
+M3U8 = "application/vnd.apple.mpegurl"
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(required: list[str] | None = None, **props: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+S = {"type": "string"}
+I = {"type": "integer"}  # noqa: E741
+N = {"type": "number"}
+B = {"type": "boolean"}
+UUID = {"type": "string", "format": "uuid"}
+TAGS = {"type": "array", "items": S, "maxItems": 10}
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+COMPONENTS: dict[str, Any] = {
+    "Problem": obj(["type", "title", "status", "detail"], type=S, title=S, status=I, detail=S, instance=S,
+                   field={**S, "description": "The request field at fault, when one is."}),
+    "User": obj(["id", "username"], id=UUID, username=S),
+    "Channel": obj(["id", "name", "owner_user_id", "title", "tags"], id=UUID, name=S, owner_user_id=UUID, title=S,
+                   category=nullable(S), tags=TAGS, created_at_ms=I, updated_at_ms=I,
+                   live_stream_id=nullable(UUID), configured_stream_id=nullable(UUID)),
+    "StreamKey": obj(["id", "stream_key", "rtmp_url"], id=UUID, stream_key=S,
+                     rtmp_url={**S, "description": "The OBS 'Server' field."}),
+    "Stream": obj(["id", "channel_id", "status", "title", "tags"], id=UUID, channel_id=UUID, channel_name=nullable(S),
+                  status={"type": "string", "enum": ["configured", "live", "ended"]}, title=S, category=nullable(S),
+                  tags=TAGS, configured_at_ms=nullable(I), started_at_ms=nullable(I), ended_at_ms=nullable(I),
+                  end_reason=nullable(S), reconnects=I, viewers=I, thumbnail_url=nullable(S), playback_url=S),
+    "StreamHealth": obj(["stream_id", "stream_status", "viewers"], stream_id=UUID, stream_status=S, viewers=I,
+                        at_ms=nullable(I), status=nullable(S), ingest_bitrate_kbps=nullable(I),
+                        video_bitrate_kbps=nullable(I), audio_bitrate_kbps=nullable(I), fps=nullable(N),
+                        keyframe_interval_ms=nullable(I), width=nullable(I), height=nullable(I),
+                        video_codec=nullable(S), audio_codec=nullable(S), dropped_frames=nullable(I),
+                        late_frames=nullable(I), bytes_received=nullable(I)),
+    "Playback": obj(["stream_id", "channel_id", "live", "token", "hls", "chat_ws_url"],
+                    stream_id=UUID, channel_id=UUID, live=B, status=S, session_id=S,
+                    token={**S, "description": "HMAC playback token (channel scope, expiry, viewer session)."},
+                    expires_in=I, expires_at_s=I, hls=obj(["master"], master=S, vod=S), chat_ws_url=S),
+    "DirectoryEntry": obj(["stream_id", "channel_id", "channel_name", "title", "viewers"], stream_id=UUID,
+                          channel_id=UUID, channel_name=nullable(S), title=S, category=nullable(S), tags=TAGS,
+                          viewers=I, started_at_ms=I, thumbnail_url=S),
+    "Category": obj(["name", "live_streams", "viewers"], name=S, live_streams=I, viewers=I),
+    "SearchResult": obj(["channel_id", "channel_name", "live"], channel_id=UUID, channel_name=S, title=S,
+                        category=nullable(S), tags=TAGS, live=B, stream_id=nullable(UUID), viewers=I, score=N),
+}
+
+PROBLEMS = {
+    "400": "The body is not a JSON object, or a query parameter is malformed.",
+    "401": "No, forged or expired bearer token.",
+    "403": "Authenticated, but not allowed.",
+    "404": "No such resource.",
+    "409": "Conflicts with the current state.",
+    "413": "Body over the configured limit.",
+    "422": "A field is missing or invalid.",
+    "503": "The event log or a view store did not answer.",
+}
+
+
+def problems(*codes: int) -> dict[str, Any]:
+    return {str(c): {"description": PROBLEMS[str(c)], "content": {PROBLEM: {"schema": ref("Problem")}}}
+            for c in codes}
+
+
+def ok(schema: dict[str, Any], code: int = 200, description: str = "OK", media: str = JSON) -> dict[str, Any]:
+    return {str(code): {"description": description, "content": {media: {"schema": schema}}}}
+
+
+def body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {JSON: {"schema": schema}}}
+
+
+def path_param(name: str, schema: dict[str, Any] = UUID, description: str = "") -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
+
+
+def query(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+
+
+BEARER = [{"bearer": []}]
+TOKEN = query("token", S, "Playback token from GET /v1/streams/{stream_id}/playback.", required=True)
+STREAM = path_param("stream_id")
+CHANNEL = path_param("channel_id", S, "Channel id, or its name.")
+RENDITION = path_param("rendition", S, "Rendition name from the master playlist (source, 480p30, audio...).")
+STREAM_FIELDS = obj(title={**S, "minLength": 1, "maxLength": 140}, category=nullable(S), tags=TAGS)
+HLS_TAG = "HLS origin"
+
+
+def op(summary: str, tag: str, responses: dict[str, Any], *, params: list[dict[str, Any]] | None = None,
+       request: dict[str, Any] | None = None, auth: bool = False, description: str = "") -> dict[str, Any]:
+    operation: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
+    if description:
+        operation["description"] = description
+    if params:
+        operation["parameters"] = params
+    if request:
+        operation["requestBody"] = request
+    if auth:
+        operation["security"] = BEARER
+    return operation
+
+
+def hls_file(summary: str, media: str, extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return op(summary, HLS_TAG, {**ok({"type": "string"}, media=media), "206": {"description": "Partial content"},
+                                 "304": {"description": "Not modified (If-None-Match)"},
+                                 **problems(403, 404)},
+              params=[STREAM, *(extra or []), TOKEN])
+
+
+OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
+    "/healthz": {"get": op("Liveness", "Operations", ok(obj(status=S)))},
+    "/readyz": {"get": op("Readiness: log, registry, Valkey and processors reachable", "Operations",
+                          {**ok(obj(status=S)), "503": {"description": "Not ready; lists the problems",
+                                                        "content": {JSON: {"schema": obj(status=S, problems={
+                                                            "type": "array", "items": S})}}}})},
+    "/metrics": {"get": op("Prometheus metrics", "Operations", ok({"type": "string"}, media="text/plain"))},
+    "/openapi.json": {"get": op("This document", "Operations", ok({"type": "object"}))},
+    "/v1/users": {"post": op("Sign up", "Accounts", {**ok(ref("User"), 201, "Created"), **problems(400, 409, 413, 422)},
+                             request=body(obj(["username", "password"], username=S, password=S, email=S)))},
+    "/v1/auth/login": {"post": op("Log in: a bearer token", "Accounts", {
+        **ok(obj(["access_token"], access_token=S, token_type=S, expires_in=I, user=ref("User"))),
+        **problems(400, 401, 422)}, request=body(obj(["username", "password"], username=S, password=S)))},
+    "/v1/me": {"get": op("The signed-in user and their channels", "Accounts", {
+        **ok(obj(["user", "channels"], user=ref("User"), channels={"type": "array", "items": ref("Channel")})),
+        **problems(401, 404)}, auth=True)},
+    "/v1/channels": {"post": op("Create a channel; the answer holds its stream key", "Channels", {
+        **ok({"allOf": [ref("Channel"), ref("StreamKey")]}, 201, "Created"), **problems(400, 401, 409, 422)},
+        request=body(obj(["name"], name=S, title=S, category=S, tags=TAGS)), auth=True)},
+    "/v1/channels/{channel_id}": {
+        "get": op("A channel, with its live and configured stream ids", "Channels",
+                  {**ok(ref("Channel")), **problems(404)}, params=[CHANNEL]),
+        "patch": op("Change a channel's title, category or tags", "Channels",
+                    {**ok(ref("Channel")), **problems(400, 401, 403, 404, 422)}, params=[CHANNEL],
+                    request=body(obj(title=S, category=S, tags=TAGS)), auth=True),
+    },
+    "/v1/channels/{channel_id}/stream-key": {"get": op("Reveal the stream key (owner only)", "Channels", {
+        **ok(ref("StreamKey")), **problems(401, 403, 404, 409)}, params=[CHANNEL], auth=True)},
+    "/v1/channels/{channel_id}/stream-key/regenerate": {"post": op(
+        "Rotate the stream key; the old one stops working at once", "Channels",
+        {**ok(ref("StreamKey")), **problems(401, 403, 404)}, params=[CHANNEL], auth=True)},
+    "/v1/streams": {"post": op("Set up the next broadcast (status configured)", "Streams", {
+        **ok(ref("Stream"), 201, "Created"), **problems(400, 401, 403, 404, 409, 422)},
+        request=body({**STREAM_FIELDS, "required": ["channel_id"],
+                      "properties": {**STREAM_FIELDS["properties"], "channel_id": S}}), auth=True,
+        description="The ingest adopts this stream's id, title and tags when the channel's encoder connects.")},
+    "/v1/streams/{stream_id}": {
+        "get": op("A stream: status, metadata, viewers", "Streams", {**ok(ref("Stream")), **problems(404)},
+                  params=[STREAM]),
+        "patch": op("Change title, category or tags of a configured or live stream", "Streams", {
+            **ok(ref("Stream")), **problems(400, 401, 403, 404, 409, 422)}, params=[STREAM],
+            request=body(STREAM_FIELDS), auth=True),
+    },
+    "/v1/streams/{stream_id}/end": {"post": op("End a stream; its VOD is available at once", "Streams", {
+        **ok(ref("Stream")), **problems(401, 403, 404)}, params=[STREAM], auth=True)},
+    "/v1/streams/{stream_id}/health": {"get": op("Latest ingest health of a live stream (owner only)", "Streams", {
+        **ok(ref("StreamHealth")), **problems(401, 403, 404)}, params=[STREAM], auth=True)},
+    "/v1/streams/{stream_id}/playback": {"get": op("Signed HLS URLs and the chat WebSocket URL", "Playback", {
+        **ok(ref("Playback")), **problems(404)},
+        params=[STREAM, query("session", S, "Viewer session id to bind the token to (optional).")])},
+    "/v1/streams/{stream_id}/playback/refresh-token": {"post": op("Rotate a playback token before it expires",
+                                                                  "Playback", {**ok(ref("Playback")),
+                                                                               **problems(403, 404)},
+                                                                  params=[STREAM, TOKEN])},
+    "/v1/streams/{stream_id}/heartbeat": {"post": op("Viewer heartbeat (every 10-30 s while playing)", "Playback", {
+        "204": {"description": "Accepted"}, **problems(400, 401, 404, 413, 422, 503)}, params=[STREAM],
+        request=body(obj(["session_id", "rendition"], session_id=S, rendition=S, buffer_health_s=N,
+                         bitrate_kbps=I, latency_ms=I, dropped_frames=I, channel_id=UUID)),
+        description="Answers 204 and produces a Heartbeat event; counting happens in the processors.")},
+    "/v1/directory/streams": {"get": op("Live streams, most watched first", "Discovery", {
+        **ok(obj(["streams", "next_cursor"], streams={"type": "array", "items": ref("DirectoryEntry")},
+                 next_cursor=nullable(S))), **problems(400, 422)},
+        params=[query("category", S, "Only this category."),
+                query("sort", {"type": "string", "enum": ["viewers", "recent"]}, "Order (default viewers)."),
+                query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Page size (default 24)."),
+                query("cursor", S, "next_cursor of the previous page.")])},
+    "/v1/categories": {"get": op("Categories with live stream and viewer totals", "Discovery", ok(obj(
+        ["categories"], categories={"type": "array", "items": ref("Category")})))},
+    "/v1/search": {"get": op("Search channels by name, title and tags; live streams first", "Discovery", {
+        **ok(obj(["results"], results={"type": "array", "items": ref("SearchResult")})), **problems(400, 422)},
+        params=[query("q", S, "Words or word prefixes.", required=True),
+                query("live_only", B, "Only channels that are live."),
+                query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Most results (default 20).")])},
+    "/thumbs/{stream_id}.jpg": {"get": op("Latest thumbnail of a live stream", "Discovery", {
+        **ok({"type": "string"}, media="image/jpeg"), **problems(404)}, params=[STREAM])},
+    "/hls/{stream_id}/master.m3u8": {"get": hls_file("Live master playlist", M3U8)},
+    "/hls/{stream_id}/vod.m3u8": {"get": hls_file("VOD master playlist (after the stream ends)", M3U8)},
+    "/hls/{stream_id}/{rendition}/index.m3u8": {"get": hls_file("Live media playlist", M3U8, [RENDITION])},
+    "/hls/{stream_id}/{rendition}/vod.m3u8": {"get": hls_file("VOD media playlist", M3U8, [RENDITION])},
+    "/hls/{stream_id}/{rendition}/init.mp4": {"get": hls_file("fMP4 initialisation segment", "video/mp4",
+                                                              [RENDITION])},
+    "/hls/{stream_id}/{rendition}/{seq}.m4s": {"get": hls_file("fMP4 media segment", "video/iso.segment", [
+        RENDITION, path_param("seq", {"type": "integer", "minimum": 0}, "Segment sequence number.")])},
+}
+
+
+def document(server_url: str | None = None) -> dict[str, Any]:
+    """The OpenAPI document."""
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "Glasscast API", "version": "1.0.0",
+                 "description": "Live streaming: accounts, channels, streams, playback, discovery. Errors are "
+                                "RFC 9457 problem details (application/problem+json)."},
+        "paths": OPERATIONS,
+        "components": {"schemas": COMPONENTS,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+    }
+    if server_url:
+        doc["servers"] = [{"url": server_url}]
+    return doc
+
+
+async def openapi_json(request: Request) -> JSONResponse:
+    return JSONResponse(document(str(request.base_url).rstrip("/")), headers={"Cache-Control": "public, max-age=60"})
+
+
+routes = [Route("/openapi.json", openapi_json, methods=["GET"])]
