@@ -18,14 +18,17 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from gateways import (accounts, channels, directory, health, heartbeats, hls, openapi, playback,
+from gateways import (accounts, channels, chat_history, directory, health, heartbeats, hls, openapi, playback,
                       streams, thumbs, web)
+from gateways.chat import moderate as chat_moderate, ws as chat_ws
+from gateways.chat.service import close_chat, open_chat
 from gateways.errors import ApiError, api_error_handler, http_exception_handler
 from gateways.middleware import HotRoutes, RequestContextMiddleware, RequestMetrics
 from gateways.services import Services
 from infra.errors import SettingsError
 from infra.settings import Settings
 from media.blob import FileBlobStore
+from processors.chat_history.errors import HistoryUnavailable
 from processors.views.store import ViewStore
 from topics.admin import ensure_topics
 from topics.catalogue import CATALOGUE
@@ -59,14 +62,23 @@ def create_app(settings: Settings) -> Starlette:
         # A blocking pool: a burst of requests or chat connections waits for a connection rather than failing.
         client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
             settings.valkey.url, max_connections=VALKEY_CONNECTIONS, timeout=VALKEY_POOL_TIMEOUT_S))
-        app.state.services = Services(settings=settings, redis=client,
+        svc = app.state.services = Services(settings=settings, redis=client,
                                             views=ViewStore(client, settings.valkey.key_prefix),
                                             producer=producer, metrics=metrics,
                                             origin=FileBlobStore(settings.data_dir / "origin"))
+        chat = svc.extra["chat"] = await open_chat(settings, client)
+        try:
+            history = svc.extra[chat_history.STORE_KEY] = await chat_history.open_history(settings)
+        except HistoryUnavailable as exc:  # replay answers 503 until a gateway restart finds the store
+            log.warning("chat history store unavailable: %s", exc)
+            history = None
         log.info("gateway ready on %s", settings.gateway_url)
         try:
             yield
         finally:
+            await close_chat(chat)
+            if history is not None:
+                await history.close()
             await asyncio.to_thread(producer.close, 10.0)
             await client.aclose()
             serde.close()
@@ -79,7 +91,7 @@ def create_app(settings: Settings) -> Starlette:
     return Starlette(
         routes=[*health.routes, *accounts.routes, *channels.routes, *streams.routes, *playback.routes,
                 *heartbeats.routes, *openapi.routes, *thumbs.routes, *hls.routes, *directory.routes,
-                *web.routes],
+                *chat_ws.routes, *chat_moderate.routes, *chat_history.routes, *web.routes],
         middleware=middleware,
         exception_handlers={ApiError: api_error_handler, HTTPException: http_exception_handler},
         lifespan=lifespan,

@@ -70,6 +70,15 @@ COMPONENTS: dict[str, Any] = {
                           channel_id=UUID, channel_name=nullable(S), title=S, category=nullable(S), tags=TAGS,
                           viewers=I, started_at_ms=I, thumbnail_url=S),
     "Category": obj(["name", "live_streams", "viewers"], name=S, live_streams=I, viewers=I),
+    "ChatMessage": obj(["message_id", "user_id", "username", "text", "sent_at_ms"], message_id=UUID, user_id=UUID,
+                       username=S, text=S, emotes={"type": "array", "items": {"type": "object"}},
+                       badges={"type": "array", "items": S}, sent_at_ms=I),
+    "ModerationAction": obj(["action"], action={"type": "string", "enum": [
+        "timeout", "ban", "unban", "delete_message", "set_mode", "mod", "unmod", "vip", "unvip"]},
+        user={**S, "description": "User id or username (timeout, ban, unban, mod, unmod, vip, unvip)."},
+        duration_s={"type": "integer", "minimum": 1, "maximum": 1209600}, reason=S, message_id=UUID,
+        slow_mode_s={"type": "integer", "minimum": 0, "maximum": 120}, subscribers_only=B,
+        followers_only_min=nullable(I), emote_only=B, banned_words={"type": "array", "items": S}),
     "SearchResult": obj(["channel_id", "channel_name", "live"], channel_id=UUID, channel_name=S, title=S,
                         category=nullable(S), tags=TAGS, live=B, stream_id=nullable(UUID), viewers=I, score=N),
 }
@@ -113,6 +122,7 @@ STREAM = path_param("stream_id")
 CHANNEL = path_param("channel_id", S, "Channel id, or its name.")
 RENDITION = path_param("rendition", S, "Rendition name from the master playlist (source, 480p30, audio...).")
 STREAM_FIELDS = obj(title={**S, "minLength": 1, "maxLength": 140}, category=nullable(S), tags=TAGS)
+ROOM = path_param("room", S, "Chat room: the channel id or name.")
 HLS_TAG = "HLS origin"
 
 
@@ -210,6 +220,20 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
         params=[query("q", S, "Words or word prefixes.", required=True),
                 query("live_only", B, "Only channels that are live."),
                 query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Most results (default 20).")])},
+    "/v1/chat/{room}/moderate": {"post": op("Moderate a chat room (broadcaster and moderators)", "Chat", {
+        **ok({"type": "object"}), **problems(400, 401, 403, 404, 422)}, params=[ROOM],
+        request=body(ref("ModerationAction")), auth=True,
+        description="Each action is an event; connected clients see deletions, bans and mode changes at once.")},
+    "/v1/chat/{room}/moderation-log": {"get": op("The room's moderation actions, newest first", "Chat", {
+        **ok(obj(["channel_id", "actions"], channel_id=UUID, actions={"type": "array", "items": {"type": "object"}})),
+        **problems(401, 403, 404, 422)}, params=[ROOM, query("limit", I, "Most actions (default 100).")],
+        auth=True)},
+    "/v1/chat/{room}/messages": {"get": op("Chat replay around a moment (VOD chat)", "Chat", {
+        **ok(obj(["channel_id", "messages"], channel_id=UUID, around_timestamp=I,
+                 messages={"type": "array", "items": ref("ChatMessage")})), **problems(400, 404, 422, 503)},
+        params=[ROOM, query("around_timestamp", S, "Epoch milliseconds or ISO 8601.", required=True),
+                query("before", I, "Messages at or before the moment (default 50)."),
+                query("after", I, "Messages after it (default 50).")])},
     "/thumbs/{stream_id}.jpg": {"get": op("Latest thumbnail of a live stream", "Discovery", {
         **ok({"type": "string"}, media="image/jpeg"), **problems(404)}, params=[STREAM])},
     "/hls/{stream_id}/master.m3u8": {"get": hls_file("Live master playlist", M3U8)},
@@ -228,8 +252,10 @@ def document(server_url: str | None = None) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "Glasscast API", "version": "1.0.0",
-                 "description": "Live streaming: accounts, channels, streams, playback, discovery. Errors are "
-                                "RFC 9457 problem details (application/problem+json)."},
+                 "description": "Live streaming: accounts, channels, streams, playback, discovery, chat. Errors "
+                                "are RFC 9457 problem details (application/problem+json). Chat itself is a "
+                                "WebSocket, `/v1/chat/ws?channel=ID&token=JWT` (frames: JSON objects, one per "
+                                "line; see gateways/chat/frames.py)."},
         "paths": OPERATIONS,
         "components": {"schemas": COMPONENTS,
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},

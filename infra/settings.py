@@ -198,6 +198,48 @@ class ViewerSettings:
 
 
 @dataclass(frozen=True)
+class ChatSettings:
+    max_message_length: int = 500  # characters, as Twitch
+    max_frame_bytes: int = 8192  # a WebSocket text frame larger than this is refused
+    recent_messages: int = 50  # sent to a client on connect
+    # Sliding-window rate limit per user and room: at most N messages in any window_s.
+    rate_window_s: float = 1.0
+    user_messages_per_window: int = 1
+    moderator_messages_per_window: int = 5
+    # Fan-out: a room's messages are coalesced for up to coalesce_ms into one frame, written to
+    # every socket.  A socket with more than send_buffer_bytes unsent skips messages; one that
+    # stays that far behind for slow_client_drop_s is disconnected.
+    coalesce_ms: float = 5.0
+    send_buffer_bytes: int = 256 * 1024
+    slow_client_drop_s: float = 10.0
+    # Mega rooms: above this many messages/s in a room, each viewer gets a sample of at most
+    # this many per second (0: everything); moderators and the broadcaster always get everything.
+    sample_max_per_s: int = 0
+    ml_filter: bool = True  # the local profanity classifier (alt-profanity-check)
+    ml_threshold: float = 0.9  # refuse messages the classifier scores at or above this
+    banned_words_max: int = 500  # per channel
+    history_backend: Literal["sqlite", "cassandra"] = "sqlite"
+    cassandra_hosts: tuple[str, ...] = ()  # contact points, host or host:port
+    cassandra_keyspace: str = "glasscast"
+    cassandra_replication_factor: int = 1
+
+    def __post_init__(self) -> None:
+        for var, ok, rule in (
+            ("GLASSCAST_CHAT_MAX_MESSAGE_LENGTH", self.max_message_length >= 1, "at least 1"),
+            ("GLASSCAST_CHAT_RECENT_MESSAGES", 0 <= self.recent_messages <= 1000, "0 to 1000"),
+            ("GLASSCAST_CHAT_RATE_WINDOW_S", self.rate_window_s > 0, "positive"),
+            ("GLASSCAST_CHAT_USER_MESSAGES_PER_WINDOW", self.user_messages_per_window >= 1, "at least 1"),
+            ("GLASSCAST_CHAT_MODERATOR_MESSAGES_PER_WINDOW", self.moderator_messages_per_window >= 1, "at least 1"),
+            ("GLASSCAST_CHAT_SEND_BUFFER_BYTES", self.send_buffer_bytes >= 1024, "at least 1024"),
+            ("GLASSCAST_CHAT_COALESCE_MS", 0 <= self.coalesce_ms <= 1000, "0 to 1000"),
+            ("GLASSCAST_CHAT_SAMPLE_MAX_PER_S", self.sample_max_per_s >= 0, "0 or more"),
+            ("GLASSCAST_CHAT_ML_THRESHOLD", 0 < self.ml_threshold <= 1, "in (0, 1]"),
+        ):
+            if not ok:
+                raise SettingsError(f"{var}: value out of range (must be {rule})")
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("data")
     log: LogSettings = field(default_factory=LogSettings)
@@ -212,6 +254,7 @@ class Settings:
     transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
     viewers: ViewerSettings = field(default_factory=ViewerSettings)
+    chat: ChatSettings = field(default_factory=ChatSettings)
 
     @property
     def rtmp_url(self) -> str:

@@ -16,6 +16,7 @@ import faust
 import redis.asyncio as aioredis
 
 from infra.settings import Settings
+from processors.chat_history.agent import add_chat_history_agent
 from processors.codec import Decoded, Undecodable, register_codec
 from processors.transport import SCHEME, register as register_transport
 from processors.viewers_agent import add_viewer_agents
@@ -88,6 +89,7 @@ def build_processors(settings: Settings, serde: AvroSerde) -> ProcessorsApp:
         log.info("assigned %d partitions: %s", len(parts), ", ".join(parts))
 
     add_viewer_agents(app, settings, res.views, res.dead_letters, CODEC)
+    add_chat_history_agent(app, settings, res.dead_letters, CODEC)
     view_topic = app.topic(*VIEW_TOPICS, key_serializer="raw", value_serializer=CODEC)
 
     @app.agent(view_topic)

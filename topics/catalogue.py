@@ -57,7 +57,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec("chat.messages", "channel_id", _ns("chat", "ChatMessageSent", "ChatMessageDeleted"),
               doc="Chat durability, moderation replay and VOD chat replay."),
     TopicSpec("chat.moderation", "channel_id",
-              _ns("chat", "UserTimedOut", "UserBanned", "UserUnbanned", "ChatModeChanged"),
+              _ns("chat", "UserTimedOut", "UserBanned", "UserUnbanned", "ChatModeChanged", "ChatRoleChanged"),
               doc="Moderation actions per channel."),
     TopicSpec("viewer.heartbeats", "channel_id", _ns("viewer", "Heartbeat"), retention_ms=DAY_MS,
               doc="Player heartbeats; folded into HyperLogLog viewer counts."),

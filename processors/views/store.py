@@ -14,6 +14,7 @@ Key layout under ``settings.valkey.key_prefix`` (default ``gc:``):
     view:stream-health:{id}        JSON: the latest StreamHealth of a live stream
     view:segments:..., view:renditions:...   the segment index (processors/views/segments.py)
     view:directory:..., view:search:...      the live directory, categories and search (processors/views/discovery.py)
+    view:chat:..., view:follows:..., view:subs:...  chat room state (processors/views/chat_rooms.py)
     claim:username:{name}          user id: reserves a name before its event exists
     claim:channel:{name}           channel id
 
@@ -30,6 +31,7 @@ from typing import Any, Callable, cast
 import redis.asyncio as aioredis
 
 from processors.views.channels import CHANNEL_FOLDS, ChannelView
+from processors.views.chat_rooms import CHAT_ROOM_RECORDS, ChatRooms
 from processors.views.discovery import Discovery
 from processors.views.fold import Applied, to_ms, to_str
 from processors.views.segments import SegmentIndex
@@ -59,6 +61,7 @@ class ViewStore:
         self.views = f"{prefix}view:"
         self.segments = SegmentIndex(client, prefix)
         self.discovery = Discovery(client, prefix)
+        self.chat_rooms = ChatRooms(client, prefix)
 
     # -- keys -------------------------------------------------------------
     def k_user(self, user_id: str) -> str:
@@ -167,6 +170,8 @@ class ViewStore:
         return await self.discovery.apply(event, self) or changed
 
     async def _fold(self, event: Applied) -> bool:
+        if event.record in CHAT_ROOM_RECORDS:
+            return await self.chat_rooms.apply(event.record, event.value)
         if event.record in USER_FOLDS:
             user_id = to_str(event.value["user_id"])
             old = await self.get_user(user_id)
@@ -270,5 +275,6 @@ class ViewStore:
         return dict(sorted(out.items()))
 
 
-VIEW_TOPICS: tuple[str, ...] = ("users", "channels", "stream.lifecycle", "media.segments", "viewer.counts")
+VIEW_TOPICS: tuple[str, ...] = ("users", "channels", "stream.lifecycle", "media.segments", "viewer.counts",
+                                 "chat.moderation", "social.follows", "billing.subscriptions")
 

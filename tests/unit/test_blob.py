@@ -134,3 +134,14 @@ def test_process_killed_mid_put_leaves_no_blob(store: FileBlobStore) -> None:
     leftovers = list((store.root / "gops").iterdir())
     assert [p.name.startswith(".tmp-crash.flv.") for p in leftovers] == [True]
     assert store.put("gops/crash.flv", b"ok") == ref and store.get(ref) == b"ok"
+
+
+def test_get_object_returns_the_bytes_with_their_modification_time(store: FileBlobStore) -> None:
+    ref = store.put("hls/s/source/00000000.m4s", b"segment")
+    blob = store.get_object(ref)
+    assert blob.data == b"segment"
+    assert blob.modified_s == os.stat(store.path("hls/s/source/00000000.m4s")).st_mtime
+    with pytest.raises(BlobNotFound):
+        store.get_object("file:hls/s/source/00000001.m4s")
+    with pytest.raises(BlobNotFound):
+        store.get_object("file:hls/s")  # a directory is not a blob

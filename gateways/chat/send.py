@@ -1,0 +1,119 @@
+"""The send path: validate -> rate limit -> filter -> Valkey pub/sub (real time) -> ChatMessageSent (durable).
+
+The checks that need no round trip run on state read in one Valkey pipeline
+(room mode, the user's bans, timeout, role, follow, subscription, last send,
+the nonce).  A refused message gets a NOTICE with the reason, to its sender
+only; an accepted one is published to the room (every gateway's fan-out)
+and produced to ``chat.messages``, and its sender gets an ACK once the log
+has it.  A resent nonce gets an ACK for the first message and nothing is
+sent twice.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from gateways.chat import checks, frames
+from gateways.chat.classifier import Classifier
+from gateways.chat.emotes import only_emotes, parse_emotes
+from gateways.chat.fanout import MESSAGE, ChatHub
+from gateways.chat.ratelimit import RateLimiter
+from gateways.services import Services
+from processors.views.chat_rooms import ChatRooms
+from topics.errors import DeliveryError
+
+CHAT_MESSAGE_SENT = "glasscast.chat.ChatMessageSent"
+NONCE_TTL_S = 600
+LAST_SENT_TTL_MS = 3_600_000
+
+
+@dataclass
+class ChatContext:
+    """What the chat routes share; opened in the gateway's lifespan (``services.extra["chat"]``)."""
+
+    hub: ChatHub
+    rooms: ChatRooms
+    limiter: RateLimiter
+    classifier: Classifier | None
+    prefix: str
+
+    def k_recent(self, channel_id: str) -> str:
+        return f"{self.prefix}chat:recent:{channel_id}"
+
+    def k_nonce(self, channel_id: str, user_id: str, nonce: str) -> str:
+        return f"{self.prefix}chat:nonce:{channel_id}:{user_id}:{nonce}"
+
+    def k_last(self, channel_id: str, user_id: str) -> str:
+        return f"{self.prefix}chat:last:{channel_id}:{user_id}"
+
+    async def recent(self, r: aioredis.Redis, channel_id: str, count: int) -> list[Any]:
+        """The room's last ``count`` messages, oldest first, as the JSON the clients got."""
+        raw = await r.lrange(self.k_recent(channel_id), 0, count - 1) if count else []
+        return [json.loads(x) for x in reversed(raw)]
+
+
+def notice(code: str, reason: str, nonce: str | None) -> str:
+    return frames.encode({"type": "NOTICE", "code": code, "reason": reason, "nonce": nonce})
+
+
+async def send_message(svc: Services, chat: ChatContext, channel_id: str, user_id: str, username: str,
+                       is_broadcaster: bool, frame: frames.ClientFrame) -> str:
+    """Take one message from a user; the answer (ACK or NOTICE) goes back to them only."""
+    cfg = svc.settings.chat
+    now = svc.now_ms()
+    text = checks.normalise(frame.text)
+    nonce = frame.nonce
+    r = svc.redis
+    keys = [chat.k_last(channel_id, user_id)] + ([chat.k_nonce(channel_id, user_id, nonce)] if nonce else [])
+    last_raw, *seen_list = await r.mget(keys)
+    seen = seen_list[0] if seen_list else None
+    if seen:
+        return frames.encode({"type": "ACK", "nonce": nonce, "id": seen.decode(), "duplicate": True})
+    chatter = await chat.rooms.chatter(channel_id, user_id)
+    mode = await chat.rooms.mode(channel_id)
+    user_badges = checks.badges(chatter, is_broadcaster, now)
+    emotes = parse_emotes(text)
+    refused = checks.refusal(text, chatter, mode, user_badges, now, int(last_raw) if last_raw else None,
+                             cfg.max_message_length, only_emotes(text, emotes))
+    if refused is not None:
+        return notice(refused.code, refused.reason, nonce)
+    word = checks.banned_word(text, await chat.rooms.banned_words(channel_id))
+    if word is not None:
+        return notice("banned_word", "Your message contains a word this channel does not allow.", nonce)
+    message_id = str(uuid.uuid4())
+    limit = cfg.moderator_messages_per_window if checks.privileged(user_badges) else cfg.user_messages_per_window
+    allowed, wait_ms = await chat.limiter.allow(channel_id, user_id, now, int(cfg.rate_window_s * 1000), limit,
+                                                message_id)
+    if not allowed:
+        return notice("rate_limited", f"You are sending messages too quickly; wait {wait_ms} ms.", nonce)
+    if chat.classifier is not None and not checks.privileged(user_badges):
+        if await chat.classifier.score(text) >= cfg.ml_threshold:
+            return notice("filtered", "Your message was held by the chat filter for offensive language.", nonce)
+    if nonce and not await r.set(chat.k_nonce(channel_id, user_id, nonce), message_id, nx=True, ex=NONCE_TTL_S):
+        first = await r.get(chat.k_nonce(channel_id, user_id, nonce))
+        return frames.encode({"type": "ACK", "nonce": nonce, "id": first.decode() if first else None,
+                              "duplicate": True})
+    message = {"type": "MESSAGE", "id": message_id, "channel_id": channel_id,
+               "user": {"id": user_id, "username": username, "badges": user_badges},
+               "text": text, "emotes": emotes, "nonce": nonce, "sent_at_ms": now}
+    payload = frames.encode(message)
+    async with r.pipeline(transaction=True) as tx:
+        tx.lpush(chat.k_recent(channel_id), payload)
+        tx.ltrim(chat.k_recent(channel_id), 0, max(0, cfg.recent_messages - 1))
+        tx.set(chat.k_last(channel_id, user_id), now, px=LAST_SENT_TTL_MS)
+        tx.publish(chat.hub.topic(channel_id), MESSAGE + payload)
+        await tx.execute()
+    try:
+        await svc.producer.send(CHAT_MESSAGE_SENT, channel_id, {
+            "event_id": str(uuid.uuid4()), "occurred_at": now, "message_id": message_id, "channel_id": channel_id,
+            "user_id": user_id, "username": username, "text": text, "nonce": nonce,
+            "emotes": [{"emote_id": e["id"], "start": e["start"], "end": e["end"]} for e in emotes],
+            "badges": user_badges})
+    except DeliveryError as exc:
+        return notice("unavailable", f"Your message was shown but may be missing from replays: {exc}", nonce)
+    return frames.encode({"type": "ACK", "nonce": nonce, "id": message_id, "duplicate": False})

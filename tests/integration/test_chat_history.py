@@ -1,0 +1,291 @@
+"""Chat history end to end: events on ``chat.messages`` in the session broker, the processors as
+a real `glasscast run processors` child archiving them into the SQLite history, and the replay
+endpoint of a real gateway (in a thread) reading the same file.
+
+The tests start and stop the processors themselves, to show that what the log holds reaches the
+history whenever the processors run: events produced while no processors run are archived when
+they start, and a batch the store refused is not committed, so it is archived after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterator
+
+import httpx
+import pytest
+import redis
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+
+from gateways import chat_history
+from gateways.chat_history import STORE_KEY, open_history
+from infra.embedded.tansu import TansuBroker
+from infra.embedded.threaded import serve_app
+from infra.embedded.valkey import ValkeyProcess
+from infra.settings import Secret, Settings
+from processors.app import ready_key
+from processors.chat_history.backends import sqlite_path
+from processors.chat_history.store import HOUR_MS, HistoryStore
+from processors.views.fold import Applied
+from processors.views.store import ViewStore
+from tests.conftest import wait_processors_assigned
+from tests.servers import run_service
+from topics.producer import EventProducer
+from topics.runtime import make_serde
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_789_992_000_000  # 2026-09-21T12:00:00Z, an hour boundary
+SENT, DELETED = "glasscast.chat.ChatMessageSent", "glasscast.chat.ChatMessageDeleted"
+CHANNEL_CREATED = "glasscast.channel.ChannelCreated"
+
+
+@dataclass
+class HistoryPlatform:
+    settings: Settings
+    url: str
+    app: Starlette
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def history_platform(broker: TansuBroker, valkey: ValkeyProcess, registry: str,
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[HistoryPlatform]:
+    """The conftest ``platform``'s gateway, with a chat history store, and no processors running.
+
+    Where ``create_app`` does not list the replay route and its lifespan does not open the store
+    yet, the fixture adds the route and puts a store where the lifespan will,
+    ``app.state.services.extra["chat_history"]``.
+    """
+    from gateways.app import create_app
+    from infra.embedded.process import free_port
+
+    tag = uuid.uuid4().hex[:8]
+    data = tmp_path_factory.mktemp(f"chat-history-{tag}")
+    s = Settings(data_dir=data)
+    s = s.with_section("kafka", bootstrap_servers=broker.bootstrap_servers)
+    s = s.with_section("valkey", url=valkey.url, key_prefix=f"h{tag}:")
+    s = s.with_section("registry", url=registry)
+    s = s.with_section("auth", jwt_secret=Secret(f"test-secret-{tag}-" + "x" * 32))
+    s = s.with_section("gateway", port=free_port())
+    s = s.with_section("processors", app_id=f"views-{tag}")
+    app = create_app(s)
+    if not any(getattr(r, "path", None) == chat_history.routes[0].path for r in app.routes):
+        app.router.routes[0:0] = chat_history.routes
+    with serve_app(app, s.gateway.port) as url:
+        extra = app.state.services.extra
+        opened: HistoryStore | None = None
+        if STORE_KEY not in extra:
+            opened = extra[STORE_KEY] = asyncio.run(open_history(s))
+        try:
+            yield HistoryPlatform(settings=s, url=url, app=app, log=data / "processors.log")
+        finally:
+            if opened is not None:
+                extra.pop(STORE_KEY, None)
+                asyncio.run(opened.close())
+
+
+@contextlib.contextmanager
+def processors(p: HistoryPlatform) -> Iterator[subprocess.Popen[bytes]]:
+    """A `glasscast run processors` child, assigned its partitions, stopped (SIGTERM) on exit."""
+    client = redis.Redis.from_url(p.settings.valkey.url)
+    try:
+        client.delete(ready_key(p.settings))  # a previous run's announcement
+    finally:
+        client.close()
+    with run_service(p.settings, "processors", p.log) as proc:
+        wait_processors_assigned(p.settings, proc, p.log)
+        yield proc
+
+
+def _produce(s: Settings, events: list[tuple[str, str, dict[str, Any]]]) -> None:
+    serde = make_serde(s)
+    producer = EventProducer(s.kafka, serde)
+    try:
+        for record, key, value in events:
+            producer.send_sync(record, key, value)
+    finally:
+        producer.close(10)
+        serde.close()
+
+
+async def produce(s: Settings, *events: tuple[str, str, dict[str, Any]]) -> None:
+    await asyncio.to_thread(_produce, s, list(events))
+
+
+def channel_created(channel_id: str, name: str) -> tuple[str, str, dict[str, Any]]:
+    return CHANNEL_CREATED, channel_id, {
+        "event_id": str(uuid.uuid4()), "occurred_at": T0 - 86_400_000, "channel_id": channel_id,
+        "owner_user_id": str(uuid.uuid4()), "name": name, "title": "replay", "category": None, "tags": [],
+        "stream_key_hash": "f" * 64, "stream_key_nonce": None}
+
+
+def sent(channel_id: str, sent_at_ms: int, text: str, emotes: list[dict[str, Any]] | None = None,
+         badges: list[str] | None = None) -> tuple[str, str, dict[str, Any]]:
+    return SENT, channel_id, {
+        "event_id": str(uuid.uuid4()), "occurred_at": sent_at_ms, "message_id": str(uuid.uuid4()),
+        "channel_id": channel_id, "user_id": str(uuid.uuid4()), "username": "viewer_1", "text": text,
+        "nonce": None, "emotes": emotes or [], "badges": badges or []}
+
+
+def deleted(message: tuple[str, str, dict[str, Any]]) -> tuple[str, str, dict[str, Any]]:
+    value = message[2]
+    return DELETED, value["channel_id"], {
+        "event_id": str(uuid.uuid4()), "occurred_at": value["occurred_at"] + 1000,
+        "message_id": value["message_id"], "channel_id": value["channel_id"],
+        "deleted_by_user_id": str(uuid.uuid4()), "user_id": value["user_id"], "reason": "spam"}
+
+
+def ids(*messages: tuple[str, str, dict[str, Any]]) -> list[str]:
+    return [m[2]["message_id"] for m in messages]
+
+
+async def replayed(http: httpx.AsyncClient, room: str, **params: Any) -> list[str]:
+    """The message ids replay shows (nothing while the room is unknown)."""
+    r = await http.get(f"/v1/chat/{room}/messages", params={"before": 200, "after": 200, **params})
+    if r.status_code == 404:
+        return []
+    assert r.status_code == 200, r.text
+    return [m["message_id"] for m in r.json()["messages"]]
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not within {timeout_s} s")
+        await asyncio.sleep(0.1)
+
+
+async def test_chat_sent_while_the_processors_are_down_is_archived_and_replayed(
+        history_platform: HistoryPlatform) -> None:
+    p, s = history_platform, history_platform.settings
+    channel_id, name = str(uuid.uuid4()), f"replay{uuid.uuid4().hex[:8]}"
+    m = [sent(channel_id, T0 - 2, "last of the hour"),
+         sent(channel_id, T0 - 1, "Kappa gg 👋", emotes=[{"emote_id": "25", "start": 0, "end": 5}],
+              badges=["subscriber/3", "vip"]),
+         sent(channel_id, T0, "on the hour"),
+         sent(channel_id, T0 + 1, "héllo"),
+         sent(channel_id, T0 + HOUR_MS + 5, "an hour later")]
+    elsewhere = sent(str(uuid.uuid4()), T0, "another channel")
+    # Accepted while no processors run: the log keeps it.
+    await produce(s, channel_created(channel_id, name), *m, deleted(m[2]), elsewhere)
+
+    async with httpx.AsyncClient(base_url=p.url) as http:
+        assert (await http.get(f"/v1/chat/{name}/messages?around_timestamp={T0}")).status_code == 404
+        with processors(p):
+            expected = ids(m[0], m[1], m[3], m[4])
+
+            async def archived() -> bool:
+                return await replayed(http, name, around_timestamp=T0) == expected
+            await until(archived, 60, "the messages produced before the processors started")
+
+            r = await http.get(f"/v1/chat/{name}/messages", params={"around_timestamp": T0, "before": 2,
+                                                                     "after": 1})
+            assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+            body = r.json()
+            assert body["channel_id"] == channel_id and body["around_timestamp"] == T0
+            v = m[1][2]
+            assert body["messages"] == [
+                {"message_id": m[0][2]["message_id"], "user_id": m[0][2]["user_id"], "username": "viewer_1",
+                 "text": "last of the hour", "emotes": [], "badges": [], "sent_at_ms": T0 - 2},
+                {"message_id": v["message_id"], "user_id": v["user_id"], "username": "viewer_1",
+                 "text": "Kappa gg 👋", "emotes": [{"emote_id": "25", "start": 0, "end": 5}],
+                 "badges": ["subscriber/3", "vip"], "sent_at_ms": T0 - 1},
+                {"message_id": m[3][2]["message_id"], "user_id": m[3][2]["user_id"], "username": "viewer_1",
+                 "text": "héllo", "emotes": [], "badges": [], "sent_at_ms": T0 + 1}]
+            # The room by id and the moment as ISO 8601 give the same window.
+            by_id = await http.get(f"/v1/chat/{channel_id}/messages", params={
+                "around_timestamp": "2026-09-21T12:00:00Z", "before": 2, "after": 1})
+            assert by_id.json() == body
+            assert await replayed(http, name, around_timestamp=T0 + HOUR_MS, before=1, after=0) == ids(m[3])
+
+            # A deletion while the processors run hides the message from replay.
+            await produce(s, deleted(m[1]))
+
+            async def hidden() -> bool:
+                return await replayed(http, name, around_timestamp=T0) == ids(m[0], m[3], m[4])
+            await until(hidden, 30, "the deleted message hidden")
+
+        # Down again: a message and a deletion wait in the log for the next start.
+        late = sent(channel_id, T0 + 2, "sent while the processors were down")
+        await produce(s, late, deleted(m[0]))
+        assert await replayed(http, name, around_timestamp=T0) == ids(m[0], m[3], m[4])
+        with processors(p):
+            async def caught_up() -> bool:
+                return await replayed(http, name, around_timestamp=T0) == ids(m[3], late, m[4])
+            await until(caught_up, 60, "the messages produced while the processors were down")
+
+
+async def test_a_batch_the_store_refused_is_archived_after_a_restart(history_platform: HistoryPlatform) -> None:
+    p, s = history_platform, history_platform.settings
+    channel_id, name = str(uuid.uuid4()), f"locked{uuid.uuid4().hex[:8]}"
+    first, second = sent(channel_id, T0, "first"), sent(channel_id, T0 + 1, "written after the lock")
+    await produce(s, channel_created(channel_id, name), first)
+    async with httpx.AsyncClient(base_url=p.url) as http:
+        lock = sqlite3.connect(sqlite_path(s), isolation_level=None)
+        try:
+            with processors(p):
+                async def archived() -> bool:
+                    return await replayed(http, name, around_timestamp=T0) == ids(first)
+                await until(archived, 60, "the first message")
+
+                # Another process holds the write lock: the archiver's writes time out and are retried.
+                lock.execute("BEGIN IMMEDIATE")
+                seen = p.log.stat().st_size
+                await produce(s, second)
+
+                async def refused() -> bool:
+                    return "chat history write failed" in p.log.read_text(errors="replace")[seen:]
+                await until(refused, 60, "a refused write in the processors' log")
+                assert await replayed(http, name, around_timestamp=T0) == ids(first)  # readers go on
+            # The processors stopped while the batch was refused: its offset must not be committed.
+            lock.execute("ROLLBACK")
+        finally:
+            lock.close()
+        assert await replayed(http, name, around_timestamp=T0) == ids(first)
+        with processors(p):
+            async def recovered() -> bool:
+                return await replayed(http, name, around_timestamp=T0) == ids(first, second)
+            await until(recovered, 60, "the refused message after a restart")
+
+
+async def test_replay_answers_problems(history_platform: HistoryPlatform) -> None:
+    p, s = history_platform, history_platform.settings
+    channel_id, name = str(uuid.uuid4()), f"problems{uuid.uuid4().hex[:8]}"
+    client = aioredis.Redis.from_url(s.valkey.url)
+    try:  # the channel view as the processors would fold it, so no processors are needed here
+        await ViewStore(client, s.valkey.key_prefix).apply(Applied(CHANNEL_CREATED, 0, channel_created(
+            channel_id, name)[2]))
+    finally:
+        await client.aclose()
+    async with httpx.AsyncClient(base_url=p.url) as http:
+        r = await http.get(f"/v1/chat/{name}/messages?around_timestamp={T0}")
+        assert r.status_code == 200 and r.json() == {"channel_id": channel_id, "around_timestamp": T0, "messages": []}
+        for query, status, field in [("around_timestamp=noon", 422, "around_timestamp"),
+                                     ("before=5", 422, "around_timestamp"),
+                                     (f"around_timestamp={T0}&before=201", 422, "before"),
+                                     (f"around_timestamp={T0}&after=-1", 422, "after"),
+                                     ("limit=5", 400, "limit"), ("before=1&before=2", 400, "before")]:
+            r = await http.get(f"/v1/chat/{name}/messages?{query}")
+            assert r.status_code == status, (query, r.text)
+            assert r.headers["content-type"] == "application/problem+json" and r.json()["field"] == field
+        r = await http.get(f"/v1/chat/{uuid.uuid4()}/messages?around_timestamp={T0}")
+        assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+        r = await http.get(f"/v1/chat/nobody-here/messages?around_timestamp={T0}")
+        assert r.status_code == 404
+        extra = p.app.state.services.extra
+        store = extra.pop(STORE_KEY)
+        try:
+            r = await http.get(f"/v1/chat/{name}/messages?around_timestamp={T0}")
+            assert r.status_code == 503 and "chat history" in r.json()["detail"]
+        finally:
+            extra[STORE_KEY] = store
