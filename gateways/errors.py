@@ -67,11 +67,14 @@ class Unavailable(ApiError):
     status, title = 503, "Service Unavailable"
 
 
-def problem(request: Request, status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+def problem(request: Request, status: int, title: str, detail: str, headers: dict[str, str] | None = None,
+            **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
             "instance": request.url.path, **extra}
-    headers = {"WWW-Authenticate": 'Bearer realm="glasscast"'} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="glasscast"'
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers or None)
 
 
 async def api_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -82,4 +85,5 @@ async def api_error_handler(request: Request, exc: Exception) -> JSONResponse:
 async def http_exception_handler(request: Request, exc: Exception) -> JSONResponse:
     status = int(getattr(exc, "status_code", 500))
     detail = str(getattr(exc, "detail", "")) or "error"
-    return problem(request, status, detail, detail)
+    # Keep what the router says about the answer, such as Allow on a 405 (RFC 9110 section 15.5.6).
+    return problem(request, status, detail, detail, headers=getattr(exc, "headers", None))
