@@ -43,7 +43,7 @@ def privileged(user_badges: list[str]) -> bool:
 
 
 def normalise(text: str) -> str:
-    """NFC, no control characters other than none at all, trimmed."""
+    """The text as sent on: NFC, without control or format characters, trimmed."""
     text = unicodedata.normalize("NFC", text)
     return "".join(ch for ch in text if unicodedata.category(ch)[0] != "C").strip()
 

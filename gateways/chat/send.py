@@ -1,8 +1,8 @@
 """The send path: validate -> rate limit -> filter -> Valkey pub/sub (real time) -> ChatMessageSent (durable).
 
-The checks that need no round trip run on state read in one Valkey pipeline
-(room mode, the user's bans, timeout, role, follow, subscription, last send,
-the nonce).  A refused message gets a NOTICE with the reason, to its sender
+The rules run on state read in one Valkey pipeline (room mode and banned
+words, the user's ban, timeout, role, follow, subscription, last send, the
+nonce).  A refused message gets a NOTICE with the reason, to its sender
 only; an accepted one is published to the room (every gateway's fan-out)
 and produced to ``chat.messages``, and its sender gets an ACK once the log
 has it.  A resent nonce gets an ACK for the first message and nothing is
@@ -70,20 +70,17 @@ async def send_message(svc: Services, chat: ChatContext, channel_id: str, user_i
     nonce = frame.nonce
     r = svc.redis
     keys = [chat.k_last(channel_id, user_id)] + ([chat.k_nonce(channel_id, user_id, nonce)] if nonce else [])
-    last_raw, *seen_list = await r.mget(keys)
+    chatter, mode, words, (last_raw, *seen_list) = await chat.rooms.send_state(channel_id, user_id, keys)
     seen = seen_list[0] if seen_list else None
     if seen:
         return frames.encode({"type": "ACK", "nonce": nonce, "id": seen.decode(), "duplicate": True})
-    chatter = await chat.rooms.chatter(channel_id, user_id)
-    mode = await chat.rooms.mode(channel_id)
     user_badges = checks.badges(chatter, is_broadcaster, now)
     emotes = parse_emotes(text)
     refused = checks.refusal(text, chatter, mode, user_badges, now, int(last_raw) if last_raw else None,
                              cfg.max_message_length, only_emotes(text, emotes))
     if refused is not None:
         return notice(refused.code, refused.reason, nonce)
-    word = checks.banned_word(text, await chat.rooms.banned_words(channel_id))
-    if word is not None:
+    if checks.banned_word(text, words) is not None:
         return notice("banned_word", "Your message contains a word this channel does not allow.", nonce)
     message_id = str(uuid.uuid4())
     limit = cfg.moderator_messages_per_window if checks.privileged(user_badges) else cfg.user_messages_per_window

@@ -31,6 +31,14 @@ log = logging.getLogger("glasscast.chat")
 CLOSE_UNAUTHORIZED, CLOSE_NOT_FOUND, CLOSE_BAD_REQUEST = 4401, 4404, 4400
 
 
+class _Refused(Exception):
+    """A connection the server refuses before it joins a room."""
+
+    def __init__(self, close_code: int, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.close_code, self.code, self.reason = close_code, code, reason
+
+
 async def _open(svc: Services, websocket: WebSocket) -> tuple[ChannelView, Principal | None]:
     ref = websocket.query_params.get("channel") or ""
     if not ref:
@@ -41,12 +49,6 @@ async def _open(svc: Services, websocket: WebSocket) -> tuple[ChannelView, Princ
         return channel, None
     auth = svc.settings.auth
     return channel, read_token(str(auth.jwt_secret), auth.jwt_issuer, token, int(svc.clock()))
-
-
-class _Refused(Exception):
-    def __init__(self, close_code: int, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.close_code, self.code, self.reason = close_code, code, reason
 
 
 async def chat_ws(websocket: WebSocket) -> None:

@@ -149,19 +149,37 @@ class ChatRooms:
         raw = await self.r.get(f"{self.chat}words:{channel_id}")
         return json.loads(raw) if raw else []
 
-    async def chatter(self, channel_id: str, user_id: str) -> Chatter:
-        """Everything the send path checks about a user, in one round trip."""
-        async with self.r.pipeline(transaction=False) as p:
-            p.hget(f"{self.chat}roles:{channel_id}", user_id)
-            p.sismember(f"{self.chat}bans:{channel_id}", user_id)
-            p.hget(f"{self.chat}timeouts:{channel_id}", user_id)
-            p.hget(f"{self.prefix}view:follows:{channel_id}", user_id)
-            p.hget(f"{self.prefix}view:subs:{channel_id}", user_id)
-            role, banned, until, followed, sub = await p.execute()
+    def _queue_chatter(self, p: Any, channel_id: str, user_id: str) -> None:
+        p.hget(f"{self.chat}roles:{channel_id}", user_id)
+        p.sismember(f"{self.chat}bans:{channel_id}", user_id)
+        p.hget(f"{self.chat}timeouts:{channel_id}", user_id)
+        p.hget(f"{self.prefix}view:follows:{channel_id}", user_id)
+        p.hget(f"{self.prefix}view:subs:{channel_id}", user_id)
+
+    @staticmethod
+    def _chatter(role: Any, banned: Any, until: Any, followed: Any, sub: Any) -> Chatter:
         tier, _, expires = (sub.decode() if sub else "").partition(":")
         return Chatter(role=role.decode() if role else None, banned=bool(banned),
                        timed_out_until_ms=int(until or 0), followed_at_ms=int(followed) if followed else None,
                        sub_tier=tier or None, sub_expires_ms=int(expires or 0))
+
+    async def chatter(self, channel_id: str, user_id: str) -> Chatter:
+        """Everything the send path checks about a user, in one round trip."""
+        async with self.r.pipeline(transaction=False) as p:
+            self._queue_chatter(p, channel_id, user_id)
+            return self._chatter(*await p.execute())
+
+    async def send_state(self, channel_id: str, user_id: str, extra_keys: list[str]) -> tuple[
+            Chatter, RoomMode, list[str], list[Any]]:
+        """The user, the room's mode and banned words, and ``extra_keys``' values: one round trip."""
+        async with self.r.pipeline(transaction=False) as p:
+            self._queue_chatter(p, channel_id, user_id)
+            p.hgetall(f"{self.chat}mode:{channel_id}")
+            p.get(f"{self.chat}words:{channel_id}")
+            for key in extra_keys:
+                p.get(key)
+            out = await p.execute()
+        return self._chatter(*out[:5]), RoomMode.from_hash(out[5]), json.loads(out[6]) if out[6] else [], out[7:]
 
     async def moderation_log(self, channel_id: str, limit: int) -> list[dict[str, Any]]:
         """The newest moderation actions first."""
