@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-__all__ = ["AUDIO", "LADDER", "MODES", "SOURCE", "Rendition", "plan_ladder"]
+__all__ = ["AUDIO", "LADDER", "MODES", "SOURCE", "Rendition", "gop_kbps", "plan_ladder"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ LADDER: tuple[Rendition, ...] = (
     Rendition("360p30", 640, 360, 30.0, 800),
 )
 MODES = ("passthrough", "tiered", "full")
+MIN_RUNG_KBPS = 100  # the floor under a rung capped at a very low source bitrate
 
 
 def _even(value: float) -> int:
@@ -51,17 +52,26 @@ def _even(value: float) -> int:
     return max(2, round(value / 2) * 2)
 
 
-def _scaled(rung: Rendition, source_width: int, source_height: int, source_fps: float | None) -> Rendition:
-    assert rung.height is not None and rung.fps is not None
+def _scaled(rung: Rendition, source_width: int, source_height: int, source_fps: float | None,
+            source_kbps: int | None) -> Rendition:
+    assert rung.height is not None and rung.fps is not None and rung.video_kbps is not None
     width = _even(rung.height * source_width / source_height)
     # Never raise the frame rate: a 25 fps source stays 25 fps in every rung.
     fps = rung.fps if source_fps is None or source_fps <= 0 else min(rung.fps, source_fps)
-    return replace(rung, width=width, fps=fps)
+    # Nor the bitrate: a smaller picture never needs more bits than the source spent on it.
+    kbps = rung.video_kbps if not source_kbps else max(MIN_RUNG_KBPS, min(rung.video_kbps, source_kbps))
+    return replace(rung, width=width, fps=fps, video_kbps=kbps)
+
+
+def gop_kbps(byte_size: int, duration: int, time_base_num: int, time_base_den: int) -> int | None:
+    """A GOP's bitrate (audio included) in kbit/s, from its GopAvailable fields; None when it has no duration."""
+    seconds = duration * time_base_num / time_base_den if time_base_den else 0
+    return int(byte_size * 8 / seconds / 1000) if seconds > 0 else None
 
 
 def plan_ladder(mode: str, viewers: int, source_width: int, source_height: int, source_fps: float | None,
-                tier_small: int = 10, tier_medium: int = 100) -> list[Rendition]:
-    """The renditions to produce for a source of this size and an audience of ``viewers``."""
+                tier_small: int = 10, tier_medium: int = 100, source_kbps: int | None = None) -> list[Rendition]:
+    """The renditions to produce for a source of this size and bitrate and an audience of ``viewers``."""
     if mode not in MODES:
         raise ValueError(f"unknown ladder mode {mode!r} (expected one of {', '.join(MODES)})")
     if source_width <= 0 or source_height <= 0:
@@ -70,7 +80,7 @@ def plan_ladder(mode: str, viewers: int, source_width: int, source_height: int, 
         raise ValueError(f"tiers must satisfy 0 <= tier_small <= tier_medium, got {tier_small}, {tier_medium}")
     source = replace(SOURCE, width=source_width, height=source_height,
                      fps=source_fps if source_fps and source_fps > 0 else None)
-    scaled = [_scaled(r, source_width, source_height, source_fps)
+    scaled = [_scaled(r, source_width, source_height, source_fps, source_kbps)
               for r in LADDER if r.height is not None and r.height < source_height]
     if mode == "tiered" and viewers < tier_small:
         mode = "passthrough"

@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 from infra.settings import Settings
 from media.blob import BlobNotFound, BlobStore
 from media.transcode.job import RenditionOutput, transcode_gop
-from media.transcode.ladder import Rendition, plan_ladder
+from media.transcode.ladder import Rendition, gop_kbps, plan_ladder
 from media.transcode.offsets import OffsetTracker
 from media.transcode.thumbnail import ThumbnailSchedule, gop_thumbnail, thumbnail_key
 from processors.views.fold import to_ms, to_str
@@ -112,7 +112,9 @@ class TranscodeWorker:
     async def plan(self, gop: dict[str, Any]) -> list[Rendition]:
         ladder = self.settings.ladder
         return plan_ladder(ladder.mode, await self._viewers(to_str(gop["channel_id"])), int(gop["width"]),
-                           int(gop["height"]), gop.get("fps"), ladder.tier_small, ladder.tier_medium)
+                           int(gop["height"]), gop.get("fps"), ladder.tier_small, ladder.tier_medium,
+                           gop_kbps(int(gop["byte_size"]), int(gop["duration"]), int(gop["time_base_num"]),
+                                    int(gop["time_base_den"])))
 
     async def handle(self, event: Event) -> None:
         """Transcode, store and announce one GOP: remuxes first, the scaled rungs when they are done."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from media.transcode.ladder import AUDIO, LADDER, Rendition, plan_ladder
+from media.transcode.ladder import AUDIO, LADDER, MIN_RUNG_KBPS, Rendition, gop_kbps, plan_ladder
 
 
 def names(renditions: list[Rendition]) -> list[str]:
@@ -95,3 +95,18 @@ def test_renditions_are_frozen_values() -> None:
     with pytest.raises(AttributeError):
         LADDER[0].name = "x"  # type: ignore[misc]
     assert plan_ladder("full", 0, 1920, 1080, 30.0) == plan_ladder("full", 0, 1920, 1080, 30.0)
+
+
+def test_scaled_rungs_never_exceed_the_source_bitrate() -> None:
+    rungs = {r.name: r for r in plan_ladder("full", 0, 1280, 720, 30.0, source_kbps=900)}
+    assert rungs["480p30"].video_kbps == 900 and rungs["360p30"].video_kbps == 800
+    rungs = {r.name: r for r in plan_ladder("full", 0, 1280, 720, 30.0, source_kbps=40)}
+    assert rungs["360p30"].video_kbps == MIN_RUNG_KBPS
+    rungs = {r.name: r for r in plan_ladder("full", 0, 1280, 720, 30.0)}
+    assert rungs["480p30"].video_kbps == 1500  # unknown source bitrate: the ladder's own
+
+
+def test_gop_kbps_from_the_event_fields() -> None:
+    assert gop_kbps(250_000, 2000, 1, 1000) == 1000  # 250 kB in 2 s
+    assert gop_kbps(250_000, 180_000, 1, 90_000) == 1000
+    assert gop_kbps(1000, 0, 1, 1000) is None
