@@ -46,7 +46,7 @@ async def test_hot_routes_answer_as_the_router_would() -> None:
         assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
         assert r.json()["detail"] == "no thing" and r.json()["instance"] == "/hot/missing/thing"
         r = await http.post("/hot/7")  # a method the route does not take: the router's 405
-        assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+        assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "HEAD"}
         assert (await http.get("/hot/x")).status_code == 404  # no hot route matches: the router decides
         assert (await http.get("/other/a")).text == "/other/{name} {'name': 'a'}"
 
