@@ -31,6 +31,7 @@ from media.transcode.ladder import Rendition, gop_kbps, plan_ladder
 from media.transcode.offsets import OffsetTracker
 from media.transcode.thumbnail import ThumbnailSchedule, gop_thumbnail, thumbnail_key
 from processors.views.fold import to_ms, to_str
+from processors.views.viewers import viewers_key
 from topics.consumer import Event, EventConsumer
 from topics.producer import EventProducer
 from topics.serde import AvroSerde
@@ -54,11 +55,6 @@ def warm() -> None:
     import av  # noqa: F401
 
     av.codec.Codec("libx264", "w")
-
-
-def viewers_key(prefix: str, channel_id: str) -> str:
-    """Where the viewer-count view keeps a channel's current audience (written by the edge's processors)."""
-    return f"{prefix}view:viewers:{channel_id}"
 
 
 def segment_ready(gop: dict[str, Any], out: RenditionOutput, now_ms: int) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from processors.views.fold import Applied, Fold, is_redelivery, to_ms, to_str
+from processors.views.fold import Applied, Fold, is_redelivery, metadata_changes, to_ms, to_str
 
 
 @dataclass(frozen=True)
@@ -53,14 +53,7 @@ def apply_channel_updated(event: Applied, view: ChannelView | None) -> ChannelVi
     if view is None or is_redelivery(event, view.seq):
         return view
     v = event.value
-    changes: dict[str, Any] = {"seq": event.offset, "updated_at_ms": to_ms(v["occurred_at"])}
-    if v.get("title") is not None:
-        changes["title"] = v["title"]
-    if v.get("category") is not None:
-        changes["category"] = v["category"] or None  # "" clears the category
-    if v.get("tags") is not None:
-        changes["tags"] = tuple(v["tags"])
-    return replace(view, **changes)
+    return replace(view, seq=event.offset, updated_at_ms=to_ms(v["occurred_at"]), **metadata_changes(v))
 
 
 def apply_stream_key_rotated(event: Applied, view: ChannelView | None) -> ChannelView | None:

@@ -46,3 +46,15 @@ def to_str(value: Any) -> str:
 def is_redelivery(event: Applied, seq: int | None) -> bool:
     """Whether a view that has applied up to ``seq`` has seen this event."""
     return seq is not None and event.offset <= seq
+
+
+def metadata_changes(value: Mapping[str, Any]) -> dict[str, Any]:
+    """The title, category and tags an update event sets: null leaves a field, "" clears the category."""
+    changes: dict[str, Any] = {}
+    if value.get("title") is not None:
+        changes["title"] = value["title"]
+    if value.get("category") is not None:
+        changes["category"] = value["category"] or None
+    if value.get("tags") is not None:
+        changes["tags"] = tuple(value["tags"])
+    return changes

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from processors.views.fold import Applied, Fold, is_redelivery, to_ms, to_str
+from processors.views.fold import Applied, Fold, is_redelivery, metadata_changes, to_ms, to_str
 
 CONFIGURED, LIVE, ENDED = "configured", "live", "ended"
 
@@ -84,15 +84,7 @@ def apply_stream_started(event: Applied, view: StreamView | None) -> StreamView 
 def apply_stream_updated(event: Applied, view: StreamView | None) -> StreamView | None:
     if view is None or view.ended or is_redelivery(event, view.seq):
         return view
-    v = event.value
-    changes: dict[str, Any] = {"seq": event.offset}
-    if v.get("title") is not None:
-        changes["title"] = v["title"]
-    if v.get("category") is not None:
-        changes["category"] = v["category"] or None  # "" clears the category
-    if v.get("tags") is not None:
-        changes["tags"] = tuple(v["tags"])
-    return replace(view, **changes)
+    return replace(view, seq=event.offset, **metadata_changes(event.value))
 
 
 def apply_stream_reconnected(event: Applied, view: StreamView | None) -> StreamView | None:

@@ -29,7 +29,7 @@ Keys under ``settings.valkey.key_prefix``:
 
     viewers:hll:{channel_id}:{bucket}   HyperLogLog of session ids; expires after a few windows
     view:viewers:{channel_id}           the displayed count as a plain integer string, read by
-                                        the ladder policy (media/transcode/worker.py viewers_key);
+                                        the ladder policy and the stream API (``viewers_key``);
                                         absent (read as 0) while the channel is offline
     lease:viewer-snapshot:{tick}        which processors worker reports a snapshot tick
 
