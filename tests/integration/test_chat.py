@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -21,7 +22,7 @@ from infra.embedded.tansu import TansuBroker
 from infra.embedded.valkey import ValkeyProcess
 from infra.settings import Secret, Settings
 from tests.conftest import wait_processors_assigned
-from tests.servers import run_service
+from tests.servers import run_service, wait_healthy
 from topics.producer import EventProducer
 from topics.runtime import make_serde
 
@@ -51,20 +52,6 @@ class Chat:
         return f"{base}/v1/chat/ws?channel={channel}" + (f"&token={token}" if token else "")
 
 
-def _wait_http(url: str, proc: Any, log: Path, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"gateway not up:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def chat(broker: TansuBroker, valkey: ValkeyProcess, registry: str,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chat]:
@@ -83,8 +70,8 @@ def chat(broker: TansuBroker, valkey: ValkeyProcess, registry: str,
         gw = [s.with_section("gateway", host="127.0.0.1", port=p) for p in ports]
         with run_service(gw[0], "gateway", data / "gateway-a.log") as a, \
                 run_service(gw[1], "gateway", data / "gateway-b.log") as b:
-            _wait_http(chat.urls[0], a, data / "gateway-a.log")
-            _wait_http(chat.urls[1], b, data / "gateway-b.log")
+            wait_healthy(chat.urls[0], a, data / "gateway-a.log")
+            wait_healthy(chat.urls[1], b, data / "gateway-b.log")
             yield chat
     finally:
         chat.stop_processors()
@@ -112,6 +99,18 @@ async def _room(chat: Chat) -> tuple[str, str, str, str]:
 async def _moderate(chat: Chat, room: str, token: str, **body: Any) -> httpx.Response:
     async with httpx.AsyncClient(base_url=chat.urls[1]) as c:
         return await c.post(f"/v1/chat/{room}/moderate", headers={"Authorization": f"Bearer {token}"}, json=body)
+
+
+async def _folded(chat: Chat, view: str, field: str, timeout_s: float = 30.0) -> None:
+    """Wait until the processors have folded an event into a hash view (bounded)."""
+    client = aioredis.Redis.from_url(chat.settings.valkey.url)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not await client.hexists(f"{chat.settings.valkey.key_prefix}{view}", field):
+            assert time.monotonic() < deadline, f"{view} has no {field} after {timeout_s} s"
+            await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
 
 
 class Client:
@@ -293,7 +292,7 @@ async def test_followers_subscribers_and_emote_only_modes(chat: Chat) -> None:
         await producer.send("glasscast.social.Followed", f"{fan_id}:{room}", {
             "event_id": str(uuid.uuid4()), "occurred_at": now, "follower_id": fan_id, "channel_id": room,
             "notifications_enabled": True})
-        await asyncio.sleep(1.5)  # the processors fold it
+        await _folded(chat, f"view:follows:{room}", fan_id)
         assert (await fan.say("following now"))["type"] == "ACK"
         assert (await other.say("me too?"))["code"] == "followers_only"
 
@@ -308,7 +307,7 @@ async def test_followers_subscribers_and_emote_only_modes(chat: Chat) -> None:
             "user_id": fan_id, "channel_id": room, "tier": "TIER_2", "expires_at": now + 30 * 86_400_000,
             "is_gift": False, "gifted_by_user_id": None, "amount_minor": 999, "currency": "USD",
             "payment_ref": "test"})
-        await asyncio.sleep(1.5)
+        await _folded(chat, f"view:subs:{room}", fan_id)
         ack = await fan.say("subscribed PogChamp")
         assert ack["type"] == "ACK"
         assert (await other.next("MESSAGE", id=ack["id"]))["user"]["badges"] == ["subscriber/2"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
 
 import httpx
@@ -49,7 +48,7 @@ def viewer_platform(broker: TansuBroker, valkey: ValkeyProcess, registry: str,
     server thread and turn each round into seconds.
     """
     from infra.embedded.process import free_port
-    from tests.servers import run_service
+    from tests.servers import run_service, wait_healthy
 
     tag = uuid.uuid4().hex[:8]
     data = tmp_path_factory.mktemp(f"viewers-{tag}")
@@ -66,22 +65,8 @@ def viewer_platform(broker: TansuBroker, valkey: ValkeyProcess, registry: str,
         wait_processors_assigned(s, proc, data / "processors.log")
         with run_service(s, "gateway", data / "gateway.log") as gateway:
             url = f"http://127.0.0.1:{s.gateway.port}"
-            _wait_healthy(url, gateway, data / "gateway.log")
+            wait_healthy(url, gateway, data / "gateway.log")
             yield Platform(settings=s, url=url)
-
-
-def _wait_healthy(url: str, proc: Any, log: Path, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"gateway not healthy after {timeout_s} s:\n{log.read_text()[-3000:]}")
 
 
 async def _views(s: Settings) -> tuple[aioredis.Redis, ViewStore]:
