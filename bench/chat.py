@@ -68,11 +68,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 
 from bench.heartbeats import cpu_s, stop, wait_http  # noqa: E402
+from bench.backbone import embedded_backbone  # noqa: E402
 from infra.embedded.process import free_port, port_open  # noqa: E402
-from infra.embedded.tansu import TansuBroker  # noqa: E402
-from infra.embedded.threaded import serve_app  # noqa: E402
-from infra.embedded.valkey import ValkeyProcess  # noqa: E402
-from infra.settings import Secret, Settings, child_env  # noqa: E402
+from infra.settings import Settings, child_env  # noqa: E402
 
 WS_VERSION = "8.23.0"
 LOAD_JS = Path(__file__).resolve().with_name("chat_load.js")
@@ -475,27 +473,13 @@ def main() -> None:
     if limit < args.clients + 256:
         sys.exit(f"open-file limit {limit} is too low for {args.clients} clients")
 
-    from gateways.registry.app import create_registry_app
-
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         node_path = install_ws(tmp)
-        broker = TansuBroker(tmp / "broker.log")
-        valkey = ValkeyProcess(tmp / "valkey", persist=False)
-        broker.start()
-        valkey.start()
-        try:
-            s = Settings(data_dir=tmp / "data").with_section("kafka", bootstrap_servers=broker.bootstrap_servers)
-            s = s.with_section("valkey", url=valkey.url, key_prefix="bench:")
-            s = s.with_section("auth", jwt_secret=Secret("bench-secret-" + "x" * 32))
-            s = s.with_section("gateway", host="127.0.0.1", port=free_port())
+        with embedded_backbone(tmp) as (s, valkey):
             s = s.with_section("processors", app_id=f"bench-views-{uuid.uuid4().hex[:6]}")
             s = s.with_section("chat", ml_filter=False, user_messages_per_window=1_000_000, rate_window_s=1.0)
-            with serve_app(create_registry_app(s)) as url:
-                result = bench(s.with_section("registry", url=url), tmp, node_path, args, valkey.process.pid or 0)
-        finally:
-            valkey.stop()
-            broker.stop()
+            result = bench(s, tmp, node_path, args, valkey.process.pid or 0)
     print(json.dumps(result))
 
 

@@ -42,11 +42,9 @@ import httpx  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 
+from bench.backbone import embedded_backbone  # noqa: E402
 from infra.embedded.process import free_port  # noqa: E402
-from infra.embedded.tansu import TansuBroker  # noqa: E402
-from infra.embedded.threaded import serve_app  # noqa: E402
-from infra.embedded.valkey import ValkeyProcess  # noqa: E402
-from infra.settings import Secret, Settings, child_env  # noqa: E402
+from infra.settings import Settings, child_env  # noqa: E402
 from processors.views.fold import Applied  # noqa: E402
 from processors.views.store import ViewStore  # noqa: E402
 from topics.admin import ensure_topics  # noqa: E402
@@ -292,24 +290,10 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
 
-    from gateways.registry.app import create_registry_app
-
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        broker = TansuBroker(tmp / "broker.log")
-        valkey = ValkeyProcess(tmp / "valkey", persist=False)
-        broker.start()
-        valkey.start()
-        try:
-            s = Settings(data_dir=tmp / "data").with_section("kafka", bootstrap_servers=broker.bootstrap_servers)
-            s = s.with_section("valkey", url=valkey.url, key_prefix="bench:")
-            s = s.with_section("auth", jwt_secret=Secret("bench-secret-" + "x" * 32))
-            s = s.with_section("gateway", host="127.0.0.1", port=free_port())
-            with serve_app(create_registry_app(s)) as url:
-                result = bench(s.with_section("registry", url=url), tmp, args.seconds, args.connections)
-        finally:
-            valkey.stop()
-            broker.stop()
+        with embedded_backbone(tmp) as (s, _):
+            result = bench(s, tmp, args.seconds, args.connections)
     print(json.dumps(result))
 
 

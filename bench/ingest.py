@@ -29,10 +29,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.backbone import embedded_backbone  # noqa: E402
 from infra.embedded.process import free_port  # noqa: E402
-from infra.embedded.tansu import TansuBroker  # noqa: E402
-from infra.embedded.threaded import serve_app  # noqa: E402
-from infra.embedded.valkey import ValkeyProcess  # noqa: E402
 from infra.settings import Settings  # noqa: E402
 from gateways.auth import hash_stream_key, new_stream_key  # noqa: E402
 from media.ingest.server import IngestServer  # noqa: E402
@@ -156,26 +154,14 @@ def main() -> None:
     parser.add_argument("--max-latency-ms", type=float, default=500.0)
     args = parser.parse_args()
 
-    from gateways.registry.app import create_registry_app
-
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         source = tmp / "source.flv"
         make_source(source, 20)
-        broker = TansuBroker(tmp / "broker.log")
-        valkey = ValkeyProcess(tmp / "valkey", persist=False)
-        broker.start()
-        valkey.start()
-        try:
-            s = Settings(data_dir=tmp / "data").with_section("kafka", bootstrap_servers=broker.bootstrap_servers)
-            s = s.with_section("valkey", url=valkey.url, key_prefix="bench:")
+        with embedded_backbone(tmp) as (s, _):
             s = s.with_section("ingest", host="127.0.0.1", rtmp_port=free_port(), max_connections=256)
-            with serve_app(create_registry_app(s)) as url:
-                result = asyncio.run(bench(s.with_section("registry", url=url), source, args.seconds,
-                                           args.ramp_seconds, args.max_publishers, args.max_latency_ms))
-        finally:
-            valkey.stop()
-            broker.stop()
+            result = asyncio.run(bench(s, source, args.seconds, args.ramp_seconds, args.max_publishers,
+                                       args.max_latency_ms))
     print(json.dumps(result))
 
 
