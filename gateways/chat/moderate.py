@@ -22,6 +22,7 @@ buffer, so they vanish from replay as they do from the screen.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -132,11 +133,11 @@ async def _delete(svc: Services, chat: ChatContext, channel_id: str, actor: str,
     gone = [json.loads(item) for item in removed]
     ids = [m["id"] for m in gone] or ([message_id] if message_id else [])
     authors = {m["id"]: m["user"]["id"] for m in gone}
-    for mid in ids:
-        await svc.emit("glasscast.chat.ChatMessageDeleted", channel_id, {
-            "event_id": str(uuid.uuid4()), "occurred_at": svc.now_ms(), "message_id": mid,
-            "channel_id": channel_id, "deleted_by_user_id": actor, "user_id": authors.get(mid) or user_id or None,
-            "reason": reason})
+    # A ban can delete a whole buffer of messages: produce them together, not one acknowledgement at a time.
+    await asyncio.gather(*(svc.emit("glasscast.chat.ChatMessageDeleted", channel_id, {
+        "event_id": str(uuid.uuid4()), "occurred_at": svc.now_ms(), "message_id": mid,
+        "channel_id": channel_id, "deleted_by_user_id": actor, "user_id": authors.get(mid) or user_id or None,
+        "reason": reason}) for mid in ids))
     return ids
 
 

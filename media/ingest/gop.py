@@ -180,11 +180,9 @@ class GopSplitter:
                     # Audio config arriving after the keyframe: no frame in the
                     # open GOP was coded with another one, so it can use it.
                     self._open.audio_config = tag.payload
-        elif tag.aux:
-            pass
-        elif tag.kind == "video":
+        elif tag.kind == "video" and not tag.aux:
             self._push_video(tag, out)
-        else:
+        elif not tag.aux:  # aux tags (end of sequence and the like) carry no frame
             self._push_audio(tag, out)
         return out
 
