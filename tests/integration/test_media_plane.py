@@ -55,7 +55,12 @@ async def media_plane(s: Settings, tmp: Path) -> AsyncIterator[tuple[Ingest, str
 
 
 async def _token(http: httpx.AsyncClient, url: str, stream_id: str) -> str:
+    # StreamStarted is in the log; the processors may not have folded it into the stream view yet.
+    deadline = asyncio.get_running_loop().time() + 15
     r = await http.get(f"{url}/v1/streams/{stream_id}/playback")
+    while r.status_code == 404 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+        r = await http.get(f"{url}/v1/streams/{stream_id}/playback")
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["hls"]["master"].endswith(f"/hls/{stream_id}/master.m3u8?token={body['token']}")
