@@ -15,6 +15,7 @@ import httpx
 from infra.embedded.process import free_port, pid_alive
 from infra.runstate import read_state
 
+UP_LINE = "Glasscast is up"  # what `glasscast up` prints once every service runs
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 180
 
@@ -54,7 +55,8 @@ class GlasscastUp:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"glasscast up exited {self.proc.returncode}:\n{self.log.read_text()[-4000:]}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                # Up once the supervisor says so: the gateway is ready before the ingest has started.
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200 and UP_LINE in self.log.read_text():
                     return
             except httpx.HTTPError:
                 pass

@@ -22,6 +22,7 @@ from tests.integration.ingest_support import ffmpeg_push
 
 pytestmark = pytest.mark.integration
 
+UP_LINE = "Glasscast is up"  # what `glasscast up` prints once every service runs
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -45,7 +46,8 @@ class Up:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"glasscast up exited {self.proc.returncode}:\n{self.log.read_text()[-4000:]}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                # Up once the supervisor says so: the gateway is ready before the ingest has started.
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200 and UP_LINE in self.log.read_text():
                     return
             except httpx.HTTPError:
                 pass
