@@ -35,7 +35,7 @@ $(WEB)/node_modules/.installed: $(WEB)/package-lock.json
 	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# The browser tests drive Debian's Chromium (tests/browser/support.py).
+# The browser tests drive Debian's Chromium (bench/browser.py).
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing chromium (apt-get)"; \

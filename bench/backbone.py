@@ -21,7 +21,7 @@ from infra.settings import Secret, Settings
 
 @contextlib.contextmanager
 def embedded_backbone(tmp: Path) -> Iterator[tuple[Settings, ValkeyProcess]]:
-    from gateways.registry.app import create_registry_app
+    from infra.embedded.registry.app import create_registry_app
 
     broker = TansuBroker(tmp / "broker.log")
     valkey = ValkeyProcess(tmp / "valkey", persist=False)

@@ -211,7 +211,7 @@ def connected(loadgen: LoadGen, clients: int) -> Iterator[LoadGen]:
 def wait_ready_key(settings: Settings, proc: subprocess.Popen[bytes], timeout_s: float = 90.0) -> None:
     import redis
 
-    from processors.app import ready_key
+    from views.readiness import ready_key
 
     client = redis.Redis.from_url(settings.valkey.url)
     deadline = time.monotonic() + timeout_s

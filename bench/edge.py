@@ -18,7 +18,7 @@ connections for ``--seconds`` after a short warm-up:
 
 Then time to first frame: ``glasscast up`` as a child, a channel created
 through the API, the ffmpeg CLI publishing 720p30 to it, and once segments
-are listed, tests/browser/support.py's ``first_frame_ms`` opens the channel
+are listed, bench/browser.py's ``first_frame_ms`` opens the channel
 page in headless Chromium ``--first-frame-runs`` times (median reported).
 Prints one JSON line.
 """
@@ -49,7 +49,7 @@ from bench.backbone import embedded_backbone  # noqa: E402
 from infra.embedded.process import free_port, port_open  # noqa: E402
 from infra.settings import Settings, child_env  # noqa: E402
 from media.blob import FileBlobStore  # noqa: E402
-from processors.views.store import ViewStore  # noqa: E402
+from views.store import ViewStore  # noqa: E402
 from topics.admin import ensure_topics  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -255,11 +255,11 @@ async def _until(check: Any, timeout_s: float, what: str) -> Any:
 async def first_frame(tmp: Path, runs: int, timeout_s: float) -> dict[str, Any]:
     """Median ms from opening /c/{name} to its first video frame, on a stream that is already live."""
     try:
-        from tests.browser.support import first_frame_ms
+        from bench.browser import first_frame_ms
     except ImportError as exc:
-        return {"first_frame_ms": None, "first_frame_note": f"tests/browser/support.py not importable: {exc}"}
-    from tests.browser.glasscast_up import GlasscastUp
-    from tests.integration.ingest_support import ffmpeg_push
+        return {"first_frame_ms": None, "first_frame_note": f"bench/browser.py not importable: {exc}"}
+    from infra.launcher import GlasscastUp
+    from media.testpattern import ffmpeg_push
 
     name = f"edge_{uuid.uuid4().hex[:8]}"
     (tmp / "up").mkdir()

@@ -197,7 +197,7 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     args = parser.parse_args()
 
-    from gateways.registry.app import create_registry_app
+    from infra.embedded.registry.app import create_registry_app
     from infra.embedded.threaded import serve_app
 
     with tempfile.TemporaryDirectory() as tmp:

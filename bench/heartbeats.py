@@ -45,8 +45,8 @@ from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from bench.backbone import embedded_backbone  # noqa: E402
 from infra.embedded.process import free_port  # noqa: E402
 from infra.settings import Settings, child_env  # noqa: E402
-from processors.views.fold import Applied  # noqa: E402
-from processors.views.store import ViewStore  # noqa: E402
+from views.fold import Applied  # noqa: E402
+from views.store import ViewStore  # noqa: E402
 from topics.admin import ensure_topics  # noqa: E402
 
 AIM_PER_S = 10_000
@@ -196,7 +196,7 @@ def drain(settings: Settings, tmp: Path, records: int, timeout_s: float = 120.0)
     """One ``glasscast run processors`` reads the heartbeat backlog: records/s into HyperLogLog."""
     import redis
 
-    from processors.app import ready_key
+    from views.readiness import ready_key
 
     s = settings.with_section("processors", app_id=f"bench-views-{uuid.uuid4().hex[:6]}")
     env = child_env(s, os.environ)

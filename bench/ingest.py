@@ -32,10 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.backbone import embedded_backbone  # noqa: E402
 from infra.embedded.process import free_port  # noqa: E402
 from infra.settings import Settings  # noqa: E402
-from gateways.auth import hash_stream_key, new_stream_key  # noqa: E402
+from gateways.auth import new_stream_key  # noqa: E402
+from views.channels import hash_stream_key  # noqa: E402
 from media.ingest.server import IngestServer  # noqa: E402
 from media.ingest.service import open_ingest  # noqa: E402
-from processors.views.fold import Applied  # noqa: E402
+from views.fold import Applied  # noqa: E402
 
 BITRATE = "6M"
 GOP_S = 2

@@ -20,7 +20,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from gateways.registry.app import create_registry_app
+from infra.embedded.registry.app import create_registry_app
 from infra.embedded.tansu import TansuBroker
 from infra.embedded.threaded import serve_app
 from infra.embedded.valkey import ValkeyProcess

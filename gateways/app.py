@@ -28,8 +28,8 @@ from gateways.services import Services
 from infra.errors import SettingsError
 from infra.settings import Settings
 from media.blob import FileBlobStore
-from processors.chat_history.errors import HistoryUnavailable
-from processors.views.store import ViewStore
+from views.chat_history.errors import HistoryUnavailable
+from views.store import ViewStore
 from topics.admin import ensure_topics
 from topics.catalogue import CATALOGUE
 from topics.producer import EventProducer

@@ -100,10 +100,5 @@ def derive_stream_key(secret: bytes, channel_id: str, nonce: str) -> str:
     return STREAM_KEY_PREFIX + base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
 
-def hash_stream_key(key: str) -> str:
-    """The hex SHA-256 of a stream key: what events and views hold."""
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
 def same_digest(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())

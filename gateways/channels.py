@@ -17,11 +17,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gateways import validation as v
-from gateways.auth import (Principal, derive_stream_key, hash_stream_key, new_stream_key_nonce, same_digest,
+from gateways.auth import (Principal, derive_stream_key, new_stream_key_nonce, same_digest,
                            stream_key_secret)
 from gateways.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gateways.services import Services, json_body, services
-from processors.views.channels import ChannelView
+from views.channels import ChannelView, hash_stream_key
 
 CHANNEL_CREATED = "glasscast.channel.ChannelCreated"
 CHANNEL_UPDATED = "glasscast.channel.ChannelUpdated"

@@ -32,9 +32,9 @@ from starlette.routing import Route
 from gateways.channels import find_channel
 from gateways.errors import BadRequest, Unavailable, ValidationFailed
 from gateways.services import services
-from processors.chat_history.backends import open_history
-from processors.chat_history.errors import HistoryError
-from processors.chat_history.store import ArchivedMessage, HistoryStore
+from views.chat_history.backends import open_history
+from views.chat_history.errors import HistoryError
+from views.chat_history.store import ArchivedMessage, HistoryStore
 
 __all__ = ["STORE_KEY", "open_history", "parse_window", "routes"]
 

@@ -5,7 +5,7 @@
     GET /v1/search?q=&live_only=true|false&limit=
 
 Handlers only read the views the processors keep in Valkey
-(processors/views/discovery.py).  Directory pages are keyset ranges: the
+(views/discovery.py).  Directory pages are keyset ranges: the
 cursor names the last stream a page showed, so paging is exact however many
 streams tie on viewers.  A query-string problem is a 400 that names the
 parameter; unknown parameters are refused so a typo is not silently ignored.
@@ -23,8 +23,8 @@ from starlette.routing import Route
 from gateways import validation as v
 from gateways.errors import BadRequest
 from gateways.services import services
-from processors.views.directory import SORTS, VIEWERS, category_key, category_rows, decode_cursor, encode_cursor
-from processors.views.search import query_tokens
+from views.directory import SORTS, VIEWERS, category_key, category_rows, decode_cursor, encode_cursor
+from views.search import query_tokens
 
 DIRECTORY_LIMIT, DIRECTORY_MAX_LIMIT = 24, 100
 SEARCH_LIMIT, SEARCH_MAX_LIMIT = 20, 100

@@ -47,7 +47,7 @@ async def _check_registry(request: Request) -> str | None:
 
 
 async def _check_processors(request: Request) -> str | None:
-    from processors.app import ready_key
+    from views.readiness import ready_key
 
     svc = services(request)
     try:

@@ -1,6 +1,6 @@
 """The HLS origin: master and media playlists rendered from the segment index, and segments.
 
-Playlists are views (processors/views/segments.py) rendered per request by
+Playlists are views (views/segments.py) rendered per request by
 pure code (media/package/playlist.py); they change every GOP, so they are
 cached for a second.  Segments and init segments never change once listed:
 they are served immutable, with Range and conditional requests.  A whole
@@ -35,7 +35,7 @@ from gateways.playback_token import PlaybackClaims, TokenRefused, verify
 from gateways.services import Services, services
 from media.blob import BlobNotFound, FileBlobStore
 from media.package.playlist import SegmentEntry, VariantInfo, render_master, render_media
-from processors.views.streams import StreamView
+from views.streams import StreamView
 
 M3U8 = "application/vnd.apple.mpegurl"
 LIVE_PLAYLIST_CACHE = "public, max-age=1"

@@ -18,7 +18,7 @@ from gateways import validation as v
 from gateways.errors import Forbidden, NotFound
 from gateways.playback_token import PlaybackClaims, TokenRefused, derive_secret, sign, verify
 from gateways.services import Services, json_body, services
-from processors.views.streams import StreamView
+from views.streams import StreamView
 
 
 def playback_secret(svc: Services) -> bytes:

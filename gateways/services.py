@@ -17,7 +17,7 @@ from gateways.errors import PayloadTooLarge, Unavailable
 from gateways.validation import parse_object
 from infra.settings import Settings
 from media.blob import FileBlobStore
-from processors.views.store import ViewStore
+from views.store import ViewStore
 from topics.errors import DeliveryError, SerializationError
 from topics.producer import Ack, EventProducer
 

@@ -26,9 +26,9 @@ from gateways.auth import Principal
 from gateways.channels import find_channel
 from gateways.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gateways.services import Services, json_body, services
-from processors.views.channels import ChannelView
-from processors.views.streams import StreamView
-from processors.views.viewers import viewers_key
+from views.channels import ChannelView
+from views.streams import StreamView
+from views.viewers import viewers_key
 
 STREAM_CONFIGURED = "glasscast.stream.StreamConfigured"
 STREAM_UPDATED = "glasscast.stream.StreamUpdated"

@@ -114,7 +114,7 @@ def _run_service(settings: Settings, service: str) -> int:
 
         asyncio.run(serve_ingest(settings))
     elif service == "registry":
-        from gateways.registry.app import serve_registry
+        from infra.embedded.registry.app import serve_registry
 
         serve_registry(settings)
     elif service == "processors":

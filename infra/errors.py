@@ -4,7 +4,6 @@
     ├── SettingsError        a GLASSCAST_* value is missing, unknown or malformed
     ├── ServiceError         an embedded service failed to start or stop
     │   └── ServiceTimeout   it did not become ready in time
-    ├── ArchiveError         an archive file or topics.json cannot be read
     └── RehydrateError       the broker could not be refilled from the archive exactly
 """
 
@@ -23,10 +22,6 @@ class ServiceError(InfraError, RuntimeError):
 
 class ServiceTimeout(ServiceError, TimeoutError):
     """An embedded service did not become ready in time."""
-
-
-class ArchiveError(InfraError, ValueError):
-    """An archive file or topics.json cannot be read (not a torn tail: that is recovered)."""
 
 
 class RehydrateError(InfraError, RuntimeError):

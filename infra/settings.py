@@ -176,7 +176,7 @@ class ArchiveSettings:
 class ViewerSettings:
     # Players beat every 30 s (DESIGN.md, "Control plane").  A session counts while one of its
     # beats lies in the merged buckets: it is counted for window_s - bucket_s to window_s after
-    # its last beat, so window_s - bucket_s must exceed the beat interval (processors/views/viewers.py).
+    # its last beat, so window_s - bucket_s must exceed the beat interval (views/viewers.py).
     bucket_s: int = 15
     window_s: int = 60
     snapshot_interval_s: float = 5.0  # a ViewerCountUpdated per live channel this often

@@ -54,7 +54,7 @@ def _processors_assigned(settings: Settings, forget: bool = False) -> bool:
     """Whether a processors worker has reported its partition assignment (``forget``: clear the report)."""
     import redis
 
-    from processors.app import ready_key
+    from views.readiness import ready_key
 
     client = redis.Redis.from_url(settings.valkey.url, socket_timeout=1)
     try:

@@ -2,7 +2,8 @@
 
 ``glasscast go-live`` uses it so a newcomer can watch the pipeline without OBS;
 tests and benchmarks use it as a second, PyAV-based publisher besides the
-ffmpeg CLI.  Frames are built from bytes (no numpy): the bars are one
+ffmpeg CLI (``ffmpeg_push`` runs that CLI with the same live settings).  Frames
+are built from bytes (no numpy): the bars are one
 precomputed luma row, shifted a little every frame so motion is visible.
 """
 
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import array
 import math
+import subprocess
 import time
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Callable
 
 import av
@@ -109,3 +112,20 @@ def _run(out: av.container.OutputContainer, video: av.VideoStream, audio: av.Aud
     for packet in audio.encode(None):
         out.mux(packet)
     return total
+
+
+def ffmpeg_push(url: str, key: str, seconds: float, size: str = "640x360", fps: int = 30, gop_s: float = 2.0,
+                log: Path | None = None) -> subprocess.Popen[bytes]:
+    """The real ffmpeg CLI publishing testsrc + sine (libx264 + AAC, fixed GOP) in real time."""
+    gop = int(fps * gop_s)
+    argv = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re",
+            "-f", "lavfi", "-i", f"testsrc=size={size}:rate={fps}",
+            "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000",
+            "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
+            "-pix_fmt", "yuv420p", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
+            "-threads", "1", "-c:a", "aac", "-b:a", "128k", "-f", "flv", f"{url}/{key}"]
+    if log is None:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    with open(log, "ab") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)

@@ -20,8 +20,9 @@ from processors.chat_history.agent import add_chat_history_agent
 from processors.codec import Decoded, Undecodable, register_codec
 from processors.transport import SCHEME, register as register_transport
 from processors.viewers_agent import add_viewer_agents
-from processors.views.fold import Applied
-from processors.views.store import VIEW_TOPICS, ViewStore
+from views.fold import Applied
+from views.store import VIEW_TOPICS, ViewStore
+from views.readiness import ready_key
 from topics.consumer import dead_letter_value
 from topics.producer import EventProducer
 from topics.serde import AvroSerde
@@ -44,11 +45,6 @@ class ProcessorsApp(faust.App):
 
     fetch_max_wait_ms: int = 10
     resources: Resources
-
-
-def ready_key(settings: Settings) -> str:
-    """Valkey key a processors worker writes when it has been assigned its partitions."""
-    return f"{settings.valkey.key_prefix}processors:{settings.processors.app_id}:assigned"
 
 
 def build_processors(settings: Settings, serde: AvroSerde) -> ProcessorsApp:

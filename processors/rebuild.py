@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from infra.settings import Settings
-from processors.views.fold import Applied
-from processors.views.store import VIEW_TOPICS, ViewStore
+from views.fold import Applied
+from views.store import VIEW_TOPICS, ViewStore
 from topics.consumer import EventConsumer
 from topics.serde import AvroSerde
 

@@ -1,6 +1,6 @@
 """Viewer-count agents: heartbeats into HyperLogLog buckets, snapshots out, snapshots into the view.
 
-Three loops around the pure parts of ``processors/views/viewers.py``:
+Three loops around the pure parts of ``views/viewers.py``:
 
 * ``count_heartbeats`` takes ``viewer.heartbeats`` in batches and PFADDs each
   batch, grouped by channel and bucket, in one Valkey pipeline;
@@ -28,9 +28,9 @@ import redis
 
 from infra.settings import Settings
 from processors.codec import Decoded, Undecodable
-from processors.views.fold import to_ms, to_str
-from processors.views.store import ViewStore
-from processors.views.viewers import (HEARTBEAT, VIEWER_COUNT_UPDATED, ViewerCounts, apply_viewer_count,
+from views.fold import to_ms, to_str
+from views.store import ViewStore
+from views.viewers import (HEARTBEAT, VIEWER_COUNT_UPDATED, ViewerCounts, apply_viewer_count,
                                       group_beats, recent_buckets, snapshot_value)
 from topics.consumer import dead_letter_value
 from topics.errors import DeliveryError, RegistryError

@@ -73,7 +73,7 @@ def settings_factory(tmp_path: Path, broker: TansuBroker, valkey: ValkeyProcess,
 @pytest.fixture(scope="session")
 def registry(broker: TansuBroker, services_dir: Path) -> Iterator[str]:
     """The embedded Schema Registry app on a real socket, for the session."""
-    from gateways.registry.app import create_registry_app
+    from infra.embedded.registry.app import create_registry_app
     from tests.servers import serve_app
 
     s = Settings(data_dir=services_dir / "registry").with_section(
@@ -119,7 +119,7 @@ def wait_processors_assigned(settings: Settings, proc: Any, log: Path, timeout_s
 
     import redis
 
-    from processors.app import ready_key
+    from views.readiness import ready_key
 
     client = redis.Redis.from_url(settings.valkey.url)
     deadline = time.monotonic() + timeout_s

@@ -35,7 +35,7 @@ from typing import Any, BinaryIO, Iterable, Iterator, Mapping, NamedTuple
 
 import fastavro
 
-from infra.errors import ArchiveError
+from topics.errors import ArchiveError
 from topics.avro_container import (SYNC_BYTES, Block, Header, Tail, encode_block, encode_header,
                                    iter_blocks, read_block, read_header, scan_tail)
 

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, Iterator, NamedTuple
 
 import fastavro
 
-from infra.errors import ArchiveError
+from topics.errors import ArchiveError
 
 MAGIC = b"Obj\x01"
 SYNC_BYTES = 16

@@ -5,7 +5,8 @@
     │   │                       not Confluent-framed Avro (also a ValueError)
     │   └── UnknownRecordError  a record type no catalogue topic carries
     ├── RegistryError           the Schema Registry refused or could not be reached
-    └── DeliveryError           the broker did not acknowledge a produced record
+    ├── DeliveryError           the broker did not acknowledge a produced record
+    └── ArchiveError            an archive file or topics.json cannot be read (also a ValueError)
 """
 
 
@@ -30,3 +31,7 @@ class RegistryError(TopicsError):
 
 class DeliveryError(TopicsError):
     """The broker did not acknowledge a record."""
+
+
+class ArchiveError(TopicsError, ValueError):
+    """An archive file or topics.json cannot be read (not a torn tail: that is recovered)."""

@@ -12,7 +12,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from processors.views.chat_rooms import Chatter, RoomMode
+from views.chat_rooms import Chatter, RoomMode
 
 PRIVILEGED = ("broadcaster", "moderator")
 

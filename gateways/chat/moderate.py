@@ -39,7 +39,7 @@ from gateways.chat.fanout import CONTROL
 from gateways.chat.send import ChatContext
 from gateways.errors import Forbidden, NotFound, ValidationFailed
 from gateways.services import Services, json_body, services
-from processors.views.channels import ChannelView
+from views.channels import ChannelView
 
 MAX_TIMEOUT_S = 14 * 24 * 3600
 MAX_SLOW_MODE_S = 120

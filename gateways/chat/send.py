@@ -24,7 +24,7 @@ from gateways.chat.emotes import only_emotes, parse_emotes
 from gateways.chat.fanout import MESSAGE, ChatHub
 from gateways.chat.ratelimit import RateLimiter
 from gateways.services import Services
-from processors.views.chat_rooms import ChatRooms
+from views.chat_rooms import ChatRooms
 from topics.errors import DeliveryError
 
 CHAT_MESSAGE_SENT = "glasscast.chat.ChatMessageSent"

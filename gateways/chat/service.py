@@ -9,7 +9,7 @@ from gateways.chat.fanout import ChatHub
 from gateways.chat.ratelimit import RateLimiter
 from gateways.chat.send import ChatContext
 from infra.settings import Settings
-from processors.views.chat_rooms import ChatRooms
+from views.chat_rooms import ChatRooms
 
 
 async def open_chat(settings: Settings, client: aioredis.Redis) -> ChatContext:

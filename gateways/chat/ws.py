@@ -24,7 +24,7 @@ from gateways.chat.fanout import Socket
 from gateways.chat.send import ChatContext, send_message
 from gateways.errors import ApiError
 from gateways.services import Services
-from processors.views.channels import ChannelView
+from views.channels import ChannelView
 
 log = logging.getLogger("glasscast.chat")
 

@@ -23,7 +23,7 @@ from media.blob import BlobStore
 from media.ingest import events
 from media.ingest.live import LiveRegistry
 from media.ingest.session import RtmpSession
-from processors.views.store import ViewStore
+from views.store import ViewStore
 from topics.errors import TopicsError
 from topics.producer import EventProducer
 

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from gateways.auth import hash_stream_key
+from views.channels import hash_stream_key
 from media.ingest import chunk, commands, events, flv
 from media.ingest.chunk import ChunkReader, ChunkWriter, RtmpMessage
 from media.ingest.errors import ProtocolError, UnsupportedCodecError
@@ -28,7 +28,7 @@ from media.ingest.live import LiveStream
 from media.ingest.pipeline import StreamPipeline
 
 if TYPE_CHECKING:
-    from processors.views.channels import ChannelView
+    from views.channels import ChannelView
     from media.ingest.server import IngestContext
 
 log = logging.getLogger("glasscast.ingest")

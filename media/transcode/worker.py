@@ -30,8 +30,8 @@ from media.transcode.job import RenditionOutput, transcode_gop
 from media.transcode.ladder import Rendition, gop_kbps, plan_ladder
 from media.transcode.offsets import OffsetTracker
 from media.transcode.thumbnail import ThumbnailSchedule, gop_thumbnail, thumbnail_key
-from processors.views.fold import to_ms, to_str
-from processors.views.viewers import viewers_key
+from views.fold import to_ms, to_str
+from views.viewers import viewers_key
 from topics.consumer import Event, EventConsumer
 from topics.producer import EventProducer
 from topics.serde import AvroSerde

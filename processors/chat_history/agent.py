@@ -29,11 +29,11 @@ from typing import Any, Awaitable, Callable, Sequence, TypeVar, cast
 import faust
 
 from infra.settings import Settings
-from processors.chat_history.backends import open_history
-from processors.chat_history.cassandra_store import cassandra_target
-from processors.chat_history.errors import HistoryError
+from views.chat_history.backends import open_history
+from views.chat_history.cassandra_store import cassandra_target
+from views.chat_history.errors import HistoryError
 from processors.chat_history.events import HistoryBatch, plan_batch
-from processors.chat_history.store import HistoryStore
+from views.chat_history.store import HistoryStore
 from processors.viewers_agent import decoded
 from topics.producer import EventProducer
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from processors.chat_history.store import ArchivedMessage, Emote
-from processors.views.fold import to_ms, to_str
+from views.chat_history.store import ArchivedMessage, Emote
+from views.fold import to_ms, to_str
 
 CHAT_MESSAGE_SENT = "glasscast.chat.ChatMessageSent"
 CHAT_MESSAGE_DELETED = "glasscast.chat.ChatMessageDeleted"

@@ -6,7 +6,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.browser.glasscast_up import GlasscastUp
+from infra.launcher import GlasscastUp
 
 
 @pytest.fixture(scope="session")

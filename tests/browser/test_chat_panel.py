@@ -19,8 +19,8 @@ import pytest
 from playwright.async_api import Page, Route, WebSocketRoute, expect
 
 from gateways.chat.emotes import GLOBAL_EMOTES, parse_emotes
-from tests.browser.glasscast_up import GlasscastUp
-from tests.browser.support import chromium, new_page, open_channel, screenshot_dir
+from infra.launcher import GlasscastUp
+from bench.browser import chromium, new_page, open_channel, screenshot_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

@@ -19,11 +19,11 @@ import pytest
 from playwright.async_api import Browser, Dialog, Locator, Page, WebSocketRoute, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
-from tests.browser.glasscast_up import GlasscastUp
-from tests.browser.support import (chromium, first_frame_of, mse_supports, new_page, open_channel, quality_levels,
+from infra.launcher import GlasscastUp
+from bench.browser import (chromium, first_frame_of, mse_supports, new_page, open_channel, quality_levels,
                                    resource_timeline, screenshot_dir, video_time, wait_first_frame,
                                    wait_video_advances)
-from tests.integration.ingest_support import ffmpeg_push
+from media.testpattern import ffmpeg_push
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

@@ -18,10 +18,10 @@ from typing import AsyncIterator, Callable
 import pytest
 
 from infra.settings import Settings
-from processors.chat_history.backends import open_history
-from processors.chat_history.cassandra_store import contact_point
-from processors.chat_history.errors import HistoryUnavailable
-from processors.chat_history.store import HOUR_MS, ArchivedMessage, Emote, HistoryStore
+from views.chat_history.backends import open_history
+from views.chat_history.cassandra_store import contact_point
+from views.chat_history.errors import HistoryUnavailable
+from views.chat_history.store import HOUR_MS, ArchivedMessage, Emote, HistoryStore
 
 pytestmark = pytest.mark.integration
 

@@ -11,14 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from gateways.auth import hash_stream_key, new_stream_key
+from gateways.auth import new_stream_key
+from views.channels import hash_stream_key
 from infra.embedded.process import free_port
 from infra.settings import Settings
 from media.blob import FileBlobStore
 from media.ingest.server import IngestServer
 from media.ingest.service import open_ingest
-from processors.views.fold import Applied
-from processors.views.store import ViewStore
+from views.fold import Applied
+from views.store import ViewStore
 from topics.consumer import Event
 from topics.runtime import make_serde
 from topics.tools import read_topic
@@ -71,20 +72,3 @@ async def running_ingest(settings: Settings) -> AsyncIterator[Ingest]:
 
 def ingest_settings(base: Settings, **ingest: Any) -> Settings:
     return base.with_section("ingest", host="127.0.0.1", rtmp_port=free_port(), **ingest)
-
-
-def ffmpeg_push(url: str, key: str, seconds: float, size: str = "640x360", fps: int = 30, gop_s: float = 2.0,
-                log: Path | None = None) -> subprocess.Popen[bytes]:
-    """The real ffmpeg CLI publishing testsrc + sine (libx264 + AAC, fixed GOP) in real time."""
-    gop = int(fps * gop_s)
-    argv = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re",
-            "-f", "lavfi", "-i", f"testsrc=size={size}:rate={fps}",
-            "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000",
-            "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
-            "-pix_fmt", "yuv420p", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
-            "-threads", "1", "-c:a", "aac", "-b:a", "128k", "-f", "flv", f"{url}/{key}"]
-    if log is None:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-    with open(log, "ab") as out:  # the child keeps its own descriptor
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)

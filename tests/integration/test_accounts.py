@@ -13,9 +13,9 @@ import jwt
 import pytest
 import redis.asyncio as aioredis
 
-from gateways.auth import hash_stream_key
+from views.channels import hash_stream_key
 from processors.rebuild import rebuild_views
-from processors.views.store import ViewStore
+from views.store import ViewStore
 from tests.conftest import Platform
 from topics.runtime import make_serde
 from topics.tools import read_topic

@@ -31,11 +31,11 @@ from infra.embedded.tansu import TansuBroker
 from infra.embedded.threaded import serve_app
 from infra.embedded.valkey import ValkeyProcess
 from infra.settings import Secret, Settings
-from processors.app import ready_key
-from processors.chat_history.backends import sqlite_path
-from processors.chat_history.store import HOUR_MS, HistoryStore
-from processors.views.fold import Applied
-from processors.views.store import ViewStore
+from views.readiness import ready_key
+from views.chat_history.backends import sqlite_path
+from views.chat_history.store import HOUR_MS, HistoryStore
+from views.fold import Applied
+from views.store import ViewStore
 from tests.conftest import wait_processors_assigned
 from tests.servers import run_service
 from topics.producer import EventProducer

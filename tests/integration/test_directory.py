@@ -25,8 +25,8 @@ from infra.embedded.tansu import TansuBroker
 from infra.embedded.valkey import ValkeyProcess
 from infra.settings import Secret, Settings
 from processors.rebuild import rebuild_views
-from processors.views.fold import Applied
-from processors.views.store import ViewStore
+from views.fold import Applied
+from views.store import ViewStore
 from tests.conftest import Platform, wait_processors_assigned
 from topics.producer import EventProducer
 from topics.runtime import make_serde

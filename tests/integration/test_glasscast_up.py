@@ -18,7 +18,7 @@ import pytest
 
 from infra.embedded.process import free_port, pid_alive
 from infra.runstate import read_state
-from tests.integration.ingest_support import ffmpeg_push
+from media.testpattern import ffmpeg_push
 
 pytestmark = pytest.mark.integration
 

@@ -29,8 +29,8 @@ from gateways.hls import IMMUTABLE, origin_cache
 from gateways.playback_token import PlaybackClaims, derive_secret, sign
 from infra.settings import Secret, Settings
 from media.blob import FileBlobStore, StoredBlob
-from processors.views.fold import Applied
-from processors.views.store import ViewStore
+from views.fold import Applied
+from views.store import ViewStore
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,8 @@ import av
 import pytest
 
 from infra.settings import Settings
-from tests.integration.ingest_support import Ingest, ffmpeg_push, ingest_settings, running_ingest
+from tests.integration.ingest_support import Ingest, ingest_settings, running_ingest
+from media.testpattern import ffmpeg_push
 from topics.consumer import Event
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,8 @@ from infra.embedded.threaded import serve_app
 from infra.settings import Secret, Settings
 from media.package.playlist import parse_master_playlist, parse_media_playlist
 from tests.conftest import wait_processors_assigned
-from tests.integration.ingest_support import Ingest, ffmpeg_push, ingest_settings, running_ingest
+from tests.integration.ingest_support import Ingest, ingest_settings, running_ingest
+from media.testpattern import ffmpeg_push
 from tests.servers import run_service
 
 pytestmark = pytest.mark.integration

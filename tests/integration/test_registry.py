@@ -21,7 +21,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from gateways.registry.app import MEDIA_TYPE, create_registry_app
+from infra.embedded.registry.app import MEDIA_TYPE, create_registry_app
 from infra.embedded.process import free_port
 from infra.errors import SettingsError
 from infra.settings import Settings

@@ -13,9 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from gateways.auth import hash_stream_key
+from views.channels import hash_stream_key
 from tests.conftest import Platform
-from tests.integration.ingest_support import ffmpeg_push, ingest_settings, running_ingest
+from tests.integration.ingest_support import ingest_settings, running_ingest
+from media.testpattern import ffmpeg_push
 from topics.runtime import make_serde
 from topics.tools import read_topic
 

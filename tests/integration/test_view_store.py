@@ -8,8 +8,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from infra.embedded.valkey import ValkeyProcess
-from processors.views.fold import Applied
-from processors.views.store import ViewStore
+from views.fold import Applied
+from views.store import ViewStore
 
 pytestmark = pytest.mark.integration
 

@@ -20,10 +20,10 @@ from gateways.auth import issue_token
 from infra.embedded.tansu import TansuBroker
 from infra.embedded.valkey import ValkeyProcess
 from infra.settings import Secret, Settings
-from processors.views.fold import Applied
-from processors.views.store import ViewStore
+from views.fold import Applied
+from views.store import ViewStore
 from processors.viewers_agent import CountReporter
-from processors.views.viewers import ViewerCounts, bucket_of
+from views.viewers import ViewerCounts, bucket_of
 from tests.conftest import Platform, wait_processors_assigned
 from topics.producer import EventProducer
 from topics.runtime import make_serde

@@ -7,10 +7,10 @@ from typing import Any
 
 from hypothesis import given, settings, strategies as st
 
-from processors.views.channels import CHANNEL_FOLDS, ChannelView
-from processors.views.fold import Applied
-from processors.views.streams import STREAM_FOLDS, StreamView
-from processors.views.users import USER_FOLDS
+from views.channels import CHANNEL_FOLDS, ChannelView
+from views.fold import Applied
+from views.streams import STREAM_FOLDS, StreamView
+from views.users import USER_FOLDS
 
 CHANNEL_ID = "6f1c1f0e-7a44-4f0b-9a3c-2b8f7f1e0a11"
 names = st.text(alphabet="abcdefghijklmnop_", min_size=4, max_size=12)

@@ -9,7 +9,7 @@ from pathlib import Path
 import fastavro
 import pytest
 
-from infra.errors import ArchiveError
+from topics.errors import ArchiveError
 from topics.archive import Archive, ArchivedRecord, ArchiveWriter, TopicInfo
 
 

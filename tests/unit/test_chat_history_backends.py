@@ -1,5 +1,5 @@
 """The chat history backends' own parts: Cassandra settings, schema and rows
-(processors/chat_history/cassandra_store.py), SQLite rows and the closed store (sqlite_store.py),
+(views/chat_history/cassandra_store.py), SQLite rows and the closed store (sqlite_store.py),
 and where backends.py opens them."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import pytest
 from infra.embedded.process import free_port
 from infra.errors import SettingsError
 from infra.settings import ChatSettings, Settings
-from processors.chat_history import sqlite_store
-from processors.chat_history.backends import open_history, sqlite_path
-from processors.chat_history.cassandra_store import (CQL_PORT, cassandra_target, contact_point, message_from_row,
+from views.chat_history import sqlite_store
+from views.chat_history.backends import open_history, sqlite_path
+from views.chat_history.cassandra_store import (CQL_PORT, cassandra_target, contact_point, message_from_row,
                                                      message_values, schema, statements)
-from processors.chat_history.errors import HistoryError, HistoryUnavailable
-from processors.chat_history.sqlite_store import SqliteHistory
-from processors.chat_history.store import ArchivedMessage, Emote, hour_bucket
+from views.chat_history.errors import HistoryError, HistoryUnavailable
+from views.chat_history.sqlite_store import SqliteHistory
+from views.chat_history.store import ArchivedMessage, Emote, hour_bucket
 
 CHANNEL = str(uuid.uuid4())
 

@@ -16,11 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors.chat_history import agent
-from processors.chat_history.errors import HistoryUnavailable
+from views.chat_history.errors import HistoryUnavailable
 from processors.chat_history.events import (CHAT_MESSAGE_DELETED, CHAT_MESSAGE_SENT, Deletion, HistoryBatch,
                                             archived_message, plan_batch)
-from processors.chat_history.sqlite_store import SqliteHistory
-from processors.chat_history.store import HOUR_MS, ArchivedMessage, Emote, check_window, hour_bucket
+from views.chat_history.sqlite_store import SqliteHistory
+from views.chat_history.store import HOUR_MS, ArchivedMessage, Emote, check_window, hour_bucket
 
 CHANNEL = str(uuid.uuid4())
 

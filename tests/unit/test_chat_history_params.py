@@ -7,7 +7,7 @@ from starlette.datastructures import QueryParams
 
 from gateways.chat_history import DEFAULT_SIDE, MAX_SIDE, ReplayWindow, message_json, parse_timestamp, parse_window
 from gateways.errors import BadRequest, ValidationFailed
-from processors.chat_history.store import ArchivedMessage, Emote
+from views.chat_history.store import ArchivedMessage, Emote
 
 
 def test_the_moment_is_required_and_each_side_defaults_to_fifty() -> None:

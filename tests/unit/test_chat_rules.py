@@ -9,7 +9,7 @@ from hypothesis import given, strategies as st
 
 from gateways.chat import checks, frames
 from gateways.chat.emotes import only_emotes, parse_emotes
-from processors.views.chat_rooms import Chatter, RoomMode, changes
+from views.chat_rooms import Chatter, RoomMode, changes
 
 NOW = 1_800_000_000_000
 

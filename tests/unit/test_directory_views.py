@@ -1,4 +1,4 @@
-"""Directory members, cursors, entries and category totals (processors/views/directory.py), without Valkey."""
+"""Directory members, cursors, entries and category totals (views/directory.py), without Valkey."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from dataclasses import replace
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from processors.views.channels import ChannelView
-from processors.views.directory import (MAX_VIEWERS, RECENT, SORTS, VIEWERS, Audience, DirectoryEntry,
+from views.channels import ChannelView
+from views.directory import (MAX_VIEWERS, RECENT, SORTS, VIEWERS, Audience, DirectoryEntry,
                                         apply_count, category_deltas, category_key, category_rows,
                                         decode_cursor, encode_cursor, live_entry, member, placements, stream_of)
-from processors.views.streams import CONFIGURED, ENDED, LIVE, StreamView
+from views.streams import CONFIGURED, ENDED, LIVE, StreamView
 
 CHANNEL = "7d8a0b8e-54a6-4b43-9d4c-6f1f0b9b2a11"
 STREAM = "0f3c2a55-1b7e-4d0f-a7a4-2f5c9d1e8b30"

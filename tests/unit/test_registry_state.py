@@ -7,12 +7,12 @@ from typing import Any, TypeVar
 
 import pytest
 
-from gateways.registry.errors import (
+from infra.embedded.registry.errors import (
     IncompatibleSchema, InvalidCompatibilityLevel, InvalidSchema, InvalidVersion, SchemaNotFound,
     SubjectConfigNotFound, SubjectNotFound, SubjectNotSoftDeleted, SubjectSoftDeleted, VersionNotFound,
     VersionNotSoftDeleted, VersionSoftDeleted,
 )
-from gateways.registry.state import Record, Reference, RegistryState, decode_record
+from infra.embedded.registry.state import Record, Reference, RegistryState, decode_record
 
 T = TypeVar("T")
 

@@ -1,15 +1,15 @@
-"""Tokens, search documents and ranking (processors/views/search.py), without Valkey."""
+"""Tokens, search documents and ranking (views/search.py), without Valkey."""
 
 from __future__ import annotations
 
 import pytest
 
-from processors.views.channels import ChannelView
-from processors.views.search import (CATEGORY_WEIGHT, EXACT_FACTOR, MAX_QUERY_LENGTH, MAX_TOKEN_LENGTH, NAME_WEIGHT,
+from views.channels import ChannelView
+from views.search import (CATEGORY_WEIGHT, EXACT_FACTOR, MAX_QUERY_LENGTH, MAX_TOKEN_LENGTH, NAME_WEIGHT,
                                      PREFIX_FACTOR, TAG_WEIGHT, TITLE_WEIGHT, SearchDoc, build_doc, live_bonus,
                                      match_factor, normalize, prefix_range, query_tokens, rank, text_scores,
                                      tokenize)
-from processors.views.streams import CONFIGURED, ENDED, LIVE, StreamView
+from views.streams import CONFIGURED, ENDED, LIVE, StreamView
 
 CHANNEL = "7d8a0b8e-54a6-4b43-9d4c-6f1f0b9b2a11"
 STREAM = "0f3c2a55-1b7e-4d0f-a7a4-2f5c9d1e8b30"

@@ -1,4 +1,4 @@
-"""Bucket maths, decay and the viewer-count fold (processors/views/viewers.py), without Valkey."""
+"""Bucket maths, decay and the viewer-count fold (views/viewers.py), without Valkey."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from infra.errors import SettingsError
 from infra.settings import ViewerSettings, load_settings
 from media.transcode.worker import viewers_key
-from processors.views.viewers import (HEARTBEAT_INTERVAL_S, ViewerCounts, apply_viewer_count, bucket_of,
+from views.viewers import (HEARTBEAT_INTERVAL_S, ViewerCounts, apply_viewer_count, bucket_of,
                                       channel_of_key, counted_for_s, group_beats, recent_buckets,
                                       snapshot_value)
 

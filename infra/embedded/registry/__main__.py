@@ -1,10 +1,10 @@
-"""Run the registry alone: ``python -m gateways.registry`` with ``GLASSCAST_*`` settings."""
+"""Run the registry alone: ``python -m infra.embedded.registry`` with ``GLASSCAST_*`` settings."""
 
 from __future__ import annotations
 
 import os
 
-from gateways.registry.app import serve_registry
+from infra.embedded.registry.app import serve_registry
 from infra.settings import load_settings
 
 

@@ -27,15 +27,15 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gateways.registry.errors import (
+from infra.embedded.registry.errors import (
     IncompatibleSchema, InvalidCompatibilityLevel, InvalidSchema, InvalidVersion, SchemaNotFound,
     SubjectConfigNotFound, SubjectNotFound, SubjectNotSoftDeleted, SubjectSoftDeleted,
     VersionNotFound, VersionNotSoftDeleted, VersionSoftDeleted,
 )
 # Reference and Candidate are re-exported: callers import them from here.
-from gateways.registry.schema import Candidate as Candidate
-from gateways.registry.schema import Reference as Reference
-from gateways.registry.schema import parse_candidate
+from infra.embedded.registry.schema import Candidate as Candidate
+from infra.embedded.registry.schema import Reference as Reference
+from infra.embedded.registry.schema import parse_candidate
 from schemas.compat import check_compatibility
 from schemas.errors import SchemaError
 

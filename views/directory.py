@@ -1,6 +1,6 @@
 """The live directory: live streams in a stable keyset order, per category, and each category's totals.
 
-The pure half of the discovery views; ``processors/views/discovery.py`` keeps
+The pure half of the discovery views; ``views/discovery.py`` keeps
 them in Valkey.  A stream is listed while its stream view says ``live``
 (StreamStarted until StreamEnded); a configured stream is not listed.
 
@@ -34,8 +34,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from processors.views.channels import ChannelView
-from processors.views.streams import StreamView
+from views.channels import ChannelView
+from views.streams import StreamView
 
 VIEWERS, RECENT = "viewers", "recent"
 SORTS = (VIEWERS, RECENT)

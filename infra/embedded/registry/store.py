@@ -26,8 +26,8 @@ from typing import Callable, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from gateways.registry.errors import StoreError, StoreTimeout
-from gateways.registry.state import Record, RegistryState, decode_record
+from infra.embedded.registry.errors import StoreError, StoreTimeout
+from infra.embedded.registry.state import Record, RegistryState, decode_record
 from infra.settings import KafkaSettings, RegistrySettings
 
 log = logging.getLogger("glasscast.registry")

@@ -35,8 +35,8 @@ from cassandra.query import PreparedStatement
 
 from infra.errors import SettingsError
 from infra.settings import ChatSettings
-from processors.chat_history.errors import HistoryError, HistoryUnavailable
-from processors.chat_history.store import ArchivedMessage, Emote, check_window, hour_bucket
+from views.chat_history.errors import HistoryError, HistoryUnavailable
+from views.chat_history.store import ArchivedMessage, Emote, check_window, hour_bucket
 
 CQL_PORT = 9042  # the native protocol's default port
 KEYSPACE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")  # CQL: unquoted names, at most 48 characters

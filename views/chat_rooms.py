@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 import redis.asyncio as aioredis
 
-from processors.views.fold import to_ms, to_str
+from views.fold import to_ms, to_str
 
 MODLOG_KEEP = 1000  # moderation actions kept per channel
 MODERATION_RECORDS = {"glasscast.chat.UserTimedOut", "glasscast.chat.UserBanned", "glasscast.chat.UserUnbanned",

@@ -1,4 +1,8 @@
-"""`glasscast up` as a child process, the way a newcomer runs it, with chosen settings in its environment."""
+"""`glasscast up` as a child process, the way a newcomer runs it, with chosen settings in its environment.
+
+Used by the browser tests and the benchmarks to run the whole platform on free
+ports and wait until its supervisor says it is up.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from infra.embedded.process import free_port, pid_alive
 from infra.runstate import read_state
 
 UP_LINE = "Glasscast is up"  # what `glasscast up` prints once every service runs
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 180
 
 

@@ -25,9 +25,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateways.registry.errors import BadRequest, InvalidSchema, RegistryError
-from gateways.registry.state import LEVELS, Candidate, Reference, RegistryState, SchemaVersion
-from gateways.registry.store import RegistryStore
+from infra.embedded.registry.errors import BadRequest, InvalidSchema, RegistryError
+from infra.embedded.registry.state import LEVELS, Candidate, Reference, RegistryState, SchemaVersion
+from infra.embedded.registry.store import RegistryStore
 from infra.errors import SettingsError
 from infra.settings import Settings
 

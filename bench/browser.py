@@ -7,7 +7,7 @@ records, on the page's clock (``performance.timeOrigin`` is the start of
 navigation), when the <video> presented its first frame
 (``requestVideoFrameCallback``'s ``presentationTime``), when it fired
 ``playing`` and when ``currentTime`` first moved.  Benchmarks import
-``first_frame_ms``; tests use the pieces.
+``first_frame_ms``; the browser tests use the pieces (bench/browser.py is shared by both).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--no-first-run", "--disable-component-update", "--disable-sync")
 H264_AAC = 'video/mp4; codecs="avc1.64001f,mp4a.40.2"'
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS_ENV = "BROWSER_SCREENSHOTS_DIR"
 VIEWPORT = {"width": 1400, "height": 900}
 

@@ -23,8 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
-from processors.chat_history.errors import HistoryError, HistoryUnavailable
-from processors.chat_history.store import ArchivedMessage, Emote, check_window
+from views.chat_history.errors import HistoryError, HistoryUnavailable
+from views.chat_history.store import ArchivedMessage, Emote, check_window
 
 T = TypeVar("T")
 

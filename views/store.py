@@ -12,9 +12,9 @@ Key layout under ``settings.valkey.key_prefix`` (default ``gc:``):
     view:channel-live:{channel id} the channel's live stream id, while live
     view:channel-configured:{channel id}  the stream configured ahead of going live, until it starts or ends
     view:stream-health:{id}        JSON: the latest StreamHealth of a live stream
-    view:segments:..., view:renditions:...   the segment index (processors/views/segments.py)
-    view:directory:..., view:search:...      the live directory, categories and search (processors/views/discovery.py)
-    view:chat:..., view:follows:..., view:subs:...  chat room state (processors/views/chat_rooms.py)
+    view:segments:..., view:renditions:...   the segment index (views/segments.py)
+    view:directory:..., view:search:...      the live directory, categories and search (views/discovery.py)
+    view:chat:..., view:follows:..., view:subs:...  chat room state (views/chat_rooms.py)
     claim:username:{name}          user id: reserves a name before its event exists
     claim:channel:{name}           channel id
 
@@ -30,13 +30,13 @@ from typing import Any, Callable, cast
 
 import redis.asyncio as aioredis
 
-from processors.views.channels import CHANNEL_FOLDS, ChannelView
-from processors.views.chat_rooms import CHAT_ROOM_RECORDS, ChatRooms
-from processors.views.discovery import Discovery
-from processors.views.fold import Applied, to_ms, to_str
-from processors.views.segments import SegmentIndex
-from processors.views.streams import CONFIGURED, STREAM_FOLDS, StreamView
-from processors.views.users import USER_FOLDS, UserView
+from views.channels import CHANNEL_FOLDS, ChannelView
+from views.chat_rooms import CHAT_ROOM_RECORDS, ChatRooms
+from views.discovery import Discovery
+from views.fold import Applied, to_ms, to_str
+from views.segments import SegmentIndex
+from views.streams import CONFIGURED, STREAM_FOLDS, StreamView
+from views.users import USER_FOLDS, UserView
 
 
 STREAM_HEALTH = "glasscast.stream.StreamHealth"

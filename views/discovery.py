@@ -4,12 +4,12 @@ Keys under ``{prefix}view:`` (so ``glasscast rebuild-views`` drops and rebuilds 
 
     directory:stream:{stream_id}        JSON DirectoryEntry, while the stream is live
     directory:audience:{stream_id}      JSON Audience: the latest viewer count of a stream not yet ended
-    directory:by-{sort}                 lexicographic sorted set of every live stream (processors/views/directory.py)
+    directory:by-{sort}                 lexicographic sorted set of every live stream (views/directory.py)
     directory:by-{sort}:{category key}  the same, per category
     directory:category-names            set of every category spelling ever used by a channel or a live stream
     directory:category-live             hash category key -> live streams
     directory:category-viewers          hash category key -> viewers of its live streams
-    search:doc:{channel_id}             JSON SearchDoc (processors/views/search.py)
+    search:doc:{channel_id}             JSON SearchDoc (views/search.py)
     search:token:{token}                hash channel id -> weight of the token in that channel's document
     search:tokens                       lexicographic sorted set of every indexed token, for prefixes
 
@@ -31,13 +31,13 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
-from processors.views.channels import ChannelView
-from processors.views.directory import (Audience, DirectoryEntry, apply_count, category_deltas, live_entry,
+from views.channels import ChannelView
+from views.directory import (Audience, DirectoryEntry, apply_count, category_deltas, live_entry,
                                         placements, stream_of)
-from processors.views.fold import Applied, to_str
-from processors.views.search import (MAX_PREFIX_EXPANSIONS, MIN_PREFIX_LENGTH, SearchDoc, build_doc,
+from views.fold import Applied, to_str
+from views.search import (MAX_PREFIX_EXPANSIONS, MIN_PREFIX_LENGTH, SearchDoc, build_doc,
                                      prefix_range, rank, text_scores)
-from processors.views.streams import StreamView
+from views.streams import StreamView
 
 CHANNEL_RECORDS = frozenset({"glasscast.channel.ChannelCreated", "glasscast.channel.ChannelUpdated"})
 STREAM_RECORDS = frozenset({"glasscast.stream.StreamStarted", "glasscast.stream.StreamUpdated",
@@ -244,7 +244,7 @@ class Discovery:
                 {_text(k): int(n) for k, n in viewers.items()})
 
     async def search(self, query: list[str], live_only: bool, limit: int) -> list[dict[str, Any]]:
-        """Channels matching every query token, ranked (processors/views/search.py)."""
+        """Channels matching every query token, ranked (views/search.py)."""
         async with self.r.pipeline(transaction=False) as pipe:
             for q in query:
                 if len(q) >= MIN_PREFIX_LENGTH:

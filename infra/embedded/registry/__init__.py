@@ -5,6 +5,6 @@
 HTTP.  ``glasscast up`` runs it when ``GLASSCAST_REGISTRY_URL`` is empty.
 """
 
-from gateways.registry.app import create_registry_app, serve_registry
+from infra.embedded.registry.app import create_registry_app, serve_registry
 
 __all__ = ["create_registry_app", "serve_registry"]

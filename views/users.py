@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from processors.views.fold import Applied, Fold, is_redelivery, to_ms, to_str
+from views.fold import Applied, Fold, is_redelivery, to_ms, to_str
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Search over channels and live streams: tokens, the documents an inverted index holds, ranking.
 
-The pure half of search; ``processors/views/discovery.py`` keeps the index in
+The pure half of search; ``views/discovery.py`` keeps the index in
 Valkey.  There is one document per channel: its name, title, tags and
 category, plus the title, tags and category of its live stream while it has
 one.  Results show the live stream's metadata when there is one, the
@@ -29,8 +29,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from processors.views.channels import ChannelView
-from processors.views.streams import StreamView
+from views.channels import ChannelView
+from views.streams import StreamView
 
 NAME_WEIGHT, TITLE_WEIGHT, TAG_WEIGHT, CATEGORY_WEIGHT = 8, 4, 3, 2
 EXACT_FACTOR, PREFIX_FACTOR = 1.0, 0.5

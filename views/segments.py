@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
-from processors.views.fold import to_ms, to_str
+from views.fold import to_ms, to_str
 
 
 @dataclass(frozen=True)

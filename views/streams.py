@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from processors.views.fold import Applied, Fold, is_redelivery, metadata_changes, to_ms, to_str
+from views.fold import Applied, Fold, is_redelivery, metadata_changes, to_ms, to_str
 
 CONFIGURED, LIVE, ENDED = "configured", "live", "ended"
 

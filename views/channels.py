@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from typing import Any
 
-from processors.views.fold import Applied, Fold, is_redelivery, metadata_changes, to_ms, to_str
+from views.fold import Applied, Fold, is_redelivery, metadata_changes, to_ms, to_str
+
+
+def hash_stream_key(key: str) -> str:
+    """The hex SHA-256 of a stream key: what events and the channel view hold."""
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 from fastavro.schema import parse_schema
 
-from gateways.registry.errors import InvalidSchema, InvalidVersion, SubjectNotFound, VersionNotFound
+from infra.embedded.registry.errors import InvalidSchema, InvalidVersion, SubjectNotFound, VersionNotFound
 
 
 @dataclass(frozen=True)

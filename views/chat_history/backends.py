@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from infra.settings import Settings
-from processors.chat_history.cassandra_store import CassandraHistory
-from processors.chat_history.sqlite_store import SqliteHistory
-from processors.chat_history.store import HistoryStore
+from views.chat_history.cassandra_store import CassandraHistory
+from views.chat_history.sqlite_store import SqliteHistory
+from views.chat_history.store import HistoryStore
 
 
 def sqlite_path(settings: Settings) -> Path:
