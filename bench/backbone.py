@@ -9,8 +9,8 @@ everything on the way out.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from infra.embedded.process import free_port
 from infra.embedded.tansu import TansuBroker

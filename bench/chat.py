@@ -59,16 +59,17 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
-from bench.heartbeats import cpu_s, stop, wait_http  # noqa: E402
 from bench.backbone import embedded_backbone  # noqa: E402
+from bench.heartbeats import cpu_s, stop, wait_http  # noqa: E402
 from infra.embedded.process import free_port, port_open  # noqa: E402
 from infra.settings import Settings, child_env  # noqa: E402
 

@@ -44,16 +44,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
-from gateways.playback_token import PlaybackClaims, derive_secret, sign  # noqa: E402
+import bench.heartbeats as hb  # noqa: E402
 from bench.backbone import embedded_backbone  # noqa: E402
+from gateways.playback_token import PlaybackClaims, derive_secret, sign  # noqa: E402
 from infra.embedded.process import free_port, port_open  # noqa: E402
 from infra.settings import Settings, child_env  # noqa: E402
 from media.blob import FileBlobStore  # noqa: E402
-from views.store import ViewStore  # noqa: E402
 from topics.admin import ensure_topics  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import heartbeats as hb  # noqa: E402
+from views.store import ViewStore  # noqa: E402
 
 SEGMENT_RATIO_AIM = 0.5
 NGINX_CONF = """

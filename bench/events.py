@@ -1,11 +1,13 @@
 """Avro event throughput and latency through topics/, against a bare fastavro + confluent-kafka loop.
 
 Runs its own embedded broker and registry, then in one process:
-  * produce N ChatMessageSent events with a bare loop (fastavro schemaless
-    encoding + ``Producer.produce``) and through ``EventProducer`` (same
-    producer settings), each until every record is acknowledged;
-  * consume them back with a bare loop (``poll`` + schemaless decode) and
-    through ``EventConsumer``;
+  * produce N ChatMessageSent events with a bare loop (prebuilt Avro dicts,
+    fastavro schemaless encoding + ``Producer.produce``) and through
+    ``EventProducer`` (prebuilt typed records, so each one pays its
+    ``to_avro()`` as an application's would; same producer settings), each
+    until every record is acknowledged;
+  * consume them back with a bare loop (``poll`` + schemaless decode to a dict)
+    and through ``EventConsumer`` (decode plus the typed record built from it);
   * produce at a paced 1,000 events/s through topics/ while a latency-critical
     ``EventConsumer`` reads them: produce-call-to-consume latency p50/p99.
 Prints one JSON line.  ``--events N`` and ``--latency-seconds S`` bound the run.
@@ -33,21 +35,22 @@ from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
 from infra.embedded.tansu import TansuBroker  # noqa: E402
 from infra.settings import Settings  # noqa: E402
+from schemas.records.chat import ChatMessageSent  # noqa: E402
 from topics.admin import ensure_topics  # noqa: E402
 from topics.catalogue import TopicSpec  # noqa: E402
 from topics.consumer import EventConsumer, consumer_config  # noqa: E402
 from topics.producer import EventProducer, producer_config  # noqa: E402
 from topics.runtime import make_serde  # noqa: E402
 
-RECORD = "glasscast.chat.ChatMessageSent"
+RECORD = ChatMessageSent.RECORD
 PARTITIONS = 3
 BATCH = 100  # records per consume() call, as a processing loop takes them
 
 
-def chat_message(i: int, channel: str) -> dict[str, Any]:
-    return {"event_id": str(uuid.uuid4()), "occurred_at": 1_790_000_000_000 + i, "message_id": str(uuid.uuid4()),
-            "channel_id": channel, "user_id": "9b2f3c1e-1d2a-4c5b-8e9f-0a1b2c3d4e5f", "username": "viewer_42",
-            "text": "PogChamp that was a clean run, GG everyone!", "nonce": f"n{i}", "emotes": [], "badges": []}
+def chat_message(i: int, channel: str, nonce: str | None = None) -> ChatMessageSent:
+    return ChatMessageSent(occurred_at=1_790_000_000_000 + i, message_id=str(uuid.uuid4()), channel_id=channel,
+                           user_id="9b2f3c1e-1d2a-4c5b-8e9f-0a1b2c3d4e5f", username="viewer_42",
+                           text="PogChamp that was a clean run, GG everyone!", nonce=nonce or f"n{i}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -66,9 +69,8 @@ def drain(consumer: Consumer, topic: str, n: int, decode: Any) -> float:
     return time.perf_counter() - start
 
 
-def produce_bare(settings: Settings, parsed: Any, topic: str, channel: str, values: list[dict[str, Any]]) -> float:
+def produce_bare(bare: Producer, parsed: Any, topic: str, channel: str, values: list[dict[str, Any]]) -> float:
     """The reference: fastavro schemaless encoding + Producer.produce, same producer settings."""
-    bare = Producer(producer_config(settings.kafka))
     key = channel.encode()
     start = time.perf_counter()
     for i, value in enumerate(values):
@@ -86,13 +88,13 @@ def produce_bare(settings: Settings, parsed: Any, topic: str, channel: str, valu
     return len(values) / (time.perf_counter() - start)
 
 
-def produce_typed(producer: EventProducer, topic: str, channel: str, values: list[dict[str, Any]]) -> float:
+def produce_typed(producer: EventProducer, topic: str, channel: str, records: list[ChatMessageSent]) -> float:
     producer.serde.prepare(topic, RECORD)
     start = time.perf_counter()
-    for value in values:
-        producer.produce(RECORD, channel, value, topic=topic)
+    for record in records:
+        producer.produce(record, channel, topic=topic)
     assert producer.flush(60) == 0
-    return len(values) / (time.perf_counter() - start)
+    return len(records) / (time.perf_counter() - start)
 
 
 def consume_bare(settings: Settings, parsed: Any, topic: str, n: int) -> float:
@@ -105,7 +107,8 @@ def consume_bare(settings: Settings, parsed: Any, topic: str, n: int) -> float:
 
 
 def consume_typed(settings: Settings, serde: Any, topic: str, n: int) -> float:
-    consumer = EventConsumer(settings.kafka, serde, [topic], **{"enable.partition.eof": False})
+    no_eof: dict[str, Any] = {"enable.partition.eof": False}
+    consumer = EventConsumer(settings.kafka, serde, [topic], **no_eof)
     consumer.assign("beginning")
     try:
         start = time.perf_counter()
@@ -130,7 +133,8 @@ def latency(settings: Settings, serde: Any, producer: EventProducer, topic: str,
         while not stop.is_set():
             event = consumer.poll(0.05)
             if event is not None:
-                latencies.append((time.perf_counter() - sent[event.value["nonce"]]) * 1000)
+                assert isinstance(event.value, ChatMessageSent) and event.value.nonce is not None
+                latencies.append((time.perf_counter() - sent[event.value.nonce]) * 1000)
 
     thread = threading.Thread(target=reader)
     thread.start()
@@ -141,10 +145,9 @@ def latency(settings: Settings, serde: Any, producer: EventProducer, topic: str,
         delay = start + i / rate - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        value = chat_message(i, channel)
-        value["nonce"] = f"lat{i}"
-        sent[value["nonce"]] = time.perf_counter()
-        producer.produce(RECORD, channel, value, topic=topic)
+        record = chat_message(i, channel, nonce=f"lat{i}")
+        sent[f"lat{i}"] = time.perf_counter()
+        producer.produce(record, channel, topic=topic)
     producer.flush(30)
     deadline = time.monotonic() + 10
     while len(latencies) < total and time.monotonic() < deadline:
@@ -164,13 +167,19 @@ def bench(settings: Settings, n: int, rounds: int, latency_s: float) -> dict[str
     ensure_topics(settings.kafka, [TopicSpec(t, "channel_id", (RECORD,), partitions=PARTITIONS)
                                    for t in [*names.values(), lat_topic]])
     parsed = serde.parsed(RECORD)
-    values = [chat_message(i, channel) for i in range(n)]
+    records = [chat_message(i, channel) for i in range(n)]
+    values = [r.to_avro() for r in records]  # the bare loop's input: what it would have built instead
+    # Both producers live for the whole run and are connected before the first timed round, so
+    # neither round pays a connection the other does not.
     producer = EventProducer(settings.kafka, serde)
+    bare = Producer(producer_config(settings.kafka))
+    producer.metadata()
+    bare.list_topics(timeout=5)
     results: dict[str, list[float]] = {"bare_p": [], "typed_p": [], "bare_c": [], "typed_c": []}
     # Alternate the two paths round by round so machine noise hits both alike.
     for r in range(rounds):
-        results["bare_p"].append(produce_bare(settings, parsed, names[("bare", r)], channel, values))
-        results["typed_p"].append(produce_typed(producer, names[("typed", r)], channel, values))
+        results["bare_p"].append(produce_bare(bare, parsed, names[("bare", r)], channel, values))
+        results["typed_p"].append(produce_typed(producer, names[("typed", r)], channel, records))
         results["bare_c"].append(consume_bare(settings, parsed, names[("bare", r)], n))
         results["typed_c"].append(consume_typed(settings, serde, names[("typed", r)], n))
     ms = latency(settings, serde, producer, lat_topic, channel, latency_s)

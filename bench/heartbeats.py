@@ -45,9 +45,10 @@ from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from bench.backbone import embedded_backbone  # noqa: E402
 from infra.embedded.process import free_port  # noqa: E402
 from infra.settings import Settings, child_env  # noqa: E402
+from schemas.records.stream import StreamStarted  # noqa: E402
+from topics.admin import ensure_topics  # noqa: E402
 from views.fold import Applied  # noqa: E402
 from views.store import ViewStore  # noqa: E402
-from topics.admin import ensure_topics  # noqa: E402
 
 AIM_PER_S = 10_000
 TOPIC = "viewer.heartbeats"
@@ -135,9 +136,9 @@ async def go_live(settings: Settings) -> str:
     client = aioredis.Redis.from_url(settings.valkey.url)
     stream_id = str(uuid.uuid4())
     try:
-        await ViewStore(client, settings.valkey.key_prefix).apply(Applied("glasscast.stream.StreamStarted", 1, {
-            "occurred_at": int(time.time() * 1000), "stream_id": stream_id, "channel_id": str(uuid.uuid4()),
-            "title": "bench", "category": None}))
+        await ViewStore(client, settings.valkey.key_prefix).apply(Applied(1, StreamStarted(
+            occurred_at=int(time.time() * 1000), stream_id=stream_id, channel_id=str(uuid.uuid4()),
+            title="bench", category=None, ingest_host="bench")))
     finally:
         await client.aclose()
     return stream_id

@@ -30,12 +30,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.backbone import embedded_backbone  # noqa: E402
+from gateways.auth import new_stream_key  # noqa: E402
 from infra.embedded.process import free_port  # noqa: E402
 from infra.settings import Settings  # noqa: E402
-from gateways.auth import new_stream_key  # noqa: E402
-from views.channels import hash_stream_key  # noqa: E402
 from media.ingest.server import IngestServer  # noqa: E402
 from media.ingest.service import open_ingest  # noqa: E402
+from schemas.records.channel import ChannelCreated  # noqa: E402
+from views.channels import hash_stream_key  # noqa: E402
 from views.fold import Applied  # noqa: E402
 
 BITRATE = "6M"
@@ -52,7 +53,8 @@ def make_source(path: Path, seconds: int) -> None:
     """A CBR 6 Mbps 1080p30 H.264 (2 s GOP) + AAC file; noise keeps the bitrate honest."""
     subprocess.run(
         ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-         "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+         "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
          "-t", str(seconds), "-vf", "noise=alls=12:allf=t", "-c:v", "libx264", "-preset", "ultrafast",
          "-b:v", BITRATE, "-minrate", BITRATE, "-maxrate", BITRATE, "-bufsize", BITRATE,
          "-x264-params", "nal-hrd=cbr:keyint=60:min-keyint=60:scenecut=0", "-pix_fmt", "yuv420p",
@@ -69,10 +71,10 @@ async def new_channel(server: IngestServer) -> str:
     """A channel straight into the channel view (as the processors build it); its stream key."""
     key = new_stream_key()
     channel_id = str(uuid.uuid4())
-    await server.ctx.views.apply(Applied("glasscast.channel.ChannelCreated", 0, {
-        "occurred_at": int(time.time() * 1000), "channel_id": channel_id, "owner_user_id": str(uuid.uuid4()),
-        "name": f"bench_{channel_id[:8]}", "title": "bench", "category": None, "tags": [],
-        "stream_key_hash": hash_stream_key(key)}))
+    await server.ctx.views.apply(Applied(0, ChannelCreated(
+        occurred_at=int(time.time() * 1000), channel_id=channel_id, owner_user_id=str(uuid.uuid4()),
+        name=f"bench_{channel_id[:8]}", title="bench", category=None, tags=(),
+        stream_key_hash=hash_stream_key(key))))
     return key
 
 

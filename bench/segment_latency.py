@@ -27,6 +27,7 @@ from infra.embedded.valkey import ValkeyProcess
 from infra.settings import Settings
 from media.blob import FileBlobStore
 from media.transcode.worker import TranscodeWorker
+from schemas.records.media import GopAvailable, SegmentReady
 from topics.admin import ensure_topics
 from topics.consumer import EventConsumer
 from topics.producer import EventProducer
@@ -64,8 +65,8 @@ async def _run(settings: Settings, jobs: list[Job], width: int, height: int, fps
     def read() -> None:
         while reading.is_set():
             event = consumer.poll(0.05)
-            if event is not None:
-                arrivals.setdefault((int(event.value["seq"]), str(event.value["rendition"])), time.perf_counter())
+            if event is not None and isinstance(event.value, SegmentReady):
+                arrivals.setdefault((event.value.seq, event.value.rendition), time.perf_counter())
 
     reader = threading.Thread(target=read)
     reader.start()
@@ -77,13 +78,12 @@ async def _run(settings: Settings, jobs: list[Job], width: int, height: int, fps
     await asyncio.sleep(1.0)
     for flv_bytes, seq, pts, duration in jobs:
         ref = await asyncio.to_thread(gops.put, f"gops/{stream_id}/{seq:08d}.flv", flv_bytes)
-        value = {"event_id": str(uuid.uuid4()), "occurred_at": int(time.time() * 1000), "stream_id": stream_id,
-                 "channel_id": channel_id, "seq": seq, "pts": pts, "duration": duration, "time_base_num": 1,
-                 "time_base_den": 1000, "byte_size": len(flv_bytes), "blob_ref": ref, "container": "flv",
-                 "codec_config_ref": None, "video_codec": "avc1", "width": width, "height": height, "fps": fps,
-                 "audio_codec": "mp4a.40.2", "audio_sample_rate_hz": 48000, "audio_channels": 2,
-                 "discontinuity": False}
-        await producer.send("glasscast.media.GopAvailable", stream_id, value)
+        gop = GopAvailable(
+            occurred_at=int(time.time() * 1000), stream_id=stream_id, channel_id=channel_id, seq=seq, pts=pts,
+            duration=duration, time_base_num=1, time_base_den=1000, byte_size=len(flv_bytes), blob_ref=ref,
+            container="flv", codec_config_ref=None, video_codec="avc1", width=width, height=height, fps=fps,
+            audio_codec="mp4a.40.2", audio_sample_rate_hz=48000, audio_channels=2, discontinuity=False)
+        await producer.send(gop, stream_id)
         acked[seq] = time.perf_counter()
         await asyncio.sleep(duration / 1000)  # a live stream: one GOP per GOP duration
     deadline = time.monotonic() + 60

@@ -103,7 +103,7 @@ def cli_ladder(source: Path, out: Path, gop_frames: int, threads: str, cpu: int 
     """(CPU s, wall s) for the ffmpeg CLI making the same ladder as HLS fMP4."""
     x264 = f"keyint={gop_frames}:min-keyint={gop_frames}:scenecut=0:bframes=0"
     rungs: list[str] = []
-    for i, (size, kbps) in enumerate((("854:480", 1500), ("640:360", 800)), start=1):
+    for i, kbps in enumerate((1500, 800), start=1):  # the sizes are in the filter graph below
         rungs += ["-map", f"[v{i}]", "-map", "0:a", f"-c:v:{i}", "libx264", f"-preset:v:{i}", "veryfast",
                   f"-b:v:{i}", f"{kbps}k", f"-maxrate:v:{i}", f"{kbps}k", f"-bufsize:v:{i}", f"{2 * kbps}k",
                   f"-x264-params:v:{i}", x264]
@@ -127,12 +127,12 @@ def run_job(job: Job, ladder: list[Rendition]) -> tuple[int, float]:
     return sum(len(o.segment) for o in outputs), time.process_time() - c0
 
 
-def run_all(jobs: list[Job], ladder: list[Rendition], settings: X264Settings = X264Settings(),
+def run_all(jobs: list[Job], ladder: list[Rendition], settings: X264Settings | None = None,
             parallel: bool = True) -> tuple[float, float]:
     """Every GOP in order, in this process: (CPU s of all threads, wall s)."""
     c0, w0 = time.process_time(), time.perf_counter()
     for job in jobs:
-        transcode_gop(job[0], ladder, job[1], job[2], job[3], settings=settings, parallel=parallel)
+        transcode_gop(job[0], ladder, job[1], job[2], job[3], settings=settings or X264Settings(), parallel=parallel)
     return time.process_time() - c0, time.perf_counter() - w0
 
 

@@ -19,8 +19,7 @@ from gateways.auth import hash_password, issue_token, verify_password
 from gateways.channels import channel_json
 from gateways.errors import Conflict, NotFound, Unauthorized
 from gateways.services import json_body, services
-
-USER_REGISTERED = "glasscast.user.UserRegistered"
+from schemas.records.user import UserRegistered
 
 
 async def register(request: Request) -> JSONResponse:
@@ -35,9 +34,8 @@ async def register(request: Request) -> JSONResponse:
         raise Conflict(f"username '{username}' is taken", field="username")
     try:
         password_hash = await asyncio.to_thread(hash_password, password)
-        ack = await svc.emit(USER_REGISTERED, user_id, {
-            **svc.envelope(), "user_id": user_id, "username": username, "email": email,
-            "password_hash": password_hash})
+        ack = await svc.emit(UserRegistered(occurred_at=svc.now_ms(), user_id=user_id, username=username,
+                                            email=email, password_hash=password_hash), user_id)
     except BaseException:
         await svc.views.release("username", username, user_id)
         raise

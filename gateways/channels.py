@@ -17,15 +17,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gateways import validation as v
-from gateways.auth import (Principal, derive_stream_key, new_stream_key_nonce, same_digest,
-                           stream_key_secret)
+from gateways.auth import Principal, derive_stream_key, new_stream_key_nonce, same_digest
 from gateways.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gateways.services import Services, json_body, services
+from schemas.records.channel import ChannelCreated, ChannelUpdated, StreamKeyRotated
 from views.channels import ChannelView, hash_stream_key
 
-CHANNEL_CREATED = "glasscast.channel.ChannelCreated"
-CHANNEL_UPDATED = "glasscast.channel.ChannelUpdated"
-STREAM_KEY_ROTATED = "glasscast.channel.StreamKeyRotated"
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -45,18 +42,10 @@ async def _owned(svc: Services, request: Request) -> tuple[Principal, ChannelVie
     return principal, channel
 
 
-def _key_secret(svc: Services) -> bytes:
-    key = svc.extra.get("stream_key_secret")
-    if key is None:
-        auth = svc.settings.auth
-        key = svc.extra["stream_key_secret"] = stream_key_secret(str(auth.jwt_secret), str(auth.stream_key_secret))
-    return key  # type: ignore[no-any-return]
-
-
 def _new_key(svc: Services, channel_id: str) -> tuple[str, str]:
     """(nonce, key) for a fresh stream key."""
     nonce = new_stream_key_nonce()
-    return nonce, derive_stream_key(_key_secret(svc), channel_id, nonce)
+    return nonce, derive_stream_key(svc.stream_key_secret, channel_id, nonce)
 
 
 async def channel_json(svc: Services, channel: ChannelView) -> dict[str, Any]:
@@ -90,10 +79,10 @@ async def create_channel(request: Request) -> JSONResponse:
         raise Conflict(f"channel name '{name}' is taken", field="name")
     nonce, stream_key = _new_key(svc, channel_id)
     try:
-        ack = await svc.emit(CHANNEL_CREATED, channel_id, {
-            **svc.envelope(), "channel_id": channel_id, "owner_user_id": principal.user_id, "name": name,
-            "title": title, "category": category, "tags": tags, "stream_key_hash": hash_stream_key(stream_key),
-            "stream_key_nonce": nonce})
+        ack = await svc.emit(ChannelCreated(
+            occurred_at=svc.now_ms(), channel_id=channel_id, owner_user_id=principal.user_id, name=name,
+            title=title, category=category, tags=tuple(tags), stream_key_hash=hash_stream_key(stream_key),
+            stream_key_nonce=nonce), channel_id)
     except BaseException:
         await svc.views.release("channel", name, channel_id)
         raise
@@ -122,9 +111,9 @@ async def update_channel(request: Request) -> JSONResponse:
         raise ValidationFailed("'title' must not be empty", field="title")
     category = v.category(data)
     tags = v.tags(data)
-    ack = await svc.emit(CHANNEL_UPDATED, channel.id, {
-        **svc.envelope(), "channel_id": channel.id, "updated_by_user_id": principal.user_id,
-        "title": title, "category": category, "tags": tags})
+    ack = await svc.emit(ChannelUpdated(
+        occurred_at=svc.now_ms(), channel_id=channel.id, updated_by_user_id=principal.user_id,
+        title=title, category=category, tags=None if tags is None else tuple(tags)), channel.id)
     updated = await _seen(svc, channel.id, ack.offset)
     return JSONResponse(await channel_json(svc, updated or channel))
 
@@ -133,9 +122,9 @@ async def regenerate_stream_key(request: Request) -> JSONResponse:
     svc = services(request)
     principal, channel = await _owned(svc, request)
     nonce, stream_key = _new_key(svc, channel.id)
-    ack = await svc.emit(STREAM_KEY_ROTATED, channel.id, {
-        **svc.envelope(), "channel_id": channel.id, "rotated_by_user_id": principal.user_id,
-        "stream_key_hash": hash_stream_key(stream_key), "stream_key_nonce": nonce})
+    ack = await svc.emit(StreamKeyRotated(
+        occurred_at=svc.now_ms(), channel_id=channel.id, rotated_by_user_id=principal.user_id,
+        stream_key_hash=hash_stream_key(stream_key), stream_key_nonce=nonce), channel.id)
     await _seen(svc, channel.id, ack.offset)
     return JSONResponse({"id": channel.id, "stream_key": stream_key, "rtmp_url": svc.settings.rtmp_url},
                         headers={"Cache-Control": "no-store"})
@@ -147,7 +136,7 @@ async def reveal_stream_key(request: Request) -> JSONResponse:
     _, channel = await _owned(svc, request)
     key = None
     if channel.stream_key_nonce is not None:
-        key = derive_stream_key(_key_secret(svc), channel.id, channel.stream_key_nonce)
+        key = derive_stream_key(svc.stream_key_secret, channel.id, channel.stream_key_nonce)
     if key is None or not same_digest(hash_stream_key(key), channel.stream_key_hash):
         # Made before keys were revealable, or under another stream-key secret: only a new key helps.
         raise Conflict("this stream key cannot be shown again; regenerate it to get a new one")

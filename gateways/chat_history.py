@@ -14,8 +14,8 @@ a VOD player needs them to show the chat beside the video:
 
 Deleted messages are never in it.  An unknown or repeated parameter is a 400,
 a value that cannot be read a 422, both naming the parameter.  The store is
-opened in the gateway's lifespan with ``open_history(settings)`` and reached
-as ``services(request).extra["chat_history"]``.
+opened in the gateway's lifespan (gateways/services.py) and reached as
+``services(request).chat_history``.
 """
 
 from __future__ import annotations
@@ -32,16 +32,12 @@ from starlette.routing import Route
 from gateways.channels import find_channel
 from gateways.errors import BadRequest, Unavailable, ValidationFailed
 from gateways.services import services
-from views.chat_history.backends import open_history
 from views.chat_history.errors import HistoryError
-from views.chat_history.store import ArchivedMessage, HistoryStore
+from views.chat_history.store import ArchivedMessage
 
-__all__ = ["STORE_KEY", "open_history", "parse_window", "routes"]
-
-STORE_KEY = "chat_history"  # where the lifespan puts the store in Services.extra
 DEFAULT_SIDE, MAX_SIDE = 50, 200
 PARAMETERS = ("around_timestamp", "before", "after")
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 MAX_TIMESTAMP_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last ISO 8601 four-digit-year instant
 
 
@@ -89,7 +85,7 @@ def parse_timestamp(raw: str) -> int:
                                    "such as 2026-03-01T20:15:00Z (a + in an offset is %2B in a URL)",
                                    field="around_timestamp") from None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.timezone.utc)
+            when = when.replace(tzinfo=dt.UTC)
         try:
             ms = (when - EPOCH) // dt.timedelta(milliseconds=1)
         except OverflowError:  # an offset that moves year 1 or 9999 out of range
@@ -111,7 +107,7 @@ async def replay(request: Request) -> JSONResponse:
     svc = services(request)
     window = parse_window(request.query_params)
     channel = await find_channel(svc, request.path_params["room"])
-    store: HistoryStore | None = svc.extra.get(STORE_KEY)
+    store = svc.chat_history
     if store is None:
         raise Unavailable("chat history is not open on this gateway")
     try:

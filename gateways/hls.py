@@ -29,9 +29,8 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from gateways.errors import Forbidden, NotFound
-from gateways.origin_cache import OriginCache, OriginObject
-from gateways.playback import playback_secret
-from gateways.playback_token import PlaybackClaims, TokenRefused, verify
+from gateways.origin_cache import OriginObject
+from gateways.playback_token import TokenRefused, verify
 from gateways.services import Services, services
 from media.blob import BlobNotFound, FileBlobStore
 from media.package.playlist import SegmentEntry, VariantInfo, render_master, render_media
@@ -43,8 +42,6 @@ VOD_PLAYLIST_CACHE = "public, max-age=3600"
 IMMUTABLE = "public, max-age=31536000, immutable"
 RENDITION_RE = re.compile(r"^[a-z0-9]{1,16}$")
 CHANNEL_CACHE_MAX = 10_000  # stream id -> channel id never changes, so this needs no expiry
-ORIGIN_CACHE_KEY = "origin_cache"
-VERIFIED_TOKENS_KEY = "verified_playback_tokens"
 VERIFIED_TOKENS_MAX = 10_000  # about one token per player; cleared when full, like the channel cache
 
 
@@ -55,7 +52,7 @@ async def _authorize(request: Request) -> tuple[StreamView | None, str]:
     if rendition is not None and not RENDITION_RE.match(rendition):
         raise Forbidden("path escapes the media root")
     stream_id = str(request.path_params["stream_id"])
-    cache: dict[str, str] = svc.extra.setdefault("stream_channels", {})
+    cache = svc.stream_channels
     stream = None
     channel_id = cache.get(stream_id)
     if channel_id is None or request.scope["path"].endswith(".m3u8"):
@@ -86,13 +83,13 @@ def _check_token(svc: Services, token: str, channel_id: str) -> None:
     channel are checked on every request, and anything refused goes through
     ``verify`` again so the 403 says why.
     """
-    verified: dict[str, PlaybackClaims] = svc.extra.setdefault(VERIFIED_TOKENS_KEY, {})
+    verified = svc.verified_tokens
     now_s = int(svc.clock())
     claims = verified.get(token)
     if claims is not None and claims.expires_at_s > now_s and claims.channel_id == channel_id:
         return
     try:
-        claims = verify(playback_secret(svc), token, channel_id, now_s)
+        claims = verify(svc.playback_secret, token, channel_id, now_s)
     except TokenRefused as exc:
         raise Forbidden(str(exc)) from None
     if len(verified) >= VERIFIED_TOKENS_MAX:
@@ -166,14 +163,6 @@ async def vod_playlist(request: Request) -> Response:
     return Response(body, media_type=M3U8, headers={"Cache-Control": VOD_PLAYLIST_CACHE})
 
 
-def origin_cache(svc: Services) -> OriginCache:
-    """The app's origin cache, made on first use with the configured budget."""
-    cache = svc.extra.get(ORIGIN_CACHE_KEY)
-    if cache is None:
-        cache = svc.extra[ORIGIN_CACHE_KEY] = OriginCache(svc.settings.gateway.origin_cache_bytes)
-    return cache
-
-
 async def read_origin_object(store: FileBlobStore, key: str) -> OriginObject:
     """One store read, off the event loop."""
     blob = await asyncio.to_thread(store.get_object, store.ref(key))
@@ -218,7 +207,7 @@ async def _send_immutable(request: Request, name: str, media_type: str) -> Respo
     svc = services(request)
     key = _origin_key(request, name)
     try:
-        obj = await origin_cache(svc).get(key, lambda: read_origin_object(svc.origin, key))
+        obj = await svc.origin_cache.get(key, lambda: read_origin_object(svc.origin, key))
     except BlobNotFound:
         raise _not_found(request, name) from None
     # The headers FileResponse sends for the whole file, so either path answers alike.

@@ -14,7 +14,7 @@ import itertools
 import logging
 import secrets
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram

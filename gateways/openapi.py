@@ -116,7 +116,7 @@ def query(name: str, schema: dict[str, Any], description: str, required: bool = 
     return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
 
 
-BEARER = [{"bearer": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 TOKEN = query("token", S, "Playback token from GET /v1/streams/{stream_id}/playback.", required=True)
 STREAM = path_param("stream_id")
 CHANNEL = path_param("channel_id", S, "Channel id, or its name.")

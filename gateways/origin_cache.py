@@ -26,10 +26,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 from functools import partial
-from typing import Awaitable, Callable
 
 OBJECT_SHARE = 8  # an object over 1/8 of the budget is served but not kept
 

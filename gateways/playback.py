@@ -16,18 +16,9 @@ from starlette.routing import Route
 
 from gateways import validation as v
 from gateways.errors import Forbidden, NotFound
-from gateways.playback_token import PlaybackClaims, TokenRefused, derive_secret, sign, verify
+from gateways.playback_token import PlaybackClaims, TokenRefused, sign, verify
 from gateways.services import Services, json_body, services
 from views.streams import StreamView
-
-
-def playback_secret(svc: Services) -> bytes:
-    """The HMAC key, derived once per app (every HLS request checks a token with it)."""
-    key = svc.extra.get("playback_secret")
-    if key is None:
-        auth = svc.settings.auth
-        key = svc.extra["playback_secret"] = derive_secret(str(auth.jwt_secret), str(auth.playback_secret))
-    return key
 
 
 async def _stream(svc: Services, request: Request) -> StreamView:
@@ -41,7 +32,7 @@ async def _stream(svc: Services, request: Request) -> StreamView:
 def _answer(request: Request, svc: Services, stream: StreamView, session_id: str) -> dict[str, Any]:
     now = int(svc.clock())
     expires = now + svc.settings.auth.playback_ttl_s
-    token = sign(playback_secret(svc), PlaybackClaims(stream.channel_id, expires, session_id))
+    token = sign(svc.playback_secret, PlaybackClaims(stream.channel_id, expires, session_id))
     base = str(request.base_url).rstrip("/")
     ws_base = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
     hls = {"master": f"{base}/hls/{stream.id}/master.m3u8?token={token}"}
@@ -72,7 +63,7 @@ async def refresh_token(request: Request) -> JSONResponse:
     # An expired token may still be refreshed for one more lifetime, never one for another channel.
     grace_now = int(svc.clock()) - svc.settings.auth.playback_ttl_s
     try:
-        claims = verify(playback_secret(svc), old, stream.channel_id, grace_now)
+        claims = verify(svc.playback_secret, old, stream.channel_id, grace_now)
     except TokenRefused as exc:
         raise Forbidden(str(exc)) from None
     return JSONResponse(_answer(request, svc, stream, claims.session_id or uuid.uuid4().hex),

@@ -1,49 +1,83 @@
-"""What gateway handlers share, opened in the app's lifespan and reached through ``request.app.state``."""
+"""The gateway's state: one typed object, opened in the app's lifespan and closed there.
+
+``open_services`` makes every resource the handlers share (the Kafka
+producer, the Valkey pool and views, the chat rooms and fan-out, the chat
+history store, the origin cache, the hot routes' in-process caches, the
+derived secrets) and closes them in reverse order when the app stops.
+Handlers reach it as ``services(request)`` (``app.state.services``) and
+create nothing themselves (docs/ARCHITECTURE.md, "Gateway").  It sits on
+``app.state`` rather than in a per-request lifespan state dict, which
+Starlette copies for every request: the heartbeat and HLS routes are hot.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
-import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 
-from gateways.auth import Principal, bearer_token, read_token
+from gateways.auth import Principal, bearer_token, read_token, stream_key_secret
+from gateways.chat.service import ChatContext, close_chat, open_chat
 from gateways.errors import PayloadTooLarge, Unavailable
+from gateways.heartbeat_intake import Intake
+from gateways.origin_cache import OriginCache
+from gateways.playback_token import PlaybackClaims, derive_secret
 from gateways.validation import parse_object
 from infra.settings import Settings
 from media.blob import FileBlobStore
-from views.store import ViewStore
+from schemas.record import Record
+from topics.admin import ensure_topics
+from topics.catalogue import CATALOGUE
 from topics.errors import DeliveryError, SerializationError
 from topics.producer import Ack, EventProducer
+from topics.runtime import make_serde
+from views.chat_history.backends import open_history
+from views.chat_history.errors import HistoryUnavailable
+from views.chat_history.store import HistoryStore
+from views.store import ViewStore
+
+log = logging.getLogger("glasscast.gateway")
+
+VALKEY_CONNECTIONS = 256  # per gateway process
+VALKEY_POOL_TIMEOUT_S = 10.0
 
 
 @dataclass
 class Services:
+    """What gateway handlers share; every field is made in ``open_services``."""
+
     settings: Settings
     redis: aioredis.Redis
     views: ViewStore
     producer: EventProducer
     metrics: CollectorRegistry
     origin: FileBlobStore
+    origin_cache: OriginCache  # single-flight reads and an LRU in front of ``origin`` (HLS, thumbnails)
+    chat: ChatContext  # rooms, fan-out, rate limiter, classifier
+    chat_history: HistoryStore | None  # None: the store did not open; replay answers 503
+    heartbeats: Intake  # the heartbeat route's stream cache and event ids
+    playback_secret: bytes  # HMAC key of playback tokens
+    stream_key_secret: bytes  # HMAC key stream keys are derived with
+    # The HLS origin's caches: stream id -> channel id (never changes), and tokens whose signature checked out.
+    stream_channels: dict[str, str] = field(default_factory=dict)
+    verified_tokens: dict[str, PlaybackClaims] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def envelope(self) -> dict[str, Any]:
-        """The fields every event starts with."""
-        return {"event_id": str(uuid.uuid4()), "occurred_at": self.now_ms()}
-
-    async def emit(self, record: str, key: str, value: Mapping[str, Any]) -> Ack:
+    async def emit(self, event: Record, key: str) -> Ack:
         """Produce an event and wait for the broker's acknowledgement."""
         try:
-            return await self.producer.send(record, key, value)
+            return await self.producer.send(event, key)
         except DeliveryError as exc:
             raise Unavailable(f"the event log did not accept the change: {exc}") from exc
         except SerializationError as exc:  # a bug, not the client's fault: fail loudly
@@ -63,6 +97,44 @@ class Services:
         token = bearer_token(request.headers.get("authorization"))
         auth = self.settings.auth
         return read_token(str(auth.jwt_secret), auth.jwt_issuer, token, int(self.clock()))
+
+
+@contextlib.asynccontextmanager
+async def open_services(settings: Settings, metrics: CollectorRegistry) -> AsyncIterator[Services]:
+    """Open everything the handlers share; on exit, close it all (last opened first)."""
+    async with contextlib.AsyncExitStack() as stack:
+        await asyncio.to_thread(ensure_topics, settings.kafka)
+        serde = make_serde(settings)
+        stack.callback(serde.close)
+        # Register every schema now so no request pays for it.
+        await asyncio.to_thread(lambda: [serde.prepare(s.name, r) for s in CATALOGUE for r in s.records])
+        producer = EventProducer(settings.kafka, serde)
+        # A blocking pool: a burst of requests or chat connections waits for a connection rather than failing.
+        client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
+            settings.valkey.url, max_connections=VALKEY_CONNECTIONS, timeout=VALKEY_POOL_TIMEOUT_S))
+        stack.push_async_callback(client.aclose)
+        stack.push_async_callback(asyncio.to_thread, producer.close, 10.0)
+        chat = await open_chat(settings, client)
+        stack.push_async_callback(close_chat, chat)
+        history = await _open_history(settings)
+        if history is not None:
+            stack.push_async_callback(history.close)
+        auth = settings.auth
+        yield Services(
+            settings=settings, redis=client, views=ViewStore(client, settings.valkey.key_prefix),
+            producer=producer, metrics=metrics, origin=FileBlobStore(settings.data_dir / "origin"),
+            origin_cache=OriginCache(settings.gateway.origin_cache_bytes), chat=chat, chat_history=history,
+            heartbeats=Intake(),
+            playback_secret=derive_secret(str(auth.jwt_secret), str(auth.playback_secret)),
+            stream_key_secret=stream_key_secret(str(auth.jwt_secret), str(auth.stream_key_secret)))
+
+
+async def _open_history(settings: Settings) -> HistoryStore | None:
+    try:
+        return await open_history(settings)
+    except HistoryUnavailable as exc:  # replay answers 503 until a gateway restart finds the store
+        log.warning("chat history store unavailable: %s", exc)
+        return None
 
 
 def services(request: Request) -> Services:

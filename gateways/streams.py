@@ -26,13 +26,11 @@ from gateways.auth import Principal
 from gateways.channels import find_channel
 from gateways.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gateways.services import Services, json_body, services
+from schemas.records.stream import StreamConfigured, StreamEnded, StreamUpdated
 from views.channels import ChannelView
 from views.streams import StreamView
 from views.viewers import viewers_key
 
-STREAM_CONFIGURED = "glasscast.stream.StreamConfigured"
-STREAM_UPDATED = "glasscast.stream.StreamUpdated"
-STREAM_ENDED = "glasscast.stream.StreamEnded"
 # What the creator dashboard shows from the latest StreamHealth (schemas/stream/StreamHealth.avsc).
 HEALTH_FIELDS = ("status", "ingest_bitrate_kbps", "video_bitrate_kbps", "audio_bitrate_kbps", "fps",
                  "keyframe_interval_ms", "width", "height", "video_codec", "audio_codec", "dropped_frames",
@@ -102,11 +100,11 @@ async def create_stream(request: Request) -> JSONResponse:
                        f"/v1/streams/{configured.id} or end it first", stream_id=configured.id)
     title, category, tags = _metadata(data)
     stream_id = str(uuid.uuid4())
-    ack = await svc.emit(STREAM_CONFIGURED, channel.id, {
-        **svc.envelope(), "stream_id": stream_id, "channel_id": channel.id,
-        "configured_by_user_id": principal.user_id, "title": title or channel.title,
-        "category": channel.category if category is None else (category or None),
-        "tags": list(channel.tags) if tags is None else tags})
+    ack = await svc.emit(StreamConfigured(
+        occurred_at=svc.now_ms(), stream_id=stream_id, channel_id=channel.id,
+        configured_by_user_id=principal.user_id, title=title or channel.title,
+        category=channel.category if category is None else (category or None),
+        tags=tuple(channel.tags if tags is None else tags)), channel.id)
     stream = await _seen(svc, stream_id, ack.offset)
     if stream is None:
         raise NotFound(f"stream {stream_id} is not visible yet; retry GET /v1/streams/{stream_id}")
@@ -130,9 +128,9 @@ async def update_stream(request: Request) -> JSONResponse:
     if stream.ended:
         raise Conflict(f"stream {stream.id} has ended; set up a new one with POST /v1/streams")
     title, category, tags = _metadata(data)
-    ack = await svc.emit(STREAM_UPDATED, channel.id, {
-        **svc.envelope(), "stream_id": stream.id, "channel_id": channel.id, "updated_by_user_id": principal.user_id,
-        "title": title, "category": category, "tags": tags})
+    ack = await svc.emit(StreamUpdated(
+        occurred_at=svc.now_ms(), stream_id=stream.id, channel_id=channel.id, updated_by_user_id=principal.user_id,
+        title=title, category=category, tags=None if tags is None else tuple(tags)), channel.id)
     updated = await _seen(svc, stream.id, ack.offset)
     return JSONResponse(await stream_json(svc, updated or stream, channel))
 
@@ -142,12 +140,12 @@ async def end_stream(request: Request) -> JSONResponse:
     principal, channel, stream = await _owned(svc, request)
     if stream.ended:
         return JSONResponse(await stream_json(svc, stream, channel))  # ending twice is harmless
-    envelope = svc.envelope()
-    started = stream.started_at_ms if stream.started_at_ms is not None else envelope["occurred_at"]
-    ack = await svc.emit(STREAM_ENDED, channel.id, {
-        **envelope, "stream_id": stream.id, "channel_id": channel.id, "started_at": started,
-        "duration_ms": max(0, envelope["occurred_at"] - started), "reason": "ENDED_BY_CREATOR",
-        "last_gop_seq": None, "ended_by_user_id": principal.user_id})
+    now = svc.now_ms()
+    started = stream.started_at_ms if stream.started_at_ms is not None else now
+    ack = await svc.emit(StreamEnded(
+        occurred_at=now, stream_id=stream.id, channel_id=channel.id, started_at=started,
+        duration_ms=max(0, now - started), reason="ENDED_BY_CREATOR", last_gop_seq=None,
+        ended_by_user_id=principal.user_id), channel.id)
     ended = await _seen(svc, stream.id, ack.offset)
     return JSONResponse(await stream_json(svc, ended or stream, channel))
 

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateways.errors import NotFound
-from gateways.hls import origin_cache, read_origin_object
+from gateways.hls import read_origin_object
 from gateways.services import services
 from media.blob import BlobNotFound
 from media.transcode.thumbnail import thumbnail_key
@@ -28,7 +28,7 @@ async def thumbnail(request: Request) -> Response:
     stream_id = str(request.path_params["stream_id"])
     key = thumbnail_key(stream_id)
     try:
-        obj = await origin_cache(svc).get(key, lambda: read_origin_object(svc.origin, key), keep=False)
+        obj = await svc.origin_cache.get(key, lambda: read_origin_object(svc.origin, key), keep=False)
     except BlobNotFound:
         raise NotFound(f"stream {stream_id} has no thumbnail") from None
     headers = {"Cache-Control": THUMBNAIL_CACHE, "ETag": obj.etag, "Last-Modified": obj.last_modified}

@@ -21,15 +21,19 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from infra.errors import InfraError
 from infra.logs import configure_logging
 from infra.runstate import resolve
 from infra.settings import Settings, env_names, load_settings
 from topics.errors import TopicsError
+
+if TYPE_CHECKING:
+    from topics.serde import AvroSerde
 
 
 # Services `glasscast run` knows (each is a container in infra/docker-compose.yml).
@@ -90,8 +94,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def _serde(settings: Settings):  # type: ignore[no-untyped-def]
-    from topics.runtime import make_serde
+def _serde(settings: Settings) -> AvroSerde:
+    from topics.runtime import make_serde  # imported late: `glasscast up` never loads the Avro stack
 
     return make_serde(settings)
 
@@ -104,7 +108,8 @@ def _run_service(settings: Settings, service: str) -> int:
         from gateways.app import WEBSOCKET_OPTIONS, create_app
 
         uvicorn.run(create_app(settings), host=settings.gateway.host, port=settings.gateway.port,
-                    log_config=None, access_log=False, lifespan="on", **WEBSOCKET_OPTIONS)
+                    log_config=None, access_log=False, lifespan="on",
+                    **cast("dict[str, Any]", WEBSOCKET_OPTIONS))
     elif service == "media-worker":
         from media.transcode.service import serve_worker
 
@@ -175,14 +180,15 @@ def _tool(settings: Settings, args: argparse.Namespace) -> int:
         from topics.tools import parse_since, print_events, read_topic
 
         since = parse_since(args.since, time.time()) if args.since else None
-        events = read_topic(settings.kafka, _serde(settings), args.topic,
+        serde = _serde(settings)
+        events = read_topic(settings.kafka, serde, args.topic,
                             start="beginning" if args.from_beginning else "end",
                             since_ms=since, exit_at_end=args.exit_at_end)
         if args.max_messages:
             import itertools
 
             events = itertools.islice(events, args.max_messages)
-        print_events(events, args.json, lambda line: print(line, flush=True))
+        print_events(events, serde, args.json, lambda line: print(line, flush=True))
         return 0
     if args.command == "export":
         from topics.tools import export_topic

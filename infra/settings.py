@@ -16,9 +16,10 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from infra.errors import SettingsError
 
@@ -174,7 +175,7 @@ class ArchiveSettings:
 
 @dataclass(frozen=True)
 class ViewerSettings:
-    # Players beat every 30 s (DESIGN.md, "Control plane").  A session counts while one of its
+    # Players beat every 30 s (docs/ARCHITECTURE.md, "Control plane").  A session counts while one of its
     # beats lies in the merged buckets: it is counted for window_s - bucket_s to window_s after
     # its last beat, so window_s - bucket_s must exceed the beat interval (views/viewers.py).
     bucket_s: int = 15

@@ -22,9 +22,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 import httpx
 

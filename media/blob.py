@@ -1,6 +1,6 @@
 """The blob store: where GOPs and segments live while events carry references.
 
-Events never carry media bytes (STYLE.md, "Schemas"): the ingest stores a GOP
+Events never carry media bytes (docs/ARCHITECTURE.md, "Events"): the ingest stores a GOP
 here and publishes its ``blob_ref`` (a claim check).  The interface is the
 four calls an object store offers (put, get, head, delete), so an S3-backed
 store can implement ``BlobStore`` with ``PutObject``/``GetObject``/

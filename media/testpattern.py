@@ -13,10 +13,10 @@ import array
 import math
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
 
 import av
 

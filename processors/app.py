@@ -1,7 +1,7 @@
 """The Faust app that materialises views from the log.
 
 Agents are thin loops: decode, fold into the view in Valkey, maybe dead-letter
-(STYLE.md, "Processors").  ``build_processors(settings)`` is the one entry
+(docs/ARCHITECTURE.md, "Processors").  ``build_processors(settings)`` is the one entry
 point; ``glasscast run processors`` runs the worker it returns.
 """
 
@@ -18,14 +18,15 @@ import redis.asyncio as aioredis
 from infra.settings import Settings
 from processors.chat_history.agent import add_chat_history_agent
 from processors.codec import Decoded, Undecodable, register_codec
-from processors.transport import SCHEME, register as register_transport
+from processors.transport import SCHEME
+from processors.transport import register as register_transport
 from processors.viewers_agent import add_viewer_agents
-from views.fold import Applied
-from views.store import VIEW_TOPICS, ViewStore
-from views.readiness import ready_key
-from topics.consumer import dead_letter_value
+from topics.consumer import dead_letter_record
 from topics.producer import EventProducer
 from topics.serde import AvroSerde
+from views.fold import Applied
+from views.readiness import ready_key
+from views.store import VIEW_TOPICS, ViewStore
 
 log = logging.getLogger("glasscast.processors")
 
@@ -95,11 +96,11 @@ def build_processors(settings: Settings, serde: AvroSerde) -> ProcessorsApp:
             value = event.value
             if isinstance(value, Undecodable):
                 log.warning("undecodable record %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, value.error)
-                res.dead_letters.produce("glasscast.ops.DeadLetter", msg.topic, dead_letter_value(
+                res.dead_letters.produce(dead_letter_record(
                     msg.topic, msg.partition, msg.offset, int((msg.timestamp or 0) * 1000),
-                    msg.key, value.raw, value.error, settings.processors.app_id))
+                    msg.key, value.raw, value.error, settings.processors.app_id), key=msg.topic)
                 continue
             if isinstance(value, Decoded):
-                await res.views.apply(Applied(value.record, msg.offset, value.value))
+                await res.views.apply(Applied(msg.offset, value.value))
 
     return app

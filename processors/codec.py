@@ -12,14 +12,14 @@ from typing import Any
 
 from faust.serializers import codecs
 
+from schemas.record import Record
 from topics.errors import SerializationError
 from topics.serde import AvroSerde
 
 
 @dataclass(frozen=True)
 class Decoded:
-    record: str
-    value: dict[str, Any]
+    value: Record
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,10 @@ class AvroCodec(codecs.Codec):
 
     def _loads(self, s: bytes) -> Decoded | Undecodable:
         try:
-            record, value = self.serde.decode(s)
+            value = self.serde.decode(s)
         except SerializationError as exc:
             return Undecodable(bytes(s), str(exc))
-        return Decoded(record, value)
+        return Decoded(value)
 
     def _dumps(self, obj: Any) -> bytes:
         raise SerializationError("AvroCodec decodes only; produce through topics.producer.EventProducer")

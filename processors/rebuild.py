@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from infra.settings import Settings
-from views.fold import Applied
-from views.store import VIEW_TOPICS, ViewStore
 from topics.consumer import EventConsumer
 from topics.serde import AvroSerde
+from views.fold import Applied
+from views.store import VIEW_TOPICS, ViewStore
 
 log = logging.getLogger("glasscast.processors.rebuild")
 
@@ -40,7 +40,7 @@ async def rebuild_views(settings: Settings, serde: AvroSerde) -> RebuildReport:
             if event is None:
                 continue
             events += 1
-            changed += await store.apply(Applied(event.record, event.offset, event.value))
+            changed += await store.apply(Applied(event.offset, event.value))
         log.info("rebuilt views: dropped %d keys, replayed %d events", dropped, events)
         return RebuildReport(dropped, events, changed)
     finally:

@@ -1,8 +1,8 @@
 """A Faust Kafka transport whose consumer fetches with a short wait.
 
 Faust's aiokafka driver hard-codes ``fetch_max_wait_ms=1500``; the embedded
-broker only re-checks a waiting fetch on its timer (shared/NOTES.md), so views
-would lag events by up to 1.5 s.  This transport applies the app's
+broker only re-checks a waiting fetch on its timer (docs/ARCHITECTURE.md,
+"Embedded platform"), so views would lag events by up to 1.5 s.  This transport applies the app's
 ``fetch_max_wait_ms`` (from ``settings.kafka.fetch_wait_max_ms``) before
 aiokafka builds its fetcher.  Registered as the ``glasscast://`` broker scheme.
 """

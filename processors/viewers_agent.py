@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from typing import Any, cast
 
 import faust
@@ -28,17 +27,15 @@ import redis
 
 from infra.settings import Settings
 from processors.codec import Decoded, Undecodable
-from views.fold import to_ms, to_str
-from views.store import ViewStore
-from views.viewers import (HEARTBEAT, VIEWER_COUNT_UPDATED, ViewerCounts, apply_viewer_count,
-                                      group_beats, recent_buckets, snapshot_value)
-from topics.consumer import dead_letter_value
+from schemas.record import new_event_id
+from schemas.records.viewer import Heartbeat, ViewerCountUpdated
+from topics.consumer import dead_letter_record
 from topics.errors import DeliveryError, RegistryError
 from topics.producer import EventProducer
+from views.store import ViewStore
+from views.viewers import ViewerCounts, apply_viewer_count, group_beats, recent_buckets, snapshot
 
 log = logging.getLogger("glasscast.processors.viewers")
-
-DEAD_LETTER = "glasscast.ops.DeadLetter"
 
 
 def decoded(event: faust.EventT[Any], dead_letters: EventProducer, group: str) -> Decoded | None:
@@ -46,9 +43,9 @@ def decoded(event: faust.EventT[Any], dead_letters: EventProducer, group: str) -
     msg, value = event.message, event.value
     if isinstance(value, Undecodable):
         log.warning("undecodable record %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, value.error)
-        dead_letters.produce(DEAD_LETTER, msg.topic, dead_letter_value(
+        dead_letters.produce(dead_letter_record(
             msg.topic, msg.partition, msg.offset, int((msg.timestamp or 0) * 1000),
-            msg.key, value.raw, value.error, group))
+            msg.key, value.raw, value.error, group), key=msg.topic)
         return None
     return value if isinstance(value, Decoded) else None
 
@@ -67,16 +64,15 @@ class CountReporter:
         if not await self.counts.lease(f"viewer-snapshot:{now_ms // self.interval_ms}", 2 * self.interval_ms):
             return 0
         if not self._prepared:  # the first encode registers the schema: keep that HTTP call off the loop
-            await asyncio.to_thread(self.producer.serde.prepare, "viewer.counts", VIEWER_COUNT_UPDATED)
+            await asyncio.to_thread(self.producer.serde.prepare, "viewer.counts", ViewerCountUpdated.RECORD)
             self._prepared = True
         live = await self.counts.live_channels()
         offline = await self.counts.shown_channels() - set(live)
         merged = await self.counts.count(list(live), now_ms)
         reports = [*live.items(), *((channel_id, None) for channel_id in offline)]
         for channel_id, stream_id in reports:
-            self.producer.produce(VIEWER_COUNT_UPDATED, channel_id, snapshot_value(
-                str(uuid.uuid4()), now_ms, channel_id, stream_id, merged.get(channel_id, 0),
-                self.counts.bucket_s, self.counts.window_s))
+            self.producer.produce(snapshot(new_event_id(), now_ms, channel_id, stream_id, merged.get(channel_id, 0),
+                                           self.counts.bucket_s, self.counts.window_s), channel_id)
         return len(reports)
 
 
@@ -96,9 +92,8 @@ def add_viewer_agents(app: faust.App, settings: Settings, views: ViewStore, prod
             beats = []
             for event in events:
                 value = decoded(event, producer, group)
-                if value is not None and value.record == HEARTBEAT:
-                    v = value.value
-                    beats.append((to_str(v["channel_id"]), to_ms(v["occurred_at"]), v["session_id"]))
+                if value is not None and isinstance(beat := value.value, Heartbeat):
+                    beats.append((beat.channel_id, beat.occurred_at, beat.session_id))
             oldest = recent_buckets(int(time.time() * 1000), cfg.bucket_s, cfg.window_s)[0]
             await counts.add(group_beats(beats, cfg.bucket_s, oldest))
 
@@ -116,7 +111,5 @@ def add_viewer_agents(app: faust.App, settings: Settings, views: ViewStore, prod
     async def fold_viewer_counts(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
             value = decoded(event, producer, group)
-            if value is not None and value.record == VIEWER_COUNT_UPDATED:
-                v = value.value
-                stream_id = to_str(v["stream_id"]) if v.get("stream_id") is not None else None
-                await counts.store(to_str(v["channel_id"]), stream_id, apply_viewer_count(v))
+            if value is not None and isinstance(count := value.value, ViewerCountUpdated):
+                await counts.store(count.channel_id, count.stream_id, apply_viewer_count(count))

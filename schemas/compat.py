@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 from schemas.errors import SchemaError, SchemaLoadError
 
@@ -60,7 +60,7 @@ class _Map:
     values: Node
 
 
-Node = Union[str, _Ref, _Array, _Map, list["Node"]]
+Node: TypeAlias = str | _Ref | _Array | _Map | list["Node"]
 
 
 @dataclass

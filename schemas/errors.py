@@ -31,7 +31,7 @@ class SchemaLoadError(SchemaError):
 
 
 class SchemaConventionError(SchemaLoadError):
-    """A ``.avsc`` file parses but breaks the conventions in STYLE.md."""
+    """A ``.avsc`` file parses but breaks the schema conventions (docs/ARCHITECTURE.md, "Events")."""
 
     def __init__(self, path: str, problems: Sequence[str]) -> None:
         self.path = path

@@ -1,6 +1,6 @@
 """Check every schema file against its committed versions (the CI gate).
 
-Schemas evolve BACKWARD-compatibly (DESIGN.md, "Events"): a consumer on the new
+Schemas evolve BACKWARD-compatibly (docs/ARCHITECTURE.md, "Events"): a consumer on the new
 schema must read every record already on the topics, which were written with
 the old ones (Avro 1.11.1, "Schema Resolution",
 https://avro.apache.org/docs/1.11.1/specification/#schema-resolution).

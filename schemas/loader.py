@@ -1,7 +1,7 @@
 """Load the Avro schema of every Glasscast event from the package's ``.avsc`` files.
 
 One event, one file: ``schemas/<aggregate>/<EventName>.avsc`` holds the record
-``glasscast.<aggregate>.<EventName>`` (STYLE.md, "Schemas: one event, one file").
+``glasscast.<aggregate>.<EventName>`` (docs/ARCHITECTURE.md, "Events": one event, one file).
 The files ship as package data, so they are found through ``importlib.resources``
 and never through the working directory.
 

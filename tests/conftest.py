@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
 from infra.embedded.tansu import TansuBroker
 from infra.embedded.valkey import ValkeyProcess
 from infra.settings import Settings
+from tests.factories import Backbone, platform_settings
+from tests.waiting import eventually
 
 
 @pytest.fixture(scope="session")
@@ -53,19 +56,18 @@ def unique() -> Callable[[str], str]:
     return make
 
 
+@pytest.fixture(scope="session")
+def backbone(broker: TansuBroker, valkey: ValkeyProcess, registry: str) -> Backbone:
+    """Where the session's broker, Valkey and registry listen (for ``platform_settings``)."""
+    return Backbone(broker.bootstrap_servers, valkey.url, registry)
+
+
 @pytest.fixture
-def settings_factory(tmp_path: Path, broker: TansuBroker, valkey: ValkeyProcess,
-                     registry: str) -> Callable[..., Settings]:
+def settings_factory(tmp_path: Path, backbone: Backbone) -> Callable[..., Settings]:
     """Settings pointing at the session services, with a fresh data dir and key prefix."""
 
     def make(**sections: dict[str, Any]) -> Settings:
-        s = Settings(data_dir=tmp_path / "data")
-        s = s.with_section("kafka", bootstrap_servers=broker.bootstrap_servers)
-        s = s.with_section("registry", url=registry)
-        s = s.with_section("valkey", url=valkey.url, key_prefix=f"t{uuid.uuid4().hex[:8]}:")
-        for name, changes in sections.items():
-            s = s.with_section(name, **changes)
-        return s
+        return platform_settings(backbone, tmp_path / "data", **sections)
 
     return make
 
@@ -83,27 +85,16 @@ def registry(broker: TansuBroker, services_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def platform(broker: TansuBroker, valkey: ValkeyProcess, registry: str,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def platform(backbone: Backbone, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """Gateway (in-thread uvicorn) + processors (a real `glasscast run processors` child)."""
-    from tests.servers import run_service, serve_app
     from gateways.app import create_app
-    from infra.embedded.process import free_port
-    from infra.settings import Secret
+    from tests.servers import run_service, serve_app
 
-    tag = uuid.uuid4().hex[:8]
-    data = tmp_path_factory.mktemp(f"platform-{tag}")
-    port = free_port()
-    s = Settings(data_dir=data)
-    s = s.with_section("kafka", bootstrap_servers=broker.bootstrap_servers)
-    s = s.with_section("valkey", url=valkey.url, key_prefix=f"p{tag}:")
-    s = s.with_section("registry", url=registry)
-    s = s.with_section("auth", jwt_secret=Secret(f"test-secret-{tag}-" + "x" * 32))
-    s = s.with_section("gateway", port=port)
-    s = s.with_section("processors", app_id=f"views-{tag}")
+    data = tmp_path_factory.mktemp("platform")
+    s = platform_settings(backbone, data)
     with run_service(s, "processors", data / "processors.log") as proc:
         wait_processors_assigned(s, proc, data / "processors.log")
-        with serve_app(create_app(s), port) as url:
+        with serve_app(create_app(s), s.gateway.port) as url:
             yield Platform(settings=s, url=url)
 
 
@@ -115,21 +106,18 @@ class Platform:
 
 def wait_processors_assigned(settings: Settings, proc: Any, log: Path, timeout_s: float = 60) -> None:
     """Wait until a processors worker reports its partition assignment (it writes a Valkey key)."""
-    import time
-
     import redis
 
     from views.readiness import ready_key
 
     client = redis.Redis.from_url(settings.valkey.url)
-    deadline = time.monotonic() + timeout_s
+
+    def assigned() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"processors exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        return bool(client.exists(ready_key(settings)))
+
     try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"processors exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            if client.exists(ready_key(settings)):
-                return
-            time.sleep(0.1)
+        eventually(assigned, timeout_s, f"the processors' partition assignment (log: {log})")
     finally:
         client.close()
-    raise RuntimeError(f"processors not assigned after {timeout_s} s:\n{log.read_text()[-3000:]}")

@@ -6,14 +6,15 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 
 from infra.embedded.threaded import serve_app  # noqa: F401  (re-exported for tests)
 from infra.settings import Settings, child_env
+from tests.waiting import eventually
 
 
 def service_env(settings: Settings) -> dict[str, str]:
@@ -40,14 +41,9 @@ def run_service(settings: Settings, service: str, log_path: Path) -> Iterator[su
 
 def wait_healthy(url: str, proc: Any, log: Path, timeout_s: float = 60) -> None:
     """Wait until a child gateway at ``url`` answers /healthz; fail with its log if it exits or never does."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"gateway exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"gateway not healthy after {timeout_s} s:\n{log.read_text()[-3000:]}")
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+
+    eventually(healthy, timeout_s, f"{url}/healthz (log: {log})", ignore=(httpx.TransportError,))

@@ -29,15 +29,26 @@ import json
 import logging
 import os
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator, Mapping, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import fastavro
 
+from topics.avro_container import (
+    SYNC_BYTES,
+    Block,
+    Header,
+    Tail,
+    encode_block,
+    encode_header,
+    iter_blocks,
+    read_block,
+    read_header,
+    scan_tail,
+)
 from topics.errors import ArchiveError
-from topics.avro_container import (SYNC_BYTES, Block, Header, Tail, encode_block, encode_header,
-                                   iter_blocks, read_block, read_header, scan_tail)
 
 SEGMENT_BYTES = 256 * 1024 * 1024
 MAX_OPEN_FILES = 64

@@ -20,8 +20,9 @@ import functools
 import io
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import fastavro
 
@@ -175,8 +176,8 @@ def scan_tail(path: Path) -> Tail:
         if header is None:
             return Tail(None, 0, size, None)
         last = None
-        for last in iter_blocks(f, header, size):
-            pass
+        for block in iter_blocks(f, header, size):  # read through to the last complete block
+            last = block
         if last is None:
             return Tail(header, header.end, size, None)
         *_, datum = read_block(f, header, last)

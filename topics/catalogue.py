@@ -1,7 +1,7 @@
 """The topic catalogue: every topic Glasscast uses, its key and record types.
 
 Topics are per aggregate and keyed by the aggregate id, so order holds per key
-(DESIGN.md, "Events").  Several record types share a topic; their Schema
+(docs/ARCHITECTURE.md, "Events").  Several record types share a topic; their Schema
 Registry subjects follow TopicRecordNameStrategy: ``<topic>-<record full name>``.
 """
 

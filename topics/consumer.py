@@ -4,7 +4,7 @@ Two modes: a consumer group (``group_id``; offsets committed, partitions
 balanced) or explicit assignment (no group: served at once, used by tools and
 replays).  A record that cannot be decoded is not dropped: it goes to the
 ``deadletter`` topic with its topic/partition/offset and the consumer moves on
-(STYLE.md, "Errors and bad input").
+(docs/ARCHITECTURE.md, "Events").
 """
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Any, Iterator, NamedTuple, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Message, TopicPartition
 
 from infra.settings import KafkaSettings
+from schemas.record import Record
+from schemas.records.ops import DeadLetter
 from topics.errors import SerializationError, TopicsError
 from topics.producer import EventProducer
 from topics.serde import AvroSerde
@@ -32,13 +35,17 @@ class Event(NamedTuple):
     offset: int
     timestamp_ms: int
     key: str | None
-    record: str  # the record's full name, e.g. glasscast.channel.ChannelCreated
-    value: dict[str, Any]
+    value: Record  # the typed record, e.g. a ChannelCreated
+
+    @property
+    def record(self) -> str:
+        """The record's full name, e.g. glasscast.channel.ChannelCreated."""
+        return self.value.RECORD
 
     @property
     def type(self) -> str:
         """The short record name (ChannelCreated)."""
-        return self.record.rsplit(".", 1)[-1]
+        return type(self.value).__name__
 
 
 def consumer_config(kafka: KafkaSettings, group_id: str | None, **overrides: Any) -> dict[str, Any]:
@@ -151,13 +158,13 @@ class EventConsumer:
         if self._eof:
             self._eof.discard((msg.topic() or "", msg.partition() or 0))
         try:
-            record, value = self.serde.decode(msg.value() or b"")
+            value = self.serde.decode(msg.value() or b"")
         except SerializationError as exc:
             self._dead_letter(msg, exc)
             return None
         raw_key = msg.key()
         return Event(msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1],  # type: ignore[arg-type]
-                     raw_key.decode("utf-8", "replace") if raw_key is not None else None, record, value)
+                     raw_key.decode("utf-8", "replace") if raw_key is not None else None, value)
 
     def _dead_letter(self, msg: Message, exc: Exception) -> None:
         coords = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
@@ -165,11 +172,10 @@ class EventConsumer:
         if self.dead_letter is None:
             return
         self.dead_letter.produce(
-            "glasscast.ops.DeadLetter",
-            msg.topic() or "",
-            dead_letter_value(msg.topic() or "", msg.partition() or 0, msg.offset() or 0,
+            dead_letter_record(msg.topic() or "", msg.partition() or 0, msg.offset() or 0,
                               msg.timestamp()[1], msg.key(), msg.value(), str(exc), self.group_id or "",
                               type(exc).__name__),
+            msg.topic() or "",
         )
 
     def __iter__(self) -> Iterator[Event]:
@@ -189,22 +195,12 @@ class EventConsumer:
         self._consumer.close()
 
 
-def dead_letter_value(topic: str, partition: int, offset: int, timestamp_ms: int,
-                      key: bytes | None, value: bytes | None, error: str, group: str,
-                      error_type: str | None = None) -> dict[str, Any]:
+def dead_letter_record(topic: str, partition: int, offset: int, timestamp_ms: int,
+                       key: bytes | None, value: bytes | None, error: str, group: str,
+                       error_type: str | None = None) -> DeadLetter:
     """The DeadLetter record for a record that could not be decoded."""
     schema_id = int.from_bytes(value[1:5], "big") if value and len(value) >= 5 and value[0] == 0 else None
-    return {
-        "event_id": str(uuid.uuid4()),
-        "occurred_at": int(time.time() * 1000),
-        "source_topic": topic,
-        "partition": partition,
-        "offset": offset,
-        "timestamp": timestamp_ms if timestamp_ms >= 0 else None,
-        "key": key,
-        "value": value,
-        "error": error,
-        "error_type": error_type,
-        "consumer_group": group,
-        "schema_id": schema_id,
-    }
+    return DeadLetter(
+        occurred_at=int(time.time() * 1000), source_topic=topic, partition=partition, offset=offset,
+        timestamp=timestamp_ms if timestamp_ms >= 0 else None, key=key, value=value, error=error,
+        error_type=error_type, consumer_group=group, schema_id=schema_id)

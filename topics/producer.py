@@ -3,19 +3,21 @@
 Idempotent with ``acks=all`` so a retried send never duplicates or reorders a
 record.  A background thread serves librdkafka's delivery callbacks, so
 neither ``produce`` nor an awaiting coroutine ever blocks the event loop on
-``poll``/``flush`` (STYLE.md: blocking confluent-kafka calls stay off the loop).
+``poll``/``flush`` (blocking confluent-kafka calls stay off the loop: docs/ARCHITECTURE.md, "Events").
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from infra.settings import KafkaSettings
+from schemas.record import Record
 from topics.catalogue import topic_for_record
 from topics.errors import DeliveryError
 from topics.serde import AvroSerde
@@ -72,17 +74,17 @@ class EventProducer:
 
     def produce(
         self,
-        record: str,
+        event: Record,
         key: str,
-        value: Mapping[str, Any],
         on_delivery: DeliveryCallback | None = None,
         timestamp_ms: int | None = None,
         topic: str | None = None,
     ) -> None:
         """Queue one record; ``on_delivery`` runs on the poll thread when it is acknowledged."""
+        record = event.RECORD
         if topic is None:
             topic = self._topics.get(record) or self._topics.setdefault(record, topic_for_record(record).name)
-        data = self.serde.encode(topic, record, value)
+        data = self.serde.encode(topic, event)
         if on_delivery is None and timestamp_ms is None:
             try:  # the hot path: nothing to build per record but the bytes
                 self._producer.produce(topic, data, key.encode())
@@ -116,7 +118,7 @@ class EventProducer:
             except KafkaException as exc:
                 raise DeliveryError(f"{topic}: {exc}") from exc
 
-    async def send(self, record: str, key: str, value: Mapping[str, Any],
+    async def send(self, event: Record, key: str,
                    timestamp_ms: int | None = None, topic: str | None = None) -> Ack:
         """Produce and wait for the acknowledgement without blocking the loop."""
         loop = asyncio.get_running_loop()
@@ -125,10 +127,10 @@ class EventProducer:
         def done(err: DeliveryError | None, ack: Ack | None) -> None:
             loop.call_soon_threadsafe(_settle, future, err, ack)
 
-        self.produce(record, key, value, on_delivery=done, timestamp_ms=timestamp_ms, topic=topic)
+        self.produce(event, key, on_delivery=done, timestamp_ms=timestamp_ms, topic=topic)
         return await future
 
-    def send_sync(self, record: str, key: str, value: Mapping[str, Any], timeout_s: float = 30.0,
+    def send_sync(self, event: Record, key: str, timeout_s: float = 30.0,
                   timestamp_ms: int | None = None, topic: str | None = None) -> Ack:
         """Produce and block until acknowledged (CLI tools and scripts)."""
         result: list[Any] = []
@@ -138,9 +140,9 @@ class EventProducer:
             result.append(err or ack)
             done.set()
 
-        self.produce(record, key, value, on_delivery=callback, timestamp_ms=timestamp_ms, topic=topic)
+        self.produce(event, key, on_delivery=callback, timestamp_ms=timestamp_ms, topic=topic)
         if not done.wait(timeout_s):
-            raise DeliveryError(f"{record}: no acknowledgement within {timeout_s} s")
+            raise DeliveryError(f"{event.RECORD}: no acknowledgement within {timeout_s} s")
         if isinstance(result[0], DeliveryError):
             raise result[0]
         return result[0]  # type: ignore[no-any-return]

@@ -5,6 +5,13 @@ Encoding looks up (or registers) the schema id for the subject
 magic byte + id + fastavro schemaless body.  Decoding fetches the writer schema
 by id once and resolves it against our own schema of the same name, so older
 records read with today's schema (Avro schema resolution).
+
+Values cross this edge as typed records (``schemas/records/``): ``encode``
+takes one and ``decode`` returns one, so nothing past ``topics/`` indexes a
+dict by a field name.  fastavro reads and writes with logical types switched
+off (they change no byte: the Parsing Canonical Form drops them), so a
+``timestamp-millis`` is an ``int`` of milliseconds and a ``uuid`` a ``str``,
+exactly as the records declare them, with no datetime or UUID built per record.
 """
 
 from __future__ import annotations
@@ -12,12 +19,15 @@ from __future__ import annotations
 import io
 import json
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
+from schemas.record import Record
+from schemas.records import RECORD_TYPES
 from topics.catalogue import BY_NAME
 from topics.errors import RegistryError, SerializationError, UnknownRecordError
 from topics.registry_client import RegistryClient
@@ -37,6 +47,15 @@ class _Reader:
     reader: Any  # None when the writer schema is our schema
 
 
+def without_logical_types(schema: Any) -> Any:
+    """A copy of a schema with every ``logicalType`` removed (same bytes, raw values)."""
+    if isinstance(schema, list):
+        return [without_logical_types(s) for s in schema]
+    if isinstance(schema, dict):
+        return {k: without_logical_types(v) for k, v in schema.items() if k != "logicalType"}
+    return schema
+
+
 def _full_name(schema: Mapping[str, Any]) -> str:
     name = str(schema["name"])
     return name if "." in name or not schema.get("namespace") else f"{schema['namespace']}.{name}"
@@ -48,11 +67,18 @@ class AvroSerde:
     def __init__(self, registry: RegistryClient, schemas: Mapping[str, Mapping[str, Any]]) -> None:
         self.registry = registry
         self._raw = dict(schemas)
-        self._parsed = {name: fastavro.parse_schema(dict(raw)) for name, raw in self._raw.items()}
+        self._parsed = {name: fastavro.parse_schema(without_logical_types(raw)) for name, raw in self._raw.items()}
         self._canonical = {name: to_parsing_canonical_form(p) for name, p in self._parsed.items()}
         self._writers: dict[tuple[str, str], _Writer] = {}
         self._readers: dict[int, _Reader] = {}
         self._lock = threading.Lock()
+
+    def schema(self, record: str) -> dict[str, Any]:
+        """Our schema for a record full name as written, logical types included (tools, exports)."""
+        try:
+            return dict(self._raw[record])
+        except KeyError:
+            raise UnknownRecordError(f"no schema for record {record!r}") from None
 
     def parsed(self, record: str) -> Any:
         """Our parsed schema for a record full name."""
@@ -74,8 +100,12 @@ class AvroSerde:
             self._writers[(topic, record)] = writer
         return writer
 
-    def encode(self, topic: str, record: str, value: Mapping[str, Any]) -> bytes:
-        """Framed Avro bytes for ``value`` as ``record`` on ``topic``."""
+    def encode(self, topic: str, event: Record) -> bytes:
+        """Framed Avro bytes for a typed record on ``topic``."""
+        return self.encode_value(topic, event.RECORD, event.to_avro())
+
+    def encode_value(self, topic: str, record: str, value: Mapping[str, Any]) -> bytes:
+        """Framed Avro bytes for a raw Avro ``value`` as ``record`` (tools that copy records verbatim)."""
         writer = self._writers.get((topic, record)) or self.prepare(topic, record)
         buf = io.BytesIO()
         buf.write(writer.header)
@@ -91,7 +121,7 @@ class AvroSerde:
         except RegistryError as exc:
             raise SerializationError(f"writer schema id {schema_id} cannot be fetched: {exc}") from exc
         try:
-            writer = fastavro.parse_schema(json.loads(text))
+            writer = fastavro.parse_schema(without_logical_types(json.loads(text)))
         except (ValueError, fastavro.schema.SchemaParseException) as exc:
             raise SerializationError(f"writer schema id {schema_id} is not valid Avro: {exc}") from exc
         name = _full_name(json.loads(text)) if text.lstrip().startswith("{") else str(schema_id)
@@ -102,8 +132,19 @@ class AvroSerde:
             self._readers[schema_id] = reader
         return reader
 
-    def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
-        """(record full name, value) from framed Avro bytes."""
+    def decode(self, data: bytes) -> Record:
+        """The typed record in framed Avro bytes."""
+        name, value = self.decode_value(data)
+        cls = RECORD_TYPES.get(name)
+        if cls is None:
+            raise SerializationError(f"record {name!r} has no type in schemas/records")
+        try:
+            return cls.from_avro(value)  # type: ignore[no-any-return]
+        except (TypeError, ValueError, KeyError) as exc:
+            raise SerializationError(f"{name}: value does not fit its record type: {exc!r}") from exc
+
+    def decode_value(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        """(record full name, raw Avro value) from framed Avro bytes (tools and archives)."""
         if len(data) < HEADER_SIZE or data[0] != MAGIC_BYTE:
             unframe(data)  # raises the precise error
         schema_id = int.from_bytes(data[1:HEADER_SIZE], "big")

@@ -1,7 +1,11 @@
 """Analyst tools over the log: follow a topic as JSON lines, export a topic to an Avro file.
 
 Both read by explicit assignment (no consumer group), so they start at once,
-commit nothing and never disturb the platform's consumers.
+commit nothing and never disturb the platform's consumers.  They copy records
+verbatim rather than interpret them, so they work on the raw Avro value
+(``Record.to_avro()``) and the schema's logical types: a ``timestamp-millis``
+prints as ISO 8601 and exports as a ``timestamp-millis`` long, as before the
+records were typed (docs/ARCHITECTURE.md, "Events").
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ import datetime as dt
 import json
 import time
 import uuid
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import fastavro
 
@@ -37,11 +42,44 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def event_json(event: Event) -> dict[str, Any]:
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def with_logical_types(schema: Any, value: Any) -> Any:
+    """A raw Avro value (logical types off) with its ``timestamp-millis`` longs as UTC datetimes.
+
+    The same datetimes fastavro builds when it reads with logical types on, so
+    ``json_safe`` prints them exactly as ``glasscast tail`` always has.  uuids
+    are already their canonical text.
+    """
+    if isinstance(schema, list):  # a union: ["null", X] is the only kind the schemas use
+        if value is None:
+            return None
+        branches = [b for b in schema if b != "null"]
+        return with_logical_types(branches[0], value) if len(branches) == 1 else value
+    if isinstance(schema, dict):
+        if schema.get("logicalType") == "timestamp-millis" and isinstance(value, int):
+            return _EPOCH + dt.timedelta(milliseconds=value)
+        kind = schema.get("type")
+        if kind == "record" and isinstance(value, dict):
+            return {f["name"]: with_logical_types(f["type"], value[f["name"]]) for f in schema["fields"]}
+        if kind == "array" and isinstance(value, (list, tuple)):
+            return [with_logical_types(schema["items"], v) for v in value]
+        if isinstance(kind, (dict, list)):
+            return with_logical_types(kind, value)
+    return value
+
+
+def event_value(event: Event, serde: AvroSerde) -> dict[str, Any]:
+    """An event's Avro value with its logical types, as the tools print and export it."""
+    return with_logical_types(serde.schema(event.record), event.value.to_avro())  # type: ignore[no-any-return]
+
+
+def event_json(event: Event, serde: AvroSerde) -> dict[str, Any]:
     """One event as the object ``glasscast tail --json`` prints."""
     return {"topic": event.topic, "partition": event.partition, "offset": event.offset,
             "timestamp": event.timestamp_ms, "key": event.key, "type": event.type,
-            "record": event.record, "value": json_safe(event.value)}
+            "record": event.record, "value": json_safe(event_value(event, serde))}
 
 
 def parse_since(text: str, now_s: float) -> int:
@@ -57,7 +95,7 @@ def parse_since(text: str, now_s: float) -> int:
     except ValueError:
         raise TopicsError(f"--since {text!r}: expected ISO 8601, epoch milliseconds or e.g. 15m") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+        parsed = parsed.replace(tzinfo=dt.UTC)
     return int(parsed.timestamp() * 1000)
 
 
@@ -101,7 +139,7 @@ def export_schema(topic: str, serde: AvroSerde) -> dict[str, Any]:
              "doc": "The record's Kafka timestamp."},
             {"name": "key", "type": ["null", "string"], "doc": "The record key."},
             {"name": "type", "type": "string", "doc": "The record's full name."},
-            {"name": "value", "type": [serde.parsed(r) for r in spec.records], "doc": "The event."},
+            {"name": "value", "type": [serde.schema(r) for r in spec.records], "doc": "The event."},
         ],
     }
 
@@ -117,21 +155,22 @@ def export_topic(kafka: KafkaSettings, serde: AvroSerde, topic: str, out_path: s
             count += 1
             yield {"topic": event.topic, "partition": event.partition, "offset": event.offset,
                    "timestamp": event.timestamp_ms, "key": event.key, "type": event.record,
-                   "value": (event.record, event.value)}
+                   "value": (event.record, event.value.to_avro())}
 
     with open(out_path, "wb") as out:
         fastavro.writer(out, schema, rows(), codec="deflate")
     return count
 
 
-def print_events(events: Iterator[Event], as_json: bool, write: Callable[[str], None]) -> int:
+def print_events(events: Iterator[Event], serde: AvroSerde, as_json: bool, write: Callable[[str], None]) -> int:
+    """Write each event as a JSON line (``--json``) or a human line; returns how many."""
     n = 0
     for event in events:
         n += 1
         if as_json:
-            write(json.dumps(event_json(event), separators=(",", ":")))
+            write(json.dumps(event_json(event, serde), separators=(",", ":")))
         else:
             ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(event.timestamp_ms / 1000))
             write(f"{ts} {event.topic}[{event.partition}]@{event.offset} {event.key} {event.type} "
-                  f"{json.dumps(json_safe(event.value))}")
+                  f"{json.dumps(json_safe(event_value(event, serde)))}")
     return n

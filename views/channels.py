@@ -6,7 +6,9 @@ import hashlib
 from dataclasses import dataclass, replace
 from typing import Any
 
-from views.fold import Applied, Fold, is_redelivery, metadata_changes, to_ms, to_str
+from schemas.record import Record
+from schemas.records.channel import ChannelCreated, ChannelUpdated, StreamKeyRotated
+from views.fold import Applied, Fold, is_redelivery, metadata_changes
 
 
 def hash_stream_key(key: str) -> str:
@@ -44,34 +46,32 @@ class ChannelView:
                 "created_at_ms": self.created_at_ms, "updated_at_ms": self.updated_at_ms}
 
 
-def apply_channel_created(event: Applied, view: ChannelView | None) -> ChannelView | None:
+def apply_channel_created(event: Applied[ChannelCreated], view: ChannelView | None) -> ChannelView | None:
     if view is not None:
         return view
     v = event.value
-    at = to_ms(v["occurred_at"])
-    return ChannelView(id=to_str(v["channel_id"]), name=v["name"], owner_user_id=to_str(v["owner_user_id"]),
-                       title=v["title"], category=v.get("category") or None, tags=tuple(v.get("tags") or ()),
-                       stream_key_hash=v["stream_key_hash"], created_at_ms=at, updated_at_ms=at,
-                       seq=event.offset, stream_key_nonce=v.get("stream_key_nonce"))
+    return ChannelView(id=v.channel_id, name=v.name, owner_user_id=v.owner_user_id, title=v.title,
+                       category=v.category or None, tags=tuple(v.tags), stream_key_hash=v.stream_key_hash,
+                       created_at_ms=v.occurred_at, updated_at_ms=v.occurred_at, seq=event.offset,
+                       stream_key_nonce=v.stream_key_nonce)
 
 
-def apply_channel_updated(event: Applied, view: ChannelView | None) -> ChannelView | None:
+def apply_channel_updated(event: Applied[ChannelUpdated], view: ChannelView | None) -> ChannelView | None:
+    if view is None or is_redelivery(event, view.seq):
+        return view
+    return replace(view, seq=event.offset, updated_at_ms=event.value.occurred_at, **metadata_changes(event.value))
+
+
+def apply_stream_key_rotated(event: Applied[StreamKeyRotated], view: ChannelView | None) -> ChannelView | None:
     if view is None or is_redelivery(event, view.seq):
         return view
     v = event.value
-    return replace(view, seq=event.offset, updated_at_ms=to_ms(v["occurred_at"]), **metadata_changes(v))
+    return replace(view, seq=event.offset, stream_key_hash=v.stream_key_hash, stream_key_nonce=v.stream_key_nonce,
+                   updated_at_ms=v.occurred_at)
 
 
-def apply_stream_key_rotated(event: Applied, view: ChannelView | None) -> ChannelView | None:
-    if view is None or is_redelivery(event, view.seq):
-        return view
-    v = event.value
-    return replace(view, seq=event.offset, stream_key_hash=v["stream_key_hash"],
-                   stream_key_nonce=v.get("stream_key_nonce"), updated_at_ms=to_ms(v["occurred_at"]))
-
-
-CHANNEL_FOLDS: dict[str, Fold] = {
-    "glasscast.channel.ChannelCreated": apply_channel_created,
-    "glasscast.channel.ChannelUpdated": apply_channel_updated,
-    "glasscast.channel.StreamKeyRotated": apply_stream_key_rotated,
+CHANNEL_FOLDS: dict[type[Record], Fold] = {
+    ChannelCreated: apply_channel_created,
+    ChannelUpdated: apply_channel_updated,
+    StreamKeyRotated: apply_stream_key_rotated,
 }

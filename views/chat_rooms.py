@@ -16,26 +16,28 @@ Every write is idempotent (set membership, hash fields, a sorted-set member
 that carries its event id), so replaying the log after a restart, or the
 gateway applying a moderation event at once and the processors applying it
 again from the log, leaves the same state.  ``changes`` is the pure part: an
-event in, the Valkey operations out.
+event in, the Valkey operations out, through a table keyed by record class.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
-from views.fold import to_ms, to_str
+from schemas.record import Record
+from schemas.records.billing import SubscriptionEnded, SubscriptionRenewed, SubscriptionStarted
+from schemas.records.chat import ChatModeChanged, ChatRoleChanged, UserBanned, UserTimedOut, UserUnbanned
+from schemas.records.social import Followed, Unfollowed
 
 MODLOG_KEEP = 1000  # moderation actions kept per channel
-MODERATION_RECORDS = {"glasscast.chat.UserTimedOut", "glasscast.chat.UserBanned", "glasscast.chat.UserUnbanned",
-                      "glasscast.chat.ChatModeChanged", "glasscast.chat.ChatRoleChanged"}
-SOCIAL_RECORDS = {"glasscast.social.Followed", "glasscast.social.Unfollowed", "glasscast.billing.SubscriptionStarted",
-                  "glasscast.billing.SubscriptionRenewed", "glasscast.billing.SubscriptionEnded"}
-CHAT_ROOM_RECORDS = MODERATION_RECORDS | SOCIAL_RECORDS
 ROLES = {"MODERATOR": "moderator", "VIP": "vip"}
+
+#: One Valkey command: its client method name and arguments ("hset_map": HSET with a mapping).
+Op = tuple[str, tuple[Any, ...]]
 
 
 @dataclass(frozen=True)
@@ -71,54 +73,119 @@ class Chatter:
         return self.sub_tier is not None and self.sub_expires_ms > now_ms
 
 
-def changes(record: str, value: Mapping[str, Any], prefix: str) -> list[tuple[str, tuple[Any, ...]]]:
-    """The Valkey commands (name, args) one event asks for; idempotent by construction."""
-    v = value
-    channel = to_str(v["channel_id"])
-    chat = f"{prefix}view:chat:"
-    at = to_ms(v["occurred_at"])
-    ops: list[tuple[str, tuple[Any, ...]]] = []
-    if record in MODERATION_RECORDS:
-        entry = {"event_id": to_str(v["event_id"]), "at_ms": at, "action": record.rsplit(".", 1)[1]}
-        for name in ("user_id", "moderator_user_id", "changed_by_user_id", "duration_s", "reason", "slow_mode_s",
-                     "subscribers_only", "followers_only_min", "emote_only", "role", "granted"):
-            if name in v:
-                entry[name] = to_str(v[name]) if name.endswith("user_id") else v[name]
-        ops.append(("zadd", (f"{chat}modlog:{channel}", {json.dumps(entry, sort_keys=True): at})))
-        ops.append(("zremrangebyrank", (f"{chat}modlog:{channel}", 0, -MODLOG_KEEP - 1)))
-    if record == "glasscast.chat.UserBanned":
-        ops.append(("sadd", (f"{chat}bans:{channel}", to_str(v["user_id"]))))
-    elif record == "glasscast.chat.UserUnbanned":
-        ops.append(("srem", (f"{chat}bans:{channel}", to_str(v["user_id"]))))
-        ops.append(("hdel", (f"{chat}timeouts:{channel}", to_str(v["user_id"]))))
-    elif record == "glasscast.chat.UserTimedOut":
-        ops.append(("hset", (f"{chat}timeouts:{channel}", to_str(v["user_id"]), at + int(v["duration_s"]) * 1000)))
-    elif record == "glasscast.chat.ChatModeChanged":
-        fo = v.get("followers_only_min")
-        ops.append(("hset_map", (f"{chat}mode:{channel}", {
-            "slow_mode_s": int(v["slow_mode_s"]), "subscribers_only": int(bool(v["subscribers_only"])),
-            "followers_only_min": -1 if fo is None else int(fo), "emote_only": int(bool(v["emote_only"]))})))
-        if v.get("banned_words") is not None:
-            ops.append(("set", (f"{chat}words:{channel}", json.dumps(sorted(set(v["banned_words"]))))))
-    elif record == "glasscast.chat.ChatRoleChanged":
-        role = ROLES.get(str(v["role"]))
-        key = f"{chat}roles:{channel}"
-        if role is not None and v["granted"]:
-            ops.append(("hset", (key, to_str(v["user_id"]), role)))
-        elif role is not None:
-            ops.append(("eval", ("if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then "
-                                 "redis.call('hdel', KEYS[1], ARGV[1]) end return 0", 1, key,
-                                 to_str(v["user_id"]), role)))
-    elif record == "glasscast.social.Followed":
-        ops.append(("hset", (f"{prefix}view:follows:{channel}", to_str(v["follower_id"]), at)))
-    elif record == "glasscast.social.Unfollowed":
-        ops.append(("hdel", (f"{prefix}view:follows:{channel}", to_str(v["follower_id"]))))
-    elif record in ("glasscast.billing.SubscriptionStarted", "glasscast.billing.SubscriptionRenewed"):
-        ops.append(("hset", (f"{prefix}view:subs:{channel}", to_str(v["user_id"]),
-                             f"{v['tier']}:{to_ms(v['expires_at'])}")))
-    elif record == "glasscast.billing.SubscriptionEnded":
-        ops.append(("hdel", (f"{prefix}view:subs:{channel}", to_str(v["user_id"]))))
+@dataclass(frozen=True)
+class RoomKeys:
+    """The Valkey keys of one channel's room state."""
+
+    prefix: str
+    channel: str
+
+    def chat(self, what: str) -> str:
+        return f"{self.prefix}view:chat:{what}:{self.channel}"
+
+    @property
+    def follows(self) -> str:
+        return f"{self.prefix}view:follows:{self.channel}"
+
+    @property
+    def subs(self) -> str:
+        return f"{self.prefix}view:subs:{self.channel}"
+
+
+def _logged(event: UserTimedOut | UserBanned | UserUnbanned | ChatModeChanged | ChatRoleChanged, k: RoomKeys,
+            **details: Any) -> list[Op]:
+    """Add a moderation action to the channel's log (its event id makes a replayed entry the same member)."""
+    entry = {"event_id": event.event_id, "at_ms": event.occurred_at, "action": event.type, **details}
+    return [("zadd", (k.chat("modlog"), {json.dumps(entry, sort_keys=True): event.occurred_at})),
+            ("zremrangebyrank", (k.chat("modlog"), 0, -MODLOG_KEEP - 1))]
+
+
+def _timed_out(e: UserTimedOut, prefix: str) -> list[Op]:
+    k = RoomKeys(prefix, e.channel_id)
+    return [*_logged(e, k, user_id=e.user_id, moderator_user_id=e.moderator_user_id, duration_s=e.duration_s,
+                     reason=e.reason),
+            ("hset", (k.chat("timeouts"), e.user_id, e.occurred_at + e.duration_s * 1000))]
+
+
+def _banned(e: UserBanned, prefix: str) -> list[Op]:
+    k = RoomKeys(prefix, e.channel_id)
+    return [*_logged(e, k, user_id=e.user_id, moderator_user_id=e.moderator_user_id, reason=e.reason),
+            ("sadd", (k.chat("bans"), e.user_id))]
+
+
+def _unbanned(e: UserUnbanned, prefix: str) -> list[Op]:
+    k = RoomKeys(prefix, e.channel_id)
+    return [*_logged(e, k, user_id=e.user_id, moderator_user_id=e.moderator_user_id),
+            ("srem", (k.chat("bans"), e.user_id)), ("hdel", (k.chat("timeouts"), e.user_id))]
+
+
+def _mode_changed(e: ChatModeChanged, prefix: str) -> list[Op]:
+    k = RoomKeys(prefix, e.channel_id)
+    ops = [*_logged(e, k, changed_by_user_id=e.changed_by_user_id, slow_mode_s=e.slow_mode_s,
+                    subscribers_only=e.subscribers_only, followers_only_min=e.followers_only_min,
+                    emote_only=e.emote_only),
+           ("hset_map", (k.chat("mode"), {
+               "slow_mode_s": e.slow_mode_s, "subscribers_only": int(e.subscribers_only),
+               "followers_only_min": -1 if e.followers_only_min is None else e.followers_only_min,
+               "emote_only": int(e.emote_only)}))]
+    if e.banned_words is not None:  # null leaves the list as it was
+        ops.append(("set", (k.chat("words"), json.dumps(sorted(set(e.banned_words))))))
     return ops
+
+
+def _role_changed(e: ChatRoleChanged, prefix: str) -> list[Op]:
+    k = RoomKeys(prefix, e.channel_id)
+    ops = _logged(e, k, user_id=e.user_id, changed_by_user_id=e.changed_by_user_id, role=e.role, granted=e.granted)
+    role = ROLES.get(e.role)
+    if role is not None and e.granted:
+        ops.append(("hset", (k.chat("roles"), e.user_id, role)))
+    elif role is not None:  # revoke only the role named: a later grant of the other one stays
+        ops.append(("eval", ("if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then "
+                             "redis.call('hdel', KEYS[1], ARGV[1]) end return 0", 1, k.chat("roles"),
+                             e.user_id, role)))
+    return ops
+
+
+def _followed(e: Followed, prefix: str) -> list[Op]:
+    k = RoomKeys(prefix, e.channel_id)
+    return [("hset", (k.follows, e.follower_id, e.occurred_at))]
+
+
+def _unfollowed(e: Unfollowed, prefix: str) -> list[Op]:
+    k = RoomKeys(prefix, e.channel_id)
+    return [("hdel", (k.follows, e.follower_id))]
+
+
+def _subscribed(e: SubscriptionStarted | SubscriptionRenewed, prefix: str) -> list[Op]:
+    k = RoomKeys(prefix, e.channel_id)
+    return [("hset", (k.subs, e.user_id, f"{e.tier}:{e.expires_at}"))]
+
+
+def _subscription_ended(e: SubscriptionEnded, prefix: str) -> list[Op]:
+    k = RoomKeys(prefix, e.channel_id)
+    return [("hdel", (k.subs, e.user_id))]
+
+
+#: What each record does to the room state; the key guarantees the record type its function takes.
+CHANGES: dict[type[Record], Callable[[Any, str], list[Op]]] = {
+    UserTimedOut: _timed_out,
+    UserBanned: _banned,
+    UserUnbanned: _unbanned,
+    ChatModeChanged: _mode_changed,
+    ChatRoleChanged: _role_changed,
+    Followed: _followed,
+    Unfollowed: _unfollowed,
+    SubscriptionStarted: _subscribed,
+    SubscriptionRenewed: _subscribed,
+    SubscriptionEnded: _subscription_ended,
+}
+CHAT_ROOM_RECORDS: frozenset[type[Record]] = frozenset(CHANGES)
+
+
+def changes(event: Record, prefix: str) -> list[Op]:
+    """The Valkey commands one event asks for (none for a record the rooms do not keep); idempotent by construction."""
+    change = CHANGES.get(type(event))
+    return [] if change is None else change(event, prefix)
 
 
 class ChatRooms:
@@ -129,8 +196,9 @@ class ChatRooms:
         self.prefix = prefix
         self.chat = f"{prefix}view:chat:"
 
-    async def apply(self, record: str, value: Mapping[str, Any]) -> bool:
-        ops = changes(record, value, self.prefix)
+    async def apply(self, event: Record) -> bool:
+        """Apply one event's changes to the room state; False if the rooms do not keep this record."""
+        ops = changes(event, self.prefix)
         if not ops:
             return False
         async with self.r.pipeline(transaction=True) as tx:
@@ -143,7 +211,8 @@ class ChatRooms:
         return True
 
     async def mode(self, channel_id: str) -> RoomMode:
-        return RoomMode.from_hash(await self.r.hgetall(f"{self.chat}mode:{channel_id}"))
+        raw = cast("Mapping[bytes, bytes]", await self.r.hgetall(f"{self.chat}mode:{channel_id}"))
+        return RoomMode.from_hash(raw)
 
     async def banned_words(self, channel_id: str) -> list[str]:
         raw = await self.r.get(f"{self.chat}words:{channel_id}")
@@ -183,5 +252,5 @@ class ChatRooms:
 
     async def moderation_log(self, channel_id: str, limit: int) -> list[dict[str, Any]]:
         """The newest moderation actions first."""
-        raw = await self.r.zrevrange(f"{self.chat}modlog:{channel_id}", 0, limit - 1)
+        raw = cast("list[bytes]", await self.r.zrevrange(f"{self.chat}modlog:{channel_id}", 0, limit - 1))
         return [json.loads(x) for x in raw]

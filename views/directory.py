@@ -31,8 +31,9 @@ import base64
 import binascii
 import re
 import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from views.channels import ChannelView
 from views.streams import StreamView

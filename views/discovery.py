@@ -25,24 +25,22 @@ workers cannot interleave a read and a write of the same stream or channel.
 from __future__ import annotations
 
 import json
-from typing import Any, Awaitable, Callable, Protocol, cast
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
+from schemas.record import Record
+from schemas.records.channel import ChannelCreated, ChannelUpdated
+from schemas.records.stream import StreamEnded, StreamStarted, StreamUpdated
+from schemas.records.viewer import ViewerCountUpdated
 from views.channels import ChannelView
-from views.directory import (Audience, DirectoryEntry, apply_count, category_deltas, live_entry,
-                                        placements, stream_of)
-from views.fold import Applied, to_str
-from views.search import (MAX_PREFIX_EXPANSIONS, MIN_PREFIX_LENGTH, SearchDoc, build_doc,
-                                     prefix_range, rank, text_scores)
+from views.directory import Audience, DirectoryEntry, apply_count, category_deltas, live_entry, placements, stream_of
+from views.fold import Applied
+from views.search import MAX_PREFIX_EXPANSIONS, MIN_PREFIX_LENGTH, SearchDoc, build_doc, prefix_range, rank, text_scores
 from views.streams import StreamView
-
-CHANNEL_RECORDS = frozenset({"glasscast.channel.ChannelCreated", "glasscast.channel.ChannelUpdated"})
-STREAM_RECORDS = frozenset({"glasscast.stream.StreamStarted", "glasscast.stream.StreamUpdated",
-                            "glasscast.stream.StreamEnded"})
-VIEWER_COUNT_UPDATED = "glasscast.viewer.ViewerCountUpdated"
 
 # KEYS: a token's postings, the token set.  ARGV: the channel id, the token.
 _DROP_POSTING = """
@@ -104,22 +102,22 @@ class Discovery:
         return f"{self.s}tokens"
 
     # -- writes (processor side) --------------------------------------------
-    async def apply(self, event: Applied, views: ViewKeys) -> bool:
+    async def apply(self, event: Applied[Record], views: ViewKeys) -> bool:
         """Bring discovery up to date with an event the views have already folded; True if it changed."""
         v = event.value
-        if event.record in STREAM_RECORDS:
-            stream_id = to_str(v["stream_id"])
+        if isinstance(v, (StreamStarted, StreamUpdated, StreamEnded)):
+            stream_id = v.stream_id
             changed = await self._sync_stream(views, stream_id)
             stream: StreamView | None = _load(await self.r.get(views.k_stream(stream_id)), StreamView)
             return (stream is not None and await self._sync_channel(views, stream.channel_id)) or changed
-        if event.record in CHANNEL_RECORDS:
-            channel_id = to_str(v["channel_id"])
+        if isinstance(v, (ChannelCreated, ChannelUpdated)):
+            channel_id = v.channel_id
             changed = await self._sync_channel(views, channel_id)
             live = await self.r.get(views.k_channel_live(channel_id))
             # A stream applied before its channel (a replay reads the topics in any interleaving) gets its name.
             return (live is not None and await self._sync_stream(views, _text(live))) or changed
-        if event.record == VIEWER_COUNT_UPDATED and v.get("stream_id") is not None:
-            return await self._sync_stream(views, to_str(v["stream_id"]), (event.offset, int(v["viewers"])))
+        if isinstance(v, ViewerCountUpdated) and v.stream_id is not None:
+            return await self._sync_stream(views, v.stream_id, (event.offset, v.viewers))
         return False
 
     async def _transact(self, body: Callable[[Pipeline], Awaitable[bool]]) -> bool:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any
 
-from views.fold import to_ms, to_str
+from schemas.records.media import SegmentReady
 
 
 @dataclass(frozen=True)
@@ -46,22 +46,22 @@ class RenditionSummary:
         return cls(**data)
 
 
-def segment_entry(value: Mapping[str, Any]) -> dict[str, Any]:
+def segment_entry(segment: SegmentReady) -> dict[str, Any]:
     """The part of a SegmentReady the playlists need (deterministic per segment)."""
-    return {"seq": int(value["seq"]), "duration_ms": int(value["duration_ms"]), "uri": value["uri"],
-            "program_date_time_ms": to_ms(value["program_date_time"]), "discontinuity": bool(value["discontinuity"]),
-            "byte_size": int(value["byte_size"])}
+    return {"seq": segment.seq, "duration_ms": segment.duration_ms, "uri": segment.uri,
+            "program_date_time_ms": segment.program_date_time, "discontinuity": segment.discontinuity,
+            "byte_size": segment.byte_size}
 
 
-def summarize(value: Mapping[str, Any], summary: RenditionSummary | None) -> RenditionSummary:
+def summarize(segment: SegmentReady, summary: RenditionSummary | None) -> RenditionSummary:
     """Fold one new segment into its rendition's summary."""
-    bits = int(value["byte_size"]) * 8
-    duration = int(value["duration_ms"])
-    bps = int(value.get("bandwidth_bps") or (bits * 1000 / duration if duration else 0))
+    bits = segment.byte_size * 8
+    duration = segment.duration_ms
+    bps = int(segment.bandwidth_bps or (bits * 1000 / duration if duration else 0))
     if summary is None:
-        summary = RenditionSummary(name=value["rendition"], codecs=value.get("codecs") or "",
-                                   init_uri=value.get("init_uri"), audio_only=bool(value.get("audio_only")),
-                                   width=value.get("width"), height=value.get("height"), fps=value.get("fps"))
+        summary = RenditionSummary(name=segment.rendition, codecs=segment.codecs or "", init_uri=segment.init_uri,
+                                   audio_only=segment.audio_only, width=segment.width, height=segment.height,
+                                   fps=segment.fps)
     return replace(summary, peak_bps=max(summary.peak_bps, bps), total_bits=summary.total_bits + bits,
                    total_ms=summary.total_ms + duration, segments=summary.segments + 1)
 
@@ -79,14 +79,14 @@ class SegmentIndex:
     def k_renditions(self, stream_id: str) -> str:
         return f"{self.views}renditions:{stream_id}"
 
-    async def apply(self, value: Mapping[str, Any]) -> bool:
+    async def apply(self, segment: SegmentReady) -> bool:
         """Index one SegmentReady; False if that segment was already listed."""
-        stream_id, rendition = to_str(value["stream_id"]), str(value["rendition"])
-        entry = json.dumps(segment_entry(value), sort_keys=True)
-        if not await self.r.hsetnx(self.k_segments(stream_id, rendition), str(int(value["seq"])), entry):
+        stream_id, rendition = segment.stream_id, segment.rendition
+        entry = json.dumps(segment_entry(segment), sort_keys=True)
+        if not await self.r.hsetnx(self.k_segments(stream_id, rendition), str(segment.seq), entry):
             return False
         raw = await self.r.hget(self.k_renditions(stream_id), rendition)
-        summary = summarize(value, None if raw is None else RenditionSummary.from_json(json.loads(raw)))
+        summary = summarize(segment, None if raw is None else RenditionSummary.from_json(json.loads(raw)))
         await self.r.hset(self.k_renditions(stream_id), rendition, json.dumps(summary.to_json(), sort_keys=True))
         return True
 

@@ -26,20 +26,34 @@ unique names; the processor also writes them so a rebuilt Valkey has them too.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, cast
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast
 
 import redis.asyncio as aioredis
 
+from schemas.record import Record
+from schemas.records.media import SegmentReady
+from schemas.records.stream import StreamHealth
 from views.channels import CHANNEL_FOLDS, ChannelView
 from views.chat_rooms import CHAT_ROOM_RECORDS, ChatRooms
 from views.discovery import Discovery
-from views.fold import Applied, to_ms, to_str
+from views.fold import Applied, Fold
 from views.segments import SegmentIndex
 from views.streams import CONFIGURED, STREAM_FOLDS, StreamView
 from views.users import USER_FOLDS, UserView
 
+V = TypeVar("V")
 
-STREAM_HEALTH = "glasscast.stream.StreamHealth"
+
+@dataclass(frozen=True)
+class Aggregate(Generic[V]):
+    """How one aggregate's view is kept: where an event names it, how it is read, folded and written."""
+
+    id_of: Callable[[Any], str]  # the aggregate id in an event of ``folds``
+    load: Callable[[str], Awaitable[V | None]]
+    folds: Mapping[type[Record], Fold]
+    put: Callable[[V | None, V], Awaitable[None]]  # (old, new): a write may clear what the old view indexed
 
 
 def text(value: bytes | str) -> str:
@@ -62,6 +76,14 @@ class ViewStore:
         self.segments = SegmentIndex(client, prefix)
         self.discovery = Discovery(client, prefix)
         self.chat_rooms = ChatRooms(client, prefix)
+        aggregates: tuple[Aggregate[Any], ...] = (
+            Aggregate[UserView](lambda e: e.user_id, self.get_user, USER_FOLDS, self._put_user),
+            Aggregate[ChannelView](lambda e: e.channel_id, self.get_channel, CHANNEL_FOLDS, self._put_channel),
+            Aggregate[StreamView](lambda e: e.stream_id, self.get_stream, STREAM_FOLDS, self._put_stream),
+        )
+        #: The aggregate whose view each record folds into.
+        self.aggregates: dict[type[Record], Aggregate[Any]] = {
+            record: aggregate for aggregate in aggregates for record in aggregate.folds}
 
     # -- keys -------------------------------------------------------------
     def k_user(self, user_id: str) -> str:
@@ -133,7 +155,7 @@ class ViewStore:
 
     async def stream_health(self, stream_id: str) -> dict[str, Any] | None:
         raw = await self.r.get(self.k_stream_health(stream_id))
-        return None if raw is None else json.loads(raw)  # type: ignore[no-any-return]
+        return None if raw is None else json.loads(raw)
 
     async def channels_of(self, user_id: str) -> list[ChannelView]:
         ids = sorted(text(m) for m in await self.r.smembers(self.k_owner_channels(user_id)))
@@ -162,47 +184,37 @@ class ViewStore:
             await self.r.delete(key)
 
     # -- writes (processor side) --------------------------------------------
-    async def apply(self, event: Applied) -> bool:
+    async def apply(self, event: Applied[Record]) -> bool:
         """Fold one event into its views; True if one changed."""
         changed = await self._fold(event)
         # Discovery reads the views just written, and runs on a redelivery too: its write may be
         # the one a crash cut off after the view's own.
         return await self.discovery.apply(event, self) or changed
 
-    async def _fold(self, event: Applied) -> bool:
-        if event.record in CHAT_ROOM_RECORDS:
-            return await self.chat_rooms.apply(event.record, event.value)
-        if event.record in USER_FOLDS:
-            user_id = to_str(event.value["user_id"])
-            old = await self.get_user(user_id)
-            new = USER_FOLDS[event.record](event, old)
-            if new is None or new == old:
-                return False
-            await self._put_user(old, new)
-            return True
-        if event.record in CHANNEL_FOLDS:
-            channel_id = to_str(event.value["channel_id"])
-            old_c = await self.get_channel(channel_id)
-            new_c = CHANNEL_FOLDS[event.record](event, old_c)
-            if new_c is None or new_c == old_c:
-                return False
-            await self._put_channel(old_c, new_c)
-            return True
-        if event.record in STREAM_FOLDS:
-            stream_id = to_str(event.value["stream_id"])
-            old_s = await self.get_stream(stream_id)
-            new_s = STREAM_FOLDS[event.record](event, old_s)
-            if new_s is None or new_s == old_s:
-                return False
-            await self._put_stream(new_s)
-            return True
-        if event.record == STREAM_HEALTH:
-            return await self._put_health(event)
-        if event.record == "glasscast.media.SegmentReady":
-            return await self.segments.apply(event.value)
+    async def _fold(self, event: Applied[Record]) -> bool:
+        v = event.value
+        aggregate = self.aggregates.get(type(v))
+        if aggregate is not None:
+            return await self._load_fold_put(aggregate, event)
+        if type(v) in CHAT_ROOM_RECORDS:
+            return await self.chat_rooms.apply(v)
+        if isinstance(v, StreamHealth):
+            return await self._put_health(event.offset, v)
+        if isinstance(v, SegmentReady):
+            return await self.segments.apply(v)
         return False
 
-    async def _put_stream(self, new: StreamView) -> None:
+    @staticmethod
+    async def _load_fold_put(aggregate: Aggregate[V], event: Applied[Record]) -> bool:
+        """Fold ``event`` into its aggregate's view and write it if it changed; True if it did."""
+        old = await aggregate.load(aggregate.id_of(event.value))
+        new = aggregate.folds[type(event.value)](event, old)
+        if new is None or new == old:
+            return False
+        await aggregate.put(old, new)
+        return True
+
+    async def _put_stream(self, old: StreamView | None, new: StreamView) -> None:
         # Only this stream's own change clears a channel pointer to it.
         clear_if_mine = "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end return 0"
         async with self.r.pipeline(transaction=True) as tx:
@@ -219,15 +231,12 @@ class ViewStore:
                 tx.delete(self.k_stream_health(new.id))
             await tx.execute()
 
-    async def _put_health(self, event: Applied) -> bool:
+    async def _put_health(self, offset: int, health: StreamHealth) -> bool:
         """Keep the latest health sample of a live stream (the creator dashboard reads it)."""
-        v = event.value
-        stream = await self.get_stream(to_str(v["stream_id"]))
+        stream = await self.get_stream(health.stream_id)
         if stream is None or not stream.live:
             return False
-        sample = {k: (to_str(x) if k in ("stream_id", "channel_id", "event_id") else x) for k, x in v.items()}
-        sample["occurred_at"] = to_ms(v["occurred_at"])
-        sample["offset"] = event.offset
+        sample: dict[str, Any] = {**health.to_avro(), "offset": offset}  # the record as the log carries it
         await self.r.set(self.k_stream_health(stream.id), json.dumps(sample, sort_keys=True, default=str))
         return True
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from views.fold import Applied, Fold, is_redelivery, metadata_changes, to_ms, to_str
+from schemas.record import Record
+from schemas.records.stream import StreamConfigured, StreamEnded, StreamReconnected, StreamStarted, StreamUpdated
+from views.fold import Applied, Fold, is_redelivery, metadata_changes
 
 CONFIGURED, LIVE, ENDED = "configured", "live", "ended"
 
@@ -60,51 +62,48 @@ class StreamView:
                 "end_reason": self.end_reason, "reconnects": self.reconnects}
 
 
-def apply_stream_configured(event: Applied, view: StreamView | None) -> StreamView | None:
+def apply_stream_configured(event: Applied[StreamConfigured], view: StreamView | None) -> StreamView | None:
     if view is not None:
         return view
     v = event.value
-    return StreamView(id=to_str(v["stream_id"]), channel_id=to_str(v["channel_id"]), seq=event.offset,
-                      status=CONFIGURED, title=v["title"], category=v.get("category") or None,
-                      tags=tuple(v.get("tags") or ()), configured_at_ms=to_ms(v["occurred_at"]))
+    return StreamView(id=v.stream_id, channel_id=v.channel_id, seq=event.offset, status=CONFIGURED, title=v.title,
+                      category=v.category or None, tags=tuple(v.tags), configured_at_ms=v.occurred_at)
 
 
-def apply_stream_started(event: Applied, view: StreamView | None) -> StreamView | None:
+def apply_stream_started(event: Applied[StreamStarted], view: StreamView | None) -> StreamView | None:
     v = event.value
     if view is None:
-        return StreamView(id=to_str(v["stream_id"]), channel_id=to_str(v["channel_id"]), seq=event.offset,
-                          status=LIVE, started_at_ms=to_ms(v["occurred_at"]), title=v.get("title") or "",
-                          category=v.get("category"), tags=tuple(v.get("tags") or ()))
+        return StreamView(id=v.stream_id, channel_id=v.channel_id, seq=event.offset, status=LIVE,
+                          started_at_ms=v.occurred_at, title=v.title or "", category=v.category, tags=tuple(v.tags))
     if view.status != CONFIGURED or is_redelivery(event, view.seq):
         return view
     # The ingest adopted a configured stream; its title and category are the configured ones.
-    return replace(view, seq=event.offset, status=LIVE, started_at_ms=to_ms(v["occurred_at"]))
+    return replace(view, seq=event.offset, status=LIVE, started_at_ms=v.occurred_at)
 
 
-def apply_stream_updated(event: Applied, view: StreamView | None) -> StreamView | None:
+def apply_stream_updated(event: Applied[StreamUpdated], view: StreamView | None) -> StreamView | None:
     if view is None or view.ended or is_redelivery(event, view.seq):
         return view
     return replace(view, seq=event.offset, **metadata_changes(event.value))
 
 
-def apply_stream_reconnected(event: Applied, view: StreamView | None) -> StreamView | None:
+def apply_stream_reconnected(event: Applied[StreamReconnected], view: StreamView | None) -> StreamView | None:
     if view is None or view.ended or is_redelivery(event, view.seq):
         return view
-    return replace(view, seq=event.offset, reconnects=int(event.value["reconnect_count"]))
+    return replace(view, seq=event.offset, reconnects=event.value.reconnect_count)
 
 
-def apply_stream_ended(event: Applied, view: StreamView | None) -> StreamView | None:
+def apply_stream_ended(event: Applied[StreamEnded], view: StreamView | None) -> StreamView | None:
     if view is None or view.ended or is_redelivery(event, view.seq):
         return view
     v = event.value
-    return replace(view, seq=event.offset, status=ENDED, ended_at_ms=to_ms(v["occurred_at"]),
-                   end_reason=str(v["reason"]))
+    return replace(view, seq=event.offset, status=ENDED, ended_at_ms=v.occurred_at, end_reason=v.reason)
 
 
-STREAM_FOLDS: dict[str, Fold] = {
-    "glasscast.stream.StreamConfigured": apply_stream_configured,
-    "glasscast.stream.StreamUpdated": apply_stream_updated,
-    "glasscast.stream.StreamStarted": apply_stream_started,
-    "glasscast.stream.StreamReconnected": apply_stream_reconnected,
-    "glasscast.stream.StreamEnded": apply_stream_ended,
+STREAM_FOLDS: dict[type[Record], Fold] = {
+    StreamConfigured: apply_stream_configured,
+    StreamUpdated: apply_stream_updated,
+    StreamStarted: apply_stream_started,
+    StreamReconnected: apply_stream_reconnected,
+    StreamEnded: apply_stream_ended,
 }

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from views.fold import Applied, Fold, is_redelivery, to_ms, to_str
+from schemas.record import Record
+from schemas.records.user import ProfileUpdated, UserRegistered
+from views.fold import Applied, Fold, is_redelivery
 
 
 @dataclass(frozen=True)
@@ -33,24 +35,25 @@ class UserView:
                 "bio": self.bio, "avatar_url": self.avatar_url}
 
 
-def apply_user_registered(event: Applied, view: UserView | None) -> UserView | None:
+def apply_user_registered(event: Applied[UserRegistered], view: UserView | None) -> UserView | None:
     if view is not None:
         return view  # registered once; a redelivery or a replayed duplicate changes nothing
     v = event.value
-    return UserView(id=to_str(v["user_id"]), username=v["username"], email=v.get("email"),
-                    password_hash=v["password_hash"], created_at_ms=to_ms(v["occurred_at"]),
-                    seq=event.offset)
+    return UserView(id=v.user_id, username=v.username, email=v.email, password_hash=v.password_hash,
+                    created_at_ms=v.occurred_at, seq=event.offset)
 
 
-def apply_profile_updated(event: Applied, view: UserView | None) -> UserView | None:
+def apply_profile_updated(event: Applied[ProfileUpdated], view: UserView | None) -> UserView | None:
     if view is None or is_redelivery(event, view.seq):
         return view
     v = event.value
-    changes = {k: v[k] for k in ("display_name", "bio", "avatar_url") if v.get(k) is not None}
+    # A null field leaves the profile's value as it was.
+    changes: dict[str, Any] = {name: value for name, value in (("display_name", v.display_name), ("bio", v.bio),
+                                               ("avatar_url", v.avatar_url)) if value is not None}
     return replace(view, seq=event.offset, **changes)
 
 
-USER_FOLDS: dict[str, Fold] = {
-    "glasscast.user.UserRegistered": apply_user_registered,
-    "glasscast.user.ProfileUpdated": apply_profile_updated,
+USER_FOLDS: dict[type[Record], Fold] = {
+    UserRegistered: apply_user_registered,
+    ProfileUpdated: apply_profile_updated,
 }

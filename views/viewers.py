@@ -1,6 +1,6 @@
 """Viewer counts: heartbeats into HyperLogLog per channel per time bucket, merged over a window.
 
-Players beat about every 30 s (DESIGN.md, "Control plane").  Each beat's
+Players beat about every 30 s (docs/ARCHITECTURE.md, "Control plane").  Each beat's
 session id is PFADDed into the HyperLogLog of its channel and of the time
 bucket its ``occurred_at`` falls in; the displayed count is a PFCOUNT over the
 current bucket and the ones before it, which merges them (a union, so a
@@ -44,14 +44,14 @@ Everything above the adapter class is pure: times come in as arguments.
 
 from __future__ import annotations
 
-from typing import Any, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 import redis.asyncio as aioredis
 
-HEARTBEAT_INTERVAL_S = 30  # DESIGN.md, "Control plane": players beat about this often
+from schemas.records.viewer import ViewerCountUpdated
+
+HEARTBEAT_INTERVAL_S = 30  # docs/ARCHITECTURE.md, "Control plane": players beat about this often
 HLL_TTL_WINDOWS = 3  # a bucket's key outlives the windows it can be merged into
-VIEWER_COUNT_UPDATED = "glasscast.viewer.ViewerCountUpdated"
-HEARTBEAT = "glasscast.viewer.Heartbeat"
 
 
 def bucket_of(ts_ms: int, bucket_s: int) -> int:
@@ -85,22 +85,22 @@ def group_beats(beats: Iterable[tuple[str, int, str]], bucket_s: int,
     return groups
 
 
-def snapshot_value(event_id: str, now_ms: int, channel_id: str, stream_id: str | None, viewers: int,
-                   bucket_s: int, window_s: int) -> dict[str, Any]:
-    """The ViewerCountUpdated value for one channel; ``stream_id`` None means it went offline."""
-    return {"event_id": event_id, "occurred_at": now_ms, "channel_id": channel_id, "stream_id": stream_id,
-            "viewers": viewers if stream_id is not None else 0, "window_s": window_s, "bucket_s": bucket_s}
+def snapshot(event_id: str, now_ms: int, channel_id: str, stream_id: str | None, viewers: int,
+             bucket_s: int, window_s: int) -> ViewerCountUpdated:
+    """The ViewerCountUpdated for one channel; ``stream_id`` None means it went offline."""
+    return ViewerCountUpdated(event_id=event_id, occurred_at=now_ms, channel_id=channel_id, stream_id=stream_id,
+                              viewers=viewers if stream_id is not None else 0, window_s=window_s, bucket_s=bucket_s)
 
 
-def apply_viewer_count(value: Mapping[str, Any]) -> int | None:
+def apply_viewer_count(count: ViewerCountUpdated) -> int | None:
     """The count a ViewerCountUpdated leaves in the view; None (no key) when the channel is offline.
 
     A snapshot is an absolute value, so applying it twice changes nothing and
     a replay in log order ends on the latest one.
     """
-    if value.get("stream_id") is None:
+    if count.stream_id is None:
         return None
-    return max(0, int(value["viewers"]))
+    return max(0, count.viewers)
 
 
 def viewers_key(prefix: str, channel_id: str) -> str:

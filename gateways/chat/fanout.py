@@ -29,7 +29,8 @@ import collections
 import contextlib
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import redis.asyncio as aioredis
 from starlette.websockets import WebSocket

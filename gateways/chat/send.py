@@ -11,60 +11,27 @@ sent twice.
 
 from __future__ import annotations
 
-import json
 import uuid
-from dataclasses import dataclass
-from typing import Any
-
-import redis.asyncio as aioredis
 
 from gateways.chat import checks, frames
-from gateways.chat.classifier import Classifier
 from gateways.chat.emotes import only_emotes, parse_emotes
-from gateways.chat.fanout import MESSAGE, ChatHub
-from gateways.chat.ratelimit import RateLimiter
+from gateways.chat.fanout import MESSAGE
 from gateways.services import Services
-from views.chat_rooms import ChatRooms
+from schemas.records.chat import ChatMessageSent, Emote
 from topics.errors import DeliveryError
 
-CHAT_MESSAGE_SENT = "glasscast.chat.ChatMessageSent"
 NONCE_TTL_S = 600
 LAST_SENT_TTL_MS = 3_600_000
-
-
-@dataclass
-class ChatContext:
-    """What the chat routes share; opened in the gateway's lifespan (``services.extra["chat"]``)."""
-
-    hub: ChatHub
-    rooms: ChatRooms
-    limiter: RateLimiter
-    classifier: Classifier | None
-    prefix: str
-
-    def k_recent(self, channel_id: str) -> str:
-        return f"{self.prefix}chat:recent:{channel_id}"
-
-    def k_nonce(self, channel_id: str, user_id: str, nonce: str) -> str:
-        return f"{self.prefix}chat:nonce:{channel_id}:{user_id}:{nonce}"
-
-    def k_last(self, channel_id: str, user_id: str) -> str:
-        return f"{self.prefix}chat:last:{channel_id}:{user_id}"
-
-    async def recent(self, r: aioredis.Redis, channel_id: str, count: int) -> list[Any]:
-        """The room's last ``count`` messages, oldest first, as the JSON the clients got."""
-        raw = await r.lrange(self.k_recent(channel_id), 0, count - 1) if count else []
-        return [json.loads(x) for x in reversed(raw)]
 
 
 def notice(code: str, reason: str, nonce: str | None) -> str:
     return frames.encode({"type": "NOTICE", "code": code, "reason": reason, "nonce": nonce})
 
 
-async def send_message(svc: Services, chat: ChatContext, channel_id: str, user_id: str, username: str,
-                       is_broadcaster: bool, frame: frames.ClientFrame) -> str:
+async def send_message(svc: Services, channel_id: str, user_id: str, username: str, is_broadcaster: bool,
+                       frame: frames.ClientFrame) -> str:
     """Take one message from a user; the answer (ACK or NOTICE) goes back to them only."""
-    cfg = svc.settings.chat
+    cfg, chat = svc.settings.chat, svc.chat
     now = svc.now_ms()
     text = checks.normalise(frame.text)
     nonce = frame.nonce
@@ -93,8 +60,8 @@ async def send_message(svc: Services, chat: ChatContext, channel_id: str, user_i
             return notice("filtered", "Your message was held by the chat filter for offensive language.", nonce)
     if nonce and not await r.set(chat.k_nonce(channel_id, user_id, nonce), message_id, nx=True, ex=NONCE_TTL_S):
         first = await r.get(chat.k_nonce(channel_id, user_id, nonce))
-        return frames.encode({"type": "ACK", "nonce": nonce, "id": first.decode() if first else None,
-                              "duplicate": True})
+        first_id = first.decode() if isinstance(first, bytes) else first
+        return frames.encode({"type": "ACK", "nonce": nonce, "id": first_id, "duplicate": True})
     message = {"type": "MESSAGE", "id": message_id, "channel_id": channel_id,
                "user": {"id": user_id, "username": username, "badges": user_badges},
                "text": text, "emotes": emotes, "nonce": nonce, "sent_at_ms": now}
@@ -106,11 +73,11 @@ async def send_message(svc: Services, chat: ChatContext, channel_id: str, user_i
         tx.publish(chat.hub.topic(channel_id), MESSAGE + payload)
         await tx.execute()
     try:
-        await svc.producer.send(CHAT_MESSAGE_SENT, channel_id, {
-            "event_id": str(uuid.uuid4()), "occurred_at": now, "message_id": message_id, "channel_id": channel_id,
-            "user_id": user_id, "username": username, "text": text, "nonce": nonce,
-            "emotes": [{"emote_id": e["id"], "start": e["start"], "end": e["end"]} for e in emotes],
-            "badges": user_badges})
+        await svc.producer.send(ChatMessageSent(
+            occurred_at=now, message_id=message_id, channel_id=channel_id, user_id=user_id, username=username,
+            text=text, nonce=nonce, emotes=tuple(Emote(emote_id=e["id"], start=e["start"], end=e["end"])
+                                                 for e in emotes),
+            badges=tuple(user_badges)), channel_id)
     except DeliveryError as exc:
         return notice("unavailable", f"Your message was shown but may be missing from replays: {exc}", nonce)
     return frames.encode({"type": "ACK", "nonce": nonce, "id": message_id, "duplicate": False})

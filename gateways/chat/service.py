@@ -1,15 +1,43 @@
-"""Open and close what the chat routes share (called from the gateway's lifespan)."""
+"""What the chat routes share (``Services.chat``), opened and closed by the gateway's lifespan."""
 
 from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from gateways.chat.classifier import Classifier
 from gateways.chat.fanout import ChatHub
 from gateways.chat.ratelimit import RateLimiter
-from gateways.chat.send import ChatContext
 from infra.settings import Settings
 from views.chat_rooms import ChatRooms
+
+
+@dataclass
+class ChatContext:
+    """The fan-out, the room views, the rate limiter and the optional classifier, and the chat's Valkey keys."""
+
+    hub: ChatHub
+    rooms: ChatRooms
+    limiter: RateLimiter
+    classifier: Classifier | None
+    prefix: str
+
+    def k_recent(self, channel_id: str) -> str:
+        return f"{self.prefix}chat:recent:{channel_id}"
+
+    def k_nonce(self, channel_id: str, user_id: str, nonce: str) -> str:
+        return f"{self.prefix}chat:nonce:{channel_id}:{user_id}:{nonce}"
+
+    def k_last(self, channel_id: str, user_id: str) -> str:
+        return f"{self.prefix}chat:last:{channel_id}:{user_id}"
+
+    async def recent(self, r: aioredis.Redis, channel_id: str, count: int) -> list[Any]:
+        """The room's last ``count`` messages, oldest first, as the JSON the clients got."""
+        raw = await r.lrange(self.k_recent(channel_id), 0, count - 1) if count else []
+        return [json.loads(x) for x in reversed(raw)]
 
 
 async def open_chat(settings: Settings, client: aioredis.Redis) -> ChatContext:

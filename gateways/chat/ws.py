@@ -21,7 +21,7 @@ from gateways.channels import find_channel
 from gateways.chat import checks, frames
 from gateways.chat.emotes import emote_set
 from gateways.chat.fanout import Socket
-from gateways.chat.send import ChatContext, send_message
+from gateways.chat.send import send_message
 from gateways.errors import ApiError
 from gateways.services import Services
 from views.channels import ChannelView
@@ -53,7 +53,7 @@ async def _open(svc: Services, websocket: WebSocket) -> tuple[ChannelView, Princ
 
 async def chat_ws(websocket: WebSocket) -> None:
     svc: Services = websocket.app.state.services
-    chat: ChatContext = svc.extra["chat"]
+    chat = svc.chat
     await websocket.accept()
     try:
         channel, principal = await _open(svc, websocket)
@@ -84,14 +84,14 @@ async def chat_ws(websocket: WebSocket) -> None:
                                           "settings": mode.to_json()},
             "emotes": emote_set(), "user": user,
             "recent": await chat.recent(svc.redis, channel.id, svc.settings.chat.recent_messages)}))
-        await _session(svc, chat, websocket, sock, channel, principal, is_broadcaster)
+        await _session(svc, websocket, sock, channel, principal, is_broadcaster)
     except WebSocketDisconnect:
         pass
     finally:
         await chat.hub.leave(channel.id, sock)
 
 
-async def _session(svc: Services, chat: ChatContext, websocket: WebSocket, sock: Socket, channel: ChannelView,
+async def _session(svc: Services, websocket: WebSocket, sock: Socket, channel: ChannelView,
                    principal: Principal | None, is_broadcaster: bool) -> None:
     limit = svc.settings.chat.max_frame_bytes
     while True:
@@ -114,8 +114,7 @@ async def _session(svc: Services, chat: ChatContext, websocket: WebSocket, sock:
             await sock.send_now(frames.encode({"type": "NOTICE", "code": "login_required",
                                                "reason": "Log in to chat.", "nonce": frame.nonce}))
             continue
-        answer = await send_message(svc, chat, channel.id, principal.user_id, principal.username, is_broadcaster,
-                                    frame)
+        answer = await send_message(svc, channel.id, principal.user_id, principal.username, is_broadcaster, frame)
         await sock.send_now(answer)
 
 

@@ -33,9 +33,10 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, Sequence
+from typing import Any
 
 from infra.embedded.archiver import Archiver
 from infra.embedded.process import pid_alive

@@ -1,6 +1,6 @@
 """GOP splitting: FLV audio/video tag bodies in, self-contained GOPs out.
 
-The GOP is the unit of transcoding, segmenting and VOD (DESIGN.md, "Media
+The GOP is the unit of transcoding, segmenting and VOD (docs/ARCHITECTURE.md, "Media
 pipeline"), so each one must decode on its own: it starts on a video keyframe
 (for H.264 an IDR picture, H.264 clause 3 "IDR picture": no frame after it
 refers to one before it) and carries the codec configuration it needs.  In FLV that

@@ -7,11 +7,28 @@ snapshot into a StreamHealth event every ``ingest.health_interval_s``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+
+from schemas.records.stream import StreamHealthStatus
 
 # A keyframe interval above this makes players wait and the ladder's segments long
 # (Twitch asks for 2 s; we flag anything over 4 s).
 MAX_GOOD_KEYFRAME_INTERVAL_MS = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSnapshot:
+    """One window's measurements: the window's part of a StreamHealth event."""
+
+    window_ms: int
+    video_bitrate_kbps: int
+    audio_bitrate_kbps: int
+    ingest_bitrate_kbps: int
+    fps: float
+    keyframe_interval_ms: int | None
+    dropped_frames: int
+    late_frames: int
+    bytes_received: int
+    status: StreamHealthStatus
 
 
 @dataclass
@@ -54,11 +71,12 @@ class HealthWindow:
     def on_dropped(self, frames: int) -> None:
         self.dropped_frames += frames
 
-    def snapshot(self, now_ms: int) -> dict[str, Any]:
-        """The StreamHealth fields for the window ending now; starts a new window."""
+    def snapshot(self, now_ms: int) -> HealthSnapshot:
+        """The measurements of the window ending now; starts a new window."""
         window_ms = max(1, now_ms - self.start_ms)
         keyframe_ms = self.keyframe_intervals[-1] if self.keyframe_intervals else None
         fps = self.video_frames * 1000 / window_ms
+        status: StreamHealthStatus
         if self.video_frames == 0:
             status = "POOR"
         elif (keyframe_ms is not None and keyframe_ms > MAX_GOOD_KEYFRAME_INTERVAL_MS) or self.dropped_frames \
@@ -66,18 +84,18 @@ class HealthWindow:
             status = "DEGRADED"
         else:
             status = "GOOD"
-        snap = {
-            "window_ms": window_ms,
-            "video_bitrate_kbps": round(self.video_bytes * 8 / window_ms),
-            "audio_bitrate_kbps": round(self.audio_bytes * 8 / window_ms),
-            "ingest_bitrate_kbps": round((self.video_bytes + self.audio_bytes) * 8 / window_ms),
-            "fps": round(fps, 2),
-            "keyframe_interval_ms": keyframe_ms,
-            "dropped_frames": self.dropped_frames,
-            "late_frames": self.late_frames,
-            "bytes_received": self.total_bytes,
-            "status": status,
-        }
+        snap = HealthSnapshot(
+            window_ms=window_ms,
+            video_bitrate_kbps=round(self.video_bytes * 8 / window_ms),
+            audio_bitrate_kbps=round(self.audio_bytes * 8 / window_ms),
+            ingest_bitrate_kbps=round((self.video_bytes + self.audio_bytes) * 8 / window_ms),
+            fps=round(fps, 2),
+            keyframe_interval_ms=keyframe_ms,
+            dropped_frames=self.dropped_frames,
+            late_frames=self.late_frames,
+            bytes_received=self.total_bytes,
+            status=status,
+        )
         self.start_ms = now_ms
         self.video_bytes = self.audio_bytes = self.video_frames = self.audio_frames = 0
         self.dropped_frames = self.late_frames = 0

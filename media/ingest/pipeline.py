@@ -2,7 +2,7 @@
 
 The RTMP session pushes every audio/video message; completed GOPs go through a
 bounded queue to a storage task, so a slow store pauses the socket reads (TCP
-slows the encoder) instead of growing memory (STYLE.md, "Media").  A GOP is
+slows the encoder) instead of growing memory (docs/ARCHITECTURE.md, "Media pipeline").  A GOP is
 written atomically before its event is produced, and the event waits for the
 broker's acknowledgement.
 """
@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from media.blob import BlobStore
 from media.ingest import events
@@ -21,10 +22,13 @@ from media.ingest.flv import parse_aac_config, parse_audio, parse_avc_config, pa
 from media.ingest.gop import Gop, GopSplitter, MediaTag, gop_to_flv
 from media.ingest.health import HealthWindow
 from media.ingest.live import LiveStream
+from schemas.record import Record
+from schemas.records.stream import StreamHealth
 
 log = logging.getLogger("glasscast.ingest")
 
-Emit = Callable[[str, str, dict[str, Any]], Awaitable[Any]]
+#: Produce one event under a key and wait for the broker's acknowledgement.
+Emit = Callable[[Record, str], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -115,16 +119,16 @@ class StreamPipeline:
         key = f"gops/{self.stream.stream_id}/{seq:08d}.flv"
         data = gop_to_flv(gop)
         ref = await asyncio.to_thread(self.blobs.put, key, data)
-        value = events.gop_available(self.stream, seq, gop, len(data), ref, self.tracks, self.fps_hint,
+        event = events.gop_available(self.stream, seq, gop, len(data), ref, self.tracks, self.fps_hint,
                                      self.discontinuity, self.now_ms())
-        await self.emit("glasscast.media.GopAvailable", self.stream.stream_id, value)
+        await self.emit(event, self.stream.stream_id)
         if self.on_stored is not None:
             self.on_stored((time.perf_counter() - arrived) * 1000)
         self.discontinuity = False
         self.gops_stored += 1
         self.stream = replace(self.stream, next_seq=seq + 1, timeline_end_ms=gop.start_ms + gop.duration_ms)
 
-    def health_snapshot(self) -> dict[str, Any]:
+    def health_snapshot(self) -> StreamHealth:
         now = self.now_ms()
         return events.stream_health(self.stream, self.health.snapshot(now), self.tracks, now)
 

@@ -13,8 +13,9 @@ import logging
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -23,9 +24,10 @@ from media.blob import BlobStore
 from media.ingest import events
 from media.ingest.live import LiveRegistry
 from media.ingest.session import RtmpSession
-from views.store import ViewStore
+from schemas.record import Record
 from topics.errors import TopicsError
 from topics.producer import EventProducer
+from views.store import ViewStore
 
 log = logging.getLogger("glasscast.ingest")
 
@@ -46,9 +48,9 @@ class IngestContext:
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    async def emit(self, record: str, key: str, value: dict[str, Any]) -> Any:
-        return await self.producer.send(record, key, value)
-
+    async def emit(self, event: Record, key: str) -> Any:
+        """Produce ``event`` under ``key`` and wait for the broker's acknowledgement."""
+        return await self.producer.send(event, key)
 
 
 class IngestServer:
@@ -101,9 +103,9 @@ class IngestServer:
                 report = session.health()
                 if report is None:
                     continue
-                channel_id, value = report
+                channel_id, health = report
                 try:
-                    await self.ctx.emit(events.HEALTH, channel_id, value)
+                    await self.ctx.emit(health, channel_id)
                 except TopicsError as exc:
                     log.warning("stream health not recorded: %s", exc)
 
@@ -112,8 +114,8 @@ class IngestServer:
         try:
             for stream in await self.ctx.live.expired(self.ctx.now_ms()):
                 if await self.ctx.live.unpark(stream.channel_id, stream.stream_id):
-                    await self.ctx.emit(events.ENDED, stream.channel_id,
-                                        events.stream_ended(stream, "RECONNECT_TIMEOUT", self.ctx.now_ms()))
+                    await self.ctx.emit(events.stream_ended(stream, "RECONNECT_TIMEOUT", self.ctx.now_ms()),
+                                        stream.channel_id)
                     log.info("stream %s ended: no reconnect within the grace window", stream.stream_id)
         except (TopicsError, OSError) as exc:
             log.warning("ending expired streams failed (retried): %s", exc)

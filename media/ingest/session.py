@@ -19,17 +19,18 @@ import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from views.channels import hash_stream_key
 from media.ingest import chunk, commands, events, flv
 from media.ingest.chunk import ChunkReader, ChunkWriter, RtmpMessage
 from media.ingest.errors import ProtocolError, UnsupportedCodecError
 from media.ingest.handshake import ServerHandshake
 from media.ingest.live import LiveStream
 from media.ingest.pipeline import StreamPipeline
+from schemas.records.stream import StreamHealth
+from views.channels import hash_stream_key
 
 if TYPE_CHECKING:
-    from views.channels import ChannelView
     from media.ingest.server import IngestContext
+    from views.channels import ChannelView
 
 log = logging.getLogger("glasscast.ingest")
 
@@ -81,7 +82,7 @@ class RtmpSession:
     async def _read(self, timeout_s: float) -> bytes:
         try:
             data = await asyncio.wait_for(self.reader.read(READ_BYTES), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise CloseConnection(f"no data for {timeout_s:.0f} s") from None
         if not data:
             raise CloseConnection("peer closed the connection")
@@ -98,7 +99,7 @@ class RtmpSession:
                 await self.writer.drain()
                 messages = self.chunks.feed(await self._read(self._read_timeout()))
                 self._acknowledge()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             reason = "handshake timed out"
         except CloseConnection as exc:
             reason, dropped, ended = str(exc), exc.dropped, exc.ended
@@ -207,8 +208,8 @@ class RtmpSession:
                      else (channel.title, channel.category, channel.tags))
         if resumed is not None:
             stream = replace(resumed, reconnects=resumed.reconnects + 1)
-            await self.ctx.emit(events.RECONNECTED, channel.id, events.stream_reconnected(
-                stream, now - resumed.parked_at_ms, self.ctx.host, now))
+            await self.ctx.emit(events.stream_reconnected(stream, now - resumed.parked_at_ms, self.ctx.host, now),
+                                channel.id)
             self.started_sent = True
         else:
             # A stream its owner configured ahead (POST /v1/streams) becomes this broadcast.
@@ -275,11 +276,11 @@ class RtmpSession:
         p = self.pipeline
         assert self.channel is not None
         title, category, tags = self.meta
-        await self.ctx.emit(events.STARTED, p.stream.channel_id, events.stream_started(
-            p.stream, title, category, self.ctx.host, self.metadata, p.tracks, self.ctx.now_ms(), tags))
+        await self.ctx.emit(events.stream_started(p.stream, title, category, self.ctx.host, self.metadata, p.tracks,
+                                                  self.ctx.now_ms(), tags), p.stream.channel_id)
 
-    def health(self) -> tuple[str, dict[str, Any]] | None:
-        """A StreamHealth value for the health timer, if publishing."""
+    def health(self) -> tuple[str, StreamHealth] | None:
+        """(channel id, StreamHealth) for the health timer, if publishing."""
         if self.pipeline is None or not self.started_sent:
             return None
         return self.pipeline.stream.channel_id, self.pipeline.health_snapshot()
@@ -305,5 +306,5 @@ class RtmpSession:
             log.info("rtmp %s: stream %s parked for %.0f s (%s)", self.id, stream.stream_id,
                      self.settings.reconnect_grace_s, reason)
         else:
-            await self.ctx.emit(events.ENDED, stream.channel_id, events.stream_ended(stream, "PUBLISHER_STOPPED", now))
+            await self.ctx.emit(events.stream_ended(stream, "PUBLISHER_STOPPED", now), stream.channel_id)
         self.channel_id = None

@@ -29,14 +29,14 @@ import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 VERSION = 7
 MAX_DECIMAL_INTEGER = 2**64 - 1  # RFC 8216 4.2: the decimal-integer range
 MAX_GAP_SEGMENTS = 1800  # an hour of 2 s GOPs; a longer hole in seq is a bug upstream
 PART_HOLD_BACK_PARTS = 3  # bis 4.4.3.8: PART-HOLD-BACK >= 2 part targets, SHOULD be >= 3
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^",]*)(?:,|$)')  # 4.2 attribute-list
 _MSEQ, _DSEQ = "#EXT-X-MEDIA-SEQUENCE", "#EXT-X-DISCONTINUITY-SEQUENCE"
 _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?")

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -37,12 +37,13 @@ from media.package.fmp4 import AudioTrack, Fragment, VideoTrack, init_segment, m
 from media.transcode.encoders import EncodedFrame, RungEncoder, X264Settings
 from media.transcode.ladder import Rendition
 from media.transcode.source import SourceGop, parse_gop_flv
-from media.transcode.timeline import TICKS_PER_MS, audio_samples, ms_to_ticks, video_samples
+from media.transcode.timeline import TICKS_PER_MS, ExactMs, audio_samples, ms_to_90k, ms_to_ticks, video_samples
 
 __all__ = ["RenditionOutput", "transcode_gop"]
 
 FRAME_QUEUE = 8  # decoded frames buffered per rung thread: bounds memory, keeps the decoder ahead
 _TIME_BASE = Fraction(1, 1000)
+_DEFAULT_X264 = X264Settings()  # frozen: one shared default is safe
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class RenditionOutput:
     rendition: str
     init: bytes
     segment: bytes
-    start_pts_ms: int
+    start_pts_90k: int  # the first sample's time on the 90 kHz MPEG timeline (SegmentReady.pts_90k)
     duration_ms: int
     codecs: str  # RFC 6381 CODECS, e.g. "avc1.64001f,mp4a.40.2"
     bandwidth_bps: int  # peak: this segment's bits over its duration (RFC 8216 4.3.4.2 BANDWIDTH)
@@ -60,6 +61,11 @@ class RenditionOutput:
     height: int | None
     fps: float | None
     audio_only: bool
+
+    @property
+    def start_pts_ms(self) -> int:
+        """``start_pts_90k`` in whole milliseconds (nearest)."""
+        return round(Fraction(self.start_pts_90k, TICKS_PER_MS))
 
 
 class _RungThread(threading.Thread):
@@ -132,7 +138,7 @@ def _encode_rungs(src: SourceGop, rungs: list[Rendition], settings: X264Settings
     return [t.result for t in threads if t.result is not None] if parallel else [e.finish() for e in encoders]
 
 
-def _audio_fragment(src: SourceGop, track: AudioTrack, gop_pts_ms: int) -> Fragment | None:
+def _audio_fragment(src: SourceGop, track: AudioTrack, gop_pts_ms: ExactMs) -> Fragment | None:
     """The GOP's AAC frames on the source timeline, in samples; None if it has none."""
     assert src.asc is not None
     samples = audio_samples([(f.pts_ms, f.data) for f in src.audio], aac_frame_samples(src.asc), track.sample_rate)
@@ -142,7 +148,7 @@ def _audio_fragment(src: SourceGop, track: AudioTrack, gop_pts_ms: int) -> Fragm
 
 
 def _output(rendition: Rendition, tracks: list[VideoTrack | AudioTrack], fragments: list[Fragment], seq: int,
-            start_pts_ms: int, duration_ms: int, fps: float | None) -> RenditionOutput:
+            start_pts_90k: int, duration_ms: int, fps: float | None) -> RenditionOutput:
     # Track ids follow the init segment's order (1, 2, ...): at most one video and one audio track.
     ids = {isinstance(t, VideoTrack): i for i, t in enumerate(tracks, start=1)}
     numbered = [Fragment(ids[f.video], f.base_decode_time, f.samples, f.video) for f in fragments]
@@ -151,16 +157,21 @@ def _output(rendition: Rendition, tracks: list[VideoTrack | AudioTrack], fragmen
                       for t in tracks)
     video = next((t for t in tracks if isinstance(t, VideoTrack)), None)
     return RenditionOutput(
-        rendition.name, init_segment(tracks), segment, start_pts_ms, duration_ms, codecs,
+        rendition.name, init_segment(tracks), segment, start_pts_90k, duration_ms, codecs,
         len(segment) * 8 * 1000 // max(duration_ms, 1), video.width if video else None,
         video.height if video else None, fps if video else None, video is None)
 
 
-def transcode_gop(flv: bytes, renditions: list[Rendition], seq: int, gop_pts_ms: int, gop_duration_ms: int, *,
-                  settings: X264Settings = X264Settings(), parallel: bool = True) -> list[RenditionOutput]:
-    """Every rendition of one GOP, in ``renditions`` order; audio-only is left out if the GOP has no audio."""
+def transcode_gop(flv: bytes, renditions: list[Rendition], seq: int, gop_pts_ms: ExactMs,
+                  gop_duration_ms: ExactMs, *, settings: X264Settings = _DEFAULT_X264,
+                  parallel: bool = True) -> list[RenditionOutput]:
+    """Every rendition of one GOP, in ``renditions`` order; audio-only is left out if the GOP has no audio.
+
+    ``gop_pts_ms``/``gop_duration_ms`` place the GOP on the source timeline, in exact
+    milliseconds (``timeline.gop_ms`` of the GopAvailable's ``pts``/``duration``).
+    """
     src = parse_gop_flv(flv)
-    source_fps = len(src.video) * 1000 / gop_duration_ms if gop_duration_ms > 0 else None
+    source_fps = float(Fraction(len(src.video) * 1000) / gop_duration_ms) if gop_duration_ms > 0 else None
     # The audio track is in the init segment whenever the stream has audio, even
     # if this GOP carries no AAC frame, so the init segment is the same for every GOP.
     audio_track = AudioTrack.from_asc(src.asc) if src.asc is not None else None
@@ -178,7 +189,8 @@ def transcode_gop(flv: bytes, renditions: list[Rendition], seq: int, gop_pts_ms:
             if audio_track is None or audio_fragment is None:
                 continue
             ticks = sum(s.duration for s in audio_fragment.samples)
-            outputs.append(_output(r, [audio_track], [audio_fragment], seq, gop_pts_ms + src.audio[0].pts_ms,
+            outputs.append(_output(r, [audio_track], [audio_fragment], seq,
+                                   ms_to_90k(gop_pts_ms + src.audio[0].pts_ms),
                                    round(ticks * 1000 / audio_track.sample_rate), None))
             continue
         if r.passthrough:
@@ -189,7 +201,8 @@ def transcode_gop(flv: bytes, renditions: list[Rendition], seq: int, gop_pts_ms:
             fps = r.fps
             frames = [(f.dts_ms, f.pts_ms, f.keyframe, f.data) for f in encoded_frames]
         # Every video rendition starts at the keyframe's time: tfdt = GOP pts in 90 kHz ticks.
-        fragment = Fragment(0, gop_pts_ms * TICKS_PER_MS, video_samples(frames, gop_duration_ms), video=True)
+        start_90k = ms_to_90k(gop_pts_ms)
+        fragment = Fragment(0, start_90k, video_samples(frames, gop_duration_ms), video=True)
         outputs.append(_output(r, [VideoTrack.from_avcc(avcc), *audio_tracks], [fragment, *audio_fragments],
-                               seq, gop_pts_ms, gop_duration_ms, fps))
+                               seq, start_90k, round(gop_duration_ms), fps))
     return outputs

@@ -1,6 +1,6 @@
 """The rendition ladder: a plain table plus a pure function of (audience, source) -> renditions.
 
-DESIGN.md ("Media pipeline") seeds a tiered ladder: passthrough only for a
+docs/ARCHITECTURE.md ("Media pipeline") seeds a tiered ladder: passthrough only for a
 handful of viewers, two renditions for a mid-sized audience, the full ladder
 (source, 720p30, 480p30, 360p30, audio-only) for popular streams.  Nothing is
 ever upscaled: a scaled rung must be strictly shorter than the source, and the

@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from infra.settings import Settings
 from media.blob import FileBlobStore
 from media.transcode.worker import TranscodeWorker
+from schemas.records.media import SegmentReady
 from topics.admin import ensure_topics
 from topics.runtime import make_serde
 
@@ -18,7 +19,7 @@ async def serve_worker(settings: Settings) -> None:
     """Transcode GOPs until SIGINT/SIGTERM; in-flight GOPs finish or are left for redelivery."""
     await asyncio.to_thread(ensure_topics, settings.kafka)
     serde = make_serde(settings)
-    await asyncio.to_thread(serde.prepare, "media.segments", "glasscast.media.SegmentReady")
+    await asyncio.to_thread(serde.prepare, "media.segments", SegmentReady.RECORD)
     client = aioredis.Redis.from_url(settings.valkey.url)
     worker = TranscodeWorker(settings, serde, FileBlobStore(settings.data_dir / "blobs"),
                              FileBlobStore(settings.data_dir / "origin"), client)

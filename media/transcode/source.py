@@ -9,9 +9,10 @@ running FFmpeg's FLV demuxer.
 
 Times: FLV tag timestamps are the low 32 bits of the stream timeline in ms
 (E.4.1; ``gop_to_flv`` writes them mod 2**32).  The caller's ``GopAvailable.pts``
-is the unwrapped time of the keyframe, so every tag is placed *relative to the
-keyframe* (a signed 32-bit difference, which survives the wrap) and
-``rel_ms`` values are added to the GOP pts.  A video tag's time is its decode
+is the unwrapped time of the keyframe (in the event's own time base), so every
+tag is placed *relative to the keyframe* (a signed 32-bit difference, which
+survives the wrap) and these relative milliseconds are added to the GOP's pts
+once it is converted to milliseconds (``media.transcode.timeline.gop_ms``).  A video tag's time is its decode
 time; its presentation time adds the composition time offset (E.4.3.1
 CompositionTime), which is non-zero when the publisher uses B-frames.
 """

@@ -22,16 +22,26 @@ overlaps.  The rules, all pure arithmetic:
   (frames lost before ingest) widens the sample before it, so audio after
   the hole stays in sync with video.
 * Frame rate reduction keeps the first frame in each output frame slot.
+* GOP times come from ``GopAvailable`` in the event's own time base
+  (``time_base_num/time_base_den`` s, 1/1000 from our ingest but not by
+  contract): ``gop_ms`` turns them into exact milliseconds (a ``Fraction``),
+  and they are rounded once, to the track's timescale, where a box needs ticks.
+  Times inside a GOP are the FLV's milliseconds, relative to its keyframe.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from fractions import Fraction
+from typing import TypeAlias
 
 from media.package.fmp4 import VIDEO_TIMESCALE, Sample
 
-__all__ = ["FrameRateFilter", "audio_samples", "ms_to_ticks", "video_samples"]
+__all__ = ["ExactMs", "FrameRateFilter", "audio_samples", "gop_ms", "ms_to_90k", "ms_to_ticks", "video_samples"]
+
+#: Milliseconds, exactly: an ``int`` on a millisecond timeline, a ``Fraction`` from any other time base.
+ExactMs: TypeAlias = Fraction | int
 
 TICKS_PER_MS = VIDEO_TIMESCALE // 1000
 #: Keep every frame when the output rate is at least this share of the source
@@ -44,23 +54,36 @@ SLOT_TOLERANCE = 0.25
 AUDIO_GAP_FRAMES = 1.5
 
 
-def ms_to_ticks(ms: float, timescale: int) -> int:
+def gop_ms(ticks: int, time_base_num: int, time_base_den: int) -> Fraction:
+    """A GopAvailable time (``pts``, ``duration``) of its ``num/den`` s time base, in exact milliseconds."""
+    if time_base_num <= 0 or time_base_den <= 0:
+        raise ValueError(f"time base {time_base_num}/{time_base_den} is not positive")
+    return Fraction(ticks * time_base_num * 1000, time_base_den)
+
+
+def ms_to_ticks(ms: float | Fraction, timescale: int) -> int:
     """A time in ms as ticks of ``timescale`` (rounded to the nearest tick)."""
     return round(ms * timescale / 1000)
 
 
-def video_samples(frames: Sequence[tuple[int, int, bool, bytes]], gop_duration_ms: int) -> list[Sample]:
+def ms_to_90k(ms: ExactMs) -> int:
+    """A time in ms on the 90 kHz MPEG timeline (exact for whole ms, else the nearest tick)."""
+    return round(ms * TICKS_PER_MS)
+
+
+def video_samples(frames: Sequence[tuple[int, int, bool, bytes]], gop_duration_ms: ExactMs) -> list[Sample]:
     """Samples from (dts_ms, pts_ms, sync, data) in decode order, times relative to the keyframe."""
     if not frames:
         return []
     first_dts = frames[0][0]
-    dts = [f[0] - first_dts for f in frames]
+    # Decode times in 90 kHz ticks, then where the next GOP starts: the last sample ends there.
+    ticks = [(f[0] - first_dts) * TICKS_PER_MS for f in frames] + [ms_to_90k(gop_duration_ms)]
     samples = []
     for i, (_, pts_ms, sync, data) in enumerate(frames):
-        end = dts[i + 1] if i + 1 < len(frames) else gop_duration_ms
+        end = ticks[i + 1]
         # A last frame at or past the GOP's end (a clipped GOP) still needs a duration.
-        duration = end - dts[i] if end > dts[i] else (dts[i] - dts[i - 1] if i else 1)
-        samples.append(Sample(data, duration * TICKS_PER_MS, sync, (pts_ms - dts[i]) * TICKS_PER_MS))
+        duration = end - ticks[i] if end > ticks[i] else (ticks[i] - ticks[i - 1] if i else TICKS_PER_MS)
+        samples.append(Sample(data, duration, sync, pts_ms * TICKS_PER_MS - ticks[i]))
     return samples
 
 

@@ -9,6 +9,8 @@ never in the way of an announcement.  Offsets are committed only past GOPs
 whose segments are all announced, so a worker that dies mid-GOP leaves that
 GOP to be done again: the same segment names are overwritten atomically with
 the same content, and the segment index lists each (rendition, seq) once.
+GOP times are read in the event's own time base (``time_base_num/den``),
+never assumed to be milliseconds (``gop_window_ms``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ import logging
 import multiprocessing
 import os
 import time
-import uuid
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from fractions import Fraction
 
 import redis.asyncio as aioredis
 
@@ -30,15 +31,15 @@ from media.transcode.job import RenditionOutput, transcode_gop
 from media.transcode.ladder import Rendition, gop_kbps, plan_ladder
 from media.transcode.offsets import OffsetTracker
 from media.transcode.thumbnail import ThumbnailSchedule, gop_thumbnail, thumbnail_key
-from views.fold import to_ms, to_str
-from views.viewers import viewers_key
+from media.transcode.timeline import gop_ms
+from schemas.records.media import GopAvailable, SegmentReady
 from topics.consumer import Event, EventConsumer
 from topics.producer import EventProducer
 from topics.serde import AvroSerde
+from views.viewers import viewers_key
 
 log = logging.getLogger("glasscast.transcode")
 
-SEGMENT_READY = "glasscast.media.SegmentReady"
 ATTEMPTS = 3  # a GOP that fails this often (a corrupt blob) is logged and skipped
 
 
@@ -57,21 +58,24 @@ def warm() -> None:
     av.codec.Codec("libx264", "w")
 
 
-def segment_ready(gop: dict[str, Any], out: RenditionOutput, now_ms: int) -> dict[str, Any]:
-    """The SegmentReady value for one rendition of one GOP (deterministic but for the envelope)."""
-    stream_id = to_str(gop["stream_id"])
-    seq = int(gop["seq"])
+def gop_window_ms(gop: GopAvailable) -> tuple[Fraction, Fraction]:
+    """The GOP's (pts, duration) in exact milliseconds, converted from the event's own time base."""
+    return (gop_ms(gop.pts, gop.time_base_num, gop.time_base_den),
+            gop_ms(gop.duration, gop.time_base_num, gop.time_base_den))
+
+
+def segment_ready(gop: GopAvailable, out: RenditionOutput, now_ms: int) -> SegmentReady:
+    """The SegmentReady of one rendition of one GOP (deterministic but for the envelope)."""
+    _, duration_ms = gop_window_ms(gop)
     # The GOP's first frame reached the ingest about one GOP before the GOP was announced.
-    pdt = to_ms(gop["occurred_at"]) - int(gop["duration"])
-    return {
-        "event_id": str(uuid.uuid4()), "occurred_at": now_ms, "stream_id": stream_id,
-        "channel_id": to_str(gop["channel_id"]), "rendition": out.rendition, "seq": seq,
-        "duration_ms": out.duration_ms, "program_date_time": pdt, "byte_size": len(out.segment),
-        "uri": f"{seq:08d}.m4s", "parts": [], "discontinuity": bool(gop.get("discontinuity")),
-        "pts_90k": out.start_pts_ms * 90, "init_uri": "init.mp4", "codecs": out.codecs,
-        "bandwidth_bps": out.bandwidth_bps, "width": out.width, "height": out.height, "fps": out.fps,
-        "audio_only": out.audio_only,
-    }
+    pdt = gop.occurred_at - round(duration_ms)
+    # One segment per GOP and no LL-HLS parts yet: ``parts`` stays empty.
+    return SegmentReady(
+        occurred_at=now_ms, stream_id=gop.stream_id, channel_id=gop.channel_id, rendition=out.rendition,
+        seq=gop.seq, duration_ms=out.duration_ms, program_date_time=pdt, byte_size=len(out.segment),
+        uri=f"{gop.seq:08d}.m4s", parts=(), discontinuity=gop.discontinuity, pts_90k=out.start_pts_90k,
+        init_uri="init.mp4", codecs=out.codecs, bandwidth_bps=out.bandwidth_bps, width=out.width,
+        height=out.height, fps=out.fps, audio_only=out.audio_only)
 
 
 class TranscodeWorker:
@@ -105,29 +109,27 @@ class TranscodeWorker:
         except ValueError:
             return 0
 
-    async def plan(self, gop: dict[str, Any]) -> list[Rendition]:
+    async def plan(self, gop: GopAvailable) -> list[Rendition]:
         ladder = self.settings.ladder
-        return plan_ladder(ladder.mode, await self._viewers(to_str(gop["channel_id"])), int(gop["width"]),
-                           int(gop["height"]), gop.get("fps"), ladder.tier_small, ladder.tier_medium,
-                           gop_kbps(int(gop["byte_size"]), int(gop["duration"]), int(gop["time_base_num"]),
-                                    int(gop["time_base_den"])))
+        return plan_ladder(ladder.mode, await self._viewers(gop.channel_id), gop.width, gop.height, gop.fps,
+                           ladder.tier_small, ladder.tier_medium,
+                           gop_kbps(gop.byte_size, gop.duration, gop.time_base_num, gop.time_base_den))
 
-    async def handle(self, event: Event) -> None:
+    async def handle(self, gop: GopAvailable) -> None:
         """Transcode, store and announce one GOP: remuxes first, the scaled rungs when they are done."""
-        gop = event.value
         started = time.perf_counter()
         renditions = await self.plan(gop)
-        age_s = time.time() - to_ms(gop["occurred_at"]) / 1000
+        age_s = time.time() - gop.occurred_at / 1000
         live = age_s <= self.settings.transcode.max_gop_age_s
         if not live:
             self.stale += 1
             renditions = [r for r in renditions if r.passthrough or r.audio_only]
-        flv = await asyncio.to_thread(self.gops.get, gop["blob_ref"])
+        flv = await asyncio.to_thread(self.gops.get, gop.blob_ref)
         # Remuxes (source, audio) take milliseconds: list them without waiting for the encoders.
         remux = [r for r in renditions if r.passthrough or r.audio_only]
         scaled = [r for r in renditions if not (r.passthrough or r.audio_only)]
         work = [self._produce(gop, flv, part) for part in (remux, scaled) if part]
-        stream_id, seq = to_str(gop["stream_id"]), int(gop["seq"])
+        stream_id, seq = gop.stream_id, gop.seq
         # A backlog GOP is history: the thumbnail shows the live picture.
         if live and self.thumbnails.claim(stream_id, seq):
             work.append(self._thumbnail(stream_id, seq, flv))
@@ -135,17 +137,17 @@ class TranscodeWorker:
         self.latencies_ms.append((time.perf_counter() - started) * 1000)
         self.done += 1
 
-    async def _produce(self, gop: dict[str, Any], flv: bytes, renditions: list[Rendition]) -> None:
-        stream_id, seq = to_str(gop["stream_id"]), int(gop["seq"])
+    async def _produce(self, gop: GopAvailable, flv: bytes, renditions: list[Rendition]) -> None:
+        stream_id, seq = gop.stream_id, gop.seq
+        pts_ms, duration_ms = gop_window_ms(gop)
         loop = asyncio.get_running_loop()
         outputs: list[RenditionOutput] = await loop.run_in_executor(
-            self.pool, transcode_gop, flv, renditions, seq, int(gop["pts"]), int(gop["duration"]))
+            self.pool, transcode_gop, flv, renditions, seq, pts_ms, duration_ms)
         for out in outputs:
             await asyncio.to_thread(self._store, stream_id, seq, out)
         # Announce only once the segments' bytes are durable.
         now_ms = int(time.time() * 1000)
-        await asyncio.gather(*[self.producer.send(SEGMENT_READY, stream_id, segment_ready(gop, out, now_ms))
-                               for out in outputs])
+        await asyncio.gather(*[self.producer.send(segment_ready(gop, out, now_ms), stream_id) for out in outputs])
 
     async def _thumbnail(self, stream_id: str, seq: int, flv: bytes) -> None:
         """Refresh the stream's thumbnail from this GOP's keyframe; a failure costs only the thumbnail."""
@@ -188,22 +190,28 @@ class TranscodeWorker:
                 await asyncio.wait(tasks, timeout=30)
 
     async def _run_one(self, event: Event, coords: tuple[str, int]) -> None:
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                await self.handle(event)
-                break
-            except BlobNotFound as exc:
-                # Permanent: the GOP's blob is gone (retention, or another deployment's store).
-                log.warning("GOP %s seq %s skipped: %s", event.key, event.value.get("seq"), exc)
-                break
-            except Exception:
-                log.exception("GOP %s seq %s failed (attempt %d of %d)", event.key, event.value.get("seq"),
-                              attempt, ATTEMPTS)
-                await asyncio.sleep(0.5 * attempt)
+        if isinstance(event.value, GopAvailable):
+            await self._attempt(event.value)
+        else:
+            log.warning("%s at %s[%d]@%d skipped: a media worker transcodes GopAvailable only", event.type,
+                        event.topic, event.partition, event.offset)
         # Done, or given up on after ATTEMPTS: either way later GOPs may be committed past it.
         commit = self.offsets.finished(coords, event.offset)
         if commit is not None:
             self.consumer.commit_offset(coords[0], coords[1], commit)
+
+    async def _attempt(self, gop: GopAvailable) -> None:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                await self.handle(gop)
+                return
+            except BlobNotFound as exc:
+                # Permanent: the GOP's blob is gone (retention, or another deployment's store).
+                log.warning("GOP %s seq %d skipped: %s", gop.stream_id, gop.seq, exc)
+                return
+            except Exception:
+                log.exception("GOP %s seq %d failed (attempt %d of %d)", gop.stream_id, gop.seq, attempt, ATTEMPTS)
+                await asyncio.sleep(0.5 * attempt)
 
     def close(self) -> None:
         self.consumer.close()

@@ -24,18 +24,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import Any, Awaitable, Callable, Sequence, TypeVar, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import faust
 
 from infra.settings import Settings
+from processors.chat_history.events import HistoryBatch, plan_batch
+from processors.viewers_agent import decoded
+from topics.producer import EventProducer
 from views.chat_history.backends import open_history
 from views.chat_history.cassandra_store import cassandra_target
 from views.chat_history.errors import HistoryError
-from processors.chat_history.events import HistoryBatch, plan_batch
 from views.chat_history.store import HistoryStore
-from processors.viewers_agent import decoded
-from topics.producer import EventProducer
 
 log = logging.getLogger("glasscast.processors.chat_history")
 
@@ -92,7 +93,7 @@ def add_chat_history_agent(app: faust.App, settings: Settings, dead_letters: Eve
             batches = cast("faust.Stream[Any]", stream).take_events(BATCH_SIZE, within=BATCH_WITHIN_S)
             async for events in batches:
                 values = (decoded(event, dead_letters, group) for event in events)
-                batch = plan_batch((v.record, v.value) for v in values if v is not None)
+                batch = plan_batch(v.value for v in values if v is not None)
                 if not batch:
                     continue
                 hold(events)

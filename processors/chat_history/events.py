@@ -9,14 +9,12 @@ the log.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
 
+from schemas.record import Record
+from schemas.records.chat import ChatMessageDeleted, ChatMessageSent
 from views.chat_history.store import ArchivedMessage, Emote
-from views.fold import to_ms, to_str
-
-CHAT_MESSAGE_SENT = "glasscast.chat.ChatMessageSent"
-CHAT_MESSAGE_DELETED = "glasscast.chat.ChatMessageDeleted"
 
 
 @dataclass(frozen=True)
@@ -38,32 +36,30 @@ class HistoryBatch:
         return bool(self.messages or self.deletions)
 
 
-def archived_message(value: Mapping[str, Any]) -> ArchivedMessage:
-    """A decoded ChatMessageSent as an archived message."""
+def archived_message(sent: ChatMessageSent) -> ArchivedMessage:
+    """A ChatMessageSent as an archived message."""
     return ArchivedMessage(
-        channel_id=to_str(value["channel_id"]), message_id=to_str(value["message_id"]),
-        user_id=to_str(value["user_id"]), username=value["username"], text=value["text"],
-        sent_at_ms=to_ms(value["occurred_at"]),
-        emotes=tuple(Emote(e["emote_id"], int(e["start"]), int(e["end"])) for e in value.get("emotes") or ()),
-        badges=tuple(value.get("badges") or ()))
+        channel_id=sent.channel_id, message_id=sent.message_id, user_id=sent.user_id, username=sent.username,
+        text=sent.text, sent_at_ms=sent.occurred_at,
+        emotes=tuple(Emote(e.emote_id, e.start, e.end) for e in sent.emotes), badges=tuple(sent.badges))
 
 
-def deletion(value: Mapping[str, Any]) -> Deletion:
-    """A decoded ChatMessageDeleted as the deletion it asks for."""
-    return Deletion(to_str(value["channel_id"]), to_str(value["message_id"]))
+def deletion(deleted: ChatMessageDeleted) -> Deletion:
+    """A ChatMessageDeleted as the deletion it asks for."""
+    return Deletion(deleted.channel_id, deleted.message_id)
 
 
-def plan_batch(records: Iterable[tuple[str, Mapping[str, Any]]]) -> HistoryBatch:
-    """The appends and deletions of ``(record name, value)`` pairs; other records are ignored.
+def plan_batch(records: Iterable[Record]) -> HistoryBatch:
+    """The appends and deletions of a batch of records; other records are ignored.
 
     A message or deletion that appears twice (a redelivery inside one batch) is kept once.
     """
     messages: dict[tuple[str, str], ArchivedMessage] = {}
     deletions: dict[Deletion, None] = {}
-    for record, value in records:
-        if record == CHAT_MESSAGE_SENT:
-            m = archived_message(value)
+    for record in records:
+        if isinstance(record, ChatMessageSent):
+            m = archived_message(record)
             messages.setdefault((m.channel_id, m.message_id), m)
-        elif record == CHAT_MESSAGE_DELETED:
-            deletions.setdefault(deletion(value))
+        elif isinstance(record, ChatMessageDeleted):
+            deletions.setdefault(deletion(record))
     return HistoryBatch(tuple(messages.values()), tuple(deletions))

@@ -18,9 +18,9 @@ import httpx
 import pytest
 from playwright.async_api import Page, Route, WebSocketRoute, expect
 
+from bench.browser import chromium, new_page, open_channel, screenshot_dir
 from gateways.chat.emotes import GLOBAL_EMOTES, parse_emotes
 from infra.launcher import GlasscastUp
-from bench.browser import chromium, new_page, open_channel, screenshot_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

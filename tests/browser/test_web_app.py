@@ -9,21 +9,30 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 import uuid
 from pathlib import Path
-from typing import Any, Awaitable, Callable
 
 import httpx
 import pytest
 from playwright.async_api import Browser, Dialog, Locator, Page, WebSocketRoute, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
+from bench.browser import (
+    chromium,
+    first_frame_of,
+    mse_supports,
+    new_page,
+    open_channel,
+    quality_levels,
+    resource_timeline,
+    screenshot_dir,
+    video_time,
+    wait_first_frame,
+    wait_video_advances,
+)
 from infra.launcher import GlasscastUp
-from bench.browser import (chromium, first_frame_of, mse_supports, new_page, open_channel, quality_levels,
-                                   resource_timeline, screenshot_dir, video_time, wait_first_frame,
-                                   wait_video_advances)
 from media.testpattern import ffmpeg_push
+from tests.waiting import eventually_async
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -31,16 +40,6 @@ PASSWORD = "correct horse battery"
 CSP_SCRIPT_SELF = re.compile(r"(^|;)\s*script-src 'self'\s*(;|$)")
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>")
 EVENT_ATTRIBUTE = re.compile(r"<[^>]+\son[a-z]+=", re.IGNORECASE)
-
-
-async def _until(check: Callable[[], Awaitable[Any]], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = await check()
-        if result:
-            return result
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 async def _sign_up_and_create_channel(page: Page, url: str, username: str, channel: str) -> tuple[str, str]:
@@ -156,7 +155,8 @@ async def test_creator_goes_live_and_viewer_watches(live_platform: GlasscastUp, 
             await expect(card.locator('.metric[data-metric="Resolution"] dd')).to_have_text("1280×720",
                                                                                            timeout=30_000)
             # Players read the master playlist once: join when the ladder is in it.
-            await _until(lambda: _ladder_ready(http, url, channel), 60, "the ladder in the master playlist")
+            await eventually_async(lambda: _ladder_ready(http, url, channel), 60, "the ladder in the master playlist",
+                                   every_s=0.5)
 
             viewer = await new_page(browser, errors)
             beats: list[int] = []
@@ -175,7 +175,7 @@ async def test_creator_goes_live_and_viewer_watches(live_platform: GlasscastUp, 
             await expect(viewer.locator("#latency")).to_have_text(re.compile(r"Latency \d+\.\d s"), timeout=10_000)
             await expect(viewer.locator("#chat-state")).to_have_text(re.compile("connected|unavailable"),
                                                                     timeout=15_000)
-            await _until(lambda: _true(204 in beats), 15, "a heartbeat answered 204")
+            await eventually_async(lambda: 204 in beats, 15, "a heartbeat answered 204", every_s=0.5)
 
             # Paused, the player falls behind; "catch up" jumps back to the live sync point.
             await viewer.evaluate("() => document.querySelector('video').pause()")
@@ -201,7 +201,7 @@ async def test_creator_goes_live_and_viewer_watches(live_platform: GlasscastUp, 
                 except PlaywrightTimeout:
                     return False
 
-            await _until(listed, 45, "the live card in the directory")
+            await eventually_async(listed, 45, "the live card in the directory", every_s=0.5)
             live_card = directory.locator(f'.card[data-channel="{channel}"]')
             await expect(live_card.locator(".card-title")).to_have_text("Browser test <b>not bold</b>")
             await expect(live_card.locator(".card-category")).to_have_text("Science & Technology")
@@ -292,10 +292,6 @@ async def _missing_player_is_explained(browser: Browser, url: str, channel: str)
 
 def _send(ws: WebSocketRoute, frame: str) -> None:
     ws.send(frame)
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def _ladder_ready(http: httpx.AsyncClient, url: str, channel: str) -> bool:

@@ -12,17 +12,19 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import httpx
 import pytest
 
 from infra.embedded.tansu import TansuBroker
 from infra.settings import Settings
+from schemas.records.channel import ChannelCreated
+from tests.waiting import eventually
 from topics.admin import ensure_topics
 from topics.catalogue import TopicSpec
-from topics.consumer import EventConsumer
+from topics.consumer import Event, EventConsumer
 from topics.errors import RegistryError
 from topics.producer import EventProducer
 from topics.runtime import make_serde
@@ -30,7 +32,7 @@ from topics.tools import read_topic
 
 pytestmark = pytest.mark.integration
 
-RECORD = "glasscast.channel.ChannelCreated"
+RECORD = ChannelCreated.RECORD
 
 
 @dataclass(frozen=True)
@@ -68,10 +70,15 @@ def _settings(b: Backend, tmp: str) -> Settings:
     return s.with_section("registry", url=b.registry)
 
 
-def _channel(i: int) -> dict[str, object]:
-    return {"event_id": str(uuid.uuid4()), "occurred_at": 1_790_000_000_000 + i, "channel_id": str(uuid.uuid4()),
-            "owner_user_id": str(uuid.uuid4()), "name": f"chan{i}", "title": "t", "category": None,
-            "tags": ["a"], "stream_key_hash": "f" * 64}
+def _channel(i: int) -> ChannelCreated:
+    return ChannelCreated(occurred_at=1_790_000_000_000 + i, channel_id=str(uuid.uuid4()),
+                          owner_user_id=str(uuid.uuid4()), name=f"chan{i}", title="t", category=None,
+                          tags=("a",), stream_key_hash="f" * 64)
+
+
+def _name(event: Event) -> str:
+    assert isinstance(event.value, ChannelCreated), event.record
+    return event.value.name
 
 
 def test_round_trip_in_order_per_key(backend: Backend, tmp_path: object) -> None:
@@ -85,15 +92,15 @@ def test_round_trip_in_order_per_key(backend: Backend, tmp_path: object) -> None
     values = [_channel(i) for i in range(50)]
     keys = [f"k{i % 5}" for i in range(50)]
     for k, v in zip(keys, values):
-        producer.produce(RECORD, k, v, topic=topic)
+        producer.produce(v, k, topic=topic)
     assert producer.flush(30) == 0
     producer.close()
     got = list(read_topic(s.kafka, serde, topic, start="beginning", exit_at_end=True))
     serde.close()
     assert len(got) == 50
     for key in set(keys):
-        sent = [v["name"] for k, v in zip(keys, values) if k == key]
-        assert [e.value["name"] for e in sorted(got, key=lambda e: e.offset) if e.key == key] == sent
+        sent = [v.name for k, v in zip(keys, values) if k == key]
+        assert [_name(e) for e in sorted(got, key=lambda e: e.offset) if e.key == key] == sent
     assert all(e.record == RECORD and e.type == "ChannelCreated" for e in got)
 
 
@@ -103,7 +110,7 @@ def test_subject_follows_topic_record_name_strategy(backend: Backend, tmp_path: 
     ensure_topics(s.kafka, [TopicSpec(topic, "channel_id", (RECORD,), partitions=1)])
     serde = make_serde(s)
     try:
-        data = serde.encode(topic, RECORD, _channel(1))
+        data = serde.encode(topic, _channel(1))
         assert data[0] == 0
         schema_id = int.from_bytes(data[1:5], "big")
         subject = f"{topic}-{RECORD}"
@@ -119,7 +126,7 @@ def test_registry_refuses_an_incompatible_schema(backend: Backend, tmp_path: obj
     serde = make_serde(s)
     subject = f"contract.{uuid.uuid4().hex[:8]}-{RECORD}"
     try:
-        raw = json.loads(json.dumps(serde._raw[RECORD]))
+        raw = json.loads(json.dumps(serde.schema(RECORD)))
         serde.registry.register(subject, json.dumps(raw))
         raw["fields"].append({"name": "mandatory", "type": "string", "doc": "no default: not BACKWARD"})
         with pytest.raises(RegistryError, match="409"):
@@ -134,17 +141,12 @@ def test_consumer_group_reads_and_commits(backend: Backend, tmp_path: object) ->
     ensure_topics(s.kafka, [TopicSpec(topic, "channel_id", (RECORD,), partitions=1)])
     serde = make_serde(s)
     producer = EventProducer(s.kafka, serde)
-    ack = producer.send_sync(RECORD, "k", _channel(7), topic=topic)
+    ack = producer.send_sync(_channel(7), "k", topic=topic)
     producer.close()
     consumer = EventConsumer(s.kafka, serde, [topic], group_id=f"contract-{uuid.uuid4().hex[:6]}")
     try:
-        import time
-
-        deadline = time.monotonic() + 30
-        event = None
-        while event is None and time.monotonic() < deadline:
-            event = consumer.poll(0.2)
-        assert event is not None and event.offset == ack.offset and event.value["name"] == "chan7"
+        event = eventually(lambda: consumer.poll(0.2), 30, "the produced ChannelCreated")
+        assert event.offset == ack.offset and _name(event) == "chan7"
         consumer.commit()
     finally:
         consumer.close()

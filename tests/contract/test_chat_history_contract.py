@@ -12,8 +12,8 @@ import asyncio
 import os
 import random
 import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import AsyncIterator, Callable
 
 import pytest
 

@@ -5,24 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from gateways.auth import new_stream_key
-from views.channels import hash_stream_key
 from infra.embedded.process import free_port
 from infra.settings import Settings
 from media.blob import FileBlobStore
 from media.ingest.server import IngestServer
 from media.ingest.service import open_ingest
-from views.fold import Applied
-from views.store import ViewStore
+from schemas.records.channel import ChannelCreated
+from tests.waiting import eventually_async
 from topics.consumer import Event
 from topics.runtime import make_serde
 from topics.tools import read_topic
+from views.channels import hash_stream_key
+from views.fold import Applied
+from views.store import ViewStore
 
 
 @dataclass
@@ -39,10 +40,10 @@ class Ingest:
     async def channel(self, name: str | None = None) -> tuple[str, str]:
         """A channel in the view (as the processors would have built it): (channel id, stream key)."""
         channel_id, key = str(uuid.uuid4()), new_stream_key()
-        await self.views.apply(Applied("glasscast.channel.ChannelCreated", 0, {
-            "occurred_at": 1_790_000_000_000, "channel_id": channel_id, "owner_user_id": str(uuid.uuid4()),
-            "name": name or f"ch_{uuid.uuid4().hex[:8]}", "title": "Ingest test", "category": "Testing",
-            "tags": [], "stream_key_hash": hash_stream_key(key)}))
+        await self.views.apply(Applied(0, ChannelCreated(
+            occurred_at=1_790_000_000_000, channel_id=channel_id, owner_user_id=str(uuid.uuid4()),
+            name=name or f"ch_{uuid.uuid4().hex[:8]}", title="Ingest test", category="Testing",
+            tags=(), stream_key_hash=hash_stream_key(key))))
         return channel_id, key
 
     def events(self, topic: str, key: str) -> list[Event]:
@@ -53,15 +54,16 @@ class Ingest:
         finally:
             serde.close()
 
-    async def wait_events(self, topic: str, key: str, until: Any, timeout_s: float = 30) -> list[Event]:
-        """Events for ``key`` once ``until(events)`` holds (bounded)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while True:
-            found = await asyncio.to_thread(self.events, topic, key)
-            if until(found) or loop.time() > deadline:
-                return found
-            await asyncio.sleep(0.3)
+    async def wait_events(self, topic: str, key: str, until: Callable[[list[Event]], bool],
+                          timeout_s: float = 30) -> list[Event]:
+        """Events for ``key`` once ``until(events)`` holds; fails the test after ``timeout_s``."""
+
+        async def found() -> tuple[list[Event]] | None:
+            events = await asyncio.to_thread(self.events, topic, key)
+            return (events,) if until(events) else None  # a tuple: truthy even when the list is empty
+
+        (events,) = await eventually_async(found, timeout_s, f"events on {topic} for {key}", every_s=0.3)
+        return events
 
 
 @contextlib.asynccontextmanager

@@ -13,12 +13,14 @@ import jwt
 import pytest
 import redis.asyncio as aioredis
 
-from views.channels import hash_stream_key
 from processors.rebuild import rebuild_views
-from views.store import ViewStore
+from schemas.records.ops import DeadLetter
 from tests.conftest import Platform
+from tests.waiting import eventually_async
 from topics.runtime import make_serde
 from topics.tools import read_topic
+from views.channels import hash_stream_key
+from views.store import ViewStore
 
 pytestmark = pytest.mark.integration
 
@@ -249,15 +251,18 @@ async def test_broken_record_is_dead_lettered_and_the_view_moves_on(platform: Pl
         assert (await client.get(f"/v1/channels/{r.json()['id']}")).status_code == 200
 
     serde = make_serde(s)
+
+    def both_dead_lettered() -> list[DeadLetter] | None:
+        letters = [e.value for e in read_topic(s.kafka, serde, "deadletter", start="beginning", exit_at_end=True)]
+        mine = [d for d in letters if isinstance(d, DeadLetter)
+                and d.consumer_group == s.processors.app_id and d.key == garbage_key.encode()]
+        return mine if len(mine) >= 2 else None
+
     try:
-        found: list[Any] = []
-        deadline = time.monotonic() + 20
-        while len(found) < 2 and time.monotonic() < deadline:
-            found = [e for e in read_topic(s.kafka, serde, "deadletter", start="beginning", exit_at_end=True)
-                     if e.value["consumer_group"] == s.processors.app_id and e.value["key"] == garbage_key.encode()]
-            await asyncio.sleep(0.2)
+        found = await eventually_async(both_dead_lettered, 20, "both garbage records on the dead-letter topic",
+                                       every_s=0.2)
     finally:
         serde.close()
-    assert sorted((e.value["partition"], e.value["offset"]) for e in found) == sorted((p, o) for _, p, o in delivered)
-    assert all(e.value["source_topic"] == "channels" and e.value["error"] for e in found)
-    assert any("magic byte" in e.value["error"] for e in found)
+    assert sorted((e.partition, e.offset) for e in found) == sorted((p, o) for _, p, o in delivered)
+    assert all(e.source_topic == "channels" and e.error for e in found)
+    assert any("magic byte" in e.error for e in found)

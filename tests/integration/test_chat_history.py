@@ -13,11 +13,11 @@ import asyncio
 import contextlib
 import sqlite3
 import subprocess
-import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -25,27 +25,26 @@ import redis
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
-from gateways import chat_history
-from gateways.chat_history import STORE_KEY, open_history
-from infra.embedded.tansu import TansuBroker
 from infra.embedded.threaded import serve_app
-from infra.embedded.valkey import ValkeyProcess
-from infra.settings import Secret, Settings
-from views.readiness import ready_key
-from views.chat_history.backends import sqlite_path
-from views.chat_history.store import HOUR_MS, HistoryStore
-from views.fold import Applied
-from views.store import ViewStore
+from infra.settings import Settings
+from schemas.records.channel import ChannelCreated
+from schemas.records.chat import ChatMessageDeleted, ChatMessageSent, Emote
 from tests.conftest import wait_processors_assigned
+from tests.factories import Backbone, platform_settings
 from tests.servers import run_service
+from tests.waiting import eventually_async
 from topics.producer import EventProducer
 from topics.runtime import make_serde
+from views.chat_history.backends import sqlite_path
+from views.chat_history.store import HOUR_MS
+from views.fold import Applied
+from views.readiness import ready_key
+from views.store import ViewStore
 
 pytestmark = pytest.mark.integration
 
 T0 = 1_789_992_000_000  # 2026-09-21T12:00:00Z, an hour boundary
-SENT, DELETED = "glasscast.chat.ChatMessageSent", "glasscast.chat.ChatMessageDeleted"
-CHANNEL_CREATED = "glasscast.channel.ChannelCreated"
+ChatEvent = ChannelCreated | ChatMessageSent | ChatMessageDeleted
 
 
 @dataclass
@@ -57,40 +56,16 @@ class HistoryPlatform:
 
 
 @pytest.fixture(scope="module")
-def history_platform(broker: TansuBroker, valkey: ValkeyProcess, registry: str,
-                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[HistoryPlatform]:
-    """The conftest ``platform``'s gateway, with a chat history store, and no processors running.
-
-    Where ``create_app`` does not list the replay route and its lifespan does not open the store
-    yet, the fixture adds the route and puts a store where the lifespan will,
-    ``app.state.services.extra["chat_history"]``.
-    """
+def history_platform(backbone: Backbone, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HistoryPlatform]:
+    """The conftest ``platform``'s gateway, whose lifespan opens the chat history store
+    (``app.state.services.chat_history``), and no processors running."""
     from gateways.app import create_app
-    from infra.embedded.process import free_port
 
-    tag = uuid.uuid4().hex[:8]
-    data = tmp_path_factory.mktemp(f"chat-history-{tag}")
-    s = Settings(data_dir=data)
-    s = s.with_section("kafka", bootstrap_servers=broker.bootstrap_servers)
-    s = s.with_section("valkey", url=valkey.url, key_prefix=f"h{tag}:")
-    s = s.with_section("registry", url=registry)
-    s = s.with_section("auth", jwt_secret=Secret(f"test-secret-{tag}-" + "x" * 32))
-    s = s.with_section("gateway", port=free_port())
-    s = s.with_section("processors", app_id=f"views-{tag}")
+    data = tmp_path_factory.mktemp("chat-history")
+    s = platform_settings(backbone, data)
     app = create_app(s)
-    if not any(getattr(r, "path", None) == chat_history.routes[0].path for r in app.routes):
-        app.router.routes[0:0] = chat_history.routes
     with serve_app(app, s.gateway.port) as url:
-        extra = app.state.services.extra
-        opened: HistoryStore | None = None
-        if STORE_KEY not in extra:
-            opened = extra[STORE_KEY] = asyncio.run(open_history(s))
-        try:
-            yield HistoryPlatform(settings=s, url=url, app=app, log=data / "processors.log")
-        finally:
-            if opened is not None:
-                extra.pop(STORE_KEY, None)
-                asyncio.run(opened.close())
+        yield HistoryPlatform(settings=s, url=url, app=app, log=data / "processors.log")
 
 
 @contextlib.contextmanager
@@ -106,46 +81,42 @@ def processors(p: HistoryPlatform) -> Iterator[subprocess.Popen[bytes]]:
         yield proc
 
 
-def _produce(s: Settings, events: list[tuple[str, str, dict[str, Any]]]) -> None:
+def _produce(s: Settings, events: list[ChatEvent]) -> None:
     serde = make_serde(s)
     producer = EventProducer(s.kafka, serde)
     try:
-        for record, key, value in events:
-            producer.send_sync(record, key, value)
+        for event in events:
+            producer.send_sync(event, event.channel_id)  # chat and channel topics are keyed by channel
     finally:
         producer.close(10)
         serde.close()
 
 
-async def produce(s: Settings, *events: tuple[str, str, dict[str, Any]]) -> None:
+async def produce(s: Settings, *events: ChatEvent) -> None:
     await asyncio.to_thread(_produce, s, list(events))
 
 
-def channel_created(channel_id: str, name: str) -> tuple[str, str, dict[str, Any]]:
-    return CHANNEL_CREATED, channel_id, {
-        "event_id": str(uuid.uuid4()), "occurred_at": T0 - 86_400_000, "channel_id": channel_id,
-        "owner_user_id": str(uuid.uuid4()), "name": name, "title": "replay", "category": None, "tags": [],
-        "stream_key_hash": "f" * 64, "stream_key_nonce": None}
+def channel_created(channel_id: str, name: str) -> ChannelCreated:
+    return ChannelCreated(
+        occurred_at=T0 - 86_400_000, channel_id=channel_id, owner_user_id=str(uuid.uuid4()), name=name,
+        title="replay", category=None, tags=(), stream_key_hash="f" * 64, stream_key_nonce=None)
 
 
-def sent(channel_id: str, sent_at_ms: int, text: str, emotes: list[dict[str, Any]] | None = None,
-         badges: list[str] | None = None) -> tuple[str, str, dict[str, Any]]:
-    return SENT, channel_id, {
-        "event_id": str(uuid.uuid4()), "occurred_at": sent_at_ms, "message_id": str(uuid.uuid4()),
-        "channel_id": channel_id, "user_id": str(uuid.uuid4()), "username": "viewer_1", "text": text,
-        "nonce": None, "emotes": emotes or [], "badges": badges or []}
+def sent(channel_id: str, sent_at_ms: int, text: str, emotes: tuple[Emote, ...] = (),
+         badges: tuple[str, ...] = ()) -> ChatMessageSent:
+    return ChatMessageSent(
+        occurred_at=sent_at_ms, message_id=str(uuid.uuid4()), channel_id=channel_id, user_id=str(uuid.uuid4()),
+        username="viewer_1", text=text, nonce=None, emotes=emotes, badges=badges)
 
 
-def deleted(message: tuple[str, str, dict[str, Any]]) -> tuple[str, str, dict[str, Any]]:
-    value = message[2]
-    return DELETED, value["channel_id"], {
-        "event_id": str(uuid.uuid4()), "occurred_at": value["occurred_at"] + 1000,
-        "message_id": value["message_id"], "channel_id": value["channel_id"],
-        "deleted_by_user_id": str(uuid.uuid4()), "user_id": value["user_id"], "reason": "spam"}
+def deleted(message: ChatMessageSent) -> ChatMessageDeleted:
+    return ChatMessageDeleted(
+        occurred_at=message.occurred_at + 1000, message_id=message.message_id, channel_id=message.channel_id,
+        deleted_by_user_id=str(uuid.uuid4()), user_id=message.user_id, reason="spam")
 
 
-def ids(*messages: tuple[str, str, dict[str, Any]]) -> list[str]:
-    return [m[2]["message_id"] for m in messages]
+def ids(*messages: ChatMessageSent) -> list[str]:
+    return [m.message_id for m in messages]
 
 
 async def replayed(http: httpx.AsyncClient, room: str, **params: Any) -> list[str]:
@@ -157,21 +128,13 @@ async def replayed(http: httpx.AsyncClient, room: str, **params: Any) -> list[st
     return [m["message_id"] for m in r.json()["messages"]]
 
 
-async def until(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not within {timeout_s} s")
-        await asyncio.sleep(0.1)
-
-
 async def test_chat_sent_while_the_processors_are_down_is_archived_and_replayed(
         history_platform: HistoryPlatform) -> None:
     p, s = history_platform, history_platform.settings
     channel_id, name = str(uuid.uuid4()), f"replay{uuid.uuid4().hex[:8]}"
     m = [sent(channel_id, T0 - 2, "last of the hour"),
-         sent(channel_id, T0 - 1, "Kappa gg 👋", emotes=[{"emote_id": "25", "start": 0, "end": 5}],
-              badges=["subscriber/3", "vip"]),
+         sent(channel_id, T0 - 1, "Kappa gg 👋", emotes=(Emote(emote_id="25", start=0, end=5),),
+              badges=("subscriber/3", "vip")),
          sent(channel_id, T0, "on the hour"),
          sent(channel_id, T0 + 1, "héllo"),
          sent(channel_id, T0 + HOUR_MS + 5, "an hour later")]
@@ -186,21 +149,21 @@ async def test_chat_sent_while_the_processors_are_down_is_archived_and_replayed(
 
             async def archived() -> bool:
                 return await replayed(http, name, around_timestamp=T0) == expected
-            await until(archived, 60, "the messages produced before the processors started")
+            await eventually_async(archived, 60, "the messages produced before the processors started")
 
             r = await http.get(f"/v1/chat/{name}/messages", params={"around_timestamp": T0, "before": 2,
                                                                      "after": 1})
             assert r.status_code == 200 and r.headers["content-type"] == "application/json"
             body = r.json()
             assert body["channel_id"] == channel_id and body["around_timestamp"] == T0
-            v = m[1][2]
+            v = m[1]
             assert body["messages"] == [
-                {"message_id": m[0][2]["message_id"], "user_id": m[0][2]["user_id"], "username": "viewer_1",
+                {"message_id": m[0].message_id, "user_id": m[0].user_id, "username": "viewer_1",
                  "text": "last of the hour", "emotes": [], "badges": [], "sent_at_ms": T0 - 2},
-                {"message_id": v["message_id"], "user_id": v["user_id"], "username": "viewer_1",
+                {"message_id": v.message_id, "user_id": v.user_id, "username": "viewer_1",
                  "text": "Kappa gg 👋", "emotes": [{"emote_id": "25", "start": 0, "end": 5}],
                  "badges": ["subscriber/3", "vip"], "sent_at_ms": T0 - 1},
-                {"message_id": m[3][2]["message_id"], "user_id": m[3][2]["user_id"], "username": "viewer_1",
+                {"message_id": m[3].message_id, "user_id": m[3].user_id, "username": "viewer_1",
                  "text": "héllo", "emotes": [], "badges": [], "sent_at_ms": T0 + 1}]
             # The room by id and the moment as ISO 8601 give the same window.
             by_id = await http.get(f"/v1/chat/{channel_id}/messages", params={
@@ -213,7 +176,7 @@ async def test_chat_sent_while_the_processors_are_down_is_archived_and_replayed(
 
             async def hidden() -> bool:
                 return await replayed(http, name, around_timestamp=T0) == ids(m[0], m[3], m[4])
-            await until(hidden, 30, "the deleted message hidden")
+            await eventually_async(hidden, 30, "the deleted message hidden")
 
         # Down again: a message and a deletion wait in the log for the next start.
         late = sent(channel_id, T0 + 2, "sent while the processors were down")
@@ -222,7 +185,7 @@ async def test_chat_sent_while_the_processors_are_down_is_archived_and_replayed(
         with processors(p):
             async def caught_up() -> bool:
                 return await replayed(http, name, around_timestamp=T0) == ids(m[3], late, m[4])
-            await until(caught_up, 60, "the messages produced while the processors were down")
+            await eventually_async(caught_up, 60, "the messages produced while the processors were down")
 
 
 async def test_a_batch_the_store_refused_is_archived_after_a_restart(history_platform: HistoryPlatform) -> None:
@@ -236,7 +199,7 @@ async def test_a_batch_the_store_refused_is_archived_after_a_restart(history_pla
             with processors(p):
                 async def archived() -> bool:
                     return await replayed(http, name, around_timestamp=T0) == ids(first)
-                await until(archived, 60, "the first message")
+                await eventually_async(archived, 60, "the first message")
 
                 # Another process holds the write lock: the archiver's writes time out and are retried.
                 lock.execute("BEGIN IMMEDIATE")
@@ -245,7 +208,7 @@ async def test_a_batch_the_store_refused_is_archived_after_a_restart(history_pla
 
                 async def refused() -> bool:
                     return "chat history write failed" in p.log.read_text(errors="replace")[seen:]
-                await until(refused, 60, "a refused write in the processors' log")
+                await eventually_async(refused, 60, "a refused write in the processors' log")
                 assert await replayed(http, name, around_timestamp=T0) == ids(first)  # readers go on
             # The processors stopped while the batch was refused: its offset must not be committed.
             lock.execute("ROLLBACK")
@@ -255,7 +218,7 @@ async def test_a_batch_the_store_refused_is_archived_after_a_restart(history_pla
         with processors(p):
             async def recovered() -> bool:
                 return await replayed(http, name, around_timestamp=T0) == ids(first, second)
-            await until(recovered, 60, "the refused message after a restart")
+            await eventually_async(recovered, 60, "the refused message after a restart")
 
 
 async def test_replay_answers_problems(history_platform: HistoryPlatform) -> None:
@@ -263,8 +226,7 @@ async def test_replay_answers_problems(history_platform: HistoryPlatform) -> Non
     channel_id, name = str(uuid.uuid4()), f"problems{uuid.uuid4().hex[:8]}"
     client = aioredis.Redis.from_url(s.valkey.url)
     try:  # the channel view as the processors would fold it, so no processors are needed here
-        await ViewStore(client, s.valkey.key_prefix).apply(Applied(CHANNEL_CREATED, 0, channel_created(
-            channel_id, name)[2]))
+        await ViewStore(client, s.valkey.key_prefix).apply(Applied(0, channel_created(channel_id, name)))
     finally:
         await client.aclose()
     async with httpx.AsyncClient(base_url=p.url) as http:
@@ -282,10 +244,10 @@ async def test_replay_answers_problems(history_platform: HistoryPlatform) -> Non
         assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
         r = await http.get(f"/v1/chat/nobody-here/messages?around_timestamp={T0}")
         assert r.status_code == 404
-        extra = p.app.state.services.extra
-        store = extra.pop(STORE_KEY)
+        services = p.app.state.services
+        store, services.chat_history = services.chat_history, None  # as when the store did not open
         try:
             r = await http.get(f"/v1/chat/{name}/messages?around_timestamp={T0}")
             assert r.status_code == 503 and "chat history" in r.json()["detail"]
         finally:
-            extra[STORE_KEY] = store
+            services.chat_history = store

@@ -14,51 +14,42 @@ import asyncio
 import random
 import time
 import uuid
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
 
 from gateways.auth import issue_token
-from infra.embedded.tansu import TansuBroker
 from infra.embedded.valkey import ValkeyProcess
-from infra.settings import Secret, Settings
 from processors.rebuild import rebuild_views
-from views.fold import Applied
-from views.store import ViewStore
+from schemas.record import Record
+from schemas.records.channel import ChannelCreated, ChannelUpdated
+from schemas.records.stream import StreamEnded, StreamStarted, StreamUpdated
+from schemas.records.viewer import ViewerCountUpdated
 from tests.conftest import Platform, wait_processors_assigned
+from tests.factories import Backbone, platform_settings
+from tests.waiting import eventually_async
 from topics.producer import EventProducer
 from topics.runtime import make_serde
+from views.fold import Applied
+from views.store import ViewStore
 
 pytestmark = pytest.mark.integration
 
 T0 = 1_790_000_000_000
-STARTED = "glasscast.stream.StreamStarted"
-UPDATED = "glasscast.stream.StreamUpdated"
-ENDED = "glasscast.stream.StreamEnded"
-COUNT = "glasscast.viewer.ViewerCountUpdated"
 
 
 @pytest.fixture(scope="module")
-def discovery_platform(broker: TansuBroker, valkey: ValkeyProcess, registry: str,
-                       tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def discovery_platform(backbone: Backbone, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """The conftest ``platform`` with the count reporter slowed down (see the module docstring)."""
     from gateways.app import create_app
-    from infra.embedded.process import free_port
     from infra.embedded.threaded import serve_app
     from tests.servers import run_service
 
-    tag = uuid.uuid4().hex[:8]
-    data = tmp_path_factory.mktemp(f"directory-{tag}")
-    s = Settings(data_dir=data)
-    s = s.with_section("kafka", bootstrap_servers=broker.bootstrap_servers)
-    s = s.with_section("valkey", url=valkey.url, key_prefix=f"d{tag}:")
-    s = s.with_section("registry", url=registry)
-    s = s.with_section("auth", jwt_secret=Secret(f"test-secret-{tag}-" + "x" * 32))
-    s = s.with_section("gateway", port=free_port())
-    s = s.with_section("processors", app_id=f"views-{tag}")
-    s = s.with_section("viewers", snapshot_interval_s=3600.0)
+    data = tmp_path_factory.mktemp("directory")
+    s = platform_settings(backbone, data, viewers={"snapshot_interval_s": 3600.0})
     with run_service(s, "processors", data / "processors.log") as proc:
         wait_processors_assigned(s, proc, data / "processors.log")
         with serve_app(create_app(s), s.gateway.port) as url:
@@ -86,28 +77,28 @@ class World:
     async def start(self, channel_id: str, title: str, category: str | None, started_at_ms: int,
                     tags: list[str] | None = None) -> str:
         stream_id = str(uuid.uuid4())
-        await self.producer.send(STARTED, channel_id, {
-            "event_id": str(uuid.uuid4()), "occurred_at": started_at_ms, "stream_id": stream_id,
-            "channel_id": channel_id, "title": title, "category": category, "tags": tags or [],
-            "ingest_host": "test"})
+        await self.producer.send(StreamStarted(
+            occurred_at=started_at_ms, stream_id=stream_id, channel_id=channel_id, title=title, category=category,
+            tags=tuple(tags or ()), ingest_host="test"), channel_id)
         self.live[stream_id] = channel_id
         return stream_id
 
-    async def update(self, channel_id: str, stream_id: str, **fields: Any) -> None:
-        await self.producer.send(UPDATED, channel_id, {
-            "event_id": str(uuid.uuid4()), "occurred_at": T0 + 50_000, "stream_id": stream_id,
-            "channel_id": channel_id, "updated_by_user_id": self.user_id, **fields})
+    async def update(self, channel_id: str, stream_id: str, title: str | None = None, category: str | None = None,
+                     tags: list[str] | None = None) -> None:
+        await self.producer.send(StreamUpdated(
+            occurred_at=T0 + 50_000, stream_id=stream_id, channel_id=channel_id, updated_by_user_id=self.user_id,
+            title=title, category=category, tags=None if tags is None else tuple(tags)), channel_id)
 
     async def end(self, channel_id: str, stream_id: str) -> None:
         self.live.pop(stream_id, None)
-        await self.producer.send(ENDED, channel_id, {
-            "event_id": str(uuid.uuid4()), "occurred_at": T0 + 60_000, "stream_id": stream_id,
-            "channel_id": channel_id, "started_at": T0, "duration_ms": 60_000, "reason": "PUBLISHER_STOPPED"})
+        await self.producer.send(StreamEnded(
+            occurred_at=T0 + 60_000, stream_id=stream_id, channel_id=channel_id, started_at=T0, duration_ms=60_000,
+            reason="PUBLISHER_STOPPED"), channel_id)
 
     async def count(self, channel_id: str, stream_id: str, viewers: int) -> None:
-        await self.producer.send(COUNT, channel_id, {
-            "event_id": str(uuid.uuid4()), "occurred_at": int(time.time() * 1000), "channel_id": channel_id,
-            "stream_id": stream_id, "viewers": viewers, "window_s": 60, "bucket_s": 15})
+        await self.producer.send(ViewerCountUpdated(
+            occurred_at=int(time.time() * 1000), channel_id=channel_id, stream_id=stream_id, viewers=viewers,
+            window_s=60, bucket_s=15), channel_id)
 
     async def get(self, path: str, **params: Any) -> Any:
         r = await self.http.get(path, params=params)
@@ -144,14 +135,6 @@ async def world(discovery_platform: Platform) -> AsyncIterator[World]:
         serde.close()
 
 
-async def until(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not within {timeout_s} s")
-        await asyncio.sleep(0.1)
-
-
 def tagged() -> str:
     return uuid.uuid4().hex[:6]
 
@@ -177,7 +160,7 @@ async def test_directory_pages_exactly_across_ties_and_filters_by_category(world
         listed = await world.pages(100, category=games)
         return len(listed) == 12 and {s["stream_id"]: s["viewers"] for s in listed} == {
             k: v["viewers"] for k, v in streams.items() if v["category"] == games}
-    await until(settled, "12 live streams with their counts")
+    await eventually_async(settled, 30, "12 live streams with their counts", every_s=0.1)
 
     in_games = [k for k, v in streams.items() if v["category"] == games]
     by_viewers = sorted(in_games, key=lambda k: (-streams[k]["viewers"], -streams[k]["started"], k))
@@ -213,7 +196,7 @@ async def test_bad_directory_queries_are_400_problems(world: World) -> None:
     channel_id = await world.channel(f"b{tagged()}_x")
     for at in (T0, T0 + 1):  # two live streams, so that a one-stream page has a cursor
         await world.start(channel_id, "bad queries", None, at)
-    await until(lambda: _listed_at_least(world, 2), "two live streams")
+    await eventually_async(lambda: _listed_at_least(world, 2), 30, "two live streams", every_s=0.1)
     recent_cursor = (await world.get("/v1/directory/streams", sort="recent", limit=1))["next_cursor"]
     assert recent_cursor is not None
     bad: list[tuple[str, dict[str, Any], str]] = [
@@ -260,14 +243,14 @@ async def test_streams_move_with_their_category_and_leave_when_they_end(world: W
 
     async def counted() -> bool:
         return (await rows()).get(games) == {"name": games, "live_streams": 2, "viewers": 42}
-    await until(counted, "two live streams in the category")
+    await eventually_async(counted, 30, "two live streams in the category", every_s=0.1)
     assert (await rows())[music] == {"name": music, "live_streams": 0, "viewers": 0}
 
     await world.update(ch_a, a, title="Now painting", category=art, tags=["watercolour"])
 
     async def moved() -> bool:
         return await listed(art) == [a] and await listed(games) == [b]
-    await until(moved, "the stream moving to its new category")
+    await eventually_async(moved, 30, "the stream moving to its new category", every_s=0.1)
     shown = (await world.get("/v1/directory/streams", category=art))["streams"][0]
     assert (shown["title"], shown["category"], shown["tags"], shown["viewers"]) == (
         "Now painting", art, ["watercolour"], 40)
@@ -280,9 +263,9 @@ async def test_streams_move_with_their_category_and_leave_when_they_end(world: W
 
     async def gone() -> bool:
         return await listed(art) == [] and (await rows())[art] == {"name": art, "live_streams": 0, "viewers": 0}
-    await until(gone, "the ended stream leaving the directory")
+    await eventually_async(gone, 30, "the ended stream leaving the directory", every_s=0.1)
     await world.count(ch_b, b, 3)  # a later event on the same partition: everything before it is applied
-    await until(lambda: _viewers_of(world, b, 3), "the next count")
+    await eventually_async(lambda: _viewers_of(world, b, 3), 30, "the next count", every_s=0.1)
     assert a not in [s["stream_id"] for s in await world.pages(100)]
     assert (await rows())[art] == {"name": art, "live_streams": 0, "viewers": 0}
 
@@ -311,7 +294,7 @@ async def test_search_matches_tokens_and_prefixes_and_boosts_live_channels(world
     async def ready() -> bool:
         found = {r["channel_id"]: r["viewers"] for r in await search(word)}
         return found == {ch_alpha: 5, ch_beta: 100, ch_gamma: 0}
-    await until(ready, "three channels indexed with their audiences")
+    await eventually_async(ready, 30, "three channels indexed with their audiences", every_s=0.1)
 
     results = await search(word)
     assert [r["channel_id"] for r in results] == [ch_beta, ch_alpha, ch_gamma]  # live, more viewers first
@@ -332,7 +315,8 @@ async def test_search_matches_tokens_and_prefixes_and_boosts_live_channels(world
 
     # The stream ends: its title leaves the index, the channel's own stays; the channel shows offline.
     await world.end(ch_alpha, alpha)
-    await until(lambda: _no_results(search, other), "the ended stream's words leaving the index")
+    await eventually_async(lambda: _no_results(search, other), 30, "the ended stream's words leaving the index",
+                           every_s=0.1)
     found = await search(f"{word} alpha")
     assert [(r["channel_id"], r["live"], r["title"]) for r in found] == [(ch_alpha, False, "Cozy Pokémon")]
     assert [r["channel_id"] for r in await search(word, live_only="true")] == [ch_beta]
@@ -340,7 +324,7 @@ async def test_search_matches_tokens_and_prefixes_and_boosts_live_channels(world
     # The owner retitles the offline channel: the old words go, the new ones come.
     r = await world.http.patch(f"/v1/channels/{ch_gamma}", headers=world.auth, json={"title": f"Back {other}"})
     assert r.status_code == 200, r.text
-    await until(lambda: _has(search, other, ch_gamma), "the new title indexed")
+    await eventually_async(lambda: _has(search, other, ch_gamma), 30, "the new title indexed", every_s=0.1)
     assert await search(f"{word} offline") == []
 
 
@@ -358,7 +342,7 @@ async def test_rebuilt_discovery_views_equal_the_processors_own(world: World,
     channel_id = await world.channel(f"r{tag}_one", category=f"Rebuild {tag}")
     stream_id = await world.start(channel_id, f"rebuild {tag}", f"Rebuild {tag}", T0)
     await world.count(channel_id, stream_id, 12)
-    await until(lambda: _viewers_of(world, stream_id, 12), "the stream listed")
+    await eventually_async(lambda: _viewers_of(world, stream_id, 12), 30, "the stream listed", every_s=0.1)
     s = discovery_platform.settings
     rebuilt = s.with_section("valkey", key_prefix=f"{s.valkey.key_prefix}rebuilt:")
     client = aioredis.Redis.from_url(s.valkey.url)
@@ -380,42 +364,45 @@ async def test_rebuilt_discovery_views_equal_the_processors_own(world: World,
     assert discovery(again, rebuilt.valkey.key_prefix) == mine
 
 
-def _history() -> list[tuple[str, Applied]]:
+def _history() -> list[tuple[str, Applied[Record]]]:
     """A small log per topic: (topic, event) in the order the processors saw it."""
     ch1, ch2, s1, s2 = (str(uuid.uuid4()) for _ in range(4))
 
-    def channel(offset: int, channel_id: str, name: str, category: str) -> tuple[str, Applied]:
-        return "channels", Applied("glasscast.channel.ChannelCreated", offset, {
-            "occurred_at": T0, "channel_id": channel_id, "owner_user_id": "u1", "name": name,
-            "title": f"{name} title", "category": category, "tags": ["chill"], "stream_key_hash": name * 4})
+    def channel(offset: int, channel_id: str, name: str, category: str) -> tuple[str, Applied[Record]]:
+        return "channels", Applied(offset, ChannelCreated(
+            occurred_at=T0, channel_id=channel_id, owner_user_id="u1", name=name, title=f"{name} title",
+            category=category, tags=("chill",), stream_key_hash=name * 4))
 
-    def lifecycle(record: str, offset: int, stream_id: str, channel_id: str, **v: Any) -> tuple[str, Applied]:
-        return "stream.lifecycle", Applied(record, offset, {
-            "occurred_at": T0 + offset, "stream_id": stream_id, "channel_id": channel_id, **v})
+    def lifecycle(record: Callable[..., Record], offset: int, stream_id: str, channel_id: str,
+                  **v: Any) -> tuple[str, Applied[Record]]:
+        return "stream.lifecycle", Applied(offset, record(
+            occurred_at=T0 + offset, stream_id=stream_id, channel_id=channel_id, **v))
 
-    def count(offset: int, stream_id: str, channel_id: str, viewers: int) -> tuple[str, Applied]:
-        return "viewer.counts", Applied(COUNT, offset, {
-            "occurred_at": T0 + offset, "channel_id": channel_id, "stream_id": stream_id, "viewers": viewers})
+    def count(offset: int, stream_id: str, channel_id: str, viewers: int) -> tuple[str, Applied[Record]]:
+        return "viewer.counts", Applied(offset, ViewerCountUpdated(
+            occurred_at=T0 + offset, channel_id=channel_id, stream_id=stream_id, viewers=viewers, window_s=60,
+            bucket_s=15))
 
     return [
         channel(0, ch1, "first", "Games"), channel(1, ch2, "second", "Art"),
-        lifecycle(STARTED, 0, s1, ch1, title="Run one", category="Games", tags=["speedrun"]),
+        lifecycle(StreamStarted, 0, s1, ch1, title="Run one", category="Games", tags=("speedrun",),
+                  ingest_host="test"),
         count(0, s1, ch1, 10),
-        lifecycle(STARTED, 1, s2, ch2, title="Paint", category="Art", tags=[]),
+        lifecycle(StreamStarted, 1, s2, ch2, title="Paint", category="Art", tags=(), ingest_host="test"),
         count(1, s1, ch1, 12), count(2, s2, ch2, 4),
-        lifecycle(UPDATED, 2, s1, ch1, updated_by_user_id="u1", title="Run two", category="art", tags=None),
-        ("channels", Applied("glasscast.channel.ChannelUpdated", 2, {
-            "occurred_at": T0 + 5, "channel_id": ch2, "updated_by_user_id": "u1", "title": "New title",
-            "category": None, "tags": ["paint"]})),
-        lifecycle(ENDED, 3, s2, ch2, reason="PUBLISHER_STOPPED"),
+        lifecycle(StreamUpdated, 2, s1, ch1, updated_by_user_id="u1", title="Run two", category="art", tags=None),
+        ("channels", Applied(2, ChannelUpdated(
+            occurred_at=T0 + 5, channel_id=ch2, updated_by_user_id="u1", title="New title", category=None,
+            tags=("paint",)))),
+        lifecycle(StreamEnded, 3, s2, ch2, reason="PUBLISHER_STOPPED", started_at=T0 + 1, duration_ms=2),
         count(3, s2, ch2, 6),  # raced the end
         count(4, s1, ch1, 15),
     ]
 
 
-def _interleave(history: list[tuple[str, Applied]], rng: random.Random) -> list[Applied]:
+def _interleave(history: list[tuple[str, Applied[Record]]], rng: random.Random) -> list[Applied[Record]]:
     """The same events, each topic's in its own order, the topics shuffled together (as a replay reads them)."""
-    queues: dict[str, list[Applied]] = {}
+    queues: dict[str, list[Applied[Record]]] = {}
     for topic, event in history:
         queues.setdefault(topic, []).append(event)
     out = []

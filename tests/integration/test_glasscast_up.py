@@ -9,8 +9,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import fastavro
 import httpx
@@ -19,6 +20,7 @@ import pytest
 from infra.embedded.process import free_port, pid_alive
 from infra.runstate import read_state
 from media.testpattern import ffmpeg_push
+from tests.waiting import Timeout, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -41,19 +43,18 @@ class Up:
                 [sys.executable, "-m", "infra.cli", "up", "--data-dir", str(data_dir),
                  "--http-port", str(http_port), "--rtmp-port", str(rtmp_port)],
                 cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"glasscast up exited {self.proc.returncode}:\n{self.log.read_text()[-4000:]}")
-            try:
-                # Up once the supervisor says so: the gateway is ready before the ingest has started.
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200 and UP_LINE in self.log.read_text():
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.proc.kill()
-        raise RuntimeError(f"glasscast up not ready:\n{self.log.read_text()[-4000:]}")
+            # Up once the supervisor says so: the gateway is ready before the ingest has started.
+            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200 and UP_LINE in self.log.read_text()
+
+        try:
+            eventually(ready, 180, "glasscast up", every_s=0.2, ignore=(httpx.HTTPError,))
+        except Timeout as exc:
+            self.proc.kill()
+            raise RuntimeError(f"glasscast up not ready:\n{self.log.read_text()[-4000:]}") from exc
 
     def cli(self, *args: str) -> str:
         done = subprocess.run([sys.executable, "-m", "infra.cli", "--data-dir", str(self.data_dir), *args],
@@ -108,11 +109,13 @@ def test_up_tools_sigkill_and_restart(data_dir: Path) -> None:
         # Go live through the platform's own ingest with the key the API handed out.
         push = ffmpeg_push(up.rtmp, channel["stream_key"], 4, size="320x240", log=data_dir.parent / "ffmpeg.log")
         assert push.wait(60) == 0, (data_dir.parent / "ffmpeg.log").read_text()
-        deadline = time.monotonic() + 30
-        kinds: list[str] = []
-        while "StreamEnded" not in kinds and time.monotonic() < deadline:
+
+        def lifecycle() -> list[str] | None:
             lines = up.cli("tail", "stream.lifecycle", "--from-beginning", "--json", "--exit-at-end").splitlines()
             kinds = [json.loads(line)["type"] for line in lines]
+            return kinds if "StreamEnded" in kinds else None
+
+        kinds = eventually(lifecycle, 30, "StreamEnded on stream.lifecycle", every_s=0)
         assert kinds[0] == "StreamStarted" and kinds[-1] == "StreamEnded", kinds
         gops = [json.loads(line) for line in up.cli("tail", "media.gops", "--from-beginning", "--json",
                                                     "--exit-at-end").splitlines()]
@@ -121,14 +124,12 @@ def test_up_tools_sigkill_and_restart(data_dir: Path) -> None:
         # A media worker made the segments (no audience: the tiered ladder passes the source through).
         stream_id = gops[0]["value"]["stream_id"]
         with httpx.Client(base_url=up.url) as client:
-            hls_deadline = time.monotonic() + 60
-            while client.get(f"/v1/streams/{stream_id}/playback").status_code != 200:
-                assert time.monotonic() < hls_deadline, "stream never materialised"
-                time.sleep(0.2)
+            hls_deadline = time.monotonic() + 60  # one budget for both waits
+            eventually(lambda: client.get(f"/v1/streams/{stream_id}/playback").status_code == 200,
+                       60, "the stream to materialise", every_s=0.2)
             q = {"token": client.get(f"/v1/streams/{stream_id}/playback").json()["token"]}
-            while client.get(f"/hls/{stream_id}/source/vod.m3u8", params=q).text.count("#EXTINF") < 2:
-                assert time.monotonic() < hls_deadline, "segments never listed"
-                time.sleep(0.2)
+            eventually(lambda: client.get(f"/hls/{stream_id}/source/vod.m3u8", params=q).text.count("#EXTINF") >= 2,
+                       max(hls_deadline - time.monotonic(), 0.1), "the segments to be listed", every_s=0.2)
             playlists = {p: client.get(f"/hls/{stream_id}/{p}", params=q).text
                          for p in ("master.m3u8", "source/vod.m3u8")}
         assert '"avc1.' in playlists["master.m3u8"] and "#EXT-X-ENDLIST" in playlists["source/vod.m3u8"]
@@ -160,9 +161,7 @@ def test_up_tools_sigkill_and_restart(data_dir: Path) -> None:
         assert state is not None
         keeper_pid = state.processes["broker-keeper"]
         up.stop(signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        while pid_alive(keeper_pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        eventually(lambda: not pid_alive(keeper_pid), 60, "the keeper to archive and exit")
         assert not pid_alive(keeper_pid)
     finally:
         up.stop()

@@ -25,10 +25,12 @@ import redis.asyncio as aioredis
 from starlette.responses import FileResponse
 
 from gateways.app import create_app
-from gateways.hls import IMMUTABLE, origin_cache
+from gateways.hls import IMMUTABLE
 from gateways.playback_token import PlaybackClaims, derive_secret, sign
 from infra.settings import Secret, Settings
 from media.blob import FileBlobStore, StoredBlob
+from schemas.records.stream import StreamStarted
+from tests.waiting import eventually_async
 from views.fold import Applied
 from views.store import ViewStore
 
@@ -72,13 +74,13 @@ class Origin:
 
     async def concurrently(self, name: str, n: int = N) -> list[httpx.Response]:
         """``n`` requests for ``name`` held at the store until all have joined one read."""
-        cache = origin_cache(self.app.state.services)
+        cache = self.app.state.services.origin_cache
         joined = cache.collapsed
         self.store.gate.clear()
         requests = [asyncio.create_task(self.get(name)) for _ in range(n)]
         try:
-            while cache.collapsed < joined + n - 1:
-                await asyncio.sleep(0.01)
+            await eventually_async(lambda: cache.collapsed >= joined + n - 1, 10, f"{n} requests joining one read",
+                                   every_s=0.01)
         finally:
             self.store.gate.set()
         return await asyncio.gather(*requests)
@@ -94,9 +96,9 @@ async def origin(settings_factory: Callable[..., Settings]) -> AsyncIterator[Ori
         client = aioredis.Redis.from_url(s.valkey.url)
         stream_id, channel_id = str(uuid.uuid4()), str(uuid.uuid4())
         try:
-            await ViewStore(client, s.valkey.key_prefix).apply(Applied("glasscast.stream.StreamStarted", 1, {
-                "occurred_at": int(time.time() * 1000), "stream_id": stream_id, "channel_id": channel_id,
-                "title": "origin", "category": None}))
+            await ViewStore(client, s.valkey.key_prefix).apply(Applied(1, StreamStarted(
+                occurred_at=int(time.time() * 1000), stream_id=stream_id, channel_id=channel_id,
+                title="origin", category=None, ingest_host="test")))
         finally:
             await client.aclose()
         token = sign(derive_secret(SECRET, ""), PlaybackClaims(channel_id, int(time.time()) + 600))

@@ -8,14 +8,15 @@ import logging
 import os
 import random
 import struct
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from infra.settings import Settings
-from tests.integration.ingest_support import Ingest, ingest_settings, running_ingest
 from media.testpattern import ffmpeg_push
+from tests.integration.ingest_support import Ingest, ingest_settings, running_ingest
+from tests.waiting import eventually_async
 
 pytestmark = pytest.mark.integration
 
@@ -68,8 +69,7 @@ def _mutations(rng: random.Random, capture: bytes, n: int) -> list[bytes]:
 async def _go_live_works(ingest: Ingest, tmp_path: Path) -> None:
     channel_id, key = await ingest.channel()
     proc = ffmpeg_push(ingest.url, key, 3, size="320x240", log=tmp_path / "ffmpeg.log")
-    while proc.poll() is None:
-        await asyncio.sleep(0.1)
+    await eventually_async(lambda: proc.poll() is not None, 60, "the publisher to exit", every_s=0.1)
     assert proc.returncode == 0, (tmp_path / "ffmpeg.log").read_text()
     found = await ingest.wait_events("stream.lifecycle", channel_id, lambda f: any(e.type == "StreamEnded" for e in f))
     assert found[0].type == "StreamStarted" and found[-1].type == "StreamEnded"
@@ -118,14 +118,12 @@ async def test_stalled_and_excess_connections(settings_factory: Callable[..., Se
         writer.close()
         # Over the connection limit: the extra connections are closed at once.
         held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(5)]
-        await asyncio.sleep(0.2)
+        await eventually_async(lambda: ingest.server.connections == 5, 5, "the server to count 5 connections")
         extra_reader, extra_writer = await asyncio.open_connection("127.0.0.1", port)
         assert await asyncio.wait_for(extra_reader.read(), 2) == b""
         extra_writer.close()
         for _, w in held:
             w.close()
-        deadline = loop.time() + 10
-        while ingest.server.connections and loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        await eventually_async(lambda: ingest.server.connections == 0, 10, "every connection to end")
         assert ingest.server.connections == 0
         await _go_live_works(ingest, tmp_path)

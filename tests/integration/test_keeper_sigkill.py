@@ -13,17 +13,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from infra.embedded.keeper import LOCK_FILE, broker_dir, keeper_argv, read_ready
 from infra.embedded.process import pid_alive
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -43,16 +43,6 @@ with open(data_dir / "keeper.out", "ab") as out:
 print(keeper.pid, flush=True)
 time.sleep(120)
 """
-
-
-def until(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def keeper_env() -> dict[str, str]:
@@ -88,7 +78,7 @@ def start_keeper(data_dir: Path, pids: list[int]) -> subprocess.Popen[bytes]:
 
 
 def wait_ready(data_dir: Path, pid: int) -> dict[str, Any]:
-    ready: dict[str, Any] = until(lambda: read_ready(data_dir, pid), 60, f"keeper {pid} ready.json")
+    ready: dict[str, Any] = eventually(lambda: read_ready(data_dir, pid), 60, f"keeper {pid} ready.json")
     return ready
 
 
@@ -120,16 +110,18 @@ def consume_all(bootstrap: str) -> Acked:
     c.assign(tps)
     got: Acked = {}
     eof: set[tuple[str, int]] = set()
-    deadline = time.monotonic() + 30
+
+    def every_partition_ended() -> bool:
+        for m in c.consume(1000, 0.1):  # blocks up to 0.1 s itself: no pause between polls
+            tp = (m.topic() or "", m.partition() or 0)
+            if m.error() is not None:
+                eof.add(tp)
+            else:
+                got.setdefault(tp, []).append((m.offset() or 0, m.value() or b""))
+        return len(eof) == len(tps)
+
     try:
-        while len(eof) < len(tps):
-            assert time.monotonic() < deadline, f"only {sorted(eof)} reached their end"
-            for m in c.consume(1000, 0.1):
-                tp = (m.topic() or "", m.partition() or 0)
-                if m.error() is not None:
-                    eof.add(tp)
-                else:
-                    got.setdefault(tp, []).append((m.offset() or 0, m.value() or b""))
+        eventually(every_partition_ended, 30, f"the end of all {len(tps)} partitions", every_s=0)
     finally:
         c.close()
     return got
@@ -169,9 +161,9 @@ def test_sigkill_of_the_supervisor_loses_no_acknowledged_event(tmp_path: Path, k
         assert supervisor.stdout is not None
         supervisor.stdout.close()
 
-    until(lambda: lock_free(data_dir), 30, "the orphaned keeper to drain and exit")
+    eventually(lambda: lock_free(data_dir), 30, "the orphaned keeper to drain and exit")
     assert not (broker_dir(data_dir) / "ready.json").exists()
-    assert not pid_alive(ready["tansu_pid"]) or until(lambda: not pid_alive(ready["tansu_pid"]), 10, "tansu")
+    assert not pid_alive(ready["tansu_pid"]) or eventually(lambda: not pid_alive(ready["tansu_pid"]), 10, "tansu")
     assert "drain complete" in (broker_dir(data_dir) / "keeper.log").read_text()
     assert_restart_serves(data_dir, acked, keeper_pids)
 

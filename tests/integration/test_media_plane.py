@@ -11,22 +11,23 @@ import json
 import signal
 import subprocess
 import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import av
 import httpx
 import pytest
 
 from gateways.app import create_app
-from infra.embedded.process import free_port
 from infra.embedded.threaded import serve_app
 from infra.settings import Secret, Settings
 from media.package.playlist import parse_master_playlist, parse_media_playlist
+from media.testpattern import ffmpeg_push
 from tests.conftest import wait_processors_assigned
 from tests.integration.ingest_support import Ingest, ingest_settings, running_ingest
-from media.testpattern import ffmpeg_push
 from tests.servers import run_service
+from tests.waiting import eventually_async
 
 pytestmark = pytest.mark.integration
 
@@ -35,14 +36,12 @@ _SECRET = "media-plane-test-secret-" + "x" * 32
 _CHANNELS: dict[str, str] = {}  # stream id -> channel id, for building tokens in tests
 
 
-def _platform_settings(base: Settings, **ladder: Any) -> Settings:
-    tag = uuid.uuid4().hex[:8]
-    s = ingest_settings(base)
-    s = s.with_section("ladder", **({"mode": "full"} | ladder))
-    s = s.with_section("transcode", group_id=f"transcode-{tag}", workers=2)
-    s = s.with_section("processors", app_id=f"views-{tag}")
-    s = s.with_section("auth", jwt_secret=Secret(_SECRET))
-    return s.with_section("gateway", port=free_port())
+def _platform_settings(settings_factory: Callable[..., Settings], **ladder: Any) -> Settings:
+    # settings_factory gives the run its own processors app id and gateway port; the tokens
+    # the tests forge need a secret they know.
+    return ingest_settings(settings_factory(
+        ladder={"mode": "full"} | ladder, auth={"jwt_secret": Secret(_SECRET)},
+        transcode={"group_id": f"transcode-{uuid.uuid4().hex[:8]}", "workers": 2}))
 
 
 @contextlib.asynccontextmanager
@@ -57,11 +56,11 @@ async def media_plane(s: Settings, tmp: Path) -> AsyncIterator[tuple[Ingest, str
 
 async def _token(http: httpx.AsyncClient, url: str, stream_id: str) -> str:
     # StreamStarted is in the log; the processors may not have folded it into the stream view yet.
-    deadline = asyncio.get_running_loop().time() + 15
-    r = await http.get(f"{url}/v1/streams/{stream_id}/playback")
-    while r.status_code == 404 and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.1)
+    async def folded() -> httpx.Response | None:
         r = await http.get(f"{url}/v1/streams/{stream_id}/playback")
+        return None if r.status_code == 404 else r
+
+    r = await eventually_async(folded, 15, f"the stream view of {stream_id}", every_s=0.1)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["hls"]["master"].endswith(f"/hls/{stream_id}/master.m3u8?token={body['token']}")
@@ -93,17 +92,6 @@ async def _refusals(http: httpx.AsyncClient, url: str, base: str, stream_id: str
     assert r.status_code == 403
 
 
-async def _until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while loop.time() < deadline:
-        result = await check()
-        if result:
-            return result
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _probe(path: Path) -> dict[str, Any]:
     out = subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
                          capture_output=True, text=True, check=True)
@@ -111,13 +99,13 @@ def _probe(path: Path) -> dict[str, Any]:
 
 
 async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings], tmp_path: Path) -> None:
-    s = _platform_settings(settings_factory())
+    s = _platform_settings(settings_factory)
     async with media_plane(s, tmp_path) as (ingest, url, _), contextlib.AsyncExitStack() as cleanup:
         channel_id, key = await ingest.channel()
         push = ffmpeg_push(ingest.url, key, 10, size="1280x720", log=tmp_path / "ffmpeg.log")
         cleanup.callback(lambda: (push.kill(), push.wait()))
         started = await ingest.wait_events("stream.lifecycle", channel_id, lambda f: len(f) >= 1)
-        stream_id = str(started[0].value["stream_id"])
+        stream_id = started[0].value.stream_id
         _CHANNELS[stream_id] = channel_id
         base = f"{url}/hls/{stream_id}"
         async with httpx.AsyncClient(timeout=10) as http:
@@ -131,7 +119,7 @@ async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings
                 variants = parse_master_playlist(r.text)
                 return variants if len(variants) == 4 else None
 
-            variants = await _until(master, 30, "the full ladder in the master playlist")
+            variants = await eventually_async(master, 30, "the full ladder in the master playlist", every_s=0.2)
             names = sorted(v["URI"].split("/")[0] for v in variants)
             assert names == ["360p30", "480p30", "audio", "source"]
             r = await http.get(f"{base}/source/index.m3u8", params=q)
@@ -139,8 +127,7 @@ async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings
             if push.poll() is None:  # still live: a short cache lifetime and no end
                 assert r.headers["cache-control"] == "public, max-age=1" and not live.ended
 
-            while push.poll() is None:
-                await asyncio.sleep(0.2)
+            await eventually_async(lambda: push.poll() is not None, 60, "the publisher to exit", every_s=0.2)
             assert push.returncode == 0, (tmp_path / "ffmpeg.log").read_text()
             await ingest.wait_events("stream.lifecycle", channel_id,
                                      lambda f: any(e.type == "StreamEnded" for e in f))
@@ -152,7 +139,7 @@ async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings
                 playlist = parse_media_playlist(r.text)
                 return playlist if playlist.ended and len(playlist.segments) == 5 else None
 
-            await _until(vod, 60, "the VOD playlist")
+            await eventually_async(vod, 60, "the VOD playlist", every_s=0.2)
             for rendition, (width, height) in {"source": (1280, 720), "480p30": (854, 480),
                                                "360p30": (640, 360), "audio": (None, None)}.items():
                 r = await http.get(f"{base}/{rendition}/vod.m3u8", params=q)
@@ -176,7 +163,8 @@ async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings
                     if width is None:
                         assert not video
                     else:
-                        assert (video[0]["codec_name"], video[0]["width"], video[0]["height"]) == ("h264", width, height)
+                        assert (video[0]["codec_name"], video[0]["width"], video[0]["height"]) == (
+                            "h264", width, height)
                         assert video[0]["r_frame_rate"] in ("30/1", "30000/1001")
                     whole += body
                 # The VOD plays start to end with no gap: the concatenation decodes continuously.
@@ -189,7 +177,8 @@ async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings
                     pts = [f.time for f in frames]
                     assert all(0 < b - a < 0.05 for a, b in zip(pts, pts[1:]))
                 else:
-                    assert abs(frames[-1].time + frames[-1].samples / frames[-1].sample_rate - frames[0].time - 10) < 0.2
+                    last = frames[-1]
+                    assert abs(last.time + last.samples / last.sample_rate - frames[0].time - 10) < 0.2
 
             assert parse_media_playlist((await http.get(f"{base}/source/index.m3u8", params=q)).text).ended
             vod_master = parse_master_playlist((await http.get(f"{base}/vod.m3u8", params=q)).text)
@@ -212,25 +201,24 @@ async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings
 
 async def test_killed_worker_loses_and_duplicates_nothing(settings_factory: Callable[..., Settings],
                                                          tmp_path: Path) -> None:
-    s = _platform_settings(settings_factory(), mode="full")
+    s = _platform_settings(settings_factory, mode="full")
     async with media_plane(s, tmp_path) as (ingest, url, worker), contextlib.AsyncExitStack() as cleanup:
         channel_id, key = await ingest.channel()
         push = ffmpeg_push(ingest.url, key, 12, size="854x480", log=tmp_path / "ffmpeg.log")
         cleanup.callback(lambda: (push.kill(), push.wait()))
         started = await ingest.wait_events("stream.lifecycle", channel_id, lambda f: len(f) >= 1)
-        stream_id = str(started[0].value["stream_id"])
+        stream_id = started[0].value.stream_id
         await ingest.wait_events("media.segments", stream_id, lambda f: len(f) >= 1, timeout_s=60)
         # Kill the worker just after the next GOP is announced: it is fetching or transcoding it.
         seen = len(await asyncio.to_thread(ingest.events, "media.gops", stream_id))
         await ingest.wait_events("media.gops", stream_id, lambda f: len(f) > seen)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # not a wait: a moment into the GOP's work, so the kill cuts it off
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
         with run_service(s, "media-worker", tmp_path / "worker2.log"):
-            while push.poll() is None:
-                await asyncio.sleep(0.2)
+            await eventually_async(lambda: push.poll() is not None, 60, "the publisher to exit", every_s=0.2)
             gops = await ingest.wait_events("media.gops", stream_id, lambda f: len(f) >= 6)
-            expected = {(r, g.value["seq"]) for g in gops for r in ("source", "360p30", "audio")}
+            expected = {(r, g.value.seq) for g in gops for r in ("source", "360p30", "audio")}
 
             async def indexed() -> Any:
                 async with httpx.AsyncClient(timeout=10) as http:
@@ -245,8 +233,8 @@ async def test_killed_worker_loses_and_duplicates_nothing(settings_factory: Call
                                    if not seg.gap]
                     return listed if len(listed) >= len(expected) else None
 
-            listed = await _until(indexed, 90, "every GOP in every rendition")
+            listed = await eventually_async(indexed, 90, "every GOP in every rendition", every_s=0.2)
         assert len(listed) == len(set(listed)) == len(expected)
         assert set(listed) == {(r, f"{seq:08d}.m4s") for r, seq in expected}
         events = await asyncio.to_thread(ingest.events, "media.segments", stream_id)
-        assert {(e.value["rendition"], e.value["seq"]) for e in events} == expected
+        assert {(e.value.rendition, e.value.seq) for e in events} == expected

@@ -7,20 +7,20 @@ brokers rather than using the session one.
 from __future__ import annotations
 
 import random
-import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, cast
+from typing import cast
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType  # type: ignore[attr-defined]
 
 from infra.embedded.archiver import Archiver
 from infra.embedded.rehydrate import rehydrate
 from infra.embedded.tansu import TansuBroker
 from infra.errors import RehydrateError
 from infra.settings import ArchiveSettings, KafkaSettings
+from tests.waiting import eventually
 from topics.archive import Archive, ArchiveWriter
 
 pytestmark = pytest.mark.integration
@@ -90,19 +90,21 @@ def consume_all(bootstrap: str, deadline_s: float = 30.0) -> list[Row]:
     c.assign(tps)
     rows: list[Row] = []
     eof: set[tuple[str, int]] = set()
-    deadline = time.monotonic() + deadline_s
+
+    def every_partition_ended() -> bool:
+        for m in c.consume(1000, 0.1):  # blocks up to 0.1 s itself: no pause between polls
+            err = m.error()
+            if err is not None:
+                assert err.code() == KafkaError._PARTITION_EOF, err
+                eof.add((m.topic() or "", m.partition() or 0))
+                continue
+            headers = cast(list[tuple[str, bytes | None]], m.headers() or [])
+            rows.append((m.topic() or "", m.partition() or 0, m.offset() or 0, m.key(), m.value(),
+                         tuple(headers), m.timestamp()[1]))
+        return len(eof) == len(tps)
+
     try:
-        while len(eof) < len(tps):
-            assert time.monotonic() < deadline, f"only {sorted(eof)} reached their end"
-            for m in c.consume(1000, 0.1):
-                err = m.error()
-                if err is not None:
-                    assert err.code() == KafkaError._PARTITION_EOF, err
-                    eof.add((m.topic() or "", m.partition() or 0))
-                    continue
-                headers = cast(list[tuple[str, bytes | None]], m.headers() or [])
-                rows.append((m.topic() or "", m.partition() or 0, m.offset() or 0, m.key(), m.value(),
-                             tuple(headers), m.timestamp()[1]))
+        eventually(every_partition_ended, deadline_s, f"the end of all {len(tps)} partitions", every_s=0)
     finally:
         c.close()
     return rows

@@ -5,7 +5,6 @@ stream key its owner can reveal again."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,12 +12,15 @@ from typing import Any
 import httpx
 import pytest
 
-from views.channels import hash_stream_key
+from media.testpattern import ffmpeg_push
+from schemas.records.stream import StreamEnded, StreamHealth, StreamStarted
 from tests.conftest import Platform
 from tests.integration.ingest_support import ingest_settings, running_ingest
-from media.testpattern import ffmpeg_push
+from tests.waiting import eventually_async
+from topics.consumer import Event
 from topics.runtime import make_serde
 from topics.tools import read_topic
+from views.channels import hash_stream_key
 
 pytestmark = pytest.mark.integration
 
@@ -47,16 +49,7 @@ async def _channel(client: httpx.AsyncClient, token: str, **fields: Any) -> dict
     return r.json()  # type: ignore[no-any-return]
 
 
-async def _until(check: Any, timeout_s: float = 30.0, every_s: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await check()
-        if value or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(every_s)
-
-
-def _lifecycle(platform: Platform, channel_id: str) -> list[Any]:
+def _lifecycle(platform: Platform, channel_id: str) -> list[Event]:
     serde = make_serde(platform.settings)
     try:
         return [e for e in read_topic(platform.settings.kafka, serde, "stream.lifecycle", start="beginning",
@@ -85,12 +78,12 @@ async def test_stream_key_can_be_revealed_by_its_owner_only(platform: Platform) 
     # The key itself never reaches the log: only its hash and the nonce it is derived from.
     serde = make_serde(platform.settings)
     try:
-        events = [e.value for e in read_topic(platform.settings.kafka, serde, "channels", start="beginning",
+        events: list[Any] = [e.value for e in read_topic(platform.settings.kafka, serde, "channels", start="beginning",
                                               exit_at_end=True) if e.key == created["id"]]
     finally:
         serde.close()
-    assert [e["stream_key_hash"] for e in events] == [hash_stream_key(created["stream_key"]), hash_stream_key(rotated)]
-    assert all(e["stream_key_nonce"] for e in events)
+    assert [e.stream_key_hash for e in events] == [hash_stream_key(created["stream_key"]), hash_stream_key(rotated)]
+    assert all(e.stream_key_nonce for e in events)
     assert created["stream_key"] not in repr(events) and rotated not in repr(events)
 
 
@@ -164,7 +157,7 @@ async def test_configure_go_live_update_end(platform: Platform, tmp_path: Path) 
             async def live() -> dict[str, Any] | None:
                 body = (await client.get(f"/v1/streams/{configured['id']}")).json()
                 return body if body["status"] == "live" else None
-            stream = await _until(live)
+            stream = await eventually_async(live, 30, "the configured stream going live", every_s=0.2)
             assert stream, "the configured stream never went live"
             # The ingest adopted the configured stream: same id, its title and tags.
             assert stream["title"] == "Pre-show" and stream["tags"] == ["painting", "cozy"]
@@ -182,7 +175,7 @@ async def test_configure_go_live_update_end(platform: Platform, tmp_path: Path) 
             async def healthy() -> dict[str, Any] | None:
                 body = (await client.get(f"/v1/streams/{configured['id']}/health", headers=_auth(token))).json()
                 return body if body["fps"] else None
-            health = await _until(healthy)
+            health = await eventually_async(healthy, 30, "a StreamHealth in the view", every_s=0.2)
             assert health, "no StreamHealth reached the view"
             assert health["stream_status"] == "live" and health["width"] == 640 and health["height"] == 360
             assert 25 <= health["fps"] <= 35 and health["video_bitrate_kbps"] > 0
@@ -204,12 +197,12 @@ async def test_configure_go_live_update_end(platform: Platform, tmp_path: Path) 
         assert health["stream_status"] == "ended" and health["fps"] is None
 
     events = await asyncio.to_thread(_lifecycle, platform, channel["id"])
-    records = [e.record.rsplit(".", 1)[1] for e in events if e.record != "glasscast.stream.StreamHealth"]
+    records = [e.type for e in events if not isinstance(e.value, StreamHealth)]
     assert records == ["StreamConfigured", "StreamStarted", "StreamUpdated", "StreamEnded"], records
-    end = next(e.value for e in events if e.record.endswith("StreamEnded"))
-    assert end["reason"] == "ENDED_BY_CREATOR" and str(end["ended_by_user_id"]) == user_id
-    started = next(e.value for e in events if e.record.endswith("StreamStarted"))
-    assert str(started["stream_id"]) == configured["id"] and started["tags"] == ["painting", "cozy"]
+    end = next(e.value for e in events if isinstance(e.value, StreamEnded))
+    assert end.reason == "ENDED_BY_CREATOR" and str(end.ended_by_user_id) == user_id
+    started = next(e.value for e in events if isinstance(e.value, StreamStarted))
+    assert str(started.stream_id) == configured["id"] and list(started.tags) == ["painting", "cozy"]
 
 
 async def test_a_new_publish_without_configuring_gets_a_fresh_stream(platform: Platform, tmp_path: Path) -> None:
@@ -221,7 +214,7 @@ async def test_a_new_publish_without_configuring_gets_a_fresh_stream(platform: P
         try:
             async def live_id() -> Any:
                 return (await client.get(f"/v1/channels/{channel['id']}")).json()["live_stream_id"]
-            stream_id = await _until(live_id)
+            stream_id = await eventually_async(live_id, 30, "a live stream on the channel", every_s=0.2)
             assert stream_id
             stream = (await client.get(f"/v1/streams/{stream_id}")).json()
             assert stream["title"] == "Just chatting today" and stream["category"] == "Music"
@@ -229,6 +222,6 @@ async def test_a_new_publish_without_configuring_gets_a_fresh_stream(platform: P
             await asyncio.to_thread(push.wait)
         async def ended() -> bool:
             return (await client.get(f"/v1/streams/{stream_id}")).json()["status"] == "ended"
-        assert await _until(ended)
+        assert await eventually_async(ended, 30, "the stream ending", every_s=0.2)
         assert (await client.get(f"/v1/streams/{stream_id}")).json()["end_reason"] == "PUBLISHER_STOPPED"
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import io
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
 
 import av
 import httpx
@@ -15,14 +15,14 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateways.app import create_app
-from infra.settings import Secret, Settings
+from infra.settings import Settings
 from media.blob import FileBlobStore
 from media.ingest.gop import Gop, gop_to_flv
 from media.transcode.thumbnail import gop_thumbnail
 from media.transcode.worker import TranscodeWorker
+from schemas.records.media import GopAvailable
 from tests.integration.test_transcode_job import make_source, split
 from topics.admin import ensure_topics
-from topics.consumer import Event
 from topics.runtime import make_serde
 
 pytestmark = pytest.mark.integration
@@ -54,22 +54,18 @@ def test_a_gop_that_is_not_flv_is_a_value_error() -> None:
         gop_thumbnail(b"not an FLV")
 
 
-def _gop_event(stream_id: str, channel_id: str, seq: int, gop: Gop, ref: str, size: int) -> Event:
-    value: dict[str, Any] = {
-        "event_id": str(uuid.uuid4()), "occurred_at": int(time.time() * 1000), "stream_id": stream_id,
-        "channel_id": channel_id, "seq": seq, "pts": gop.start_ms, "duration": gop.duration_ms,
-        "time_base_num": 1, "time_base_den": 1000, "byte_size": size, "blob_ref": ref, "container": "flv",
-        "codec_config_ref": None, "video_codec": "avc1.64001f", "width": 1280, "height": 720, "fps": 30.0,
-        "audio_codec": "mp4a.40.2", "audio_sample_rate_hz": 48000, "audio_channels": 2, "discontinuity": False}
-    return Event("media.gops", 0, seq, 0, stream_id, "glasscast.media.GopAvailable", value)
+def _gop_event(stream_id: str, channel_id: str, seq: int, gop: Gop, ref: str, size: int) -> GopAvailable:
+    return GopAvailable(
+        occurred_at=int(time.time() * 1000), stream_id=stream_id, channel_id=channel_id, seq=seq,
+        pts=gop.start_ms, duration=gop.duration_ms, time_base_num=1, time_base_den=1000, byte_size=size,
+        blob_ref=ref, container="flv", codec_config_ref=None, video_codec="avc1.64001f", width=1280, height=720,
+        fps=30.0, audio_codec="mp4a.40.2", audio_sample_rate_hz=48000, audio_channels=2, discontinuity=False)
 
 
 @pytest.mark.parametrize("mode", ["passthrough", "tiered", "full"])
 async def test_the_worker_refreshes_the_thumbnail_once_per_gop_and_the_gateway_serves_it(
         settings_factory: Callable[..., Settings], gops: list[Gop], mode: str, tmp_path: Path) -> None:
-    s = settings_factory()
-    s = s.with_section("ladder", mode=mode).with_section("auth", jwt_secret=Secret("thumbs-" + "x" * 40))
-    s = s.with_section("transcode", group_id=f"thumbs-{uuid.uuid4().hex[:8]}", workers=1)
+    s = settings_factory(ladder={"mode": mode}, transcode={"group_id": f"thumbs-{uuid.uuid4().hex[:8]}", "workers": 1})
     ensure_topics(s.kafka)
     serde = make_serde(s)
     client = aioredis.Redis.from_url(s.valkey.url)

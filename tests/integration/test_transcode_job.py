@@ -2,20 +2,22 @@
 
 Sources come from the ffmpeg CLI (testsrc2 + a sine, H.264 with B-frames + AAC
 into FLV), cut into GOPs by ``GopSplitter`` and written back with ``gop_to_flv``,
-exactly the blobs the ingest stores.  What matters (STYLE.md, "Tests"): each
+exactly the blobs the ingest stores.  What matters (docs/ARCHITECTURE.md, "Tests"): each
 segment starts on an IDR, renditions align on the source timeline, consecutive
 segments continue, init segments are stored once, passthrough is a remux.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
-import dataclasses
 import pickle
 import struct
 import subprocess
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
 from multiprocessing import get_context
@@ -24,11 +26,20 @@ from typing import Any
 
 import av
 import pytest
+import redis.asyncio as aioredis
 
+from infra.settings import Settings
+from media.blob import FileBlobStore
 from media.ingest import flv
 from media.ingest.gop import Gop, GopSplitter, MediaTag, gop_to_flv
+from media.package.playlist import SegmentEntry, render_media
 from media.transcode import RenditionOutput, X264Settings, plan_ladder, transcode_gop
 from media.transcode.encoders import h264_level, open_x264
+from media.transcode.worker import TranscodeWorker, segment_key
+from schemas.records.media import GopAvailable, SegmentReady
+from topics.admin import ensure_topics
+from topics.runtime import make_serde
+from topics.tools import read_topic
 
 GOP_MS = 2000
 
@@ -269,3 +280,64 @@ def test_video_only_stream(gops_720p30: list[Gop]) -> None:
 def test_bad_gop_blobs_raise_value_error(blob: bytes) -> None:
     with pytest.raises(ValueError):
         transcode_gop(blob, plan_ladder("full", 1000, 1280, 720, 30.0), 0, 0, 2000)
+
+
+def _gop_available(stream_id: str, gop: Gop, ref: str, size: int, occurred_at: int, den: int) -> GopAvailable:
+    """The GopAvailable of ``gop`` with its times in a 1/``den`` s time base (the ingest writes 1/1000)."""
+    return GopAvailable(
+        occurred_at=occurred_at, stream_id=stream_id, channel_id="0c4a1e1e-3f0b-4f43-9f57-3f1f8d3c2b10", seq=7,
+        pts=gop.start_ms * den // 1000, duration=gop.duration_ms * den // 1000, time_base_num=1, time_base_den=den,
+        byte_size=size, blob_ref=ref, video_codec="avc1.64001f", width=1280, height=720, fps=30.0,
+        audio_codec="mp4a.40.2", audio_sample_rate_hz=48000, audio_channels=2)
+
+
+def _media_playlist(segments: list[SegmentReady]) -> str:
+    """The VOD playlist the edge renders from these SegmentReady facts."""
+    return render_media([SegmentEntry(e.seq, e.duration_ms, e.uri, e.program_date_time, e.discontinuity,
+                                      e.byte_size, e.init_uri) for e in segments], init_uri="init.mp4", ended=True)
+
+
+async def test_the_worker_reads_gop_times_in_the_event_time_base(
+        settings_factory: Callable[..., Settings], gops_720p30: list[Gop]) -> None:
+    # The same GOP announced in the ingest's 1/1000 s and in a 1/90000 s time base must give
+    # the same segments and the same SegmentReady timing: GopAvailable times are not milliseconds.
+    s = settings_factory(ladder={"mode": "full"},
+                         transcode={"group_id": f"timebase-{uuid.uuid4().hex[:8]}", "workers": 1})
+    ensure_topics(s.kafka)
+    serde = make_serde(s)
+    client = aioredis.Redis.from_url(s.valkey.url)
+    blobs, origin = FileBlobStore(s.data_dir / "blobs"), FileBlobStore(s.data_dir / "origin")
+    worker = TranscodeWorker(s, serde, blobs, origin, client)
+    gop = gops_720p30[1]  # the second GOP: its pts is not 0
+    data = gop_to_flv(gop)
+    occurred_at = int(time.time() * 1000)
+    streams: dict[int, str] = {}
+    try:
+        for den in (1000, 90_000):
+            stream_id = str(uuid.uuid4())
+            ref = blobs.put(f"gops/{stream_id}/00000007.flv", data)
+            await worker.handle(_gop_available(stream_id, gop, ref, len(data), occurred_at, den))
+            streams[den] = stream_id
+        announced = [e.value for e in read_topic(s.kafka, serde, "media.segments", start="beginning",
+                                                 exit_at_end=True) if e.key in streams.values()]
+    finally:
+        worker.close()
+        await client.aclose()
+        serde.close()
+    by_base = {den: {e.rendition: e for e in announced if isinstance(e, SegmentReady) and e.stream_id == stream_id}
+               for den, stream_id in streams.items()}
+    ms, ticks = by_base[1000], by_base[90_000]
+    assert sorted(ms) == sorted(ticks) == ["360p30", "480p30", "audio", "source"]
+    # The timing is the GOP's own, in both time bases.
+    video = ms["source"]
+    assert (video.duration_ms, video.pts_90k) == (gop.duration_ms, gop.start_ms * 90)
+    assert video.program_date_time == occurred_at - gop.duration_ms
+    for rendition, a in ms.items():
+        b = ticks[rendition]
+        assert (b.duration_ms, b.program_date_time, b.pts_90k) == (a.duration_ms, a.program_date_time, a.pts_90k)
+        assert (b.seq, b.uri, b.discontinuity, b.byte_size, b.bandwidth_bps, b.codecs, b.fps, b.init_uri) == \
+            (a.seq, a.uri, a.discontinuity, a.byte_size, a.bandwidth_bps, a.codecs, a.fps, a.init_uri)
+        # The segments themselves (tfdt, sample durations) are byte for byte the same.
+        assert origin.path(segment_key(streams[90_000], rendition, 7)).read_bytes() == \
+            origin.path(segment_key(streams[1000], rendition, 7)).read_bytes()
+        assert _media_playlist([b]) == _media_playlist([a])

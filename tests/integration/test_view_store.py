@@ -8,6 +8,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from infra.embedded.valkey import ValkeyProcess
+from schemas.record import Record
+from schemas.records.channel import ChannelCreated, StreamKeyRotated
+from schemas.records.user import UserRegistered
 from views.fold import Applied
 from views.store import ViewStore
 
@@ -18,14 +21,14 @@ async def test_redelivery_is_a_no_op(valkey: ValkeyProcess) -> None:
     client = aioredis.Redis.from_url(valkey.url)
     store = ViewStore(client, f"vs{uuid.uuid4().hex[:6]}:")
     channel_id = str(uuid.uuid4())
-    history = [
-        Applied("glasscast.user.UserRegistered", 0, {"occurred_at": 1000, "user_id": "u1", "username": "Alice_1",
-                                                     "email": None, "password_hash": "$argon2id$x"}),
-        Applied("glasscast.channel.ChannelCreated", 0, {
-            "occurred_at": 1000, "channel_id": channel_id, "owner_user_id": "u1", "name": "Speedy",
-            "title": "t", "category": None, "tags": [], "stream_key_hash": "a" * 64}),
-        Applied("glasscast.channel.StreamKeyRotated", 1, {
-            "occurred_at": 2000, "channel_id": channel_id, "rotated_by_user_id": "u1", "stream_key_hash": "b" * 64}),
+    history: list[Applied[Record]] = [
+        Applied(0, UserRegistered(occurred_at=1000, user_id="u1", username="Alice_1", email=None,
+                                  password_hash="$argon2id$x")),
+        Applied(0, ChannelCreated(
+            occurred_at=1000, channel_id=channel_id, owner_user_id="u1", name="Speedy",
+            title="t", category=None, tags=(), stream_key_hash="a" * 64)),
+        Applied(1, StreamKeyRotated(
+            occurred_at=2000, channel_id=channel_id, rotated_by_user_id="u1", stream_key_hash="b" * 64)),
     ]
     try:
         assert [await store.apply(e) for e in history] == [True, True, True]

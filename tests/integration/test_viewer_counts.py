@@ -10,24 +10,28 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any, Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
 
 from gateways.auth import issue_token
-from infra.embedded.tansu import TansuBroker
 from infra.embedded.valkey import ValkeyProcess
-from infra.settings import Secret, Settings
-from views.fold import Applied
-from views.store import ViewStore
+from infra.settings import Settings
 from processors.viewers_agent import CountReporter
-from views.viewers import ViewerCounts, bucket_of
+from schemas.records.stream import StreamEnded, StreamStarted
 from tests.conftest import Platform, wait_processors_assigned
+from tests.factories import Backbone, platform_settings
+from tests.waiting import eventually_async
+from topics.consumer import Event
 from topics.producer import EventProducer
 from topics.runtime import make_serde
 from topics.tools import read_topic
+from views.fold import Applied
+from views.store import ViewStore
+from views.viewers import ViewerCounts, bucket_of
 
 pytestmark = pytest.mark.integration
 
@@ -38,8 +42,7 @@ BUCKET_S, WINDOW_S = 2, 8  # counted 6-8 s after a beat: rounds of 1,000 beats f
 
 
 @pytest.fixture(scope="module")
-def viewer_platform(broker: TansuBroker, valkey: ValkeyProcess, registry: str,
-                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def viewer_platform(backbone: Backbone, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """The conftest ``platform``, with small buckets and a fast snapshot timer.
 
     The gateway runs as ``glasscast run gateway`` (``create_app(settings)`` under
@@ -47,20 +50,11 @@ def viewer_platform(broker: TansuBroker, valkey: ValkeyProcess, registry: str,
     requests from this process would otherwise queue on the GIL behind the
     server thread and turn each round into seconds.
     """
-    from infra.embedded.process import free_port
     from tests.servers import run_service, wait_healthy
 
-    tag = uuid.uuid4().hex[:8]
-    data = tmp_path_factory.mktemp(f"viewers-{tag}")
-    s = Settings(data_dir=data)
-    s = s.with_section("kafka", bootstrap_servers=broker.bootstrap_servers)
-    s = s.with_section("valkey", url=valkey.url, key_prefix=f"v{tag}:")
-    s = s.with_section("registry", url=registry)
-    s = s.with_section("auth", jwt_secret=Secret(f"test-secret-{tag}-" + "x" * 32))
-    s = s.with_section("gateway", port=free_port())
-    s = s.with_section("processors", app_id=f"views-{tag}")
-    s = s.with_section("viewers", bucket_s=BUCKET_S, window_s=WINDOW_S, snapshot_interval_s=0.5,
-                       batch_within_s=0.05)
+    data = tmp_path_factory.mktemp("viewers")
+    s = platform_settings(backbone, data, viewers={"bucket_s": BUCKET_S, "window_s": WINDOW_S,
+                                                   "snapshot_interval_s": 0.5, "batch_within_s": 0.05})
     with run_service(s, "processors", data / "processors.log") as proc:
         wait_processors_assigned(s, proc, data / "processors.log")
         with run_service(s, "gateway", data / "gateway.log") as gateway:
@@ -77,28 +71,22 @@ async def _views(s: Settings) -> tuple[aioredis.Redis, ViewStore]:
 async def _go_live(views: ViewStore) -> tuple[str, str]:
     """A live stream straight into the stream view, as the processors build it from StreamStarted."""
     channel_id, stream_id = str(uuid.uuid4()), str(uuid.uuid4())
-    await views.apply(Applied("glasscast.stream.StreamStarted", 1, {
-        "occurred_at": int(time.time() * 1000), "stream_id": stream_id, "channel_id": channel_id,
-        "title": "viewers", "category": None}))
+    await views.apply(Applied(1, StreamStarted(
+        occurred_at=int(time.time() * 1000), stream_id=stream_id, channel_id=channel_id,
+        title="viewers", category=None, ingest_host="ingest-test")))
     return channel_id, stream_id
 
 
-async def _end(views: ViewStore, stream_id: str) -> None:
-    await views.apply(Applied("glasscast.stream.StreamEnded", 2, {
-        "occurred_at": int(time.time() * 1000), "stream_id": stream_id, "reason": "UNPUBLISHED"}))
+async def _end(views: ViewStore, channel_id: str, stream_id: str) -> None:
+    now_ms = int(time.time() * 1000)
+    await views.apply(Applied(2, StreamEnded(
+        occurred_at=now_ms, stream_id=stream_id, channel_id=channel_id, started_at=now_ms, duration_ms=0,
+        reason="PUBLISHER_STOPPED")))
 
 
 def _beat(session_id: str, **extra: Any) -> dict[str, Any]:
     return {"session_id": session_id, "rendition": "720p30", "buffer_health_s": 4.5, "bitrate_kbps": 3000,
             **extra}
-
-
-async def _until(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not within {timeout_s} s")
-        await asyncio.sleep(0.1)
 
 
 async def test_counts_adapter_merges_buckets_and_forgets_old_ones(valkey: ValkeyProcess) -> None:
@@ -124,7 +112,7 @@ async def test_counts_adapter_merges_buckets_and_forgets_old_ones(valkey: Valkey
         await counts.store(channel_id, stream_id, 4)
         await counts.store(channel_id, None, None)  # offline
         assert await counts.shown(channel_id) == 0 and await counts.shown_channels() == set()
-        await _end(views, stream_id)
+        await _end(views, channel_id, stream_id)
         assert channel_id not in await counts.live_channels()
         assert await counts.lease("tick-1", 1000) and not await counts.lease("tick-1", 1000)
     finally:
@@ -146,7 +134,7 @@ async def test_reporter_reports_each_live_channel_once_per_tick(settings_factory
         # A second worker on the same tick stands down (the lease is taken).
         assert await CountReporter(counts, producer, 5.0).tick(now + 1) == 0
         await counts.store(channel_id, stream_id, 40)
-        await _end(views, stream_id)
+        await _end(views, channel_id, stream_id)
         assert await reporter.tick(now + 5_000) == 1  # the channel went offline: one last 0
         assert await asyncio.to_thread(producer.flush, 10) == 0
         reported = [e.value for e in await asyncio.to_thread(lambda: list(read_topic(
@@ -155,9 +143,9 @@ async def test_reporter_reports_each_live_channel_once_per_tick(settings_factory
         await asyncio.to_thread(producer.close, 10)
         serde.close()
         await client.aclose()
-    assert [(str(v["stream_id"]) if v["stream_id"] else None, v["viewers"]) for v in reported] == [
+    assert [(str(v.stream_id) if v.stream_id else None, v.viewers) for v in reported] == [
         (stream_id, 40), (None, 0)]
-    assert all((v["bucket_s"], v["window_s"]) == (15, 60) for v in reported)
+    assert all((v.bucket_s, v.window_s) == (15, 60) for v in reported)
 
 
 async def test_heartbeat_route_validates_and_produces(viewer_platform: Platform) -> None:
@@ -195,21 +183,22 @@ async def test_heartbeat_route_validates_and_produces(viewer_platform: Platform)
 
     serde = make_serde(s)
     try:
-        found: dict[str, Any] = {}
-        deadline = time.monotonic() + 20
-        while len(found) < 2 and time.monotonic() < deadline:
+        async def both_beats() -> dict[str, Event]:
+            found: dict[str, Event] = {}
             for e in await asyncio.to_thread(lambda: list(read_topic(s.kafka, serde, "viewer.heartbeats",
                                                                      start="beginning", exit_at_end=True))):
-                if str(e.value["stream_id"]) == stream_id:
-                    found[e.value["session_id"]] = e
+                if str(e.value.stream_id) == stream_id:
+                    found[e.value.session_id] = e
+            return found if len(found) >= 2 else {}
+        found = await eventually_async(both_beats, 20, "both heartbeats in viewer.heartbeats")
     finally:
         serde.close()
     assert set(found) == {"route-anon", "route-user"}
-    anon, user = found["route-anon"], found["route-user"]
-    assert anon.key == channel_id and str(anon.value["channel_id"]) == channel_id
-    assert anon.value["user_id"] is None and anon.value["latency_ms"] == 2100
-    assert anon.value["rendition"] == "720p30" and anon.value["bitrate_kbps"] == 3000
-    assert str(user.value["user_id"]) == user_id
+    anon, user = found["route-anon"].value, found["route-user"].value
+    assert found["route-anon"].key == channel_id and str(anon.channel_id) == channel_id
+    assert anon.user_id is None and anon.latency_ms == 2100
+    assert anon.rendition == "720p30" and anon.bitrate_kbps == 3000
+    assert str(user.user_id) == user_id
 
 
 async def test_a_thousand_viewers_are_counted_and_decay_after_they_stop(viewer_platform: Platform) -> None:
@@ -236,13 +225,11 @@ async def test_a_thousand_viewers_are_counted_and_decay_after_they_stop(viewer_p
 
         # Every viewer beats once a round (a round takes a few seconds, well inside the
         # window), as players beat every 30 s against the 60 s production window.
-        deadline = time.monotonic() + 60
-        while True:
+        async def round_counted() -> bool:
             await asyncio.gather(*[player_group(sessions[i::CONCURRENCY]) for i in range(CONCURRENCY)])
             assert not failures, failures[:5]
-            if close_enough(await counts.shown(channel_id)):
-                break
-            assert time.monotonic() < deadline, f"count {await counts.shown(channel_id)}, want ~{VIEWERS}"
+            return close_enough(await counts.shown(channel_id))
+        await eventually_async(round_counted, 60, f"a count of ~{VIEWERS}", every_s=0)
         shown = await counts.shown(channel_id)
         assert close_enough(shown), shown  # just stopped: every session is still in the window
 
@@ -253,22 +240,22 @@ async def test_a_thousand_viewers_are_counted_and_decay_after_they_stop(viewer_p
                 if e.key == channel_id]
         finally:
             serde.close()
-        assert snapshots and all(str(v["stream_id"]) == stream_id for v in snapshots)
-        assert any(close_enough(v["viewers"]) for v in snapshots)
-        assert {(v["bucket_s"], v["window_s"]) for v in snapshots} == {(BUCKET_S, WINDOW_S)}
+        assert snapshots and all(str(v.stream_id) == stream_id for v in snapshots)
+        assert any(close_enough(v.viewers) for v in snapshots)
+        assert {(v.bucket_s, v.window_s) for v in snapshots} == {(BUCKET_S, WINDOW_S)}
 
         # They stop: the count decays to nothing once their buckets leave the window.
         async def gone() -> bool:
             raw = await client.get(counts.k_viewers(channel_id))
             return raw is not None and int(raw) == 0
-        await _until(gone, WINDOW_S + 15, "decay to 0")
+        await eventually_async(gone, WINDOW_S + 15, "decay to 0")
 
         # The stream ends: the channel's count is withdrawn (read as 0 by the ladder).
-        await _end(views, stream_id)
+        await _end(views, channel_id, stream_id)
 
         async def withdrawn() -> bool:
             return not await client.exists(counts.k_viewers(channel_id))
-        await _until(withdrawn, 15, "count withdrawn after the stream ended")
+        await eventually_async(withdrawn, 15, "count withdrawn after the stream ended")
     finally:
         await client.aclose()
 
@@ -291,19 +278,18 @@ async def test_undecodable_heartbeat_is_dead_lettered_and_counting_goes_on(viewe
                 r = await http.post(f"/v1/streams/{stream_id}/heartbeat", json=_beat("after-garbage"))
                 assert r.status_code == 204
                 return await counts.shown(channel_id) == 1
-            await _until(counted, 20, "a beat after the garbage counted")
+            await eventually_async(counted, 20, "a beat after the garbage counted")
     finally:
         await client.aclose()
 
     serde = make_serde(s)
     try:
-        found: list[Any] = []
-        deadline = time.monotonic() + 20
-        while not found and time.monotonic() < deadline:
-            found = [e for e in await asyncio.to_thread(lambda: list(read_topic(
+        async def dead_lettered() -> list[Event]:
+            return [e for e in await asyncio.to_thread(lambda: list(read_topic(
                 s.kafka, serde, "deadletter", start="beginning", exit_at_end=True)))
-                if e.value["consumer_group"] == s.processors.app_id and e.value["key"] == channel_id.encode()]
+                if e.value.consumer_group == s.processors.app_id and e.value.key == channel_id.encode()]
+        found = await eventually_async(dead_lettered, 20, "the garbage heartbeat in the dead-letter topic")
     finally:
         serde.close()
-    assert [(e.value["source_topic"], e.value["partition"], e.value["offset"]) for e in found] == [
+    assert [(e.value.source_topic, e.value.partition, e.value.offset) for e in found] == [
         ("viewer.heartbeats", delivered[0][1], delivered[0][2])]

@@ -11,7 +11,7 @@ Floats are drawn as float32 values so they survive the 4-byte encoding exactly.
 from __future__ import annotations
 
 import io
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -42,7 +42,7 @@ PRIMITIVE_STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
 
 
 def _utc_datetimes(resolution_us: int) -> st.SearchStrategy[datetime]:
-    return st.datetimes(EARLIEST, LATEST, timezones=st.just(timezone.utc)).map(
+    return st.datetimes(EARLIEST, LATEST, timezones=st.just(UTC)).map(
         lambda d: d.replace(microsecond=d.microsecond - d.microsecond % resolution_us)
     )
 

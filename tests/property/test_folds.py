@@ -5,8 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from schemas.record import Record
+from schemas.records.channel import ChannelCreated, ChannelUpdated, StreamKeyRotated
+from schemas.records.stream import StreamConfigured, StreamEnded, StreamReconnected, StreamStarted, StreamUpdated
+from schemas.records.user import ProfileUpdated, UserRegistered
 from views.channels import CHANNEL_FOLDS, ChannelView
 from views.fold import Applied
 from views.streams import STREAM_FOLDS, StreamView
@@ -18,44 +23,45 @@ opt = lambda s: st.one_of(st.none(), s)  # noqa: E731
 
 
 @st.composite
-def channel_history(draw: Any) -> list[Applied]:
-    events = [Applied("glasscast.channel.ChannelCreated", 0, {
-        "occurred_at": 1_700_000_000_000, "channel_id": CHANNEL_ID, "owner_user_id": "u1",
-        "name": draw(names), "title": draw(st.text(max_size=20)), "category": draw(opt(names)),
-        "tags": draw(st.lists(names, max_size=3)), "stream_key_hash": "a" * 64})]
+def channel_history(draw: Any) -> list[Applied[Record]]:
+    events: list[Applied[Record]] = [Applied(0, ChannelCreated(
+        occurred_at=1_700_000_000_000, channel_id=CHANNEL_ID, owner_user_id="u1",
+        name=draw(names), title=draw(st.text(max_size=20)), category=draw(opt(names)),
+        tags=tuple(draw(st.lists(names, max_size=3))), stream_key_hash="a" * 64))]
     for offset in range(1, draw(st.integers(0, 8)) + 1):
         at = 1_700_000_000_000 + offset * 1000
         if draw(st.booleans()):
-            events.append(Applied("glasscast.channel.ChannelUpdated", offset, {
-                "occurred_at": at, "channel_id": CHANNEL_ID, "updated_by_user_id": "u1",
-                "title": draw(opt(st.text(max_size=20))), "category": draw(opt(st.sampled_from(["", "Games"]))),
-                "tags": draw(opt(st.lists(names, max_size=3)))}))
+            tags = draw(opt(st.lists(names, max_size=3)))
+            events.append(Applied(offset, ChannelUpdated(
+                occurred_at=at, channel_id=CHANNEL_ID, updated_by_user_id="u1",
+                title=draw(opt(st.text(max_size=20))), category=draw(opt(st.sampled_from(["", "Games"]))),
+                tags=None if tags is None else tuple(tags))))
         else:
-            events.append(Applied("glasscast.channel.StreamKeyRotated", offset, {
-                "occurred_at": at, "channel_id": CHANNEL_ID, "rotated_by_user_id": "u1",
-                "stream_key_hash": draw(st.sampled_from("bcdef")) * 64}))
+            events.append(Applied(offset, StreamKeyRotated(
+                occurred_at=at, channel_id=CHANNEL_ID, rotated_by_user_id="u1",
+                stream_key_hash=draw(st.sampled_from("bcdef")) * 64)))
     return events
 
 
-def replay(events: list[Applied], view: ChannelView | None = None) -> ChannelView | None:
+def replay(events: list[Applied[Record]], view: ChannelView | None = None) -> ChannelView | None:
     for event in events:
-        view = CHANNEL_FOLDS[event.record](event, view)
+        view = CHANNEL_FOLDS[type(event.value)](event, view)
     return view
 
 
 @settings(max_examples=200)
 @given(channel_history())
-def test_channel_fold_is_idempotent_per_event(events: list[Applied]) -> None:
+def test_channel_fold_is_idempotent_per_event(events: list[Applied[Record]]) -> None:
     view = None
     for event in events:
-        once = CHANNEL_FOLDS[event.record](event, view)
-        assert CHANNEL_FOLDS[event.record](event, once) == once
+        once = CHANNEL_FOLDS[type(event.value)](event, view)
+        assert CHANNEL_FOLDS[type(event.value)](event, once) == once
         view = once
 
 
 @settings(max_examples=200)
 @given(channel_history(), st.data())
-def test_redelivered_prefix_changes_nothing(events: list[Applied], data: Any) -> None:
+def test_redelivered_prefix_changes_nothing(events: list[Applied[Record]], data: Any) -> None:
     final = replay(events)
     cut = data.draw(st.integers(0, len(events)))
     # A consumer that crashed before committing sees a prefix again.
@@ -65,15 +71,15 @@ def test_redelivered_prefix_changes_nothing(events: list[Applied], data: Any) ->
 
 def test_channel_fold_applies_updates() -> None:
     events = [
-        Applied("glasscast.channel.ChannelCreated", 0, {
-            "occurred_at": 1000, "channel_id": CHANNEL_ID, "owner_user_id": "u1", "name": "speedy",
-            "title": "t", "category": "Games", "tags": ["a"], "stream_key_hash": "a" * 64}),
-        Applied("glasscast.channel.ChannelUpdated", 1, {
-            "occurred_at": 2000, "channel_id": CHANNEL_ID, "updated_by_user_id": "u1",
-            "title": None, "category": "", "tags": ["b", "c"]}),
-        Applied("glasscast.channel.StreamKeyRotated", 2, {
-            "occurred_at": 3000, "channel_id": CHANNEL_ID, "rotated_by_user_id": "u1",
-            "stream_key_hash": "b" * 64}),
+        Applied(0, ChannelCreated(
+            occurred_at=1000, channel_id=CHANNEL_ID, owner_user_id="u1", name="speedy",
+            title="t", category="Games", tags=("a",), stream_key_hash="a" * 64)),
+        Applied(1, ChannelUpdated(
+            occurred_at=2000, channel_id=CHANNEL_ID, updated_by_user_id="u1",
+            title=None, category="", tags=("b", "c"))),
+        Applied(2, StreamKeyRotated(
+            occurred_at=3000, channel_id=CHANNEL_ID, rotated_by_user_id="u1",
+            stream_key_hash="b" * 64)),
     ]
     view = replay(events)
     assert view is not None
@@ -83,23 +89,23 @@ def test_channel_fold_applies_updates() -> None:
 
 
 def test_update_before_create_is_ignored() -> None:
-    update = Applied("glasscast.channel.ChannelUpdated", 5, {
-        "occurred_at": 1, "channel_id": CHANNEL_ID, "updated_by_user_id": "u", "title": "x",
-        "category": None, "tags": None})
-    assert CHANNEL_FOLDS[update.record](update, None) is None
+    update = Applied(5, ChannelUpdated(
+        occurred_at=1, channel_id=CHANNEL_ID, updated_by_user_id="u", title="x",
+        category=None, tags=None))
+    assert CHANNEL_FOLDS[type(update.value)](update, None) is None
 
 
 def test_user_fold() -> None:
-    reg = Applied("glasscast.user.UserRegistered", 3, {
-        "occurred_at": 1000, "user_id": "u1", "username": "alice", "email": None, "password_hash": "$argon2id$x"})
-    view = USER_FOLDS[reg.record](reg, None)
+    reg = Applied(3, UserRegistered(
+        occurred_at=1000, user_id="u1", username="alice", email=None, password_hash="$argon2id$x"))
+    view = USER_FOLDS[type(reg.value)](reg, None)
     assert view is not None and view.username == "alice" and view.seq == 3
-    assert USER_FOLDS[reg.record](reg, view) == view
-    upd = Applied("glasscast.user.ProfileUpdated", 4, {
-        "occurred_at": 2000, "user_id": "u1", "display_name": "Alice", "bio": None, "avatar_url": None})
-    after = USER_FOLDS[upd.record](upd, view)
+    assert USER_FOLDS[type(reg.value)](reg, view) == view
+    upd = Applied(4, ProfileUpdated(
+        occurred_at=2000, user_id="u1", display_name="Alice", bio=None, avatar_url=None))
+    after = USER_FOLDS[type(upd.value)](upd, view)
     assert after is not None and after.display_name == "Alice" and after.seq == 4
-    assert USER_FOLDS[upd.record](upd, after) == after
+    assert USER_FOLDS[type(upd.value)](upd, after) == after
     assert "password_hash" not in after.public()
 
 
@@ -107,78 +113,82 @@ STREAM_ID = "0b7e3c1a-5d2f-4c8e-9a61-7f3d2e1c0b9a"
 
 
 @st.composite
-def stream_history(draw: Any) -> list[Applied]:
+def stream_history(draw: Any) -> list[Applied[Record]]:
     """A broadcast's lifecycle: maybe configured first, started, updated, reconnected, ended (maybe twice)."""
     base = {"channel_id": CHANNEL_ID, "stream_id": STREAM_ID}
-    events: list[Applied] = []
+    events: list[Applied[Record]] = []
     offset = 0
 
-    def add(record: str, value: dict[str, Any]) -> None:
+    def add(record: type[Record], **value: Any) -> None:
         nonlocal offset
-        events.append(Applied(f"glasscast.stream.{record}", offset,
-                              {**base, "occurred_at": 1_700_000_000_000 + offset * 1000, **value}))
+        events.append(Applied(offset, record(**base, occurred_at=1_700_000_000_000 + offset * 1000, **value)))
         offset += 1
 
+    def started() -> None:
+        add(StreamStarted, title=draw(st.text(max_size=10)), category=draw(opt(names)), tags=(),
+            ingest_host="ingest-1")
+
     if draw(st.booleans()):
-        add("StreamConfigured", {"configured_by_user_id": "u1", "title": draw(st.text(max_size=10)),
-                                 "category": draw(opt(names)), "tags": draw(st.lists(names, max_size=2))})
+        add(StreamConfigured, configured_by_user_id="u1", title=draw(st.text(max_size=10)),
+            category=draw(opt(names)), tags=tuple(draw(st.lists(names, max_size=2))))
     else:
-        add("StreamStarted", {"title": draw(st.text(max_size=10)), "category": draw(opt(names)), "tags": []})
+        started()
     for _ in range(draw(st.integers(0, 6))):
-        kind = draw(st.sampled_from(["StreamStarted", "StreamUpdated", "StreamReconnected", "StreamEnded"]))
-        if kind == "StreamStarted":
-            add(kind, {"title": draw(st.text(max_size=10)), "category": draw(opt(names)), "tags": []})
-        elif kind == "StreamUpdated":
-            add(kind, {"updated_by_user_id": "u1", "title": draw(opt(st.text(min_size=1, max_size=10))),
-                       "category": draw(opt(st.sampled_from(["", "Games"]))),
-                       "tags": draw(opt(st.lists(names, max_size=2)))})
-        elif kind == "StreamReconnected":
-            add(kind, {"reconnect_count": draw(st.integers(1, 5))})
+        kind = draw(st.sampled_from([StreamStarted, StreamUpdated, StreamReconnected, StreamEnded]))
+        if kind is StreamStarted:
+            started()
+        elif kind is StreamUpdated:
+            tags = draw(opt(st.lists(names, max_size=2)))
+            add(kind, updated_by_user_id="u1", title=draw(opt(st.text(min_size=1, max_size=10))),
+                category=draw(opt(st.sampled_from(["", "Games"]))), tags=None if tags is None else tuple(tags))
+        elif kind is StreamReconnected:
+            add(kind, reconnect_count=draw(st.integers(1, 5)), gap_ms=1000, ingest_host="ingest-1", next_gop_seq=0)
         else:
-            add(kind, {"reason": draw(st.sampled_from(["PUBLISHER_STOPPED", "ENDED_BY_CREATOR"]))})
+            add(kind, reason=draw(st.sampled_from(["PUBLISHER_STOPPED", "ENDED_BY_CREATOR"])),
+                started_at=1_700_000_000_000, duration_ms=offset * 1000)
     return events
 
 
-def replay_stream(events: list[Applied]) -> StreamView | None:
+def replay_stream(events: list[Applied[Record]]) -> StreamView | None:
     view = None
     for event in events:
-        view = STREAM_FOLDS[event.record](event, view)
+        view = STREAM_FOLDS[type(event.value)](event, view)
     return view
 
 
 @settings(max_examples=200)
 @given(stream_history(), st.data())
-def test_stream_fold_is_idempotent_and_replayable(events: list[Applied], data: Any) -> None:
+def test_stream_fold_is_idempotent_and_replayable(events: list[Applied[Record]], data: Any) -> None:
     final = replay_stream(events)
     cut = data.draw(st.integers(0, len(events)))
     assert replay_stream(events[:cut] + events) == final  # a redelivered prefix changes nothing
     view = None
     for event in events:
-        once = STREAM_FOLDS[event.record](event, view)
-        assert STREAM_FOLDS[event.record](event, once) == once
+        once = STREAM_FOLDS[type(event.value)](event, view)
+        assert STREAM_FOLDS[type(event.value)](event, once) == once
         view = once
 
 
 @settings(max_examples=200)
 @given(stream_history())
-def test_the_first_end_wins_and_nothing_changes_after_it(events: list[Applied]) -> None:
+def test_the_first_end_wins_and_nothing_changes_after_it(events: list[Applied[Record]]) -> None:
     final = replay_stream(events)
-    ends = [e for e in events if e.record.endswith("StreamEnded")]
+    ends = [e.value for e in events if isinstance(e.value, StreamEnded)]
     if final is None or not ends:
         return
-    assert final.status == "ended" and final.end_reason == ends[0].value["reason"]
-    assert final.ended_at_ms == ends[0].value["occurred_at"]
-    assert replay_stream(events[:events.index(ends[0]) + 1]) == final
+    assert final.status == "ended" and final.end_reason == ends[0].reason
+    assert final.ended_at_ms == ends[0].occurred_at
+    assert replay_stream(events[:[e.value for e in events].index(ends[0]) + 1]) == final
 
 
 def test_a_configured_stream_goes_live_with_its_configured_metadata() -> None:
     events = [
-        Applied("glasscast.stream.StreamConfigured", 3, {
-            "occurred_at": 1_000, "stream_id": STREAM_ID, "channel_id": CHANNEL_ID, "configured_by_user_id": "u1",
-            "title": "Pre-show", "category": "Art", "tags": ["cozy"]}),
-        Applied("glasscast.stream.StreamStarted", 4, {
-            "occurred_at": 2_000, "stream_id": STREAM_ID, "channel_id": CHANNEL_ID, "title": "Channel title",
-            "category": None, "tags": []}),
+        Applied(3, StreamConfigured(
+            occurred_at=1_000, stream_id=STREAM_ID, channel_id=CHANNEL_ID, configured_by_user_id="u1",
+            title="Pre-show", category="Art", tags=("cozy",))),
+        Applied(4, StreamStarted(
+            occurred_at=2_000, stream_id=STREAM_ID, channel_id=CHANNEL_ID, title="Channel title",
+            category=None, tags=(), ingest_host="ingest-1")),
     ]
     view = replay_stream(events)
     assert view is not None and view.status == "live" and view.started_at_ms == 2_000

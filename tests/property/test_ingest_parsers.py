@@ -8,10 +8,12 @@ arbitrary or mutated bytes raising only our ``ProtocolError``.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from media.ingest import amf0, flv
 from media.ingest.amf0 import UNDEFINED, Amf0Date, EcmaArray
@@ -26,7 +28,7 @@ CAPTURE_MESSAGES = ChunkReader().feed(CAPTURE)
 VIDEO_CONFIG = flv.parse_video(next(m.payload for m in CAPTURE_MESSAGES if m.type_id == 9)).data
 AUDIO_CONFIG = flv.parse_audio(next(m.payload for m in CAPTURE_MESSAGES if m.type_id == 8)).data
 
-# No timing assertions in tests (STYLE.md): no deadline; inputs are bounded instead.
+# No timing assertions in tests (docs/ARCHITECTURE.md, "Tests"): no deadline; inputs are bounded instead.
 quick = settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 
 

@@ -7,7 +7,8 @@ segment changes.  Each rule names its section.
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from media.package.playlist import (
     ParsedPlaylist,
@@ -19,7 +20,7 @@ from media.package.playlist import (
     render_media,
 )
 
-# No timing assertions in tests (STYLE.md): no deadline; inputs are bounded instead.
+# No timing assertions in tests (docs/ARCHITECTURE.md, "Tests"): no deadline; inputs are bounded instead.
 quick = settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 T0 = 1_700_000_000_000
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import fastavro
 import pytest
 
-from topics.errors import ArchiveError
 from topics.archive import Archive, ArchivedRecord, ArchiveWriter, TopicInfo
+from topics.errors import ArchiveError
 
 
 def rec(offset: int, partition: int = 0, topic: str = "chat.messages", **kw: object) -> ArchivedRecord:

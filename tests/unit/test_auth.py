@@ -1,11 +1,20 @@
 from __future__ import annotations
 
-from views.channels import hash_stream_key
 import pytest
 
-from gateways.auth import (bearer_token, derive_stream_key, hash_password, issue_token,
-                           new_stream_key, new_stream_key_nonce, read_token, stream_key_secret, verify_password)
+from gateways.auth import (
+    bearer_token,
+    derive_stream_key,
+    hash_password,
+    issue_token,
+    new_stream_key,
+    new_stream_key_nonce,
+    read_token,
+    stream_key_secret,
+    verify_password,
+)
 from gateways.errors import Unauthorized
+from views.channels import hash_stream_key
 
 K = "k" * 40
 

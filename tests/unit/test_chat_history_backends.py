@@ -15,8 +15,15 @@ from infra.errors import SettingsError
 from infra.settings import ChatSettings, Settings
 from views.chat_history import sqlite_store
 from views.chat_history.backends import open_history, sqlite_path
-from views.chat_history.cassandra_store import (CQL_PORT, cassandra_target, contact_point, message_from_row,
-                                                     message_values, schema, statements)
+from views.chat_history.cassandra_store import (
+    CQL_PORT,
+    cassandra_target,
+    contact_point,
+    message_from_row,
+    message_values,
+    schema,
+    statements,
+)
 from views.chat_history.errors import HistoryError, HistoryUnavailable
 from views.chat_history.sqlite_store import SqliteHistory
 from views.chat_history.store import ArchivedMessage, Emote, hour_bucket

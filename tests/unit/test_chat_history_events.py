@@ -16,26 +16,34 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors.chat_history import agent
+from processors.chat_history.events import Deletion, HistoryBatch, archived_message, plan_batch
+from schemas.record import Record
+from schemas.records.chat import ChatMessageDeleted, ChatMessageSent, UserBanned
+from schemas.records.chat import Emote as EmoteRecord
 from views.chat_history.errors import HistoryUnavailable
-from processors.chat_history.events import (CHAT_MESSAGE_DELETED, CHAT_MESSAGE_SENT, Deletion, HistoryBatch,
-                                            archived_message, plan_batch)
 from views.chat_history.sqlite_store import SqliteHistory
 from views.chat_history.store import HOUR_MS, ArchivedMessage, Emote, check_window, hour_bucket
 
 CHANNEL = str(uuid.uuid4())
 
 
-def _sent(message_id: str, occurred_at: Any = 1_790_000_000_123, **extra: Any) -> dict[str, Any]:
-    """A ChatMessageSent value as fastavro decodes it (uuid fields may come back as UUID objects)."""
-    return {"event_id": uuid.uuid4(), "occurred_at": occurred_at, "message_id": uuid.UUID(message_id),
-            "channel_id": uuid.UUID(CHANNEL), "user_id": "0b8e9a52-55a4-4be4-9f2a-3a2fe1b1d6a1",
-            "username": "speedy", "text": "Kappa gg", "nonce": "n1",
-            "emotes": [{"emote_id": "25", "start": 0, "end": 5}], "badges": ["subscriber/3"], **extra}
+def _sent(message_id: str, occurred_at: int = 1_790_000_000_123, **extra: Any) -> ChatMessageSent:
+    """A ChatMessageSent as the log carries it."""
+    fields: dict[str, Any] = {
+        "occurred_at": occurred_at, "message_id": message_id, "channel_id": CHANNEL,
+        "user_id": "0b8e9a52-55a4-4be4-9f2a-3a2fe1b1d6a1", "username": "speedy", "text": "Kappa gg", "nonce": "n1",
+        "emotes": (EmoteRecord(emote_id="25", start=0, end=5),), "badges": ("subscriber/3",)}
+    return ChatMessageSent(**{**fields, **extra})
 
 
-def _deleted(message_id: str) -> dict[str, Any]:
-    return {"event_id": str(uuid.uuid4()), "occurred_at": 1_790_000_000_500, "message_id": message_id,
-            "channel_id": CHANNEL, "deleted_by_user_id": str(uuid.uuid4()), "user_id": None, "reason": None}
+def _deleted(message_id: str) -> ChatMessageDeleted:
+    return ChatMessageDeleted(occurred_at=1_790_000_000_500, message_id=message_id, channel_id=CHANNEL,
+                              deleted_by_user_id=str(uuid.uuid4()), user_id=None, reason=None)
+
+
+def _banned() -> UserBanned:
+    return UserBanned(occurred_at=1_790_000_000_600, channel_id=CHANNEL, user_id=str(uuid.uuid4()),
+                      moderator_user_id=str(uuid.uuid4()))
 
 
 def _message(sent_at_ms: int = 1_790_000_000_000, **changes: Any) -> ArchivedMessage:
@@ -47,23 +55,21 @@ def _message(sent_at_ms: int = 1_790_000_000_000, **changes: Any) -> ArchivedMes
 
 def test_a_sent_event_becomes_the_message_it_announces() -> None:
     mid = str(uuid.uuid4())
-    when = dt.datetime(2026, 9, 21, 12, 0, 0, 123000, tzinfo=dt.timezone.utc)
-    m = archived_message(_sent(mid, occurred_at=when))
+    when = dt.datetime(2026, 9, 21, 12, 0, 0, 123000, tzinfo=dt.UTC)
+    m = archived_message(_sent(mid, occurred_at=int(when.timestamp() * 1000)))
     assert m == ArchivedMessage(channel_id=CHANNEL, message_id=mid, user_id="0b8e9a52-55a4-4be4-9f2a-3a2fe1b1d6a1",
                                 username="speedy", text="Kappa gg", sent_at_ms=int(when.timestamp() * 1000),
                                 emotes=(Emote("25", 0, 5),), badges=("subscriber/3",))
-    assert archived_message(_sent(mid, emotes=[], badges=[])).emotes == ()
+    assert archived_message(_sent(mid, emotes=(), badges=())).emotes == ()
 
 
 def test_a_batch_keeps_each_message_and_deletion_once_and_ignores_other_records() -> None:
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
-    batch = plan_batch([(CHAT_MESSAGE_SENT, _sent(a)), (CHAT_MESSAGE_DELETED, _deleted(b)),
-                        (CHAT_MESSAGE_SENT, _sent(a, text="redelivered")), (CHAT_MESSAGE_SENT, _sent(b)),
-                        (CHAT_MESSAGE_DELETED, _deleted(b)), ("glasscast.chat.UserBanned", {"x": 1})])
+    batch = plan_batch([_sent(a), _deleted(b), _sent(a, text="redelivered"), _sent(b), _deleted(b), _banned()])
     assert [m.message_id for m in batch.messages] == [a, b]
     assert batch.messages[0].text == "Kappa gg"  # the first copy wins
     assert batch.deletions == (Deletion(CHANNEL, b),)
-    assert batch and not plan_batch([("glasscast.chat.UserBanned", {})]) and not HistoryBatch()
+    assert batch and not plan_batch([_banned()]) and not HistoryBatch()
 
 
 def test_hour_buckets_split_at_the_hour() -> None:
@@ -104,11 +110,10 @@ async def test_store_batch_appends_then_deletes(tmp_path: Path) -> None:
 
 
 IDS = [str(uuid.UUID(int=i + 1)) for i in range(6)]
-OPS = st.lists(st.tuples(st.sampled_from([CHAT_MESSAGE_SENT, CHAT_MESSAGE_DELETED]), st.sampled_from(IDS)),
-               max_size=24)
+OPS = st.lists(st.tuples(st.sampled_from([ChatMessageSent, ChatMessageDeleted]), st.sampled_from(IDS)), max_size=24)
 
 
-async def _replay(path: Path, records: list[tuple[str, dict[str, Any]]], batch_sizes: list[int]) -> list[str]:
+async def _replay(path: Path, records: list[Record], batch_sizes: list[int]) -> list[str]:
     """Archive records in batches of the given sizes (the rest in one batch); the history's ids."""
     store = await SqliteHistory.open(path)
     try:
@@ -124,11 +129,11 @@ async def _replay(path: Path, records: list[tuple[str, dict[str, Any]]], batch_s
 @settings(max_examples=40, deadline=None)
 @given(ops=OPS, batch_sizes=st.lists(st.integers(1, 5), max_size=6), order=st.randoms(use_true_random=False))
 def test_any_order_and_batching_of_the_same_events_archives_the_same_history(
-        ops: list[tuple[str, str]], batch_sizes: list[int], order: random.Random) -> None:
+        ops: list[tuple[type[Record], str]], batch_sizes: list[int], order: random.Random) -> None:
     # The processors may read a deletion before its message, and replay either after a restart.
-    records = [(r, _sent(mid, occurred_at=1000 + IDS.index(mid)) if r == CHAT_MESSAGE_SENT else _deleted(mid))
-               for r, mid in ops]
-    expected = [mid for mid in IDS if (CHAT_MESSAGE_SENT, mid) in ops and (CHAT_MESSAGE_DELETED, mid) not in ops]
+    records: list[Record] = [_sent(mid, occurred_at=1000 + IDS.index(mid)) if r is ChatMessageSent else _deleted(mid)
+                             for r, mid in ops]
+    expected = [mid for mid in IDS if (ChatMessageSent, mid) in ops and (ChatMessageDeleted, mid) not in ops]
     shuffled = order.sample(records, len(records))
     with tempfile.TemporaryDirectory() as tmp:
         assert asyncio.run(_replay(Path(tmp) / "a.sqlite3", records, batch_sizes)) == expected

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateways.chat import checks, frames
 from gateways.chat.emotes import only_emotes, parse_emotes
+from schemas.records.chat import ChatModeChanged, UserBanned, UserTimedOut
+from schemas.records.social import Followed
 from views.chat_rooms import Chatter, RoomMode, changes
 
 NOW = 1_800_000_000_000
@@ -59,11 +63,15 @@ def test_emotes_are_whole_words_with_code_point_positions() -> None:
     assert found == [{"id": "kappa", "code": "Kappa", "start": 2, "end": 6},
                      {"id": "lul", "code": "LUL", "start": 20, "end": 22}]
     assert all(text[e["start"]:e["end"] + 1] == e["code"] for e in found)
-    assert only_emotes("Kappa  LUL", parse_emotes("Kappa  LUL")) and not only_emotes("Kappa hi", parse_emotes("Kappa hi"))
+    assert only_emotes("Kappa  LUL", parse_emotes("Kappa  LUL"))
+    assert not only_emotes("Kappa hi", parse_emotes("Kappa hi"))
     assert not only_emotes("", [])
 
 
-def _refusal(text: str = "hello", chatter: Chatter = Chatter(), mode: RoomMode = RoomMode(),
+ANYONE, OPEN_ROOM = Chatter(), RoomMode()
+
+
+def _refusal(text: str = "hello", chatter: Chatter = ANYONE, mode: RoomMode = OPEN_ROOM,
              badges: list[str] | None = None, last: int | None = None) -> str | None:
     emotes = parse_emotes(text)
     r = checks.refusal(text, chatter, mode, badges or [], NOW, last, 500, only_emotes(text, emotes))
@@ -107,20 +115,20 @@ def test_badges_and_banned_words() -> None:
 
 
 def test_moderation_events_fold_into_idempotent_operations() -> None:
-    base = {"event_id": "e1", "occurred_at": NOW, "channel_id": "c1", "user_id": "u1", "moderator_user_id": "m1"}
-    ops = changes("glasscast.chat.UserTimedOut", {**base, "duration_s": 30, "reason": None}, "p:")
+    base: dict[str, Any] = {"event_id": "e1", "occurred_at": NOW, "channel_id": "c1", "user_id": "u1",
+                            "moderator_user_id": "m1"}
+    ops = changes(UserTimedOut(**base, duration_s=30, reason=None), "p:")
     assert ("hset", ("p:view:chat:timeouts:c1", "u1", NOW + 30_000)) in ops
-    assert ops[0][0] == "zadd" and ops == changes("glasscast.chat.UserTimedOut",
-                                                  {**base, "duration_s": 30, "reason": None}, "p:")
-    assert ("sadd", ("p:view:chat:bans:c1", "u1")) in changes("glasscast.chat.UserBanned", base, "p:")
-    mode = changes("glasscast.chat.ChatModeChanged", {**base, "changed_by_user_id": "m1", "slow_mode_s": 5,
-                                                      "subscribers_only": True, "followers_only_min": None,
-                                                      "emote_only": False, "banned_words": ["b", "a"]}, "p:")
+    assert ops[0][0] == "zadd" and ops == changes(UserTimedOut(**base, duration_s=30, reason=None), "p:")
+    assert ("sadd", ("p:view:chat:bans:c1", "u1")) in changes(UserBanned(**base), "p:")
+    mode = changes(ChatModeChanged(event_id="e1", occurred_at=NOW, channel_id="c1", changed_by_user_id="m1",
+                                   slow_mode_s=5, subscribers_only=True, followers_only_min=None, emote_only=False,
+                                   banned_words=("b", "a")), "p:")
     assert ("hset_map", ("p:view:chat:mode:c1", {"slow_mode_s": 5, "subscribers_only": 1, "followers_only_min": -1,
                                                  "emote_only": 0})) in mode
     assert ("set", ("p:view:chat:words:c1", '["a", "b"]')) in mode
-    assert changes("glasscast.social.Followed", {"event_id": "e", "occurred_at": NOW, "channel_id": "c1",
-                                                 "follower_id": "u1", "notifications_enabled": True}, "p:") == [
+    assert changes(Followed(event_id="e", occurred_at=NOW, channel_id="c1", follower_id="u1",
+                            notifications_enabled=True), "p:") == [
         ("hset", ("p:view:follows:c1", "u1", NOW))]
     assert RoomMode.from_hash({b"slow_mode_s": b"5", b"subscribers_only": b"1", b"followers_only_min": b"-1",
                                b"emote_only": b"0"}) == RoomMode(5, True, None, False)

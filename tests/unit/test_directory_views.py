@@ -7,12 +7,28 @@ import uuid
 from dataclasses import replace
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from views.channels import ChannelView
-from views.directory import (MAX_VIEWERS, RECENT, SORTS, VIEWERS, Audience, DirectoryEntry,
-                                        apply_count, category_deltas, category_key, category_rows,
-                                        decode_cursor, encode_cursor, live_entry, member, placements, stream_of)
+from views.directory import (
+    MAX_VIEWERS,
+    RECENT,
+    SORTS,
+    VIEWERS,
+    Audience,
+    DirectoryEntry,
+    apply_count,
+    category_deltas,
+    category_key,
+    category_rows,
+    decode_cursor,
+    encode_cursor,
+    live_entry,
+    member,
+    placements,
+    stream_of,
+)
 from views.streams import CONFIGURED, ENDED, LIVE, StreamView
 
 CHANNEL = "7d8a0b8e-54a6-4b43-9d4c-6f1f0b9b2a11"

@@ -15,13 +15,23 @@ from fractions import Fraction
 
 import av
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from media.ingest.avc import parse_avc_config
 from media.package import codecs
+from media.package.fmp4 import (
+    AUDIO_SAMPLE_FLAGS,
+    NON_SYNC_SAMPLE_FLAGS,
+    SYNC_SAMPLE_FLAGS,
+    AudioTrack,
+    Fragment,
+    Sample,
+    VideoTrack,
+    init_segment,
+    media_segment,
+)
 from media.transcode import timeline
-from media.package.fmp4 import (AUDIO_SAMPLE_FLAGS, NON_SYNC_SAMPLE_FLAGS, SYNC_SAMPLE_FLAGS, AudioTrack, Fragment,
-                                Sample, VideoTrack, init_segment, media_segment)
 
 quick = settings(deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow])
 ASC_LC_48K_STEREO = bytes((0x11, 0x90))  # AAC LC, 48 kHz, 2 channels
@@ -72,7 +82,7 @@ def video_track() -> VideoTrack:
     return VideoTrack.from_avcc(encoded_video(0)[0])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def encoded_video(bframes: int) -> tuple[bytes, list[tuple[int, int, bool, bytes]]]:
     """(avcC, [(pts, dts, key, AVCC sample)]): 24 frames of 64x48, an IDR every 6 frames."""
     enc = av.CodecContext.create("libx264", "w")
@@ -258,6 +268,25 @@ def test_video_samples_sum_to_the_gop_and_keep_presentation_times() -> None:
     shifted = timeline.video_samples([(-67, 0, True, b"I"), (-33, 100, False, b"P"), (0, 33, False, b"B")], 100)
     assert [s.duration for s in shifted] == [34 * 90, 33 * 90, 33 * 90]
     assert [s.composition_offset for s in shifted] == [0, 66 * 90, -34 * 90]
+
+
+def test_gop_times_are_read_in_the_event_time_base() -> None:
+    # GopAvailable.pts/duration count time_base_num/time_base_den seconds, not milliseconds.
+    assert timeline.gop_ms(2000, 1, 1000) == 2000
+    assert timeline.gop_ms(180_000, 1, 90_000) == 2000
+    assert timeline.gop_ms(1001, 30_000, 1) == 1001 * 30_000 * 1000  # any positive base
+    assert timeline.gop_ms(45, 1, 90_000) == Fraction(1, 2)  # exact: no float on the way
+    # The 90 kHz timeline takes a sub-millisecond GOP start exactly.
+    assert timeline.ms_to_90k(timeline.gop_ms(4_000_045, 1, 90_000)) == 4_000_045
+    assert timeline.ms_to_90k(2000) == 180_000
+    with pytest.raises(ValueError):
+        timeline.gop_ms(2000, 0, 1000)
+    # A duration from a 1/90000 event times the last sample as its 1/1000 twin does.
+    frames = [(0, 67, True, b"I"), (33, 167, False, b"P"), (67, 100, False, b"B"), (100, 133, False, b"B")]
+    assert timeline.video_samples(frames, timeline.gop_ms(133 * 90, 1, 90_000)) == timeline.video_samples(frames, 133)
+    # And one that ends between two milliseconds lands on its 90 kHz tick.
+    assert sum(s.duration for s in timeline.video_samples(frames, timeline.gop_ms(133 * 90 + 45, 1, 90_000))) \
+        == 133 * 90 + 45
 
 
 def test_audio_samples_are_whole_frames_and_fill_holes() -> None:

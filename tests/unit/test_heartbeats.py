@@ -1,4 +1,5 @@
-"""The heartbeat route's pure parts (gateways/heartbeats.py): field validation and the stream cache."""
+"""The heartbeat route's pure parts: field validation (gateways/heartbeats.py) and the stream cache
+(gateways/heartbeat_intake.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 import pytest
 
 from gateways.errors import ValidationFailed
-from gateways.heartbeats import (STREAM_CACHE_TTL_S, UNKNOWN_STREAM_TTL_S, Intake, StreamChannels,
-                                 heartbeat_fields)
+from gateways.heartbeat_intake import STREAM_CACHE_TTL_S, UNKNOWN_STREAM_TTL_S, Intake, StreamChannels
+from gateways.heartbeats import heartbeat_fields
 
 
 def beat(**changes: Any) -> dict[str, Any]:

@@ -57,7 +57,8 @@ def test_scaled_widths_follow_the_source_aspect_ratio() -> None:
 @pytest.mark.parametrize(("viewers", "expected"), [
     (0, ["source"]), (9, ["source"]),
     (10, ["source", "720p30"]), (99, ["source", "720p30"]),
-    (100, ["source", "720p30", "480p30", "360p30", "audio"]), (50_000, ["source", "720p30", "480p30", "360p30", "audio"]),
+    (100, ["source", "720p30", "480p30", "360p30", "audio"]),
+    (50_000, ["source", "720p30", "480p30", "360p30", "audio"]),
 ])
 def test_tiered_by_audience(viewers: int, expected: list[str]) -> None:
     assert names(plan_ladder("tiered", viewers, 1920, 1080, 60.0)) == expected

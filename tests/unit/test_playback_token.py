@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateways.playback_token import PlaybackClaims, TokenRefused, derive_secret, sign, verify
 

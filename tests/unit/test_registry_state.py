@@ -8,9 +8,18 @@ from typing import Any, TypeVar
 import pytest
 
 from infra.embedded.registry.errors import (
-    IncompatibleSchema, InvalidCompatibilityLevel, InvalidSchema, InvalidVersion, SchemaNotFound,
-    SubjectConfigNotFound, SubjectNotFound, SubjectNotSoftDeleted, SubjectSoftDeleted, VersionNotFound,
-    VersionNotSoftDeleted, VersionSoftDeleted,
+    IncompatibleSchema,
+    InvalidCompatibilityLevel,
+    InvalidSchema,
+    InvalidVersion,
+    SchemaNotFound,
+    SubjectConfigNotFound,
+    SubjectNotFound,
+    SubjectNotSoftDeleted,
+    SubjectSoftDeleted,
+    VersionNotFound,
+    VersionNotSoftDeleted,
+    VersionSoftDeleted,
 )
 from infra.embedded.registry.state import Record, Reference, RegistryState, decode_record
 

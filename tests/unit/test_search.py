@@ -5,10 +5,26 @@ from __future__ import annotations
 import pytest
 
 from views.channels import ChannelView
-from views.search import (CATEGORY_WEIGHT, EXACT_FACTOR, MAX_QUERY_LENGTH, MAX_TOKEN_LENGTH, NAME_WEIGHT,
-                                     PREFIX_FACTOR, TAG_WEIGHT, TITLE_WEIGHT, SearchDoc, build_doc, live_bonus,
-                                     match_factor, normalize, prefix_range, query_tokens, rank, text_scores,
-                                     tokenize)
+from views.search import (
+    CATEGORY_WEIGHT,
+    EXACT_FACTOR,
+    MAX_QUERY_LENGTH,
+    MAX_TOKEN_LENGTH,
+    NAME_WEIGHT,
+    PREFIX_FACTOR,
+    TAG_WEIGHT,
+    TITLE_WEIGHT,
+    SearchDoc,
+    build_doc,
+    live_bonus,
+    match_factor,
+    normalize,
+    prefix_range,
+    query_tokens,
+    rank,
+    text_scores,
+    tokenize,
+)
 from views.streams import CONFIGURED, ENDED, LIVE, StreamView
 
 CHANNEL = "7d8a0b8e-54a6-4b43-9d4c-6f1f0b9b2a11"

@@ -7,9 +7,17 @@ import pytest
 from infra.errors import SettingsError
 from infra.settings import ViewerSettings, load_settings
 from media.transcode.worker import viewers_key
-from views.viewers import (HEARTBEAT_INTERVAL_S, ViewerCounts, apply_viewer_count, bucket_of,
-                                      channel_of_key, counted_for_s, group_beats, recent_buckets,
-                                      snapshot_value)
+from views.viewers import (
+    HEARTBEAT_INTERVAL_S,
+    ViewerCounts,
+    apply_viewer_count,
+    bucket_of,
+    channel_of_key,
+    counted_for_s,
+    group_beats,
+    recent_buckets,
+    snapshot,
+)
 
 CHANNEL = "7d8a0b8e-54a6-4b43-9d4c-6f1f0b9b2a11"
 STREAM = "0f3c2a55-1b7e-4d0f-a7a4-2f5c9d1e8b30"
@@ -78,15 +86,15 @@ def test_group_beats_merges_sessions_per_channel_and_bucket_and_drops_stale_ones
 
 
 def test_snapshot_value_and_fold() -> None:
-    live = snapshot_value("e1", 1_790_000_000_000, CHANNEL, STREAM, 987, 15, 60)
-    assert live == {"event_id": "e1", "occurred_at": 1_790_000_000_000, "channel_id": CHANNEL,
+    live = snapshot("e1", 1_790_000_000_000, CHANNEL, STREAM, 987, 15, 60)
+    assert live.to_avro() == {"event_id": "e1", "occurred_at": 1_790_000_000_000, "channel_id": CHANNEL,
                     "stream_id": STREAM, "viewers": 987, "window_s": 60, "bucket_s": 15}
     assert apply_viewer_count(live) == 987
-    offline = snapshot_value("e2", 1_790_000_005_000, CHANNEL, None, 987, 15, 60)
-    assert offline["viewers"] == 0 and offline["stream_id"] is None
+    offline = snapshot("e2", 1_790_000_005_000, CHANNEL, None, 987, 15, 60)
+    assert offline.viewers == 0 and offline.stream_id is None
     assert apply_viewer_count(offline) is None
     # Snapshots are absolute: a replay in log order (redeliveries included) ends on the last one.
-    history = [live, live, offline, live, snapshot_value("e3", 1_790_000_010_000, CHANNEL, STREAM, 5, 15, 60)]
+    history = [live, live, offline, live, snapshot("e3", 1_790_000_010_000, CHANNEL, STREAM, 5, 15, 60)]
     view: int | None = None
     for event in history + history[-1:]:
         view = apply_viewer_count(event)

@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from views.chat_history.errors import HistoryError, HistoryUnavailable
 from views.chat_history.store import ArchivedMessage, Emote, check_window

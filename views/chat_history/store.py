@@ -15,8 +15,9 @@ channel it was made in, and channels never see each other's messages.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 HOUR_MS = 3_600_000
 

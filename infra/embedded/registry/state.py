@@ -28,10 +28,20 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from infra.embedded.registry.errors import (
-    IncompatibleSchema, InvalidCompatibilityLevel, InvalidSchema, InvalidVersion, SchemaNotFound,
-    SubjectConfigNotFound, SubjectNotFound, SubjectNotSoftDeleted, SubjectSoftDeleted,
-    VersionNotFound, VersionNotSoftDeleted, VersionSoftDeleted,
+    IncompatibleSchema,
+    InvalidCompatibilityLevel,
+    InvalidSchema,
+    InvalidVersion,
+    SchemaNotFound,
+    SubjectConfigNotFound,
+    SubjectNotFound,
+    SubjectNotSoftDeleted,
+    SubjectSoftDeleted,
+    VersionNotFound,
+    VersionNotSoftDeleted,
+    VersionSoftDeleted,
 )
+
 # Reference and Candidate are re-exported: callers import them from here.
 from infra.embedded.registry.schema import Candidate as Candidate
 from infra.embedded.registry.schema import Reference as Reference
