@@ -1,18 +1,27 @@
 # Two commands on a fresh machine:
 #   make run    set everything up, then run the whole platform (glasscast up)
-#   make test   set everything up (and Chromium for the browser tests), then run the test suite
+#   make test   set everything up (and Chromium for the browser tests), then lint, type-check and run the test suite
 VENV ?= .venv
 PYTHON ?= python3
 ARGS ?=
+# The suite runs in two pytest-xdist workers, a test file per worker at a time (module fixtures stay
+# whole); most tests wait on sockets, child processes and real-time media, so two overlap well here.
+# `make test WORKERS=0 ARGS=...` runs in one process.
+WORKERS ?= 2
 WEB := gateways/web
 
-.PHONY: run test setup chromium bench clean
+.PHONY: run test lint setup chromium bench clean
 
 run: setup
 	$(VENV)/bin/glasscast up $(ARGS)
 
-test: setup chromium
-	$(VENV)/bin/pytest -q -p no:cacheprovider $(ARGS)
+test: setup chromium lint
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(WORKERS) --dist loadfile $(ARGS)
+
+# ruff's rule set and mypy's strictness live in pyproject.toml.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 setup: $(VENV)/.installed $(WEB)/node_modules/.installed
 
