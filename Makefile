@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
 #   make run    set everything up, then run the whole platform (glasscast up)
-#   make test   set everything up (and Chromium for the browser tests), then lint, type-check and run the test suite
+#   make test   set everything up (and Chromium and kcat for the tests), then lint, type-check and run the test suite
 VENV ?= .venv
 PYTHON ?= python3
 ARGS ?=
@@ -44,12 +44,12 @@ $(WEB)/node_modules/.installed: $(WEB)/package-lock.json
 	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# The browser tests drive Debian's Chromium (bench/browser.py).
+# The browser tests drive Debian's Chromium (bench/browser.py); the CLI tests run Debian's kcat.
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing chromium (apt-get)"; \
+	@command -v chromium >/dev/null 2>&1 && command -v kcat >/dev/null 2>&1 || { \
+	  echo "installing chromium and kcat (apt-get)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium kcat >/dev/null; }
 
 bench: setup
 	$(VENV)/bin/python bench/events.py

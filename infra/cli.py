@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     live.add_argument("--fps", type=int, default=30)
     live.add_argument("--url", help="RTMP server URL (default: the running platform's)")
     sub.add_parser("settings", help="list every GLASSCAST_ setting")
+    sub.add_parser("kcat", help="run the system's kcat against the platform's broker "
+                                "(the arguments after it are kcat's)")
     return parser
 
 
@@ -136,6 +138,11 @@ def _run_service(settings: Settings, service: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passed: list[str] = []
+    if "kcat" in argv:  # everything after it is kcat's own command line, options included
+        at = argv.index("kcat")
+        argv, passed = argv[: at + 1], argv[at + 1:]
     args = _parser().parse_args(argv)
     try:
         settings = _settings(args)
@@ -156,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "run":
             return _run_service(settings, args.service)
+        if args.command == "kcat":
+            return _kcat(settings, passed)
         configure_logging(replace(settings.log, level="WARNING"), "cli")
         if args.command == "go-live":
             return _go_live(settings, args)
@@ -203,6 +212,27 @@ def _tool(settings: Settings, args: argparse.Namespace) -> int:
         print(f"dropped {report.dropped_keys} view keys; replayed {report.events} events")
         return 0
     raise AssertionError(args.command)
+
+
+def _kcat(settings: Settings, args: list[str]) -> int:
+    """Run the system's kcat (infra/kcat.py says why through confluent-kafka's librdkafka)."""
+    import subprocess
+
+    from infra.kcat import bundled_librdkafka, find_kcat, kcat_argv, kcat_env, library_dir
+    from infra.runstate import read_state
+
+    if find_kcat() is None:
+        raise InfraError("kcat is not installed (Debian: apt-get install kcat)")
+    bootstrap = settings.kafka.bootstrap_servers
+    if not bootstrap:
+        state = read_state(settings.data_dir)
+        if state is None:
+            raise InfraError("no running platform found: start `glasscast up`, or set "
+                             "GLASSCAST_KAFKA_BOOTSTRAP_SERVERS, or give kcat -b")
+        bootstrap = state.bootstrap_servers
+    library = bundled_librdkafka()
+    lib_dir = library_dir(settings.data_dir, library) if library is not None else None
+    return subprocess.call(kcat_argv(args, bootstrap), env=kcat_env(os.environ, lib_dir))
 
 
 def _go_live(settings: Settings, args: argparse.Namespace) -> int:
