@@ -28,7 +28,7 @@ Reported, as one JSON line:
   (bench/segment_latency.py): to the passthrough segment and to the last
   rendition of the full ladder.
 
-The machine is shared and noisy (NOTES.md): compare the ratio, not the raw times.
+The machine is shared and noisy: compare the ratio, not the raw times.
 """
 
 from __future__ import annotations

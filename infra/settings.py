@@ -64,7 +64,7 @@ class KafkaSettings:
     default_partitions: int = 3
     replication_factor: int = 1
     # The embedded broker serves a new consumer group after about half the
-    # session timeout (shared/NOTES.md), so keep it low.
+    # session timeout (docs/ARCHITECTURE.md, "Embedded platform"), so keep it low.
     session_timeout_ms: int = 6000
     # Latency-critical consumers: the embedded broker re-checks a waiting
     # fetch on a timer, so the wait bounds produce-to-consume latency.
