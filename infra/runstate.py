@@ -1,7 +1,10 @@
-"""The running platform's addresses, written by ``glasscast up`` into the data directory.
+"""The running platform's addresses and processes, written by ``glasscast up`` into the data directory.
 
 Tools (``glasscast tail``, ``status``, ``rebuild-views``) read it so that, on
 one machine, they find the embedded broker, registry and Valkey without flags.
+The supervisor rewrites it after every start, exit and restart of a child, so
+``glasscast status`` shows each process's current pid, its restarts, when its
+current incarnation started and how the previous one ended.
 """
 
 from __future__ import annotations
@@ -18,6 +21,16 @@ from infra.settings import Settings
 
 
 @dataclass(frozen=True)
+class ProcessState:
+    """One supervised process as the supervisor last saw it."""
+
+    pid: int
+    restarts: int = 0  # over the platform's life
+    started_at_ms: int = 0  # wall clock, when the current incarnation started (its uptime)
+    last_exit: str = ""  # how the previous incarnation ended ("exit code 1", "signal SIGKILL"); "" if none
+
+
+@dataclass(frozen=True)
 class RunState:
     supervisor_pid: int
     bootstrap_servers: str
@@ -25,7 +38,7 @@ class RunState:
     valkey_url: str
     gateway_url: str
     rtmp_url: str
-    processes: dict[str, int] = field(default_factory=dict)  # name -> pid
+    processes: dict[str, ProcessState] = field(default_factory=dict)  # by name, in start order
     started_at_ms: int = 0
 
 
@@ -46,7 +59,9 @@ def read_state(data_dir: Path) -> RunState | None:
         data: dict[str, Any] = json.loads(state_path(data_dir).read_text())
     except (FileNotFoundError, ValueError):
         return None
-    return RunState(**data)
+    raw = data.pop("processes", {})
+    processes = {name: ProcessState(pid=p) if isinstance(p, int) else ProcessState(**p) for name, p in raw.items()}
+    return RunState(**data, processes=processes)
 
 
 def clear_state(data_dir: Path) -> None:

@@ -102,10 +102,15 @@ class GatewaySettings:
     # Segments and init segments each gateway keeps in memory (gateways/origin_cache.py).
     # 0 keeps none; concurrent requests for one object still share a single store read.
     origin_cache_bytes: int = 256 * 1024 * 1024
+    # How long a live playlist's last rendering stands in for a fresh one while Valkey does not
+    # answer (gateways/last_good.py); 0 answers 503 at once.
+    playlist_last_good_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.origin_cache_bytes < 0:
             raise SettingsError("GLASSCAST_GATEWAY_ORIGIN_CACHE_BYTES: value out of range (must be 0 or more)")
+        if not 0 <= self.playlist_last_good_s <= 3600:
+            raise SettingsError("GLASSCAST_GATEWAY_PLAYLIST_LAST_GOOD_S: value out of range (0 to 3600)")
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,9 @@ class IngestSettings:
     reconnect_grace_s: float = 10.0
     # A live channel refuses a second publisher unless the first sent nothing for this long.
     silent_after_s: float = 5.0
+    # A live stream's owner renews its lease in Valkey (every GOP, at least every second); if its
+    # ingest process dies, the stream counts as parked this long after the last renewal.
+    lease_s: float = 3.0
     health_interval_s: float = 2.0
     handshake_timeout_s: float = 10.0
     idle_timeout_s: float = 30.0
@@ -171,6 +179,39 @@ class ArchiveSettings:
     fsync: bool = True
     flush_interval_ms: int = 20
     drain_timeout_s: float = 30.0
+    # The keeper snapshots every consumer group's committed offsets this often (and once more when it
+    # drains); a restart puts a group back at most this far behind (topics/offsets_archive.py).
+    offsets_interval_ms: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.offsets_interval_ms < 1:
+            raise SettingsError("GLASSCAST_ARCHIVE_OFFSETS_INTERVAL_MS: value out of range (must be at least 1)")
+
+
+@dataclass(frozen=True)
+class SupervisorSettings:
+    # `glasscast up` restarts a child that exits, after a back-off that starts at backoff_initial_s and
+    # doubles with each restart in the window (up to backoff_max_s).  A child that needs more than
+    # max_restarts restarts within restart_window_s stops the platform (infra/restarts.py).
+    max_restarts: int = 5
+    restart_window_s: float = 60.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 10.0
+    # How long a child has to exit after SIGTERM before it gets SIGKILL (the keeper gets the archive
+    # drain timeout on top), when `glasscast up` stops and when it was killed (infra/undertaker.py).
+    stop_timeout_s: float = 15.0
+
+    def __post_init__(self) -> None:
+        for var, ok, rule in (
+            ("GLASSCAST_SUPERVISOR_MAX_RESTARTS", self.max_restarts >= 0, "0 or more"),
+            ("GLASSCAST_SUPERVISOR_STOP_TIMEOUT_S", self.stop_timeout_s > 0, "positive"),
+            ("GLASSCAST_SUPERVISOR_RESTART_WINDOW_S", self.restart_window_s > 0, "positive"),
+            ("GLASSCAST_SUPERVISOR_BACKOFF_INITIAL_S", self.backoff_initial_s >= 0, "0 or more"),
+            ("GLASSCAST_SUPERVISOR_BACKOFF_MAX_S", self.backoff_max_s >= self.backoff_initial_s,
+             "at least GLASSCAST_SUPERVISOR_BACKOFF_INITIAL_S"),
+        ):
+            if not ok:
+                raise SettingsError(f"{var}: value out of range (must be {rule})")
 
 
 @dataclass(frozen=True)
@@ -216,6 +257,8 @@ class ChatSettings:
     # Mega rooms: above this many messages/s in a room, each viewer gets a sample of at most
     # this many per second (0: everything); moderators and the broadcaster always get everything.
     sample_max_per_s: int = 0
+    # A message is shown only once the log has it: past this wait its sender is told it was not sent.
+    log_timeout_ms: int = 5000
     ml_filter: bool = True  # the local profanity classifier (alt-profanity-check)
     ml_threshold: float = 0.9  # refuse messages the classifier scores at or above this
     banned_words_max: int = 500  # per channel
@@ -234,6 +277,7 @@ class ChatSettings:
             ("GLASSCAST_CHAT_SEND_BUFFER_BYTES", self.send_buffer_bytes >= 1024, "at least 1024"),
             ("GLASSCAST_CHAT_COALESCE_MS", 0 <= self.coalesce_ms <= 1000, "0 to 1000"),
             ("GLASSCAST_CHAT_SAMPLE_MAX_PER_S", self.sample_max_per_s >= 0, "0 or more"),
+            ("GLASSCAST_CHAT_LOG_TIMEOUT_MS", 100 <= self.log_timeout_ms <= 60_000, "100 to 60000"),
             ("GLASSCAST_CHAT_ML_THRESHOLD", 0 < self.ml_threshold <= 1, "in (0, 1]"),
         ):
             if not ok:
@@ -254,6 +298,7 @@ class Settings:
     ladder: LadderSettings = field(default_factory=LadderSettings)
     transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+    supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
     viewers: ViewerSettings = field(default_factory=ViewerSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
 
@@ -342,6 +387,7 @@ def _validate(settings: Settings) -> None:
         ("GLASSCAST_INGEST_CHUNK_SIZE", 128 <= settings.ingest.chunk_size <= 65536),
         ("GLASSCAST_INGEST_GOP_QUEUE_MAXSIZE", settings.ingest.gop_queue_maxsize >= 1),
         ("GLASSCAST_INGEST_RECONNECT_GRACE_S", settings.ingest.reconnect_grace_s >= 0),
+        ("GLASSCAST_INGEST_LEASE_S", settings.ingest.lease_s > 0),
     ):
         if not ok:
             raise SettingsError(f"{var}: value out of range")

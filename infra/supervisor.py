@@ -8,8 +8,22 @@ external instead: a non-empty ``kafka.bootstrap_servers``, ``registry.url`` or
 The keeper runs in its own session without a parent-death signal, so a
 SIGKILLed supervisor still leaves it time to archive everything the broker
 acknowledged before it stops the broker.  Every other child dies with the
-supervisor (PR_SET_PDEATHSIG).  A child that exits on its own is restarted
-with back-off.
+supervisor (PR_SET_PDEATHSIG, which fires when the *thread* that forked the
+child ends: so every start and restart happens on the main thread).
+
+The undertaker (``infra/undertaker.py``, also in its own session) is started
+first and stopped last: if the supervisor dies first, it SIGKILLs whatever of
+the platform has not exited within the stop timeout (the keeper: plus the
+archive drain timeout), so a child whose shutdown hangs is not left behind.
+
+Every process started here is watched, Valkey and the keeper included, and
+one that exits is started again, with the same command line, port and data
+directory, after a back-off (``infra/restarts.py``: a budget per child that
+is a rate, and restarts that are due times checked by the one watch loop,
+never sleeps).  A restarted keeper rehydrates a fresh broker from the archive
+on the same port, and a restarted Valkey reloads its append-only file on the
+same port, so the other processes reconnect by themselves and nothing else is
+restarted on their account.  A child over its budget stops the platform.
 """
 
 from __future__ import annotations
@@ -28,18 +42,27 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+from confluent_kafka import KafkaException
 
 from infra.embedded.keeper import keeper_argv, read_ready
 from infra.embedded.process import ManagedProcess, free_port, pid_alive, port_open
 from infra.embedded.valkey import ValkeyProcess
 from infra.errors import ServiceError
-from infra.runstate import RunState, clear_state, write_state
+from infra.restarts import GiveUp, RestartPolicy, RestartSchedule, exit_reason
+from infra.runstate import ProcessState, RunState, clear_state, write_state
 from infra.settings import Secret, Settings, child_env
+from infra.undertaker import undertaker_argv
 from topics.admin import ensure_topics
+from topics.errors import TopicsError
 
 log = logging.getLogger("glasscast.supervisor")
 
-MAX_RESTARTS = 5
+WATCH_INTERVAL_S = 0.2  # how soon an exit is noticed; a due restart wakes the loop sooner
+STOP_ORDER = ("ingest", "media-worker", "processors", "gateway", "registry", "valkey")  # then keeper, undertaker
+
+
+class StartInterrupted(ServiceError):
+    """Asked to stop (SIGTERM, Ctrl-C) before the platform was up."""
 
 
 def _http_ok(url: str) -> Callable[[], bool]:
@@ -83,15 +106,20 @@ def jwt_secret(settings: Settings) -> Settings:
 
 
 class Supervisor:
-    """Starts, watches and stops the platform's processes."""
+    """Starts, watches, restarts and stops the platform's processes."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = replace(settings, data_dir=settings.data_dir.resolve())
         self.data_dir = self.settings.data_dir
-        self.children: dict[str, ManagedProcess] = {}
-        self.restarts: dict[str, int] = {}
+        self.children: dict[str, ManagedProcess] = {}  # every process started here, in start order
+        self.schedule = RestartSchedule(RestartPolicy.from_settings(self.settings.supervisor))
+        self.started_ms: dict[str, int] = {}  # when each current incarnation started (wall clock)
+        self.last_exit: dict[str, str] = {}
         self.keeper: ManagedProcess | None = None
         self.valkey: ValkeyProcess | None = None
+        self.failure = ""  # why the platform stopped on its own ("" when asked to stop)
+        self._broker_back: tuple[int, float] | None = None  # (pid, next check) of a restarted keeper not yet ready
+        self.started_at_ms = int(time.time() * 1000)
         self._stop = threading.Event()
         self._lock_file: IO[str] | None = None
 
@@ -105,14 +133,29 @@ class Supervisor:
         except BlockingIOError:
             raise ServiceError(f"another `glasscast up` is running on {self.data_dir}") from None
 
-    def _start_keeper(self) -> str:
-        argv = keeper_argv(self.data_dir, port=self.settings.kafka.broker_port, parent_pid=os.getpid())
-        self.keeper = ManagedProcess("broker-keeper", argv, self.data_dir / "logs" / "keeper.out",
-                                     env=self._env(self.settings), new_session=True, parent_death_signal=None)
-        self.keeper.start()
-        pid = self.keeper.pid
+    def _unless_stopping(self, check: Callable[[], bool]) -> Callable[[], bool]:
+        """A readiness check that gives up at once when a stop was requested."""
+        def ready() -> bool:
+            if self._stop.is_set():
+                raise StartInterrupted("asked to stop while starting")
+            return check()
+        return ready
+
+    def _launch(self, name: str, child: ManagedProcess) -> ManagedProcess:
+        child.start()
+        self.children[name] = child
+        self.started_ms[name] = int(time.time() * 1000)
+        return child
+
+    def _start_keeper(self, port: int) -> str:
+        # A fixed port, so that a restarted keeper's broker has the address every client already knows.
+        argv = keeper_argv(self.data_dir, port=port, parent_pid=os.getpid())
+        keeper = ManagedProcess("broker-keeper", argv, self.data_dir / "logs" / "keeper.out",
+                                env=self._env(self.settings), new_session=True, parent_death_signal=None)
+        self.keeper = self._launch("broker-keeper", keeper)
+        pid = keeper.pid
         # Rehydration from the archive happens before the keeper reports ready.
-        self.keeper.wait_ready(lambda: read_ready(self.data_dir, pid) is not None, timeout_s=600)
+        keeper.wait_ready(self._unless_stopping(lambda: read_ready(self.data_dir, pid) is not None), timeout_s=600)
         ready = read_ready(self.data_dir, pid)
         assert ready is not None
         log.info("broker rehydrated: %s", ready.get("rehydrated"))
@@ -124,118 +167,186 @@ class Supervisor:
     def _spawn(self, name: str, settings: Settings) -> ManagedProcess:
         child = ManagedProcess(name, [sys.executable, "-m", "infra.cli", "run", name],
                                self.data_dir / "logs" / f"{name}.log", env=self._env(settings))
-        child.start()
-        self.children[name] = child
-        return child
+        return self._launch(name, child)
 
     def start(self) -> RunState:
         s = jwt_secret(self.settings)
         self._lock()
         clear_state(self.data_dir)  # left behind by a supervisor that was killed
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        # First, so that whatever starts after it cannot outlive a SIGKILL of this process.
+        self._launch("undertaker", ManagedProcess(
+            "undertaker", undertaker_argv(self.data_dir, os.getpid()), self.data_dir / "logs" / "undertaker.out",
+            env=self._env(self.settings), new_session=True, parent_death_signal=None))
         if not s.kafka.bootstrap_servers:
-            s = s.with_section("kafka", bootstrap_servers=self._start_keeper())
+            port = s.kafka.broker_port or free_port()
+            s = s.with_section("kafka", broker_port=port, bootstrap_servers=self._start_keeper(port))
             log.info("broker ready at %s", s.kafka.bootstrap_servers)
         if not s.valkey.url:
             self.valkey = ValkeyProcess(self.data_dir / "valkey", port=s.valkey.port)
-            self.valkey.start()
-            s = s.with_section("valkey", url=self.valkey.url)
+            self._launch("valkey", self.valkey.process)
+            self.valkey.process.wait_ready(self._unless_stopping(self.valkey.ready), 30)
+            s = s.with_section("valkey", port=self.valkey.port, url=self.valkey.url)
         ensure_topics(s.kafka)
         if not s.registry.url:
             port = s.registry.port or free_port()
             s = s.with_section("registry", port=port, url=f"http://127.0.0.1:{port}")
-            self._spawn("registry", s).wait_ready(_http_ok(f"{s.registry.url}/subjects"), 60)
+            self._spawn("registry", s).wait_ready(self._unless_stopping(_http_ok(f"{s.registry.url}/subjects")), 60)
         self.settings = s
         # The tools can reach the log and the views from here on.
         self._write_state()
-        self._spawn("gateway", s).wait_ready(_http_ok(f"http://127.0.0.1:{s.gateway.port}/healthz"), 60)
+        self._spawn("gateway", s).wait_ready(
+            self._unless_stopping(_http_ok(f"http://127.0.0.1:{s.gateway.port}/healthz")), 60)
         _processors_assigned(s, forget=True)  # a report from an earlier run does not count
         processors = self._spawn("processors", s)
-        processors.wait_ready(lambda: _processors_assigned(s), 120)
+        processors.wait_ready(self._unless_stopping(lambda: _processors_assigned(s)), 120)
         host = "127.0.0.1" if s.ingest.host in ("0.0.0.0", "") else s.ingest.host
-        self._spawn("ingest", s).wait_ready(lambda: port_open(host, s.ingest.rtmp_port), 60)
+        self._spawn("ingest", s).wait_ready(self._unless_stopping(lambda: port_open(host, s.ingest.rtmp_port)), 60)
         self._spawn("media-worker", s)
         return self._write_state()
 
     def _write_state(self) -> RunState:
         s = self.settings
+        processes = {
+            name: ProcessState(pid=child.pid or 0, restarts=self.schedule.restarts(name),
+                               started_at_ms=self.started_ms.get(name, 0), last_exit=self.last_exit.get(name, ""))
+            for name, child in self.children.items()}
         state = RunState(
             supervisor_pid=os.getpid(), bootstrap_servers=s.kafka.bootstrap_servers,
             registry_url=s.registry.url, valkey_url=s.valkey.url, gateway_url=s.gateway_url,
-            rtmp_url=s.rtmp_url, started_at_ms=int(time.time() * 1000),
-            processes={n: c.pid or 0 for n, c in self._all().items()})
+            rtmp_url=s.rtmp_url, started_at_ms=self.started_at_ms, processes=processes)
         write_state(self.data_dir, state)
         return state
-
-    def _all(self) -> dict[str, ManagedProcess]:
-        procs = dict(self.children)
-        if self.keeper:
-            procs["broker-keeper"] = self.keeper
-        if self.valkey:
-            procs["valkey"] = self.valkey.process
-        return procs
 
     # -- run ----------------------------------------------------------------
     def request_stop(self, *_: object) -> None:
         self._stop.set()
 
     def watch(self) -> None:
-        """Restart children that exit, until asked to stop."""
-        while not self._stop.wait(0.5):
-            for name, child in list(self.children.items()):
-                if child.alive():
-                    continue
-                count = self.restarts.get(name, 0) + 1
-                self.restarts[name] = count
-                if count > MAX_RESTARTS:
-                    log.error("%s exited %s times; stopping the platform (see %s)", name, count, child.log_path)
-                    self._stop.set()
-                    break
-                log.warning("%s exited with %s; restarting (%d/%d)", name, child.returncode(), count, MAX_RESTARTS)
-                time.sleep(min(5.0, 0.5 * 2 ** count))
-                self._spawn(name, self.settings)
-            if self.keeper is not None and not self.keeper.alive():
-                log.error("the broker keeper exited (%s); stopping", self.keeper.returncode())
+        """Restart children that exit, until asked to stop or one is over its budget."""
+        while not self._stop.is_set():
+            self.check(time.monotonic())
+            due = self.schedule.next_due()
+            wait = WATCH_INTERVAL_S if due is None else min(WATCH_INTERVAL_S, due - time.monotonic())
+            self._stop.wait(max(wait, 0.0))
+
+    def check(self, now: float) -> None:
+        """One pass of the watch loop, which never waits: note exits, schedule restarts, start what is due."""
+        changed = False
+        for name, child in self.children.items():
+            if name in self.schedule.pending or child.pid is None or child.alive():
+                continue
+            reason = exit_reason(child.returncode())
+            self.last_exit[name] = reason
+            changed = True
+            decision = self.schedule.exited(name, now)
+            if isinstance(decision, GiveUp):
+                self.failure = (f"{name} exited ({reason}) after {decision.restarts} restarts in "
+                                f"{decision.window_s:.0f} s")
+                log.error("%s; stopping the platform (see %s)", self.failure, child.log_path)
                 self._stop.set()
+                break
+            log.warning("%s (pid %s) exited with %s; restarting in %.1f s (restart %d of at most %d in %.0f s)",
+                        name, child.pid, reason, decision.delay_s, decision.attempt,
+                        self.schedule.policy.max_restarts, self.schedule.policy.window_s)
+        if not self._stop.is_set():
+            for name in self.schedule.due(now):
+                self._restart(name)
+                changed = True
+            self._check_broker_back(now)
+        if changed:
+            self._write_state()
+
+    def _check_broker_back(self, now: float) -> None:
+        """Once a restarted keeper reports ready (rehydrated), create the topics the archive did not have.
+
+        Only then: creating them earlier would race the rehydration.  Topics the
+        archive knows come back from it; these are the ones no record and no
+        topic snapshot reached yet (or every one, with the archive switched off).
+        """
+        if self._broker_back is None or now < self._broker_back[1]:
+            return
+        pid = self._broker_back[0]
+        if self.keeper is None or self.keeper.pid != pid or read_ready(self.data_dir, pid) is None:
+            self._broker_back = (pid, now + WATCH_INTERVAL_S) if self.keeper and self.keeper.pid == pid else None
+            return
+        try:
+            created = ensure_topics(self.settings.kafka, timeout_s=5.0)
+        except (TopicsError, KafkaException) as exc:
+            log.warning("broker back, but the topics could not be checked (%s); trying again", exc)
+            self._broker_back = (pid, now + 1.0)
+            return
+        self._broker_back = None
+        log.info("broker back at %s%s", self.settings.kafka.bootstrap_servers,
+                 f"; created missing topics {', '.join(created)}" if created else "")
+
+    def _restart(self, name: str) -> None:
+        child = self.children[name]
+        try:
+            self._launch(name, child)
+        except ServiceError as exc:  # the dead incarnation stays, so the next pass counts this as an exit
+            log.error("%s: restart failed: %s", name, exc)
+            return
+        log.info("%s restarted as pid %s (%d restarts so far)", name, child.pid, self.schedule.restarts(name))
+        if child is self.keeper and child.pid is not None:
+            self._broker_back = (child.pid, 0.0)
 
     # -- stop ---------------------------------------------------------------
     def stop(self) -> None:
         """Stop in reverse order; the keeper archives everything before it stops the broker."""
-        for name in ("ingest", "media-worker", "processors", "gateway", "registry"):
-            child = self.children.pop(name, None)
+        grace = self.settings.supervisor.stop_timeout_s
+        for name in STOP_ORDER:
+            child = self.children.get(name)
             if child is not None:
-                child.stop(timeout_s=15)
-        if self.valkey is not None:
-            self.valkey.stop()
+                child.stop(timeout_s=grace)
         if self.keeper is not None:
-            self.keeper.stop(timeout_s=self.settings.archive.drain_timeout_s + 15)
+            self.keeper.stop(timeout_s=self.settings.archive.drain_timeout_s + grace)
+        undertaker = self.children.get("undertaker")
+        if undertaker is not None:  # everything stopped: nothing left for it to do
+            undertaker.stop(timeout_s=grace)
         clear_state(self.data_dir)
         if self._lock_file is not None:
             self._lock_file.close()
 
 
-def status(data_dir: Path) -> dict[str, object]:
-    """What runs for a data dir: each recorded process and whether it is alive."""
+def status(data_dir: Path, now_ms: int | None = None) -> dict[str, object]:
+    """What runs for a data dir: each process's pid, whether it is alive, its restarts, uptime and last exit."""
     from infra.runstate import read_state
 
     state = read_state(data_dir.resolve())
     if state is None or not pid_alive(state.supervisor_pid):
         return {"running": False, "data_dir": str(data_dir.resolve())}
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+
+    def uptime_s(started_at_ms: int) -> float:
+        return round(max(now_ms - started_at_ms, 0) / 1000, 1)
+
+    processes: dict[str, object] = {}
+    for name, proc in state.processes.items():
+        alive = pid_alive(proc.pid)
+        processes[name] = {
+            "pid": proc.pid, "alive": alive, "restarts": proc.restarts,
+            "uptime_s": uptime_s(proc.started_at_ms) if alive and proc.started_at_ms else None,
+            "last_exit": proc.last_exit or None}
     return {
-        "running": True, "data_dir": str(data_dir.resolve()), "gateway": state.gateway_url,
+        "running": True, "data_dir": str(data_dir.resolve()), "supervisor_pid": state.supervisor_pid,
+        "uptime_s": uptime_s(state.started_at_ms), "gateway": state.gateway_url,
         "rtmp": state.rtmp_url, "kafka": state.bootstrap_servers, "registry": state.registry_url,
-        "valkey": state.valkey_url,
-        "processes": {name: {"pid": pid, "alive": pid_alive(pid)} for name, pid in state.processes.items()},
+        "valkey": state.valkey_url, "processes": processes,
     }
 
 
 def run_up(settings: Settings) -> int:
-    """Start everything, print the URLs, block until Ctrl-C/SIGTERM, stop cleanly."""
+    """Start everything, print the URLs, block until Ctrl-C/SIGTERM, stop cleanly (1: stopped on a failure)."""
     supervisor = Supervisor(settings)
     signal.signal(signal.SIGTERM, supervisor.request_stop)
     signal.signal(signal.SIGINT, supervisor.request_stop)
     try:
         state = supervisor.start()
+    except StartInterrupted:
+        supervisor.stop()
+        print("stopped.", flush=True)
+        return 0
     except BaseException:
         supervisor.stop()
         raise
@@ -250,7 +361,7 @@ def run_up(settings: Settings) -> int:
     try:
         supervisor.watch()
     finally:
-        print("stopping...", flush=True)
+        print("stopping..." if not supervisor.failure else f"stopping: {supervisor.failure}", flush=True)
         supervisor.stop()
         print("stopped.", flush=True)
-    return 0
+    return 1 if supervisor.failure else 0

@@ -6,7 +6,7 @@ leave brokers or caches holding ports.
 
 from __future__ import annotations
 
-import ctypes
+import functools
 import os
 import signal
 import socket
@@ -16,8 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from infra.errors import ServiceError, ServiceTimeout
-
-_PR_SET_PDEATHSIG = 1
+from media import lifeline
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -37,13 +36,8 @@ def port_open(host: str, port: int, timeout_s: float = 0.2) -> bool:
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
-    """A preexec_fn asking the kernel to signal the child when its parent dies."""
-
-    def _set() -> None:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, sig)
-
-    return _set
+    """A preexec_fn asking the kernel to signal the child when its parent dies (media/lifeline.py)."""
+    return functools.partial(lifeline.die_with_parent, sig)
 
 
 class ManagedProcess:
@@ -124,11 +118,19 @@ class ManagedProcess:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (and is not a zombie we own)."""
+    """Whether a process with this pid exists and has not exited (a zombie nobody reaped yet has)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return not Path("/proc/self/stat").exists()  # gone since kill(); or no /proc here, and kill() said yes
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")

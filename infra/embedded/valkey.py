@@ -38,16 +38,31 @@ class ValkeyProcess:
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
 
-    def _ping(self) -> bool:
+    def ready(self) -> bool:
+        """Whether it answers PING (it does once the append-only file is loaded)."""
+        client = redis.Redis.from_url(self.url, socket_timeout=0.5)
         try:
-            return bool(redis.Redis.from_url(self.url, socket_timeout=0.5).ping())
+            return bool(client.ping())
         except redis.RedisError:
             return False
+        finally:
+            client.close()
 
-    def start(self, timeout_s: float = 30.0) -> None:
+    def launch(self) -> None:
+        """Start valkey-server without waiting for it.
+
+        A restart (``glasscast up`` after a crash) uses the same port and
+        directory: clients reconnect to the address they know, and the
+        append-only file brings back every write that was acknowledged (each
+        is written to the file before its reply is sent, so only a machine
+        crash, not a process crash, can lose the last second).
+        """
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process.start()
-        self.process.wait_ready(self._ping, timeout_s)
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        self.launch()
+        self.process.wait_ready(self.ready, timeout_s)
 
     def stop(self) -> None:
         self.process.stop()

@@ -4,10 +4,7 @@ against it, and a SIGKILLed platform coming back with every acknowledged event."
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,64 +15,24 @@ import httpx
 import pytest
 
 from infra.embedded.process import free_port, pid_alive
+from infra.launcher import GlasscastUp
+from infra.proctree import kill_platform
 from infra.runstate import read_state
 from media.testpattern import ffmpeg_push
-from tests.waiting import Timeout, eventually
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
-UP_LINE = "Glasscast is up"  # what `glasscast up` prints once every service runs
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("GLASSCAST_")}
-
-
-class Up:
-    def __init__(self, data_dir: Path, http_port: int, rtmp_port: int) -> None:
-        self.data_dir = data_dir
-        self.url = f"http://127.0.0.1:{http_port}"
-        self.rtmp = f"rtmp://127.0.0.1:{rtmp_port}/live"
-        self.log = data_dir.parent / f"up-{time.monotonic_ns()}.log"
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "infra.cli", "up", "--data-dir", str(data_dir),
-                 "--http-port", str(http_port), "--rtmp-port", str(rtmp_port)],
-                cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT)
-
-        def ready() -> bool:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"glasscast up exited {self.proc.returncode}:\n{self.log.read_text()[-4000:]}")
-            # Up once the supervisor says so: the gateway is ready before the ingest has started.
-            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200 and UP_LINE in self.log.read_text()
-
-        try:
-            eventually(ready, 180, "glasscast up", every_s=0.2, ignore=(httpx.HTTPError,))
-        except Timeout as exc:
-            self.proc.kill()
-            raise RuntimeError(f"glasscast up not ready:\n{self.log.read_text()[-4000:]}") from exc
-
-    def cli(self, *args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "infra.cli", "--data-dir", str(self.data_dir), *args],
-                              cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(60)
+def Up(data_dir: Path, http_port: int, rtmp_port: int) -> GlasscastUp:
+    """`glasscast up` on these ports, up and ready (infra/launcher.py)."""
+    return GlasscastUp(data_dir, http_port=http_port, rtmp_port=rtmp_port).start()
 
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "data"
-    state = read_state(tmp_path / "data")
-    if state is not None:  # a failed test must not leave processes behind
-        for pid in [state.supervisor_pid, *state.processes.values()]:
-            if pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)
+    kill_platform(tmp_path / "data")  # a failed test must not leave processes behind
 
 
 def _flow(url: str) -> dict[str, Any]:
@@ -107,7 +64,7 @@ def test_up_tools_sigkill_and_restart(data_dir: Path) -> None:
         assert {"broker-keeper", "valkey", "registry", "gateway", "processors", "ingest"} <= set(status["processes"])
 
         # Go live through the platform's own ingest with the key the API handed out.
-        push = ffmpeg_push(up.rtmp, channel["stream_key"], 4, size="320x240", log=data_dir.parent / "ffmpeg.log")
+        push = ffmpeg_push(up.rtmp_url, channel["stream_key"], 4, size="320x240", log=data_dir.parent / "ffmpeg.log")
         assert push.wait(60) == 0, (data_dir.parent / "ffmpeg.log").read_text()
 
         def lifecycle() -> list[str] | None:
@@ -159,7 +116,7 @@ def test_up_tools_sigkill_and_restart(data_dir: Path) -> None:
         # SIGKILL the supervisor: the keeper archives what the broker acknowledged, then stops.
         state = read_state(data_dir)
         assert state is not None
-        keeper_pid = state.processes["broker-keeper"]
+        keeper_pid = state.processes["broker-keeper"].pid
         up.stop(signal.SIGKILL)
         eventually(lambda: not pid_alive(keeper_pid), 60, "the keeper to archive and exit")
         assert not pid_alive(keeper_pid)
