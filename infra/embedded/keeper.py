@@ -6,15 +6,24 @@ supervisor starts it in a new session and without a parent-death signal, so
 that a SIGKILL of the supervisor does not kill it: the keeper notices that its
 parent is gone (polled every ``PARENT_POLL_S``), as it notices SIGTERM and
 SIGINT, and then drains -- archives everything the broker acknowledged,
-fsyncs -- before it stops Tansu.  Tansu gets SIGKILL as its parent-death
-signal, so it never outlives the keeper.
+snapshots the consumer groups' offsets, fsyncs -- before it stops Tansu.
+Tansu gets SIGKILL as its parent-death signal, so it never outlives the
+keeper.
+
+Consumer-group offsets live in ``<data_dir>/archive/offsets.json``
+(``topics/offsets_archive.py``): snapshotted every
+``GLASSCAST_ARCHIVE_OFFSETS_INTERVAL_MS`` and at the drain, and restored right
+after rehydration, before ``ready.json`` is written, so no consumer can join
+a group before its offsets are back (``infra/embedded/offsets.py``).
 
 Files under ``<data_dir>/broker``:
 
 - ``keeper.lock``: flock held for the keeper's whole life; a new keeper waits
   (up to ``LOCK_WAIT_S``) for a previous one that is still draining.
 - ``ready.json``: ``{"bootstrap_servers", "pid", "tansu_pid", "rehydrated"}``,
-  written atomically once rehydration is complete, removed on the way out.
+  written atomically once rehydration (records and group offsets) is complete,
+  removed on the way out.  ``rehydrated`` counts topics, partitions, records
+  and ``groups`` (consumer groups whose offsets were restored).
   A stale one (from a keeper that was SIGKILLed) is removed at start; readers
   should check ``pid`` (``read_ready``).
 - ``keeper.log`` and ``tansu.log``.
@@ -39,12 +48,14 @@ from types import FrameType
 from typing import Any
 
 from infra.embedded.archiver import Archiver
+from infra.embedded.offsets import GroupOffsetsKeeper
 from infra.embedded.process import pid_alive
 from infra.embedded.rehydrate import rehydrate
 from infra.embedded.tansu import TansuBroker
 from infra.errors import InfraError
 from infra.settings import Settings, load_settings
 from topics.archive import ArchiveWriter
+from topics.offsets_archive import OffsetsFile
 
 LOCK_WAIT_S = 60.0
 PARENT_POLL_S = 0.1
@@ -140,6 +151,7 @@ class Keeper:
         ready_path.unlink(missing_ok=True)
         broker = TansuBroker(self.dir / "tansu.log", port=self.port, parent_death_signal=signal.SIGKILL)
         archiver: Archiver | None = None
+        offsets: GroupOffsetsKeeper | None = None
         status = 1
         try:
             broker.start()
@@ -147,7 +159,11 @@ class Keeper:
             archive = ArchiveWriter(self.settings.data_dir / "archive", fsync=self.settings.archive.fsync)
             report: dict[str, float] = {}
             if self.settings.archive.enabled:
-                report = rehydrate(broker.bootstrap_servers, archive, self.settings.kafka, logger=self.log).as_dict()
+                rehydrated = rehydrate(broker.bootstrap_servers, archive, self.settings.kafka, logger=self.log)
+                offsets = GroupOffsetsKeeper(broker.bootstrap_servers,
+                                             OffsetsFile(archive.root, fsync=self.settings.archive.fsync),
+                                             self.settings.archive.offsets_interval_ms / 1000, self.log)
+                report = {**rehydrated.as_dict(), "groups": len(offsets.restore(rehydrated.ends))}
                 archiver = Archiver(broker.bootstrap_servers, archive, self.settings.kafka, self.settings.archive,
                                     self.log)
             self._write_ready(ready_path, broker, report)
@@ -157,10 +173,15 @@ class Keeper:
                     raise InfraError(f"tansu exited with {broker.process.returncode()}")
                 if archiver is not None:
                     archiver.poll(PARENT_POLL_S / 2)
-                else:
+                if offsets is not None:
+                    offsets.poll()
+                if archiver is None:
                     time.sleep(PARENT_POLL_S)
             self.log.info("keeper: stopping (%s)", self.stop_reason)
             drained = archiver.drain(self.settings.archive.drain_timeout_s) if archiver else True
+            if offsets is not None:  # after the consumers' last commits, which the drain gave time to land
+                offsets.snapshot()
+                self.log.info("keeper: offsets of %d consumer groups archived", len(offsets.offsets))
             status = 0 if drained else 1
         except Exception:
             self.log.exception("keeper: failed")

@@ -9,7 +9,9 @@ its original key, value, headers and timestamp.  The producer is idempotent
 come out equal to the original ones; that is checked twice: each delivery
 report must carry the archived offset, and each partition must end where the
 archive ends.  Consumer offsets, views and the archiver itself all rely on
-offsets being stable across restarts.
+offsets being stable across restarts; the report's ``ends`` (each partition's
+end, from the archive) is where the keeper clamps the consumer-group offsets
+it restores next (``infra/embedded/offsets.py``).
 
 A timestamp of 0 is produced as "now" by librdkafka; real records never
 carry one.  Tansu's ListOffsets(latest) is off by the last batch
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -37,15 +39,18 @@ TP = tuple[str, int]
 
 @dataclass(frozen=True)
 class RehydrateReport:
-    """What was put back."""
+    """What was put back; ``ends`` maps every re-created partition to its end (next offset)."""
 
     topics: int
     partitions: int
     records: int
     seconds: float
+    ends: dict[TP, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, float]:
-        return asdict(self)
+        """The counts, for ready.json and logs (without ``ends``)."""
+        return {"topics": self.topics, "partitions": self.partitions, "records": self.records,
+                "seconds": self.seconds}
 
 
 def _check_empty(admin: AdminClient, infos: dict[str, TopicInfo]) -> None:
@@ -166,8 +171,9 @@ def rehydrate(bootstrap_servers: str, archive: Archive, kafka: KafkaSettings, ti
         _check_ends(consumer, counts, deadline)
     finally:
         consumer.close()
+    ends = {(t, p): counts.get((t, p), 0) for t, info in infos.items() for p in range(info.partitions)}
     report = RehydrateReport(len(infos), sum(i.partitions for i in infos.values()), sum(counts.values()),
-                             round(time.monotonic() - started, 3))
+                             round(time.monotonic() - started, 3), ends)
     log.info("rehydrate: %d records into %d partitions of %d topics in %.3f s",
              report.records, report.partitions, report.topics, report.seconds)
     return report
