@@ -2,16 +2,21 @@
 
 ``IngestServer(settings, ...)`` owns what sessions share (the channel view
 for stream-key lookups, the live registry, the blob store, the event
-producer), limits concurrent connections, reports health for every live
-stream on a timer, and ends parked streams whose reconnect window closed.
+producer), limits concurrent connections, and runs three supervised loops
+(``tasks.py``): stream health on a timer, the renewal of every live session's
+lease (``live.py``) and the reaper, which ends streams nobody resumed within the
+grace window, whether their publisher dropped or their ingest process died.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
+import typing
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,14 +27,22 @@ import redis.asyncio as aioredis
 from infra.settings import Settings
 from media.blob import BlobStore
 from media.ingest import events
-from media.ingest.live import LiveRegistry
+from media.ingest.live import VALKEY_ERRORS, LiveRegistry, LiveStream
+from media.ingest.pipeline import settle_stored
 from media.ingest.session import RtmpSession
+from media.ingest.tasks import start_supervised
 from schemas.record import Record
+from schemas.records.stream import StreamEndReason
 from topics.errors import TopicsError
 from topics.producer import EventProducer
 from views.store import ViewStore
 
 log = logging.getLogger("glasscast.ingest")
+
+_END_REASONS: tuple[StreamEndReason, ...] = typing.get_args(StreamEndReason)
+REAP_INTERVAL_S = 1.0  # how often each ingest process looks for streams to end
+VALKEY_TIMEOUT_S = 1.0  # a lease write or check waits no longer (Valkey slow or gone)
+TROUBLE_LOG_EVERY_S = 5.0  # one warning per this while Valkey keeps failing
 
 
 @dataclass
@@ -44,9 +57,41 @@ class IngestContext:
     sessions: dict[str, RtmpSession] = field(default_factory=dict)
     # Keyframe arrival -> GopAvailable acknowledged, for the last GOPs of every stream (ms).
     gop_latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+    valkey_timeout_s: float = VALKEY_TIMEOUT_S
+    # Who this process is when it takes a stream over to end it.
+    reaper_id: str = field(default_factory=lambda: f"reaper-{socket.gethostname()}-{os.getpid()}-"
+                                                   f"{uuid.uuid4().hex[:6]}")
+    valkey_failures: int = 0
+    _trouble_logged: float = 0.0
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+    def valkey_trouble(self, what: str, exc: BaseException) -> None:
+        """Count a failed Valkey call and log it, once per few seconds: retried, not fatal."""
+        self.valkey_failures += 1
+        now = time.monotonic()
+        if now - self._trouble_logged >= TROUBLE_LOG_EVERY_S:
+            self._trouble_logged = now
+            log.warning("Valkey unavailable while %s (retried; %d failures so far): %r", what,
+                        self.valkey_failures, exc)
+
+    async def end_unresumed(self, stream: LiveStream) -> bool:
+        """End a stream nobody resumed within the grace window (once, from any process).
+
+        The record is taken over (marked ending) before StreamEnded is produced and deleted
+        after, so a reaper that dies in between leaves it to the next one: at least once.
+        """
+        claimed = await self.live.claim_end(stream, self.reaper_id, self.now_ms(), "RECONNECT_TIMEOUT")
+        if claimed is None:
+            return False
+        claimed = await asyncio.to_thread(settle_stored, self.blobs, claimed)
+        reason: StreamEndReason = (claimed.ending if claimed.ending in _END_REASONS
+                                   else "RECONNECT_TIMEOUT")
+        await self.emit(events.stream_ended(claimed, reason, self.now_ms()), claimed.channel_id)
+        await self.live.release(claimed, self.reaper_id)
+        log.info("stream %s ended (%s): nobody resumed it within the grace window", claimed.stream_id, reason)
+        return True
 
     async def emit(self, event: Record, key: str) -> Any:
         """Produce ``event`` under ``key`` and wait for the broker's acknowledgement."""
@@ -60,11 +105,11 @@ class IngestServer:
         self.settings = settings
         self.ctx = IngestContext(
             settings=settings, views=ViewStore(client, settings.valkey.key_prefix),
-            live=LiveRegistry(client, settings.valkey.key_prefix, s.silent_after_s, s.reconnect_grace_s),
+            live=LiveRegistry(client, settings.valkey.key_prefix, s.lease_s, s.reconnect_grace_s),
             blobs=blobs, producer=producer, host=socket.gethostname())
         self.connections = 0
         self.server: asyncio.Server | None = None
-        self._health: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._sessions: set[RtmpSession] = set()
 
     @property
@@ -75,7 +120,9 @@ class IngestServer:
     async def start(self) -> None:
         s = self.settings.ingest
         self.server = await asyncio.start_server(self._serve, s.host, s.rtmp_port, limit=2**20)
-        self._health = asyncio.create_task(self._health_loop())
+        self._tasks = [start_supervised("ingest stream health", self._health_loop),
+                       start_supervised("ingest lease renewal", self._lease_loop),
+                       start_supervised("ingest reaper", self._reap_loop)]
         log.info("RTMP ingest listening on %s:%d (%s)", s.host, self.port, self.settings.rtmp_url)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -98,7 +145,6 @@ class IngestServer:
     async def _health_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.ingest.health_interval_s)
-            await self._end_expired()
             for session in list(self.ctx.sessions.values()):
                 report = session.health()
                 if report is None:
@@ -109,15 +155,30 @@ class IngestServer:
                 except TopicsError as exc:
                     log.warning("stream health not recorded: %s", exc)
 
+    async def _lease_loop(self) -> None:
+        """Renew every live session's lease, at least every second (a third of the lease at most)."""
+        interval = min(1.0, self.settings.ingest.lease_s / 3)
+        while True:
+            await asyncio.sleep(interval)
+            sessions = list(self.ctx.sessions.values())
+            if sessions:
+                await asyncio.gather(*(session.renew_lease() for session in sessions))
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_INTERVAL_S)
+            await self._end_expired()
+
     async def _end_expired(self) -> None:
-        """End parked streams nobody resumed in time (from any ingest process, once: unpark is atomic)."""
+        """End streams nobody resumed in time: dropped publishers, and ingest processes that died."""
         try:
-            for stream in await self.ctx.live.expired(self.ctx.now_ms()):
-                if await self.ctx.live.unpark(stream.channel_id, stream.stream_id):
-                    await self.ctx.emit(events.stream_ended(stream, "RECONNECT_TIMEOUT", self.ctx.now_ms()),
-                                        stream.channel_id)
-                    log.info("stream %s ended: no reconnect within the grace window", stream.stream_id)
-        except (TopicsError, OSError) as exc:
+            for stream in await self.ctx.live.endable(self.ctx.now_ms()):
+                if stream.owner in self.ctx.sessions:
+                    continue  # our own session, whose renewals failed while Valkey was away: it renews again
+                await self.ctx.end_unresumed(stream)
+        except VALKEY_ERRORS as exc:
+            self.ctx.valkey_trouble("looking for streams to end", exc)
+        except TopicsError as exc:
             log.warning("ending expired streams failed (retried): %s", exc)
 
     async def stop(self, timeout_s: float = 15.0) -> None:
@@ -131,7 +192,8 @@ class IngestServer:
         deadline = loop.time() + timeout_s
         while self._sessions and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        if self._health is not None:
-            self._health.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.server is not None:
             await self.server.wait_closed()

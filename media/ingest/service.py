@@ -9,6 +9,8 @@ import signal
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from infra.settings import Settings
 from media.blob import FileBlobStore
@@ -21,6 +23,7 @@ from topics.runtime import make_serde
 log = logging.getLogger("glasscast.ingest")
 
 INGEST_TOPICS = ("stream.lifecycle", "media.gops")
+VALKEY_SOCKET_TIMEOUT_S = 1.0
 
 
 @contextlib.asynccontextmanager
@@ -32,7 +35,11 @@ async def open_ingest(settings: Settings) -> AsyncIterator[IngestServer]:
     await asyncio.to_thread(lambda: [serde.prepare(spec.name, record) for spec in CATALOGUE
                                      if spec.name in INGEST_TOPICS for record in spec.records])
     producer = EventProducer(settings.kafka, serde)
-    client = aioredis.Redis.from_url(settings.valkey.url)
+    # Bounded: with Valkey down a call fails within about a second instead of retrying for many
+    # (redis-py's default), so live sessions keep cutting GOPs and new publishers are refused quickly.
+    client = aioredis.Redis.from_url(settings.valkey.url, socket_timeout=VALKEY_SOCKET_TIMEOUT_S,
+                                     socket_connect_timeout=VALKEY_SOCKET_TIMEOUT_S,
+                                     retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2))
     server = IngestServer(settings, FileBlobStore(settings.data_dir / "blobs"), producer, client)
     await server.start()
     try:

@@ -8,6 +8,13 @@ Bad input ends this connection only: any ProtocolError, an unknown message
 type, a stalled peer (idle timeout) or a slow handshake closes it with one log
 line.  The stream key is never logged and never leaves this module; only its
 SHA-256 is looked up.
+
+Ownership of the live stream is a lease in Valkey (``live.py``): the session takes it at
+publish (continuing a parked stream, or one whose ingest process died, within the grace
+window), the server renews it every second and the pipeline before every GOP.  Valkey
+being down degrades, it does not kill: a live session keeps cutting and announcing GOPs
+(lease writes are retried and logged), while a new publish, which needs the channel view,
+is refused at once with ``NetStream.Publish.Rejected`` and its socket closed.
 """
 
 from __future__ import annotations
@@ -23,8 +30,8 @@ from media.ingest import chunk, commands, events, flv
 from media.ingest.chunk import ChunkReader, ChunkWriter, RtmpMessage
 from media.ingest.errors import ProtocolError, UnsupportedCodecError
 from media.ingest.handshake import ServerHandshake
-from media.ingest.live import LiveStream
-from media.ingest.pipeline import StreamPipeline
+from media.ingest.live import VALKEY_ERRORS, Claim, LiveStream
+from media.ingest.pipeline import StreamPipeline, continue_after_stored
 from schemas.records.stream import StreamHealth
 from views.channels import hash_stream_key
 
@@ -70,8 +77,8 @@ class RtmpSession:
         self.started_sent = False
         self.checked_types: set[int] = set()  # audio/video message types whose codec was accepted
         self.last_media = time.monotonic()
-        self.last_refresh = 0.0
         self.last_end_check = 0.0
+        self.lost = False  # another session (on any ingest process) holds the stream now
         self.meta: tuple[str, str | None, tuple[str, ...]] = ("", None, ())  # title, category, tags
 
     # -- I/O ------------------------------------------------------------------
@@ -108,9 +115,11 @@ class RtmpSession:
         except (ConnectionError, OSError) as exc:
             reason = f"connection error: {exc}"
         finally:
-            await self._finish(reason, dropped, ended)
-            self.writer.close()
-            log.info("rtmp %s %s: closed (%s)", self.id, self.peer, reason)
+            try:
+                await self._finish(reason, dropped, ended)
+            finally:
+                self.writer.close()  # whatever failed: the encoder sees the close and can reconnect
+                log.info("rtmp %s %s: closed (%s)", self.id, self.peer, reason)
 
     async def _handshake(self) -> bytes:
         handshake = ServerHandshake()
@@ -189,44 +198,116 @@ class RtmpSession:
         key = commands.stream_name(cmd.args[0] if cmd.args else None)
         if self.pipeline is not None:
             raise ProtocolError("publish while already publishing")
-        channel = await self.ctx.views.get_channel_by_key_hash(hash_stream_key(key)) if key else None
-        if channel is None:
-            self.send(commands.on_status(stream_id, "error", "NetStream.Publish.BadName", "Invalid stream key."))
+        try:
+            stream, resumed, gap_ms = await self._claim(stream_id, key)
+        except VALKEY_ERRORS as exc:
+            # The channel view is out of reach: refuse now (the encoder retries) rather than hang.
+            self.send(commands.on_status(stream_id, "error", "NetStream.Publish.Rejected",
+                                         "The ingest cannot check stream keys right now; try again shortly."))
             await self.writer.drain()
-            raise CloseConnection("publish refused: unknown stream key", dropped=False)
-        if not await self.ctx.live.acquire(channel.id, self.id):
-            self.send(commands.on_status(stream_id, "error", "NetStream.Publish.BadName",
-                                         "This channel is already live from another encoder."))
-            await self.writer.drain()
-            raise CloseConnection(f"publish refused: channel {channel.id} is already live", dropped=False)
-        now = self.ctx.now_ms()
-        resumed = await self.ctx.live.resume(channel.id, now)
-        if resumed is not None and await self._ended_elsewhere(resumed.stream_id):
-            resumed = None  # its owner ended it while the publisher was away: this is a new broadcast
-        configured = None if resumed is not None else await self.ctx.views.configured_stream_of(channel.id)
-        self.meta = ((configured.title, configured.category, configured.tags) if configured is not None
-                     else (channel.title, channel.category, channel.tags))
-        if resumed is not None:
-            stream = replace(resumed, reconnects=resumed.reconnects + 1)
-            await self.ctx.emit(events.stream_reconnected(stream, now - resumed.parked_at_ms, self.ctx.host, now),
-                                channel.id)
-            self.started_sent = True
-        else:
-            # A stream its owner configured ahead (POST /v1/streams) becomes this broadcast.
-            stream = LiveStream(configured.id if configured is not None else str(uuid.uuid4()), channel.id, now)
-        self.channel_id = channel.id
-        self.channel = channel
+            raise CloseConnection(f"publish refused: Valkey unavailable ({exc!r})", dropped=False) from None
+        self.last_media = time.monotonic()
         self.pipeline = StreamPipeline(
             stream, self.ctx.blobs, self.ctx.emit, queue_maxsize=self.settings.gop_queue_maxsize,
-            max_gop_ms=int(self.settings.max_gop_s * 1000), discontinuity=resumed is not None,
-            clock=self.ctx.clock)
+            max_gop_ms=int(self.settings.max_gop_s * 1000), discontinuity=resumed,
+            clock=self.ctx.clock, reserve=self._write_lease)
         self.pipeline.on_stored = self.ctx.gop_latency_ms.append
         self.pipeline.start()
         self.ctx.sessions[self.id] = self
+        if resumed:
+            now = self.ctx.now_ms()
+            await self.ctx.emit(events.stream_reconnected(stream, gap_ms, self.ctx.host, now), stream.channel_id)
+            self.started_sent = True
         self.send(chunk.stream_begin(stream_id),
                   commands.on_status(stream_id, "status", "NetStream.Publish.Start", "Publishing."))
-        log.info("rtmp %s %s: publishing channel %s as stream %s%s", self.id, self.peer, channel.id,
-                 stream.stream_id, f" (reconnect {stream.reconnects})" if resumed else "")
+        log.info("rtmp %s %s: publishing channel %s as stream %s%s", self.id, self.peer, stream.channel_id,
+                 stream.stream_id, f" (reconnect {stream.reconnects}, GOP {stream.next_seq})" if resumed else "")
+
+    async def _refuse(self, stream_id: int, code: str, text: str, why: str) -> CloseConnection:
+        self.send(commands.on_status(stream_id, "error", code, text))
+        await self.writer.drain()
+        return CloseConnection(why, dropped=False)
+
+    async def _claim(self, stream_id: int, key: str | None) -> tuple[LiveStream, bool, int]:
+        """Check the key and take the channel's lease: (stream, continues a parked one, gap ms)."""
+        channel = await self.ctx.views.get_channel_by_key_hash(hash_stream_key(key)) if key else None
+        if channel is None:
+            raise await self._refuse(stream_id, "NetStream.Publish.BadName", "Invalid stream key.",
+                                     "publish refused: unknown stream key")
+        # A stream its owner configured ahead (POST /v1/streams) becomes this broadcast.
+        configured = await self.ctx.views.configured_stream_of(channel.id)
+        self.meta = ((configured.title, configured.category, configured.tags) if configured is not None
+                     else (channel.title, channel.category, channel.tags))
+        now = self.ctx.now_ms()
+        fresh = LiveStream(configured.id if configured is not None else str(uuid.uuid4()), channel.id, now)
+        claim = await self.ctx.live.acquire(channel.id, self.id, fresh, now)
+        if claim.kind == "busy" and claim.stream is not None and claim.stream.owner not in self.ctx.sessions \
+                and 0 <= claim.stream.lease_until_ms - now <= self.ctx.live.lease_ms:
+            # Its holder may have died a moment ago (an encoder reconnecting after an ingest
+            # crash): a live holder renews, a dead one's lease lapses within one lease length.
+            await asyncio.sleep((claim.stream.lease_until_ms - now) / 1000 + 0.1)
+            claim = await self._acquire_again(channel.id, fresh)
+        if claim.kind == "stale" and claim.stream is not None:
+            # Parked past its grace window and not yet reaped: end it here, then go live anew.
+            await self.ctx.end_unresumed(claim.stream)
+            claim = await self._acquire_again(channel.id, fresh)
+        if claim.kind not in ("new", "resume") or claim.stream is None:
+            raise await self._refuse(stream_id, "NetStream.Publish.BadName",
+                                     "This channel is already live from another encoder.",
+                                     f"publish refused: channel {channel.id} is already live")
+        self.channel_id, self.channel = channel.id, channel
+        if claim.kind == "new":
+            return claim.stream, False, 0
+        held = claim.stream
+        now = self.ctx.now_ms()
+        if await self._ended_elsewhere(held.stream_id):
+            # Its owner ended it while the publisher was away: this is a new broadcast.
+            if not await self.ctx.live.replace(fresh, self.id, now):
+                raise await self._refuse(stream_id, "NetStream.Publish.BadName",
+                                         "This channel is already live from another encoder.",
+                                         f"publish refused: lost channel {channel.id} while claiming it")
+            return fresh, False, 0
+        stream = await asyncio.to_thread(continue_after_stored, self.ctx.blobs, held)
+        stream = replace(stream, reconnects=held.reconnects + 1, parked_at_ms=0)
+        if not await self.ctx.live.renew(stream, self.id, now):
+            raise await self._refuse(stream_id, "NetStream.Publish.BadName",
+                                     "This channel is already live from another encoder.",
+                                     f"publish refused: lost channel {channel.id} while claiming it")
+        return stream, True, max(0, now - held.parked_at_ms)
+
+    async def _acquire_again(self, channel_id: str, fresh: LiveStream) -> Claim:
+        now = self.ctx.now_ms()
+        return await self.ctx.live.acquire(channel_id, self.id, replace(fresh, started_at_ms=now), now)
+
+    # -- the lease ------------------------------------------------------------------
+    async def _write_lease(self, stream: LiveStream) -> bool:
+        """Renew the lease with ``stream``; False only when another session holds it now.
+
+        Valkey errors and timeouts are logged, not fatal: the session keeps the stream and
+        the next renewal tries again (while the lease lapses, a reconnect elsewhere may take it).
+        """
+        if self.lost:
+            return False
+        try:
+            held = await asyncio.wait_for(self.ctx.live.renew(stream, self.id, self.ctx.now_ms()),
+                                          self.ctx.valkey_timeout_s)
+        except VALKEY_ERRORS as exc:
+            self.ctx.valkey_trouble("renewing the lease of stream " + stream.stream_id, exc)
+            return True
+        if not held:
+            self.lost = True
+            log.warning("rtmp %s: stream %s is held by another session now", self.id, stream.stream_id)
+        return held
+
+    async def renew_lease(self) -> None:
+        """The server's lease timer: keep the stream while media arrives."""
+        pipeline = self.pipeline
+        if pipeline is None or self.lost:
+            return
+        if time.monotonic() - self.last_media > self.settings.silent_after_s:
+            return  # a silent publisher loses the channel: its lease lapses, another encoder may take over
+        if not await self._write_lease(pipeline.stream):
+            pipeline.lost = True
 
     async def _media(self, msg: RtmpMessage) -> None:
         if self.pipeline is None:
@@ -234,20 +315,24 @@ class RtmpSession:
         if not msg.payload:
             return  # empty tags (some encoders send them) carry nothing
         self.last_media = time.monotonic()
+        if self.lost or self.pipeline.lost:
+            self.lost = True
+            raise CloseConnection("another ingest session holds the stream now", dropped=False, ended=True)
         if msg.type_id not in self.checked_types:
             await self._check_codec(msg)
         await self.pipeline.push("video" if msg.type_id == chunk.VIDEO else "audio", msg.timestamp, msg.payload)
         # Announce at the first frame: the sequence headers and onMetaData come before it.
         if not self.started_sent and self.pipeline.frames:
             await self._announce()
-        if self.last_media - self.last_refresh > self.settings.silent_after_s / 3:
-            self.last_refresh = self.last_media
-            assert self.channel_id is not None
-            if not await self.ctx.live.refresh(self.channel_id, self.id):
-                raise CloseConnection("lost the channel after going silent")
         if self.started_sent and self.last_media - self.last_end_check > END_CHECK_S:
             self.last_end_check = self.last_media
-            if await self._ended_elsewhere(self.pipeline.stream.stream_id):
+            try:
+                ended = await asyncio.wait_for(self._ended_elsewhere(self.pipeline.stream.stream_id),
+                                               self.ctx.valkey_timeout_s)
+            except VALKEY_ERRORS as exc:
+                self.ctx.valkey_trouble("checking whether a stream ended", exc)
+                ended = False
+            if ended:
                 self.send(commands.on_status(commands.PUBLISH_STREAM_ID, "status", "NetStream.Unpublish.Success",
                                              "The broadcaster ended this stream."))
                 await self.writer.drain()
@@ -275,6 +360,10 @@ class RtmpSession:
         self.started_sent = True
         p = self.pipeline
         assert self.channel is not None
+        # Recorded before StreamStarted exists, so a crash from here on ends the stream, never loses it.
+        p.stream = replace(p.stream, announced=True)
+        if not await self._write_lease(p.stream):
+            raise CloseConnection("another ingest session holds the stream now", dropped=False, ended=True)
         title, category, tags = self.meta
         await self.ctx.emit(events.stream_started(p.stream, title, category, self.ctx.host, self.metadata, p.tracks,
                                                   self.ctx.now_ms(), tags), p.stream.channel_id)
@@ -291,20 +380,38 @@ class RtmpSession:
         self.ctx.sessions.pop(self.id, None)
         if pipeline is None or self.channel_id is None:
             return
+        self.channel_id = None
+        if self.lost or pipeline.lost:
+            pipeline.abort()  # another session continues the stream: store and announce nothing more
+            return
         try:
             stream = await pipeline.close()
         except Exception:
             pipeline.abort()
-            raise
-        finally:
-            await self.ctx.live.release(self.channel_id, self.id)
+            # The lease is left to lapse: the stream is then parked, and resumed or ended.
+            log.exception("rtmp %s: closing stream %s failed", self.id, pipeline.stream.stream_id)
+            return
         now = self.ctx.now_ms()
-        if not self.started_sent or ended:
-            return  # nothing was announced, or the stream's end is already in the log
-        if dropped and self.settings.reconnect_grace_s > 0:
-            await self.ctx.live.park(stream, now)  # the server's reaper ends it if nobody resumes it
-            log.info("rtmp %s: stream %s parked for %.0f s (%s)", self.id, stream.stream_id,
-                     self.settings.reconnect_grace_s, reason)
-        else:
-            await self.ctx.emit(events.stream_ended(stream, "PUBLISHER_STOPPED", now), stream.channel_id)
-        self.channel_id = None
+        live = self.ctx.live
+        try:
+            if not self.started_sent or ended:
+                # Nothing was announced, or the stream's end is already in the log.
+                await live.release(stream, self.id)
+            elif dropped and self.settings.reconnect_grace_s > 0:
+                await live.park(stream, self.id, now)  # a reaper ends it if nobody resumes it
+                log.info("rtmp %s: stream %s parked for %.0f s (%s)", self.id, stream.stream_id,
+                         self.settings.reconnect_grace_s, reason)
+            else:
+                await self._end(stream, now)
+        except VALKEY_ERRORS as exc:
+            # The lease lapses by itself: the stream counts as parked, and is resumed or ended.
+            self.ctx.valkey_trouble(f"letting go of stream {stream.stream_id} ({reason})", exc)
+
+    async def _end(self, stream: LiveStream, now: int) -> None:
+        """The publisher stopped: StreamEnded, marked ending first so a crash cannot lose it."""
+        try:
+            await self.ctx.live.begin_end(stream, self.id, now, "PUBLISHER_STOPPED")
+        except VALKEY_ERRORS as exc:
+            self.ctx.valkey_trouble(f"ending stream {stream.stream_id}", exc)
+        await self.ctx.emit(events.stream_ended(stream, "PUBLISHER_STOPPED", now), stream.channel_id)
+        await self.ctx.live.release(stream, self.id)

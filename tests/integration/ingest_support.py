@@ -1,23 +1,29 @@
-"""What the ingest tests share: an in-process IngestServer on the session broker and Valkey,
-channels created straight into the channel view, the real ffmpeg CLI as publisher."""
+"""What the ingest tests share: an in-process IngestServer on the session broker and Valkey (or
+``glasscast run ingest`` as a child process), channels created straight into the channel view,
+the real ffmpeg CLI as publisher."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from gateways.auth import new_stream_key
-from infra.embedded.process import free_port
+from infra.embedded.process import free_port, port_open
 from infra.settings import Settings
 from media.blob import FileBlobStore
 from media.ingest.server import IngestServer
 from media.ingest.service import open_ingest
 from schemas.records.channel import ChannelCreated
-from tests.waiting import eventually_async
+from tests.servers import run_service
+from tests.waiting import eventually, eventually_async
 from topics.consumer import Event
 from topics.runtime import make_serde
 from topics.tools import read_topic
@@ -27,15 +33,16 @@ from views.store import ViewStore
 
 
 @dataclass
-class Ingest:
+class IngestWorld:
+    """What an ingest sees (its settings, the channel view, the blob store), with or without a server."""
+
     settings: Settings
-    server: IngestServer
     views: ViewStore
     blobs: FileBlobStore
 
     @property
     def url(self) -> str:
-        return f"rtmp://127.0.0.1:{self.server.port}/{self.settings.ingest.app}"
+        return f"rtmp://127.0.0.1:{self.settings.ingest.rtmp_port}/{self.settings.ingest.app}"
 
     async def channel(self, name: str | None = None) -> tuple[str, str]:
         """A channel in the view (as the processors would have built it): (channel id, stream key)."""
@@ -66,10 +73,43 @@ class Ingest:
         return events
 
 
+@dataclass
+class Ingest(IngestWorld):
+    server: IngestServer
+
+    @property
+    def url(self) -> str:
+        return f"rtmp://127.0.0.1:{self.server.port}/{self.settings.ingest.app}"
+
+
 @contextlib.asynccontextmanager
 async def running_ingest(settings: Settings) -> AsyncIterator[Ingest]:
     async with open_ingest(settings) as server:
-        yield Ingest(settings, server, server.ctx.views, server.ctx.blobs)  # type: ignore[arg-type]
+        yield Ingest(settings, server.ctx.views, server.ctx.blobs, server)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def ingest_world(settings: Settings) -> AsyncIterator[IngestWorld]:
+    """The channel view and blob store of ``settings``, for tests whose ingest runs as a child process."""
+    client = aioredis.Redis.from_url(settings.valkey.url)
+    try:
+        yield IngestWorld(settings, ViewStore(client, settings.valkey.key_prefix),
+                          FileBlobStore(settings.data_dir / "blobs"))
+    finally:
+        await client.aclose()
+
+
+@contextlib.contextmanager
+def ingest_process(settings: Settings, log: Path, timeout_s: float = 60) -> Iterator[subprocess.Popen[bytes]]:
+    """``glasscast run ingest`` as a child, once its RTMP port accepts connections."""
+    with run_service(settings, "ingest", log) as proc:
+        def listening() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"ingest exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            return port_open("127.0.0.1", settings.ingest.rtmp_port)
+
+        eventually(listening, timeout_s, f"the ingest child to listen (log: {log})", every_s=0.1)
+        yield proc
 
 
 def ingest_settings(base: Settings, **ingest: Any) -> Settings:

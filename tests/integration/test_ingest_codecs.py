@@ -14,6 +14,7 @@ import pytest
 from infra.settings import Settings
 from media.ingest import amf0
 from media.ingest.chunk import AUDIO, VIDEO, ChunkReader, ChunkWriter, RtmpMessage, command
+from media.ingest.live import LiveStream
 from tests.integration.ingest_support import ingest_settings, running_ingest
 
 pytestmark = pytest.mark.integration
@@ -63,4 +64,6 @@ async def test_unsupported_codec_is_refused(settings_factory: Callable[..., Sett
         assert needle in statuses[-1]["description"]
         assert await asyncio.to_thread(ingest.events, "stream.lifecycle", channel_id) == []
         # The channel is free again: nothing holds it live.
-        assert await ingest.server.ctx.live.acquire(channel_id, "probe")
+        now = ingest.server.ctx.now_ms()
+        claim = await ingest.server.ctx.live.acquire(channel_id, "probe", LiveStream("probe", channel_id, now), now)
+        assert claim.kind == "new"
