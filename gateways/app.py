@@ -33,7 +33,13 @@ from gateways import (
 )
 from gateways.chat import moderate as chat_moderate
 from gateways.chat import ws as chat_ws
-from gateways.errors import ApiError, api_error_handler, http_exception_handler
+from gateways.errors import (
+    DEPENDENCY_ERRORS,
+    ApiError,
+    api_error_handler,
+    dependency_error_handler,
+    http_exception_handler,
+)
 from gateways.middleware import HotRoutes, RequestContextMiddleware, RequestMetrics
 from gateways.services import open_services
 from infra.errors import SettingsError
@@ -71,6 +77,8 @@ def create_app(settings: Settings) -> Starlette:
                 *heartbeats.routes, *openapi.routes, *thumbs.routes, *hls.routes, *directory.routes,
                 *chat_ws.routes, *chat_moderate.routes, *chat_history.routes, *web.routes],
         middleware=middleware,
-        exception_handlers={ApiError: api_error_handler, HTTPException: http_exception_handler},
+        exception_handlers={ApiError: api_error_handler, HTTPException: http_exception_handler,
+                            # Valkey down: 503 with a reason, never a 500 (gateways/errors.py).
+                            **{cls: dependency_error_handler for cls in DEPENDENCY_ERRORS}},
         lifespan=lifespan,
     )

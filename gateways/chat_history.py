@@ -109,11 +109,11 @@ async def replay(request: Request) -> JSONResponse:
     channel = await find_channel(svc, request.path_params["room"])
     store = svc.chat_history
     if store is None:
-        raise Unavailable("chat history is not open on this gateway")
+        raise Unavailable("chat history is not open on this gateway", reason="history_unavailable")
     try:
         messages = await store.around(channel.id, window.around_ms, window.before, window.after)
     except HistoryError as exc:
-        raise Unavailable(f"chat history did not answer: {exc}") from exc
+        raise Unavailable(f"chat history did not answer: {exc}", reason="history_unavailable") from exc
     return JSONResponse({"channel_id": channel.id, "around_timestamp": window.around_ms,
                          "messages": [message_json(m) for m in messages]})
 

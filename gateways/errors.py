@@ -8,7 +8,15 @@
     ├── NotFound              404
     ├── Conflict              409: a unique name is taken
     ├── PayloadTooLarge       413
-    └── Unavailable           503: the log or a view store did not answer
+    └── Unavailable           503: the log or a view store did not answer (``reason`` says which)
+
+A dependency's own errors never reach a client as a 500: ``dependency_error``
+is the one place that maps them into this tree (as httpx maps httpcore's),
+and the app registers it as the handler of every such error class
+(``DEPENDENCY_ERRORS``), so no route catches them.  Valkey's connection-class
+errors (refused, reset, timed out, loading, read-only replica, out of memory,
+cluster down) become ``Unavailable`` with ``reason: "valkey_unavailable"`` and
+a ``Retry-After``; any other redis error is a bug and stays a 500.
 """
 
 from __future__ import annotations
@@ -18,12 +26,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from views.errors import VALKEY_UNAVAILABLE
+
 PROBLEM_JSON = "application/problem+json"
 
 
 class ApiError(Exception):
     status = 500
     title = "Internal Server Error"
+    headers: dict[str, str] | None = None
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -66,6 +77,24 @@ class PayloadTooLarge(ApiError):
 class Unavailable(ApiError):
     status, title = 503, "Service Unavailable"
 
+    def __init__(self, detail: str, reason: str = "unavailable", retry_after_s: int = 1, **extra: Any) -> None:
+        super().__init__(detail, reason=reason, **extra)
+        self.reason = reason
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = VALKEY_UNAVAILABLE
+
+
+def dependency_error(exc: Exception) -> ApiError:
+    """The answer for a dependency's error: ``Unavailable`` with a reason, or a 500 for anything else."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, VALKEY_UNAVAILABLE):
+        return Unavailable(f"the view store (Valkey) did not answer: {type(exc).__name__}: {exc}",
+                           reason="valkey_unavailable")
+    return ApiError(f"{type(exc).__name__}")
+
 
 def problem(request: Request, status: int, title: str, detail: str, headers: dict[str, str] | None = None,
             **extra: Any) -> JSONResponse:
@@ -79,7 +108,12 @@ def problem(request: Request, status: int, title: str, detail: str, headers: dic
 
 async def api_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return problem(request, exc.status, exc.title, exc.detail, **exc.extra)
+    return problem(request, exc.status, exc.title, exc.detail, headers=exc.headers, **exc.extra)
+
+
+async def dependency_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """A dependency's error (``DEPENDENCY_ERRORS``) as the problem ``dependency_error`` maps it to."""
+    return await api_error_handler(request, dependency_error(exc))
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -137,7 +137,7 @@ async def accept_heartbeat(scope: Scope, receive: Receive) -> None:
         svc.producer.produce(Heartbeat(event_id=intake.event_id(), occurred_at=svc.now_ms(), channel_id=channel_id,
                                        stream_id=stream_id, user_id=user_id, **fields), channel_id)
     except DeliveryError as exc:
-        raise Unavailable(f"the event log did not take the heartbeat: {exc}") from exc
+        raise Unavailable(f"the event log did not take the heartbeat: {exc}", reason="log_unavailable") from exc
 
 
 class HeartbeatEndpoint:

@@ -11,6 +11,12 @@ LRU); a Range request is served from the file, as Starlette's
 Paths are matched strictly (uuid stream id, lowercase rendition name, numeric
 seq), so no request can name a file outside the origin.
 
+With Valkey down, segments are still served (the stream's channel is
+remembered once seen, and the bytes come from the origin cache or the store),
+and each live playlist's last rendering stands in for a fresh one for a short
+while (gateways/last_good.py); past that, or for a playlist never rendered
+here, the answer is a 503 with a reason (gateways/errors.py).
+
 Every request carries ``?token=`` (gateways/playback_token.py): a 403 says
 whether it is missing, forged, expired or for another channel.  Playlists are
 rendered with the token on every URI they list, so a player that resolves
@@ -22,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from starlette.requests import Request
@@ -34,6 +41,7 @@ from gateways.playback_token import TokenRefused, verify
 from gateways.services import Services, services
 from media.blob import BlobNotFound, FileBlobStore
 from media.package.playlist import SegmentEntry, VariantInfo, render_master, render_media
+from views.errors import VALKEY_UNAVAILABLE
 from views.streams import StreamView
 
 M3U8 = "application/vnd.apple.mpegurl"
@@ -109,11 +117,38 @@ async def _variants(request: Request, playlist: str, token: str) -> list[Variant
                         fps=None if r.audio_only else r.fps, audio_only=r.audio_only) for r in summaries]
 
 
-async def master_playlist(request: Request) -> Response:
+Rendering = tuple[str, str, str]  # (body, the token on its URIs, Cache-Control)
+
+
+async def _live(request: Request, render: Callable[[Request], Awaitable[Rendering]]) -> Response:
+    """A live playlist, or its last good rendering while Valkey does not answer (gateways/last_good.py)."""
+    svc = services(request)
+    key = request.scope["path"]
+    try:
+        body, token, cache_control = await render(request)
+    except VALKEY_UNAVAILABLE:
+        stale = svc.playlists.get(key)
+        channel_id = svc.stream_channels.get(str(request.path_params["stream_id"]))
+        if stale is None or channel_id is None:
+            raise  # a 503 with a reason (gateways/errors.py)
+        token = _token(request)
+        _check_token(svc, token, channel_id)  # the token is checked as on any request
+        svc.playlists.served += 1
+        return Response(stale.body_for(token), media_type=M3U8,
+                        headers={"Cache-Control": stale.cache_control, "Age": str(int(svc.playlists.age_s(stale)))})
+    svc.playlists.put(key, body, token, cache_control)
+    return Response(body, media_type=M3U8, headers={"Cache-Control": cache_control})
+
+
+async def _render_master(request: Request) -> Rendering:
     stream, token = await _authorize(request)
     ended = stream is not None and stream.ended
-    return Response(render_master(await _variants(request, "index.m3u8", token)), media_type=M3U8,
-                    headers={"Cache-Control": VOD_PLAYLIST_CACHE if ended else LIVE_PLAYLIST_CACHE})
+    return (render_master(await _variants(request, "index.m3u8", token)), token,
+            VOD_PLAYLIST_CACHE if ended else LIVE_PLAYLIST_CACHE)
+
+
+async def master_playlist(request: Request) -> Response:
+    return await _live(request, _render_master)
 
 
 async def vod_master_playlist(request: Request) -> Response:
@@ -138,8 +173,7 @@ def _target_duration(segments: list[SegmentEntry]) -> int:
     return max(1, max(int(s.duration_ms / 1000 + 0.5) for s in segments))
 
 
-async def media_playlist(request: Request) -> Response:
-    """The live playlist: a rolling window; once the broadcast ends, the same window and ENDLIST."""
+async def _render_media(request: Request) -> Rendering:
     stream, token = await _authorize(request)
     segments = await _segments(request, token)
     ended = stream is not None and stream.ended
@@ -148,8 +182,12 @@ async def media_playlist(request: Request) -> Response:
                         window=services(request).settings.transcode.live_window)
     if ended:
         body += "#EXT-X-ENDLIST\n"
-    return Response(body, media_type=M3U8,
-                    headers={"Cache-Control": VOD_PLAYLIST_CACHE if ended else LIVE_PLAYLIST_CACHE})
+    return body, token, VOD_PLAYLIST_CACHE if ended else LIVE_PLAYLIST_CACHE
+
+
+async def media_playlist(request: Request) -> Response:
+    """The live playlist: a rolling window; once the broadcast ends, the same window and ENDLIST."""
+    return await _live(request, _render_media)
 
 
 async def vod_playlist(request: Request) -> Response:

@@ -23,11 +23,19 @@ from starlette.requests import Request
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateways.errors import ApiError, api_error_handler, http_exception_handler
+from gateways.errors import (
+    DEPENDENCY_ERRORS,
+    ApiError,
+    api_error_handler,
+    dependency_error_handler,
+    http_exception_handler,
+)
 
 log = logging.getLogger("glasscast.gateway")
 
 MAX_REQUEST_ID_LENGTH = 64
+# What the hot routes answer themselves: the app's errors, the router's, and its dependencies' (errors.py).
+HANDLED: tuple[type[Exception], ...] = (ApiError, HTTPException, *DEPENDENCY_ERRORS)
 
 
 class RequestMetrics:
@@ -150,10 +158,11 @@ class HotRoutes:
 
         try:
             await route.handle(scope, receive, sender)
-        except (ApiError, HTTPException) as exc:
+        except HANDLED as exc:
             if started:
                 raise
             request = Request(scope, receive)
-            handler = api_error_handler if isinstance(exc, ApiError) else http_exception_handler
+            handler = (api_error_handler if isinstance(exc, ApiError) else http_exception_handler
+                       if isinstance(exc, HTTPException) else dependency_error_handler)
             response = await handler(request, exc)
             await response(scope, receive, send)

@@ -22,12 +22,15 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 from starlette.requests import Request
 
 from gateways.auth import Principal, bearer_token, read_token, stream_key_secret
 from gateways.chat.service import ChatContext, close_chat, open_chat
 from gateways.errors import PayloadTooLarge, Unavailable
 from gateways.heartbeat_intake import Intake
+from gateways.last_good import LastGood
 from gateways.origin_cache import OriginCache
 from gateways.playback_token import PlaybackClaims, derive_secret
 from gateways.validation import parse_object
@@ -39,6 +42,7 @@ from topics.catalogue import CATALOGUE
 from topics.errors import DeliveryError, SerializationError
 from topics.producer import Ack, EventProducer
 from topics.runtime import make_serde
+from topics.serde import AvroSerde
 from views.chat_history.backends import open_history
 from views.chat_history.errors import HistoryUnavailable
 from views.chat_history.store import HistoryStore
@@ -48,6 +52,11 @@ log = logging.getLogger("glasscast.gateway")
 
 VALKEY_CONNECTIONS = 256  # per gateway process
 VALKEY_POOL_TIMEOUT_S = 10.0
+VALKEY_COMMAND_TIMEOUT_S = 5.0
+VALKEY_RETRIES = 2  # per command, on a connection error or timeout
+# How many live playlists' last renderings are kept to stand in while Valkey does not answer
+# (gateways/last_good.py; how long: GLASSCAST_GATEWAY_PLAYLIST_LAST_GOOD_S).
+PLAYLIST_LAST_GOOD_MAX = 10_000
 
 
 @dataclass
@@ -64,6 +73,7 @@ class Services:
     chat: ChatContext  # rooms, fan-out, rate limiter, classifier
     chat_history: HistoryStore | None  # None: the store did not open; replay answers 503
     heartbeats: Intake  # the heartbeat route's stream cache and event ids
+    playlists: LastGood  # the last rendering of each live playlist, for a Valkey outage (gateways/hls.py)
     playback_secret: bytes  # HMAC key of playback tokens
     stream_key_secret: bytes  # HMAC key stream keys are derived with
     # The HLS origin's caches: stream id -> channel id (never changes), and tokens whose signature checked out.
@@ -79,7 +89,7 @@ class Services:
         try:
             return await self.producer.send(event, key)
         except DeliveryError as exc:
-            raise Unavailable(f"the event log did not accept the change: {exc}") from exc
+            raise Unavailable(f"the event log did not accept the change: {exc}", reason="log_unavailable") from exc
         except SerializationError as exc:  # a bug, not the client's fault: fail loudly
             raise RuntimeError(str(exc)) from exc
 
@@ -110,11 +120,19 @@ async def open_services(settings: Settings, metrics: CollectorRegistry) -> Async
         await asyncio.to_thread(lambda: [serde.prepare(s.name, r) for s in CATALOGUE for r in s.records])
         producer = EventProducer(settings.kafka, serde)
         # A blocking pool: a burst of requests or chat connections waits for a connection rather than failing.
+        # Bounded commands: a Valkey that stops answering (not just refusing) is a 503, not a hung request.
+        # A command that finds its pooled connection closed (Valkey restarted) reconnects and is sent again,
+        # a couple of times within a fraction of a second, so recovery costs no request an error.
         client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
-            settings.valkey.url, max_connections=VALKEY_CONNECTIONS, timeout=VALKEY_POOL_TIMEOUT_S))
+            settings.valkey.url, max_connections=VALKEY_CONNECTIONS, timeout=VALKEY_POOL_TIMEOUT_S,
+            socket_timeout=VALKEY_COMMAND_TIMEOUT_S, socket_connect_timeout=VALKEY_COMMAND_TIMEOUT_S,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), VALKEY_RETRIES)))
         stack.push_async_callback(client.aclose)
         stack.push_async_callback(asyncio.to_thread, producer.close, 10.0)
-        chat = await open_chat(settings, client)
+        log_timeout_s = settings.chat.log_timeout_ms / 1000
+        chat_log = chat_producer(settings, serde, log_timeout_s)
+        stack.push_async_callback(asyncio.to_thread, chat_log.close, 10.0)
+        chat = await open_chat(settings, client, chat_log, log_timeout_s)
         stack.push_async_callback(close_chat, chat)
         history = await _open_history(settings)
         if history is not None:
@@ -124,9 +142,26 @@ async def open_services(settings: Settings, metrics: CollectorRegistry) -> Async
             settings=settings, redis=client, views=ViewStore(client, settings.valkey.key_prefix),
             producer=producer, metrics=metrics, origin=FileBlobStore(settings.data_dir / "origin"),
             origin_cache=OriginCache(settings.gateway.origin_cache_bytes), chat=chat, chat_history=history,
-            heartbeats=Intake(),
+            heartbeats=Intake(), playlists=LastGood(settings.gateway.playlist_last_good_s, PLAYLIST_LAST_GOOD_MAX),
             playback_secret=derive_secret(str(auth.jwt_secret), str(auth.playback_secret)),
             stream_key_secret=stream_key_secret(str(auth.jwt_secret), str(auth.stream_key_secret)))
+
+
+def chat_producer(settings: Settings, serde: AvroSerde, timeout_s: float) -> EventProducer:
+    """The producer of chat messages: the log acknowledges a message, or refuses it, within ``timeout_s``.
+
+    librdkafka itself gives up on a record after ``message.timeout.ms``, so a
+    message refused to its sender is not delivered later behind its back (one
+    already on the wire when the broker died may still be: replays dedupe by
+    message id).  Not idempotent: an idempotent producer turns a restarted
+    embedded broker, which has forgotten its producer ids, into a fatal error
+    it never recovers from (UNKNOWN_PRODUCER_ID); one request in flight keeps
+    the order that idempotence would have kept, and a retried duplicate is
+    harmless because the history store keeps each message id once.
+    """
+    return EventProducer(settings.kafka, serde, **{
+        "enable.idempotence": False, "max.in.flight.requests.per.connection": 1,
+        "message.timeout.ms": max(1, int(timeout_s * 1000))})
 
 
 async def _open_history(settings: Settings) -> HistoryStore | None:

@@ -20,6 +20,16 @@ Frames go straight to the socket's transport when the server is uvicorn's
 websockets-sansio protocol without compression (the bytes are then exactly
 what the protocol would have written); any other ASGI server gets them
 through ``websocket.send_text`` from a small bounded per-socket queue.
+
+Valkey going away never takes the fan-out down: the reader logs and retries,
+and redis-py's pub/sub reconnects on the next read and subscribes again to
+every room it had (its connect callback), so rooms hear messages again as
+soon as Valkey is back.  Pub/sub keeps nothing for a subscriber that is
+away: a message accepted in the moment between Valkey's return and that
+read (``RECONNECT_PAUSE_S`` at most) is in the log, replays and the recent
+list, but not shown live on this gateway.  A join that cannot subscribe fails (the socket is
+told to reconnect later) and leaves no half-made room; a leave that cannot
+unsubscribe is done later by the reader, once Valkey answers.
 """
 
 from __future__ import annotations
@@ -42,6 +52,9 @@ log = logging.getLogger("glasscast.chat")
 
 MESSAGE, CONTROL = "m", "c"  # the first character of a published payload: sampled or always delivered
 FALLBACK_QUEUE = 256  # frames queued per socket when frames cannot go straight to the transport
+# Between reads of a failing pub/sub connection: messages published after Valkey is back but before the
+# next read subscribes again are not seen here (pub/sub keeps nothing), so this bounds that gap.
+RECONNECT_PAUSE_S = 0.2
 
 
 def _sansio_protocol(websocket: WebSocket) -> Any:
@@ -191,6 +204,8 @@ class ChatHub:
         self.reader: asyncio.Task[None] | None = None
         self.delivered = 0  # socket writes (each may carry several messages)
         self.messages = 0  # messages received from pub/sub
+        self.orphans: set[str] = set()  # rooms left while Valkey was away, still to unsubscribe
+        self.healthy = True  # False while the pub/sub connection is failing
 
     async def start(self) -> None:
         self.pubsub = self.r.pubsub(ignore_subscribe_messages=True)
@@ -211,13 +226,18 @@ class ChatHub:
         return f"{self.channel_prefix}{channel_id}"
 
     async def join(self, channel_id: str, sock: Socket) -> None:
+        """Add a socket to its room, subscribing first if the room is new here (a Valkey error propagates)."""
         room = self.rooms.get(channel_id)
         if room is None:
-            room = self.rooms[channel_id] = Room(channel_id)
+            self.orphans.discard(channel_id)
             await self.pubsub.subscribe(self.topic(channel_id))
+            room = self.rooms.get(channel_id)  # another socket may have made it meanwhile
+            if room is None:
+                room = self.rooms[channel_id] = Room(channel_id)
         room.sockets.add(sock)
 
     async def leave(self, channel_id: str, sock: Socket) -> None:
+        """Remove a socket; the last one out unsubscribes the room (later, if Valkey does not answer now)."""
         sock.close()
         room = self.rooms.get(channel_id)
         if room is None:
@@ -227,7 +247,16 @@ class ChatHub:
             del self.rooms[channel_id]
             if room.flush_at is not None:
                 room.flush_at.cancel()
-            await self.pubsub.unsubscribe(self.topic(channel_id))
+            try:
+                await self.pubsub.unsubscribe(self.topic(channel_id))
+            except (aioredis.ConnectionError, aioredis.TimeoutError):
+                self.orphans.add(channel_id)  # the reader unsubscribes once Valkey answers
+
+    async def _unsubscribe_orphans(self) -> None:
+        for channel_id in list(self.orphans):
+            if channel_id not in self.rooms:
+                await self.pubsub.unsubscribe(self.topic(channel_id))
+            self.orphans.discard(channel_id)
 
     async def publish(self, channel_id: str, kind: str, payload: str) -> None:
         """Send an encoded frame to every gateway with viewers in the room (this one included)."""
@@ -240,11 +269,19 @@ class ChatHub:
                 await asyncio.sleep(0.05)
                 continue
             try:
+                if self.orphans:
+                    await self._unsubscribe_orphans()
                 msg = await self.pubsub.get_message(timeout=1.0)
-            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
-                log.warning("chat: pub/sub connection failed (%s); retrying", exc)
-                await asyncio.sleep(0.5)
+            except Exception as exc:  # never let the room's only reader die: log, wait, read again
+                if self.healthy:
+                    log.warning("chat: pub/sub read failed (%s: %s); retrying until Valkey answers",
+                                type(exc).__name__, exc, exc_info=not isinstance(exc, aioredis.ConnectionError))
+                self.healthy = False
+                await asyncio.sleep(RECONNECT_PAUSE_S)
                 continue
+            if not self.healthy:
+                log.info("chat: pub/sub connection back; %d rooms subscribed again", len(self.rooms))
+                self.healthy = True
             if msg is None or msg.get("type") != "message":
                 continue
             channel = msg["channel"]

@@ -1,16 +1,30 @@
-"""The send path: validate -> rate limit -> filter -> Valkey pub/sub (real time) -> ChatMessageSent (durable).
+"""The send path: validate -> rate limit -> filter -> ChatMessageSent (durable) -> Valkey pub/sub (real time).
 
 The rules run on state read in one Valkey pipeline (room mode and banned
 words, the user's ban, timeout, role, follow, subscription, last send, the
 nonce).  A refused message gets a NOTICE with the reason, to its sender
-only; an accepted one is published to the room (every gateway's fan-out)
-and produced to ``chat.messages``, and its sender gets an ACK once the log
-has it.  A resent nonce gets an ACK for the first message and nothing is
-sent twice.
+only.  An accepted one is produced to ``chat.messages`` first and shown to
+the room (published to every gateway's fan-out) only once the log has
+acknowledged it, and then its sender gets an ACK: a message is never shown
+that a replay would not have.  If the log does not acknowledge it within
+``ChatContext.log_timeout_s`` (the chat producer gives up on it by then too,
+gateways/services.py), the sender gets a NOTICE ``unavailable`` and nobody
+sees it.  A Valkey that does not answer refuses the send the same way
+(gateways/chat/ws.py).  The cost is the log's round trip before the room
+sees a message (a few ms on the embedded broker; bench/chat.py).
+
+A resent nonce gets an ACK for the first message and nothing is sent twice.
+The nonce is claimed before the message goes to the log, for no longer than
+the log may take, and kept for ``NONCE_TTL_S`` once it is logged; a refused
+message releases it, so the sender may resend with the same nonce.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import math
 import uuid
 
 from gateways.chat import checks, frames
@@ -19,9 +33,13 @@ from gateways.chat.fanout import MESSAGE
 from gateways.services import Services
 from schemas.records.chat import ChatMessageSent, Emote
 from topics.errors import DeliveryError
+from views.errors import VALKEY_UNAVAILABLE
+
+log = logging.getLogger("glasscast.chat")
 
 NONCE_TTL_S = 600
 LAST_SENT_TTL_MS = 3_600_000
+LOG_GRACE_S = 1.0  # beyond the producer's own timeout, in case its delivery report never comes
 
 
 def notice(code: str, reason: str, nonce: str | None) -> str:
@@ -58,26 +76,39 @@ async def send_message(svc: Services, channel_id: str, user_id: str, username: s
     if chat.classifier is not None and not checks.privileged(user_badges):
         if await chat.classifier.score(text) >= cfg.ml_threshold:
             return notice("filtered", "Your message was held by the chat filter for offensive language.", nonce)
-    if nonce and not await r.set(chat.k_nonce(channel_id, user_id, nonce), message_id, nx=True, ex=NONCE_TTL_S):
+    claim_s = math.ceil(chat.log_timeout_s + LOG_GRACE_S + 1)
+    if nonce and not await r.set(chat.k_nonce(channel_id, user_id, nonce), message_id, nx=True, ex=claim_s):
         first = await r.get(chat.k_nonce(channel_id, user_id, nonce))
         first_id = first.decode() if isinstance(first, bytes) else first
         return frames.encode({"type": "ACK", "nonce": nonce, "id": first_id, "duplicate": True})
+    event = ChatMessageSent(
+        occurred_at=now, message_id=message_id, channel_id=channel_id, user_id=user_id, username=username,
+        text=text, nonce=nonce, emotes=tuple(Emote(emote_id=e["id"], start=e["start"], end=e["end"]) for e in emotes),
+        badges=tuple(user_badges))
+    try:
+        await asyncio.wait_for(chat.log.send(event, channel_id), chat.log_timeout_s + LOG_GRACE_S)
+    except (DeliveryError, TimeoutError) as exc:
+        if nonce:  # let a resend with this nonce go through; if Valkey is gone too, the claim expires soon
+            with contextlib.suppress(*VALKEY_UNAVAILABLE):
+                await r.delete(chat.k_nonce(channel_id, user_id, nonce))
+        reason = str(exc) or f"no acknowledgement within {chat.log_timeout_s:g} s"
+        log.warning("chat: message refused, the log did not take it: %s", reason)
+        return notice("unavailable", "Chat cannot record messages right now, so yours was not sent; "
+                                     f"try again in a moment. ({reason})", nonce)
     message = {"type": "MESSAGE", "id": message_id, "channel_id": channel_id,
                "user": {"id": user_id, "username": username, "badges": user_badges},
                "text": text, "emotes": emotes, "nonce": nonce, "sent_at_ms": now}
     payload = frames.encode(message)
-    async with r.pipeline(transaction=True) as tx:
-        tx.lpush(chat.k_recent(channel_id), payload)
-        tx.ltrim(chat.k_recent(channel_id), 0, max(0, cfg.recent_messages - 1))
-        tx.set(chat.k_last(channel_id, user_id), now, px=LAST_SENT_TTL_MS)
-        tx.publish(chat.hub.topic(channel_id), MESSAGE + payload)
-        await tx.execute()
     try:
-        await svc.producer.send(ChatMessageSent(
-            occurred_at=now, message_id=message_id, channel_id=channel_id, user_id=user_id, username=username,
-            text=text, nonce=nonce, emotes=tuple(Emote(emote_id=e["id"], start=e["start"], end=e["end"])
-                                                 for e in emotes),
-            badges=tuple(user_badges)), channel_id)
-    except DeliveryError as exc:
-        return notice("unavailable", f"Your message was shown but may be missing from replays: {exc}", nonce)
+        async with r.pipeline(transaction=True) as tx:
+            tx.lpush(chat.k_recent(channel_id), payload)
+            tx.ltrim(chat.k_recent(channel_id), 0, max(0, cfg.recent_messages - 1))
+            tx.set(chat.k_last(channel_id, user_id), now, px=LAST_SENT_TTL_MS)
+            if nonce:
+                tx.expire(chat.k_nonce(channel_id, user_id, nonce), NONCE_TTL_S)
+            tx.publish(chat.hub.topic(channel_id), MESSAGE + payload)
+            await tx.execute()
+    except VALKEY_UNAVAILABLE as exc:
+        # Logged, so it is in every replay: the sender gets the ACK, and only the live room missed it.
+        log.warning("chat: message %s logged but not shown, Valkey did not answer: %s", message_id, exc)
     return frames.encode({"type": "ACK", "nonce": nonce, "id": message_id, "duplicate": False})

@@ -12,18 +12,22 @@ from gateways.chat.classifier import Classifier
 from gateways.chat.fanout import ChatHub
 from gateways.chat.ratelimit import RateLimiter
 from infra.settings import Settings
+from topics.producer import EventProducer
 from views.chat_rooms import ChatRooms
 
 
 @dataclass
 class ChatContext:
-    """The fan-out, the room views, the rate limiter and the optional classifier, and the chat's Valkey keys."""
+    """The fan-out, the room views, the rate limiter, the optional classifier, the chat's log producer and
+    its bound, and the chat's Valkey keys."""
 
     hub: ChatHub
     rooms: ChatRooms
     limiter: RateLimiter
     classifier: Classifier | None
     prefix: str
+    log: EventProducer  # chat.messages; acknowledges or refuses within log_timeout_s (gateways/services.py)
+    log_timeout_s: float
 
     def k_recent(self, channel_id: str) -> str:
         return f"{self.prefix}chat:recent:{channel_id}"
@@ -40,7 +44,8 @@ class ChatContext:
         return [json.loads(x) for x in reversed(raw)]
 
 
-async def open_chat(settings: Settings, client: aioredis.Redis) -> ChatContext:
+async def open_chat(settings: Settings, client: aioredis.Redis, log: EventProducer,
+                    log_timeout_s: float) -> ChatContext:
     prefix = settings.valkey.key_prefix
     hub = ChatHub(client, prefix, settings.chat)
     await hub.start()
@@ -48,7 +53,7 @@ async def open_chat(settings: Settings, client: aioredis.Redis) -> ChatContext:
     if classifier is not None:
         classifier.start()  # the model loads in a thread; the gateway is ready before it is
     return ChatContext(hub=hub, rooms=ChatRooms(client, prefix), limiter=RateLimiter(client, prefix),
-                       classifier=classifier, prefix=prefix)
+                       classifier=classifier, prefix=prefix, log=log, log_timeout_s=log_timeout_s)
 
 
 async def close_chat(chat: ChatContext) -> None:

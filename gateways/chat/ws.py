@@ -7,6 +7,12 @@ frame and the socket carries on (frames beyond the server's hard WebSocket
 limit close it with 1009, as RFC 6455 section 7.4.1 says).  A wrong channel
 or a bad token gets an ERROR frame and a 44xx close code, since browsers do
 not show an HTTP status for a refused WebSocket handshake.
+
+Valkey not answering never ends a session: a send is refused with a NOTICE
+``unavailable`` (nothing was shown or logged), pings still answer, and the
+room's fan-out resubscribes by itself when Valkey is back
+(gateways/chat/fanout.py).  A connection that cannot even find its room then
+gets an ERROR ``unavailable`` and close code 1013 (Try Again Later).
 """
 
 from __future__ import annotations
@@ -25,10 +31,13 @@ from gateways.chat.send import send_message
 from gateways.errors import ApiError
 from gateways.services import Services
 from views.channels import ChannelView
+from views.errors import VALKEY_UNAVAILABLE
 
 log = logging.getLogger("glasscast.chat")
 
 CLOSE_UNAUTHORIZED, CLOSE_NOT_FOUND, CLOSE_BAD_REQUEST = 4401, 4404, 4400
+CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455 section 7.4.1 registry: the server is overloaded or a dependency is down
+UNAVAILABLE_REASON = "Chat is unavailable for a moment, so your message was not sent; try again shortly."
 
 
 class _Refused(Exception):
@@ -66,17 +75,24 @@ async def chat_ws(websocket: WebSocket) -> None:
         await websocket.send_text(frames.error("unauthorized" if exc.status == 401 else "not_found", exc.detail))
         await websocket.close(code, exc.detail[:120])
         return
+    except VALKEY_UNAVAILABLE:
+        await _try_again_later(websocket)
+        return
     now = svc.now_ms()
     is_broadcaster = principal is not None and principal.user_id == channel.owner_user_id
     user = None
     user_badges: list[str] = []
-    if principal is not None:
-        chatter = await chat.rooms.chatter(channel.id, principal.user_id)
-        user_badges = checks.badges(chatter, is_broadcaster, now)
-        user = {"id": principal.user_id, "username": principal.username, "badges": user_badges,
-                "banned": chatter.banned, "timed_out_until_ms": chatter.timed_out_until_ms or None}
-    sock = Socket(websocket, privileged=checks.privileged(user_badges))
-    await chat.hub.join(channel.id, sock)
+    try:
+        if principal is not None:
+            chatter = await chat.rooms.chatter(channel.id, principal.user_id)
+            user_badges = checks.badges(chatter, is_broadcaster, now)
+            user = {"id": principal.user_id, "username": principal.username, "badges": user_badges,
+                    "banned": chatter.banned, "timed_out_until_ms": chatter.timed_out_until_ms or None}
+        sock = Socket(websocket, privileged=checks.privileged(user_badges))
+        await chat.hub.join(channel.id, sock)
+    except VALKEY_UNAVAILABLE:
+        await _try_again_later(websocket)
+        return
     try:
         mode = await chat.rooms.mode(channel.id)
         await sock.send_now(frames.encode({
@@ -87,8 +103,15 @@ async def chat_ws(websocket: WebSocket) -> None:
         await _session(svc, websocket, sock, channel, principal, is_broadcaster)
     except WebSocketDisconnect:
         pass
+    except VALKEY_UNAVAILABLE:  # before the session started (CONNECTED needs the room's state)
+        await _try_again_later(websocket)
     finally:
         await chat.hub.leave(channel.id, sock)
+
+
+async def _try_again_later(websocket: WebSocket) -> None:
+    await websocket.send_text(frames.error("unavailable", "Chat is unavailable for a moment; reconnect shortly."))
+    await websocket.close(CLOSE_TRY_AGAIN_LATER, "chat is unavailable for a moment")
 
 
 async def _session(svc: Services, websocket: WebSocket, sock: Socket, channel: ChannelView,
@@ -114,7 +137,13 @@ async def _session(svc: Services, websocket: WebSocket, sock: Socket, channel: C
             await sock.send_now(frames.encode({"type": "NOTICE", "code": "login_required",
                                                "reason": "Log in to chat.", "nonce": frame.nonce}))
             continue
-        answer = await send_message(svc, channel.id, principal.user_id, principal.username, is_broadcaster, frame)
+        try:
+            answer = await send_message(svc, channel.id, principal.user_id, principal.username, is_broadcaster,
+                                        frame)
+        except VALKEY_UNAVAILABLE as exc:
+            log.warning("chat: send refused, Valkey did not answer: %s", exc)
+            answer = frames.encode({"type": "NOTICE", "code": "unavailable", "reason": UNAVAILABLE_REASON,
+                                    "nonce": frame.nonce})
         await sock.send_now(answer)
 
 

@@ -14,13 +14,18 @@ from schemas.records.media import SegmentReady
 from topics.admin import ensure_topics
 from topics.runtime import make_serde
 
+VALKEY_TIMEOUT_S = 5.0
+
 
 async def serve_worker(settings: Settings) -> None:
     """Transcode GOPs until SIGINT/SIGTERM; in-flight GOPs finish or are left for redelivery."""
     await asyncio.to_thread(ensure_topics, settings.kafka)
     serde = make_serde(settings)
     await asyncio.to_thread(serde.prepare, "media.segments", SegmentReady.RECORD)
-    client = aioredis.Redis.from_url(settings.valkey.url)
+    # Bounded reads: a Valkey that stops answering (not just refusing) fails the ladder read, which then
+    # falls back to the last audience read or retries the GOP (media/transcode/retry.py).
+    client = aioredis.Redis.from_url(settings.valkey.url, socket_timeout=VALKEY_TIMEOUT_S,
+                                     socket_connect_timeout=VALKEY_TIMEOUT_S)
     worker = TranscodeWorker(settings, serde, FileBlobStore(settings.data_dir / "blobs"),
                              FileBlobStore(settings.data_dir / "origin"), client)
     stop = asyncio.Event()
