@@ -9,7 +9,9 @@ neither ``produce`` nor an awaiting coroutine ever blocks the event loop on
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,8 @@ from schemas.record import Record
 from topics.catalogue import topic_for_record
 from topics.errors import DeliveryError
 from topics.serde import AvroSerde
+
+log = logging.getLogger("glasscast.topics.producer")
 
 
 @dataclass(frozen=True)
@@ -57,20 +61,57 @@ def _ack(msg: Message) -> Ack:
     return Ack(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, msg.timestamp()[1])
 
 
+REBUILD_AFTER_S = 1.0  # at most one new librdkafka producer a second while the broker stays away
+
+
 class EventProducer:
-    """Produce catalogue records; ``send`` awaits the broker's acknowledgement."""
+    """Produce catalogue records; ``send`` awaits the broker's acknowledgement.
+
+    A broker that restarts loses the idempotent producer's id (the embedded
+    broker keeps it in memory), and librdkafka then retries against it until
+    every record times out.  So when librdkafka reports every broker down (or
+    a fatal error), the poll thread replaces the client with a fresh one and
+    purges the old one: records it had not delivered fail to their callers at
+    once (nothing acknowledged is lost), and the next record goes through the
+    new client as soon as the broker is back.
+    """
 
     def __init__(self, kafka: KafkaSettings, serde: AvroSerde, **overrides: Any) -> None:
         self.serde = serde
-        self._producer = Producer(producer_config(kafka, **overrides))
+        self._config = producer_config(kafka, **overrides)
+        self._config["error_cb"] = self._on_error
+        self._producer = Producer(self._config)
         self._topics: dict[str, str] = {}  # record full name -> its catalogue topic
         self._closing = threading.Event()
+        self._rebuild = threading.Event()
+        self._rebuilt_at = 0.0
+        self.rebuilds = 0  # how many times the client was replaced (tests, metrics)
         self._poller = threading.Thread(target=self._poll_loop, name="producer-poll", daemon=True)
         self._poller.start()
 
+    def _on_error(self, err: KafkaError) -> None:
+        # Runs on the poll thread.  Transport errors alone are routine (idle reconnects).
+        if err.code() == KafkaError._ALL_BROKERS_DOWN or err.fatal():
+            self._rebuild.set()
+
     def _poll_loop(self) -> None:
         while not self._closing.is_set():
-            self._producer.poll(0.05)
+            try:
+                self._producer.poll(0.05)
+            except KafkaException as exc:  # a fatal client error: never let the poll thread die of it
+                log.error("producer client failed: %s", exc)
+                self._rebuild.set()
+            if self._rebuild.is_set() and time.monotonic() - self._rebuilt_at >= REBUILD_AFTER_S:
+                self._replace_client()
+
+    def _replace_client(self) -> None:
+        self._rebuild.clear()
+        self._rebuilt_at = time.monotonic()
+        old, self._producer = self._producer, Producer(self._config)
+        self.rebuilds += 1
+        old.purge()  # undelivered records fail to their callers now, not after message.timeout.ms
+        old.flush(0)
+        log.warning("the broker went away: replaced the producer client (%d so far)", self.rebuilds)
 
     def produce(
         self,
