@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 from infra.errors import InfraError
 from infra.logs import configure_logging
@@ -105,13 +105,13 @@ def _serde(settings: Settings) -> AvroSerde:
 def _run_service(settings: Settings, service: str) -> int:
     configure_logging(settings.log, service)
     if service == "gateway":
-        import uvicorn
-
         from gateways.app import WEBSOCKET_OPTIONS, create_app
+        from gateways.drain import serve_gateway
 
-        uvicorn.run(create_app(settings), host=settings.gateway.host, port=settings.gateway.port,
-                    log_config=None, access_log=False, lifespan="on",
-                    **cast("dict[str, Any]", WEBSOCKET_OPTIONS))
+        # SIGTERM drains first (chat sockets told to reconnect over the window, requests in flight
+        # finished), then uvicorn shuts down as usual: gateways/drain.py.
+        serve_gateway(create_app(settings), settings.gateway.host, settings.gateway.port,
+                      settings.gateway.drain_window_s, **WEBSOCKET_OPTIONS)
     elif service == "media-worker":
         from media.transcode.service import serve_worker
 

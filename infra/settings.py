@@ -105,8 +105,14 @@ class GatewaySettings:
     # How long a live playlist's last rendering stands in for a fresh one while Valkey does not
     # answer (gateways/last_good.py); 0 answers 503 at once.
     playlist_last_good_s: float = 30.0
+    # A gateway stopped with SIGTERM tells its chat sockets to reconnect (RECONNECT, then close 1012)
+    # spread over this many seconds, so that a deploy does not make every client reconnect at once
+    # (gateways/drain.py); keep it well under GLASSCAST_SUPERVISOR_STOP_TIMEOUT_S.
+    drain_window_s: float = 5.0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.drain_window_s <= 300:
+            raise SettingsError("GLASSCAST_GATEWAY_DRAIN_WINDOW_S: value out of range (0 to 300)")
         if self.origin_cache_bytes < 0:
             raise SettingsError("GLASSCAST_GATEWAY_ORIGIN_CACHE_BYTES: value out of range (must be 0 or more)")
         if not 0 <= self.playlist_last_good_s <= 3600:

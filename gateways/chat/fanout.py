@@ -129,10 +129,21 @@ class Socket:
     async def send_now(self, payload: str) -> None:
         """A frame for this socket only (CONNECTED, ACK, NOTICE, ERROR)."""
         if self.transport is not None:
-            if not self.transport.is_closing():
+            if not self.transport.is_closing() and not getattr(self.proto, "close_sent", False):
                 self.transport.write(text_frame(payload.encode()))
             return
-        await self.ws.send_text(payload)
+        if not self.closed:
+            await self.ws.send_text(payload)
+
+    async def restart(self, payload: str, code: int, reason: str) -> None:
+        """Say ``payload`` (RECONNECT) last, then close with ``code``; the session's handler then ends."""
+        if self.closed:
+            return
+        with contextlib.suppress(Exception):  # the client may be gone already; its handler cleans up
+            await self.send_now(payload)
+        self.close()  # nothing from the fan-out after the close frame
+        with contextlib.suppress(Exception):
+            await self.ws.close(code, reason)
 
     async def _write_loop(self) -> None:
         while not self.closed:
@@ -221,6 +232,10 @@ class ChatHub:
                 sock.close()
         if self.pubsub is not None:
             await self.pubsub.aclose()
+
+    def sockets(self) -> list[Socket]:
+        """Every socket connected to this gateway, in any room."""
+        return [sock for room in self.rooms.values() for sock in room.sockets]
 
     def topic(self, channel_id: str) -> str:
         return f"{self.channel_prefix}{channel_id}"

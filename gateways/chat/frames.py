@@ -18,6 +18,8 @@ over WebSocket does with its lines); JSON never contains a raw newline.
     ROOMSTATE  room settings changed (slow mode, followers-only...)
     ERROR      a bad frame (binary, too large, not JSON, unknown type); the socket stays open
     PONG
+    RECONNECT  the gateway is going away (a deploy): reconnect after ``delay_ms`` (reason); the server then
+               closes the socket with 1012 "service restart" (gateways/drain.py spreads these over a window)
 
 Encoding is done once per message (``encode``), and ``text_frame`` builds the
 RFC 6455 frame bytes once so the same bytes go to every socket.

@@ -7,8 +7,10 @@
  * ERROR for it takes it out and says why, to the sender only.  Messages not
  * confirmed when the socket drops are sent again, with the same nonce, once
  * it is back, so the server never posts one twice.  CLEARMSG, CLEARCHAT and
- * ROOMSTATE change what everyone sees at once.  Text only ever reaches the
- * page as text nodes (chat_render.js).
+ * ROOMSTATE change what everyone sees at once.  RECONNECT (the gateway is
+ * going away for a deploy) makes the panel reconnect after the suggested
+ * delay rather than back off, sending unconfirmed messages again the same
+ * way.  Text only ever reaches the page as text nodes (chat_render.js).
  */
 
 import { ModMenu } from './chat_moderation.js';
@@ -75,6 +77,7 @@ export class ChatPanel {
     this.privileged = false;
     this.retryMs = RETRY_MIN_MS;
     this.retry = null;
+    this.restartDelayMs = null;  // RECONNECT.delay_ms on this socket: reconnect after it when it closes
     this.pinger = null;
     this.standingTimer = null;
     this.lastFrameAt = 0;
@@ -127,6 +130,7 @@ export class ChatPanel {
     this.token = currentSession()?.token || null;
     this.ready = false;
     this.awaiting = [];
+    this.restartDelayMs = null;
     this.showComposer(this.token ? 'compose' : 'login');
     this.setState('connecting', 'connecting…');
     let socket;
@@ -173,6 +177,13 @@ export class ChatPanel {
     this.setState('unavailable', 'unavailable');
     if (CLOSE_FINAL.has(code)) {
       this.showComposer('none');
+      return;
+    }
+    if (this.restartDelayMs !== null) {   // told to reconnect (a deploy): no back-off, the server chose when
+      const delay = this.restartDelayMs;
+      this.restartDelayMs = null;
+      this.retryMs = RETRY_MIN_MS;
+      this.retry = setTimeout(() => this.connect(), delay);
       return;
     }
     const jitter = Math.random() * 500;
@@ -227,9 +238,17 @@ export class ChatPanel {
         case 'CLEARMSG': this.clearMessage(frame); break;
         case 'CLEARCHAT': this.clearChat(frame); break;
         case 'ROOMSTATE': this.showRoomState(frame.settings); break;
+        case 'RECONNECT': this.restartSoon(frame); break;
         default: break;   // PONG, and types this page does not know yet
       }
     }
+  }
+
+  /** The gateway is going away: reconnect after its suggested delay once it closes this socket. */
+  restartSoon(frame) {
+    const delay = Number(frame.delay_ms);
+    this.restartDelayMs = Number.isFinite(delay) ? Math.min(Math.max(delay, 0), RETRY_MAX_MS) : 0;
+    this.setState('connecting', 'reconnecting…');
   }
 
   connected(frame) {
