@@ -26,6 +26,7 @@ from infra.embedded.threaded import serve_app
 from infra.embedded.valkey import ValkeyProcess
 from infra.settings import Settings
 from media.blob import FileBlobStore
+from media.ingest.pipeline import gop_key
 from media.transcode.worker import TranscodeWorker
 from schemas.records.media import GopAvailable, SegmentReady
 from topics.admin import ensure_topics
@@ -77,7 +78,7 @@ async def _run(settings: Settings, jobs: list[Job], width: int, height: int, fps
         await asyncio.sleep(0.1)
     await asyncio.sleep(1.0)
     for flv_bytes, seq, pts, duration in jobs:
-        ref = await asyncio.to_thread(gops.put, f"gops/{stream_id}/{seq:08d}.flv", flv_bytes)
+        ref = await asyncio.to_thread(gops.put, gop_key(stream_id, seq), flv_bytes)
         gop = GopAvailable(
             occurred_at=int(time.time() * 1000), stream_id=stream_id, channel_id=channel_id, seq=seq, pts=pts,
             duration=duration, time_base_num=1, time_base_den=1000, byte_size=len(flv_bytes), blob_ref=ref,

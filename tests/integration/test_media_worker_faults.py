@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import os
 import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from infra.embedded.valkey import ValkeyProcess
+from infra.proctree import PlatformProcess, descendants, still_running
 from infra.settings import Settings
 from media.blob import FileBlobStore
 from media.ingest.gop import Gop, gop_to_flv
@@ -212,47 +211,6 @@ async def test_store_failures_are_retried_and_bad_gops_skipped_as_before(
         await client.aclose()
 
 
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return found
-    for task in tasks:
-        try:
-            found += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return found
-
-
-def _descendants(pid: int) -> set[int]:
-    out: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in _children(todo.pop()):
-            if child not in out:
-                out.add(child)
-                todo.append(child)
-    return out
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for init to reap it counts as dead)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except (FileNotFoundError, ProcessLookupError):
-        return ""
-
-
 def test_a_worker_killed_with_sigkill_takes_its_pool_with_it(settings_factory: Callable[..., Settings],
                                                               tmp_path: Path) -> None:
     s = settings_factory(transcode={"group_id": f"faults-{uuid.uuid4().hex[:8]}", "workers": 2})
@@ -261,16 +219,16 @@ def test_a_worker_killed_with_sigkill_takes_its_pool_with_it(settings_factory: C
         def pool() -> set[int] | None:
             if worker.poll() is not None:
                 raise RuntimeError(f"the worker exited with {worker.returncode}:\n{log.read_text()[-3000:]}")
-            tree = _descendants(worker.pid)
-            forkservers = [p for p in _children(worker.pid) if "forkserver" in _cmdline(p)]
+            tree = descendants(worker.pid)
+            forkservers = [p for p in tree if p.ppid == worker.pid and "forkserver" in p.command]
             # The pool warms at start: the forkserver and its two pool processes.
-            if forkservers and len(_children(forkservers[0])) >= 2:
+            if forkservers and sum(p.ppid == forkservers[0].pid for p in tree) >= 2:
                 return tree
             return None
 
-        tree: set[Any] = eventually(pool, 60, "the worker's pool to start")
-        assert any("forkserver" in _cmdline(p) for p in tree)
+        tree: list[PlatformProcess] = eventually(pool, 60, "the worker's pool to start")
+        assert any("forkserver" in p.command for p in tree)
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
-        survivors = lambda: {p: _cmdline(p) for p in tree if _alive(p)}  # noqa: E731
+        survivors = lambda: {p.pid: p.command for p in tree if still_running(p)}  # noqa: E731
         eventually(lambda: not survivors(), 10, "every process of the pool to die with its worker")
