@@ -49,6 +49,18 @@ def _stat(pid: int) -> tuple[str, int, int] | None:
         return None
 
 
+def process(pid: int) -> PlatformProcess | None:
+    """The live process with this pid now (None if there is none, or only a zombie)."""
+    stat = _stat(pid)
+    if stat is None or stat[0] in ("Z", "X"):
+        return None
+    try:
+        command = (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+    return PlatformProcess(pid, stat[1], command.strip(), stat[2])
+
+
 def still_running(proc: PlatformProcess) -> bool:
     """Whether this very process (not a later one with its pid) is still there and not a zombie."""
     stat = _stat(proc.pid)

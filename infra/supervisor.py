@@ -44,8 +44,9 @@ from typing import IO
 import httpx
 from confluent_kafka import KafkaException
 
-from infra.embedded.keeper import keeper_argv, read_ready
+from infra.embedded.keeper import broker_dir, keeper_argv, read_ready
 from infra.embedded.process import ManagedProcess, free_port, pid_alive, port_open
+from infra.embedded.tansu_record import forget_dead_broker, kill_recorded
 from infra.embedded.valkey import ValkeyProcess
 from infra.errors import ServiceError
 from infra.restarts import GiveUp, RestartPolicy, RestartSchedule, exit_reason
@@ -179,6 +180,7 @@ class Supervisor:
             "undertaker", undertaker_argv(self.data_dir, os.getpid()), self.data_dir / "logs" / "undertaker.out",
             env=self._env(self.settings), new_session=True, parent_death_signal=None))
         if not s.kafka.bootstrap_servers:
+            forget_dead_broker(broker_dir(self.data_dir))  # no client yet: the first keeper needs no gate
             port = s.kafka.broker_port or free_port()
             s = s.with_section("kafka", broker_port=port, bootstrap_servers=self._start_keeper(port))
             log.info("broker ready at %s", s.kafka.bootstrap_servers)
@@ -301,6 +303,8 @@ class Supervisor:
                 child.stop(timeout_s=grace)
         if self.keeper is not None:
             self.keeper.stop(timeout_s=self.settings.archive.drain_timeout_s + grace)
+            if kill_recorded(broker_dir(self.data_dir)):  # its keeper did not get to stop it
+                log.warning("broker: tansu outlived its keeper; killed")
         undertaker = self.children.get("undertaker")
         if undertaker is not None:  # everything stopped: nothing left for it to do
             undertaker.stop(timeout_s=grace)

@@ -32,6 +32,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from infra.embedded.keeper import broker_dir
+from infra.embedded.tansu_record import read_record
 from infra.proctree import PlatformProcess, descendants, kill, still_running, subtree
 from infra.settings import load_settings
 
@@ -102,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             next_snapshot = time.monotonic() + SNAPSHOT_S
         time.sleep(POLL_S)
     processes = survivors(known)
+    tansu = read_record(broker_dir(args.data_dir))  # outlives its keeper by design: maybe no longer below us
+    if tansu is not None and tansu.running() and tansu.pid not in {p.pid for p in processes}:
+        processes.append(PlatformProcess(tansu.pid, 1, f"tansu {KEEPER_MODULE}", tansu.start_ticks))
     log.warning("undertaker: supervisor %d gone; waiting for %d processes", args.parent_pid, len(processes))
     grace = settings.supervisor.stop_timeout_s
     killed = bury(processes, grace, grace + settings.archive.drain_timeout_s, log)

@@ -7,8 +7,17 @@ that a SIGKILL of the supervisor does not kill it: the keeper notices that its
 parent is gone (polled every ``PARENT_POLL_S``), as it notices SIGTERM and
 SIGINT, and then drains -- archives everything the broker acknowledged,
 snapshots the consumer groups' offsets, fsyncs -- before it stops Tansu.
-Tansu gets SIGKILL as its parent-death signal, so it never outlives the
-keeper.
+
+Tansu, too, runs in its own session without a parent-death signal, so a
+keeper that is killed takes nothing with it: the keeper restarted in its place
+finds the running Tansu in ``tansu.json`` (``tansu_record.py``) and adopts it,
+records and offsets included, archiving on from where the archive ends.  Only
+when Tansu itself died does a keeper rehydrate a new one while clients are
+waiting; then the new Tansu listens on a private port, advertises the public
+one, and the keeper holds the public port with a gate (``gate.py``) that lets
+no one but the keeper through until rehydration and the offset restore are
+complete, and forwards everything after.  The first start of a platform has no
+clients yet, so its Tansu takes the public port itself.
 
 Consumer-group offsets live in ``<data_dir>/archive/offsets.json``
 (``topics/offsets_archive.py``): snapshotted every
@@ -26,6 +35,7 @@ Files under ``<data_dir>/broker``:
   and ``groups`` (consumer groups whose offsets were restored).
   A stale one (from a keeper that was SIGKILLed) is removed at start; readers
   should check ``pid`` (``read_ready``).
+- ``tansu.json``: the Tansu serving the directory (``tansu_record.py``).
 - ``keeper.log`` and ``tansu.log``.
 
 Exit status: 0 after a clean stop, 1 when Tansu or the archive fails, 2 when
@@ -48,10 +58,12 @@ from types import FrameType
 from typing import Any
 
 from infra.embedded.archiver import Archiver
+from infra.embedded.gate import Gate
 from infra.embedded.offsets import GroupOffsetsKeeper
-from infra.embedded.process import pid_alive
+from infra.embedded.process import pid_alive, port_open
 from infra.embedded.rehydrate import rehydrate
 from infra.embedded.tansu import TansuBroker
+from infra.embedded.tansu_record import TansuRecord, kill_recorded, read_record, record_for, write_record
 from infra.errors import InfraError
 from infra.settings import Settings, load_settings
 from topics.archive import ArchiveWriter
@@ -115,6 +127,7 @@ class Keeper:
         self.parent = _Parent(parent_pid)
         self.log = log
         self.stop_reason = ""
+        self.report: dict[str, float] = {}  # what was brought back, for ready.json
 
     def request_stop(self, signum: int, _frame: FrameType | None = None) -> None:
         self.stop_reason = self.stop_reason or signal.Signals(signum).name
@@ -149,72 +162,117 @@ class Keeper:
             return 2
         ready_path = self.dir / READY_FILE
         ready_path.unlink(missing_ok=True)
-        broker = TansuBroker(self.dir / "tansu.log", port=self.port, parent_death_signal=signal.SIGKILL)
-        archiver: Archiver | None = None
-        offsets: GroupOffsetsKeeper | None = None
+        self.archiver: Archiver | None = None
+        self.offsets: GroupOffsetsKeeper | None = None
+        self.gate: Gate | None = None
+        self.tansu: TansuBroker | None = None  # when this keeper started it (else it was adopted)
         status = 1
         try:
-            broker.start()
-            self.log.info("keeper: tansu pid %s on %s", broker.process.pid, broker.bootstrap_servers)
-            archive = ArchiveWriter(self.settings.data_dir / "archive", fsync=self.settings.archive.fsync)
-            report: dict[str, float] = {}
-            if self.settings.archive.enabled:
-                rehydrated = rehydrate(broker.bootstrap_servers, archive, self.settings.kafka, logger=self.log)
-                offsets = GroupOffsetsKeeper(broker.bootstrap_servers,
-                                             OffsetsFile(archive.root, fsync=self.settings.archive.fsync),
-                                             self.settings.archive.offsets_interval_ms / 1000, self.log)
-                report = {**rehydrated.as_dict(), "groups": len(offsets.restore(rehydrated.ends))}
-                archiver = Archiver(broker.bootstrap_servers, archive, self.settings.kafka, self.settings.archive,
-                                    self.log)
-            self._write_ready(ready_path, broker, report)
-            self.log.info("keeper: ready (rehydrated %s)", report)
+            record = self._bring_up_broker()
+            self._write_ready(ready_path, record)
             while not self.should_stop():
-                if not broker.process.alive():
-                    raise InfraError(f"tansu exited with {broker.process.returncode()}")
-                if archiver is not None:
-                    archiver.poll(PARENT_POLL_S / 2)
-                if offsets is not None:
-                    offsets.poll()
-                if archiver is None:
+                if not record.running():
+                    raise InfraError(f"tansu (pid {record.pid}) exited")
+                if self.archiver is not None:
+                    self.archiver.poll(PARENT_POLL_S / 2)
+                if self.offsets is not None:
+                    self.offsets.poll()
+                if self.archiver is None:
                     time.sleep(PARENT_POLL_S)
             self.log.info("keeper: stopping (%s)", self.stop_reason)
-            drained = archiver.drain(self.settings.archive.drain_timeout_s) if archiver else True
-            if offsets is not None:  # after the consumers' last commits, which the drain gave time to land
-                offsets.snapshot()
-                self.log.info("keeper: offsets of %d consumer groups archived", len(offsets.offsets))
+            drained = self.archiver.drain(self.settings.archive.drain_timeout_s) if self.archiver else True
+            if self.offsets is not None:  # after the consumers' last commits, which the drain gave time to land
+                self.offsets.snapshot()
+                self.log.info("keeper: offsets of %d consumer groups archived", len(self.offsets.offsets))
             status = 0 if drained else 1
         except Exception:
             self.log.exception("keeper: failed")
         finally:
             ready_path.unlink(missing_ok=True)
             try:
-                if archiver is not None:
-                    archiver.close()  # flushes what was read, even after a failure
+                if self.archiver is not None:
+                    self.archiver.close()  # flushes what was read, even after a failure
             except Exception:
                 self.log.exception("keeper: closing the archive failed")
                 status = 1
-            _kill(broker)
+            if self.gate is not None:
+                self.gate.stop()
+            self._stop_tansu()
             self.log.info("keeper: tansu stopped; exit %d", status)
             os.close(lock_fd)
         return status
 
-    def _write_ready(self, path: Path, broker: TansuBroker, report: dict[str, float]) -> None:
-        doc = {"bootstrap_servers": broker.bootstrap_servers, "pid": os.getpid(),
-               "tansu_pid": broker.process.pid, "rehydrated": report}
+    def _bring_up_broker(self) -> TansuRecord:
+        """Adopt the Tansu a killed keeper left running, or start one and rehydrate it; the record of it."""
+        host = "127.0.0.1"
+        found = read_record(self.dir)
+        if found is not None and found.rehydrated and found.running() and port_open(host, found.port):
+            self.log.info("keeper: adopting tansu pid %d on port %d (left by a previous keeper)", found.pid,
+                          found.port)
+            if found.advertised_port != found.port:
+                self.gate = Gate(host, found.advertised_port, found.port, self.log)
+                self.gate.start()
+                self.gate.open()
+            self._start_archiving(f"{host}:{found.port}", restore=False)
+            self.report = {"adopted": 1.0}
+            return found
+        # A Tansu that died, or whose keeper died while rehydrating it: clients may be
+        # waiting on the public port, so the new one stays behind a closed gate until rehydrated.
+        gated = found is not None
+        if found is not None and kill_recorded(self.dir):
+            self.log.warning("keeper: killed tansu pid %d, left half rehydrated or not answering", found.pid)
+        if gated:
+            self.tansu = TansuBroker(self.dir / "tansu.log", port=0, advertised_port=self.port,
+                                     parent_death_signal=None, new_session=True)
+            self.gate = Gate(host, self.port, self.tansu.port, self.log)
+            self.gate.start()
+        else:
+            self.tansu = TansuBroker(self.dir / "tansu.log", port=self.port, parent_death_signal=None,
+                                     new_session=True)
+        self.tansu.start()
+        pid = self.tansu.process.pid
+        assert pid is not None
+        write_record(self.dir, record_for(pid, self.tansu.port, self.tansu.advertised_port, rehydrated=False))
+        self.log.info("keeper: tansu pid %s listening on %s%s", pid, self.tansu.bootstrap_servers,
+                      f", behind a closed gate on port {self.port}" if gated else "")
+        self._start_archiving(self.tansu.bootstrap_servers, restore=True)
+        record = record_for(pid, self.tansu.port, self.tansu.advertised_port, rehydrated=True)
+        write_record(self.dir, record)
+        if self.gate is not None:
+            self.gate.open()
+        return record
+
+    def _start_archiving(self, bootstrap_servers: str, restore: bool) -> None:
+        """Rehydrate (when ``restore``) and restore group offsets, then start the archiver and offset snapshots."""
+        if not self.settings.archive.enabled:
+            return
+        archive = ArchiveWriter(self.settings.data_dir / "archive", fsync=self.settings.archive.fsync)
+        self.offsets = GroupOffsetsKeeper(bootstrap_servers,
+                                          OffsetsFile(archive.root, fsync=self.settings.archive.fsync),
+                                          self.settings.archive.offsets_interval_ms / 1000, self.log)
+        if restore:
+            rehydrated = rehydrate(bootstrap_servers, archive, self.settings.kafka, logger=self.log)
+            self.report = {**rehydrated.as_dict(), "groups": len(self.offsets.restore(rehydrated.ends))}
+        self.archiver = Archiver(bootstrap_servers, archive, self.settings.kafka, self.settings.archive, self.log)
+
+    def _stop_tansu(self) -> None:
+        """Stop Tansu at once: after the drain its memory holds nothing the archive lacks.
+
+        On SIGTERM it waits about 5 s for connected clients to leave (measured).
+        """
+        proc = self.tansu.process.proc if self.tansu is not None else None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        kill_recorded(self.dir)  # an adopted one; and the record goes either way
+
+    def _write_ready(self, path: Path, record: TansuRecord) -> None:
+        doc = {"bootstrap_servers": f"127.0.0.1:{record.advertised_port}", "pid": os.getpid(),
+               "tansu_pid": record.pid, "rehydrated": self.report}
         tmp = path.with_name(f".{READY_FILE}.tmp")
         tmp.write_text(json.dumps(doc))
         os.replace(tmp, path)  # atomic, so a reader never sees half a file
-
-
-def _kill(broker: TansuBroker) -> None:
-    """Stop Tansu at once: after the drain its memory holds nothing the archive lacks.
-
-    On SIGTERM it waits about 5 s for connected clients to leave (measured).
-    """
-    proc = broker.process.proc
-    if proc is not None and proc.poll() is None:
-        proc.kill()
-        proc.wait(10)
+        self.log.info("keeper: ready (%s)", doc["rehydrated"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

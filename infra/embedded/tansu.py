@@ -21,19 +21,27 @@ def broker_binary() -> str:
 
 
 class TansuBroker:
-    """A Tansu broker on 127.0.0.1 with memory storage."""
+    """A Tansu broker on 127.0.0.1 with memory storage.
+
+    It listens on ``port`` and tells clients (in metadata) to connect to
+    ``advertised_port``, the same port unless something in front of it
+    forwards (``infra/embedded/gate.py``).
+    """
 
     def __init__(self, log_path: Path, port: int = 0, host: str = "127.0.0.1",
-                 parent_death_signal: int | None = signal.SIGTERM) -> None:
+                 parent_death_signal: int | None = signal.SIGTERM, advertised_port: int | None = None,
+                 new_session: bool = False) -> None:
         self.host = host
         self.port = port or free_port(host)
-        url = f"tcp://{host}:{self.port}"
+        self.advertised_port = advertised_port or self.port
         self.process = ManagedProcess(
             "broker",
-            [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [broker_binary(), "broker", "--listener-url", f"tcp://{host}:{self.port}",
+             "--advertised-listener-url", f"tcp://{host}:{self.advertised_port}",
              "--storage-engine", "memory://tansu/"],
             log_path,
             parent_death_signal=parent_death_signal,
+            new_session=new_session,
         )
 
     @property

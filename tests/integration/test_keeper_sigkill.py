@@ -23,6 +23,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from infra.embedded.keeper import LOCK_FILE, broker_dir, keeper_argv, read_ready
 from infra.embedded.process import pid_alive
+from infra.embedded.tansu_record import RECORD_FILE, kill_recorded
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -50,13 +51,15 @@ def keeper_env() -> dict[str, str]:
 
 
 @pytest.fixture
-def keeper_pids() -> Iterator[list[int]]:
+def keeper_pids(tmp_path: Path) -> Iterator[list[int]]:
     """Pids of keepers started in a new session; whatever still runs at the end is killed."""
     pids: list[int] = []
     yield pids
     for pid in pids:
         if pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)  # its Tansu has SIGKILL as parent-death signal
+            os.kill(pid, signal.SIGKILL)
+    for record in tmp_path.rglob(RECORD_FILE):
+        kill_recorded(record.parent)  # Tansu outlives a killed keeper, to be adopted by the next
 
 
 def lock_free(data_dir: Path) -> bool:

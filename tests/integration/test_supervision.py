@@ -100,10 +100,13 @@ def test_valkey_and_the_broker_keeper_are_restarted_and_sigterm_leaves_nothing(d
                        ignore=(httpx.HTTPError,))
             assert client.get(f"/v1/channels/{channel}").json()["title"] == "before_kills live"  # from the AOF
 
+            first_tansu_pid = read_ready(data_dir)["tansu_pid"]
             keeper = _kill_and_wait_for_restart(up, "broker-keeper")
             assert keeper["restarts"] == 1 and keeper["last_exit"] == "signal SIGKILL", keeper
             ready = eventually(lambda: read_ready(data_dir, keeper["pid"]), 60, "the new keeper's broker")
             assert ready["bootstrap_servers"] == status["kafka"]  # the same address
+            # Tansu outlived its keeper and the new keeper adopted it: nothing to rehydrate, nothing lost.
+            assert ready["rehydrated"] == {"adopted": 1} and ready["tansu_pid"] == first_tansu_pid, ready
             eventually(lambda: _ready(client), 60, "/readyz after the broker restart", every_s=0.2,
                        ignore=(httpx.HTTPError,))
             assert client.get(f"/v1/channels/{channel}").json()["title"] == "before_kills live"
@@ -115,7 +118,10 @@ def test_valkey_and_the_broker_keeper_are_restarted_and_sigterm_leaves_nothing(d
             # The broker itself (Tansu, the keeper's child) dies: the keeper fails on it and is restarted.
             keeper = _kill_and_wait_for_restart(up, "broker-keeper", victim=ready["tansu_pid"])
             assert keeper["restarts"] == 2 and keeper["last_exit"] == "exit code 1", keeper
-            eventually(lambda: read_ready(data_dir, keeper["pid"]), 60, "the third keeper's broker")
+            third = eventually(lambda: read_ready(data_dir, keeper["pid"]), 60, "the third keeper's broker")
+            # A new Tansu, rehydrated behind the gate (the log comes back at the same offsets, below).
+            assert third["tansu_pid"] != ready["tansu_pid"] and third["rehydrated"]["records"] >= 1, third
+            assert third["bootstrap_servers"] == status["kafka"]
             eventually(lambda: _ready(client), 60, "/readyz after the second broker restart", every_s=0.2,
                        ignore=(httpx.HTTPError,))
             assert json.loads(up.cli("tail", "channels", "--from-beginning", "--json", "--exit-at-end")
