@@ -21,33 +21,57 @@ are fMP4/CMAF, one per GOP, so media playlists carry EXT-X-MAP and say version 7
   and wherever the previous date plus EXTINF is not this segment's date.
 - One init segment per rendition; ``SegmentEntry.init_uri`` overrides it (passthrough
   whose codec setup changed on reconnect); EXT-X-MAP repeats only where it changes.
+- LL-HLS (``low_latency``): parts, the open segment, preload hint, rendition reports and
+  delta updates, by the rules and choices in ``media.package.llhls``.  A segment that
+  lists parts always carries its date, and its DISCONTINUITY, MAP and date come before
+  its first EXT-X-PART (bis 4.4.4.9).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+
+from media.package.llhls import (
+    MAX_DECIMAL_INTEGER,
+    SKIP_VERSION,
+    LowLatency,
+    OpenSegment,
+    ParsedOpenSegment,
+    ParsedPart,
+    ParsedPreloadHint,
+    ParsedServerControl,
+    PartEntry,
+    PlaylistTags,
+    RenditionReport,
+    check_parts,
+    header_lines,
+    part_lines,
+    part_target_ms,
+    read_part,
+    read_playlist_tag,
+    read_skip,
+    skipped_count,
+    tail_lines,
+)
+from media.package.llhls import attributes as _attributes
+from media.package.llhls import check_uri as _check_uri
+from media.package.llhls import integer as _integer
+from media.package.llhls import milliseconds as _milliseconds
+from media.package.llhls import seconds as _seconds
+
+__all__ = [
+    "LowLatency", "OpenSegment", "ParsedOpenSegment", "ParsedPart", "ParsedPlaylist", "ParsedPreloadHint",
+    "ParsedSegment", "ParsedServerControl", "PartEntry", "RenditionReport", "SegmentEntry", "VariantInfo",
+    "parse_master_playlist", "parse_media_playlist", "part_target_ms", "render_master", "render_media",
+]
 
 VERSION = 7
-MAX_DECIMAL_INTEGER = 2**64 - 1  # RFC 8216 4.2: the decimal-integer range
 MAX_GAP_SEGMENTS = 1800  # an hour of 2 s GOPs; a longer hole in seq is a bug upstream
-PART_HOLD_BACK_PARTS = 3  # bis 4.4.3.8: PART-HOLD-BACK >= 2 part targets, SHOULD be >= 3
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^",]*)(?:,|$)')  # 4.2 attribute-list
 _MSEQ, _DSEQ = "#EXT-X-MEDIA-SEQUENCE", "#EXT-X-DISCONTINUITY-SEQUENCE"
-_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?")
-
-
-def _check_uri(uri: str, what: str, *, quoted: bool = False) -> None:
-    # 4.1: no whitespace or control characters outside quoted-strings, and a line that
-    # starts with '#' is a tag or comment; 4.2: a quoted-string holds no '"'.
-    bad = any(c.isspace() or ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in uri)
-    if not uri or bad or (quoted and '"' in uri) or (not quoted and uri.startswith("#")):
-        raise ValueError(f"{what} is not a valid playlist URI: {uri!r}")
 
 
 @dataclass(frozen=True)
@@ -61,6 +85,7 @@ class SegmentEntry:
     discontinuity: bool = False
     byte_size: int = 0
     init_uri: str | None = None
+    parts: tuple[PartEntry, ...] = ()  # LL-HLS parts, in order; listed for the newest segments only
 
     def __post_init__(self) -> None:
         if not 0 <= self.seq <= MAX_DECIMAL_INTEGER:  # 4.3.3.2: MEDIA-SEQUENCE is a decimal-integer
@@ -122,67 +147,108 @@ def _rounded_s(duration_ms: int) -> int:
     return (duration_ms + 500) // 1000  # halves up: the larger reading of "nearest" (4.3.3.1)
 
 
-def _seconds(ms: int) -> str:
-    return f"{ms // 1000}.{ms % 1000:03d}"  # three places, exactly: no float rounding
-
-
 def _date_time(ms: int) -> str:
     return f"{_EPOCH + timedelta(milliseconds=ms):%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"  # 4.3.2.6
 
 
 def render_media(
     segments: Sequence[SegmentEntry], *, init_uri: str, ended: bool, window: int | None = None,
-    target_duration_s: int | None = None, part_target_s: float | None = None, discontinuities_before: int = 0,
+    target_duration_s: int | None = None, discontinuities_before: int = 0,
+    low_latency: LowLatency | None = None, open_segment: OpenSegment | None = None,
 ) -> str:
     """A media playlist: the last ``window`` segments while live, all of them once ended.
 
     ``window`` counts given segments; gap placeholders between them come on top.
     ``discontinuities_before``: flags older than ``segments[0]``, for a trimmed history.
     ``target_duration_s``: pass the last target back in; 6.2.2 lets it never change.
+    ``low_latency``: write LL-HLS; ``open_segment`` (live, LL-HLS only) is the segment being
+    written, listed by its parts after the last complete one (``segments`` may then be empty).
     """
     _check_uri(init_uri, "init_uri", quoted=True)
-    if not segments:
+    _check_order(segments, open_segment)
+    if any(n is not None and n < 1 for n in (window, target_duration_s)) or discontinuities_before < 0:
+        raise ValueError("window and target_duration_s must be >= 1, discontinuities_before >= 0")
+    if open_segment is not None and (low_latency is None or ended):
+        raise ValueError("an open segment is listed only in a live low-latency playlist")
+    start = 0 if ended or window is None else max(0, len(segments) - window)
+    listed = segments[start:]
+    entries = list(_fill_gaps(listed)) if listed else []
+    # 4.3.3.1: each EXTINF, rounded, <= the target; at least 1 for sub-second segments.
+    target_s = max([target_duration_s or 1, *(_rounded_s(s.duration_ms) for s in listed)])
+    first_seq, discontinuity_seq = _first(segments, start, open_segment, discontinuities_before)
+    open_parts = open_segment.parts if open_segment is not None else ()
+    skipped = 0
+    if low_latency is not None and low_latency.skip:  # bis 6.2.5.1: a delta update
+        skipped = skipped_count([s.duration_ms for s, _ in entries], sum(p.duration_ms for p in open_parts), target_s)
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{SKIP_VERSION if skipped else VERSION}", f"#EXT-X-TARGETDURATION:{target_s}"]
+    if low_latency is not None:
+        lines += header_lines(low_latency, target_s)
+    lines += [f"#EXT-X-MEDIA-SEQUENCE:{first_seq}", f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_seq}"]
+    if ended:
+        lines.append("#EXT-X-PLAYLIST-TYPE:VOD")  # 4.3.3.5: the list will not change
+    lines.append("#EXT-X-INDEPENDENT-SEGMENTS")  # 4.3.5.1: every segment starts on an IDR
+    if skipped:
+        # bis 4.4.5.2: the skipped segments' URIs and their EXTINF, DISCONTINUITY, MAP, date and GAP
+        # tags go; the next segment restates MAP and date, as the loop below starts with neither.
+        lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")
+    part_target = low_latency.part_target_ms if low_latency is not None else 0
+    end_seq = open_segment.seq if open_segment is not None else entries[-1][0].seq
+    parts_from = end_seq + 1 - (low_latency.part_segments if low_latency is not None else 0)
+    current_map: str | None = None
+    next_date_ms: int | None = None
+    for i, (seg, gap) in enumerate(entries[skipped:], skipped):
+        parts = seg.parts if seg.seq >= parts_from else ()
+        check_parts(seg.seq, parts, part_target, seg.duration_ms)
+        map_uri = seg.init_uri or init_uri
+        dated = bool(parts) or seg.program_date_time_ms != next_date_ms
+        lines += _segment_head(seg.discontinuity and i > 0, map_uri, current_map, seg.program_date_time_ms, dated)
+        lines += part_lines(parts)
+        lines.append(f"#EXTINF:{_seconds(seg.duration_ms)},")
+        lines += ["#EXT-X-GAP", seg.uri] if gap else [seg.uri]
+        current_map, next_date_ms = map_uri, seg.program_date_time_ms + seg.duration_ms
+    if open_segment is not None and open_parts:
+        check_parts(open_segment.seq, open_parts, part_target, None)
+        discontinuity = open_segment.discontinuity and bool(entries)
+        map_uri = open_segment.init_uri or init_uri
+        lines += _segment_head(discontinuity, map_uri, current_map, open_segment.program_date_time_ms, True)
+        lines += part_lines(open_parts)
+    if low_latency is not None:
+        lines += tail_lines(low_latency, ended)
+    if ended:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+def _first(
+    segments: Sequence[SegmentEntry], start: int, open_segment: OpenSegment | None, before: int
+) -> tuple[int, int]:
+    """The first listed segment's seq, and the discontinuity sequence: its flag counts in it, untagged."""
+    if segments:
+        return segments[start].seq, before + sum(s.discontinuity for s in segments[: start + 1])
+    if open_segment is None:
         raise ValueError("a media playlist needs at least one segment")
+    return open_segment.seq, before + open_segment.discontinuity
+
+
+def _check_order(segments: Sequence[SegmentEntry], open_segment: OpenSegment | None) -> None:
+    if not segments and (open_segment is None or not open_segment.parts):
+        raise ValueError("a media playlist needs at least one segment (or part)")
     for prev, seg in zip(segments, segments[1:]):
         if seg.seq <= prev.seq:
             kind = "duplicate" if seg.seq == prev.seq else "out of order"
             raise ValueError(f"segment seq {seg.seq} after {prev.seq}: {kind}")
-    if any(n is not None and n < 1 for n in (window, target_duration_s)) or discontinuities_before < 0:
-        raise ValueError("window and target_duration_s must be >= 1, discontinuities_before >= 0")
-    start = 0 if ended or window is None else max(0, len(segments) - window)
-    listed = segments[start:]
-    # 4.3.3.1: each EXTINF, rounded, <= the target; at least 1 for sub-second segments.
-    target_s = max(target_duration_s or 1, *(_rounded_s(s.duration_ms) for s in listed))
-    discontinuity_seq = discontinuities_before + sum(s.discontinuity for s in segments[: start + 1])
-    lines = ["#EXTM3U", f"#EXT-X-VERSION:{VERSION}", f"#EXT-X-TARGETDURATION:{target_s}"]
-    if part_target_s is not None:
-        if not 0.001 <= part_target_s <= target_s:
-            raise ValueError(f"part_target_s must be in 0.001..{target_s}, got {part_target_s}")
-        part_ms = round(part_target_s * 1000)
-        hold_back = _seconds(PART_HOLD_BACK_PARTS * part_ms)
-        lines.append(f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={hold_back}")
-        lines.append(f"#EXT-X-PART-INF:PART-TARGET={_seconds(part_ms)}")  # bis 4.4.3.7
-    lines += [f"#EXT-X-MEDIA-SEQUENCE:{listed[0].seq}", f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_seq}"]
-    if ended:
-        lines.append("#EXT-X-PLAYLIST-TYPE:VOD")  # 4.3.3.5: the list will not change
-    lines.append("#EXT-X-INDEPENDENT-SEGMENTS")  # 4.3.5.1: every segment starts on an IDR
-    current_init: str | None = None
-    next_date_ms: int | None = None
-    for i, (seg, gap) in enumerate(_fill_gaps(listed)):
-        discontinuity = seg.discontinuity and i > 0
-        if discontinuity:
-            lines.append("#EXT-X-DISCONTINUITY")
-        if (seg.init_uri or init_uri) != current_init:
-            current_init = seg.init_uri or init_uri
-            lines.append(f'#EXT-X-MAP:URI="{current_init}"')
-        if discontinuity or seg.program_date_time_ms != next_date_ms:
-            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_date_time(seg.program_date_time_ms)}")
-        lines.append(f"#EXTINF:{_seconds(seg.duration_ms)},")
-        lines += ["#EXT-X-GAP", seg.uri] if gap else [seg.uri]
-        next_date_ms = seg.program_date_time_ms + seg.duration_ms
-    if ended:
-        lines.append("#EXT-X-ENDLIST")
-    return "\n".join(lines) + "\n"
+    if open_segment is not None and segments and open_segment.seq != segments[-1].seq + 1:
+        raise ValueError(f"open segment seq {open_segment.seq} does not follow the last segment, {segments[-1].seq}")
+
+
+def _segment_head(discontinuity: bool, map_uri: str, current_map: str | None, date_ms: int, dated: bool) -> list[str]:
+    """A segment's DISCONTINUITY, MAP and PROGRAM-DATE-TIME, in that order, before its parts."""
+    lines = ["#EXT-X-DISCONTINUITY"] if discontinuity else []
+    if map_uri != current_map:
+        lines.append(f'#EXT-X-MAP:URI="{map_uri}"')
+    if discontinuity or dated:
+        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_date_time(date_ms)}")
+    return lines
 
 
 def _fill_gaps(listed: Sequence[SegmentEntry]) -> Iterator[tuple[SegmentEntry, bool]]:
@@ -202,7 +268,7 @@ def _fill_gaps(listed: Sequence[SegmentEntry]) -> Iterator[tuple[SegmentEntry, b
         for k in range(missing):
             duration_ms = share_ms + (k < extra) if fits else prev.duration_ms
             yield replace(prev, seq=prev.seq + 1 + k, duration_ms=duration_ms, program_date_time_ms=date_ms,
-                          discontinuity=False, byte_size=0), True
+                          discontinuity=False, byte_size=0, parts=()), True
             date_ms += duration_ms
         yield seg, False
 
@@ -219,6 +285,7 @@ class ParsedSegment:
     program_date_time_ms: int | None
     map_uri: str | None
     gap: bool = False
+    parts: tuple[ParsedPart, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -232,6 +299,13 @@ class ParsedPlaylist:
     ended: bool
     map_uri: str | None
     segments: tuple[ParsedSegment, ...]
+    version: int | None = None
+    part_target_ms: int | None = None
+    server_control: ParsedServerControl | None = None
+    open_segment: ParsedOpenSegment | None = None
+    preload_hint: ParsedPreloadHint | None = None
+    rendition_reports: tuple[RenditionReport, ...] = ()
+    skipped_segments: int = 0  # EXT-X-SKIP's SKIPPED-SEGMENTS: this was a delta update
 
 
 def _lines(text: str) -> list[tuple[int, str]]:
@@ -239,18 +313,6 @@ def _lines(text: str) -> list[tuple[int, str]]:
     if lines[0][1] != "#EXTM3U":
         raise ValueError("line 1: a playlist must start with #EXTM3U (RFC 8216 4.3.1.1)")
     return [(n, line) for n, line in lines[1:] if line]
-
-
-def _integer(value: str, where: str) -> int:
-    if not (value.isascii() and value.isdigit() and len(value) <= 20 and int(value) <= MAX_DECIMAL_INTEGER):
-        raise ValueError(f"{where}: {value!r} is not a decimal-integer (RFC 8216 4.2)")
-    return int(value)
-
-
-def _milliseconds(value: str, where: str) -> int:
-    if not _DECIMAL.fullmatch(value):
-        raise ValueError(f"{where}: {value!r} is not a decimal-floating-point (RFC 8216 4.2)")
-    return int((Decimal(value) * 1000).to_integral_value())
 
 
 def _date_time_ms(value: str, where: str) -> int:
@@ -263,57 +325,96 @@ def _date_time_ms(value: str, where: str) -> int:
     raise ValueError(f"{where}: {value!r} is not an ISO 8601 date-time with a zone (RFC 8216 4.3.2.6)")
 
 
-def _attributes(value: str, where: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    pos = 0
-    while pos < len(value):
-        if (match := _ATTRIBUTE.match(value, pos)) is None:
-            raise ValueError(f"{where}: malformed attribute list at column {pos}: {value!r}")
-        out[match[1]] = match[2].strip('"')
-        pos = match.end()
-    return out
+def parse_media_playlist(text: str, *, previous: ParsedPlaylist | None = None) -> ParsedPlaylist:
+    """Read a media playlist; unknown tags and comments are skipped (RFC 8216 6.3.1).
 
-
-def parse_media_playlist(text: str) -> ParsedPlaylist:
-    """Read a media playlist; unknown tags and comments are skipped (RFC 8216 6.3.1)."""
+    A delta update (EXT-X-SKIP) lists only the segments after the skipped ones, numbered
+    right; the discontinuities among the skipped ones are not in it.  Pass the last full
+    playlist read as ``previous`` to merge as a client does (bis 6.2.5.1): the skipped
+    segments are taken from it and the discontinuity numbers carried on.  Without it, the
+    numbers after the skip count only the discontinuities listed.
+    """
     numbers = {_MSEQ: 0, _DSEQ: 0}
     playlist_type = map_uri = duration_ms = date_ms = next_date_ms = None
     ended = discontinuity = gap = False
     segments: list[ParsedSegment] = []
+    parts: list[ParsedPart] = []
+    found = PlaylistTags()
+
+    def numbered() -> tuple[int, int | None, int]:
+        # 4.3.2.6: a date carries on to the next segments, but not past a discontinuity.
+        dated = next_date_ms if date_ms is None and not discontinuity else date_ms
+        # 4.3.3.3: a segment's number counts the discontinuity tags up to and on it.
+        dseq = discontinuity + (segments[-1].discontinuity_sequence if segments else numbers[_DSEQ])
+        return numbers[_MSEQ] + found.skipped + len(segments), dated, dseq
+
     for n, line in _lines(text):
         where, (tag, _, value) = f"line {n}", line.partition(":")
         if not line.startswith("#"):
             if duration_ms is None:
                 raise ValueError(f"{where}: segment URI {line!r} without #EXTINF")
-            # 4.3.2.6: a date carries on to the next segments, but not past a discontinuity.
-            date_ms = next_date_ms if date_ms is None and not discontinuity else date_ms
-            # 4.3.3.3: a segment's number counts the discontinuity tags up to and on it.
-            dseq = discontinuity + (segments[-1].discontinuity_sequence if segments else numbers[_DSEQ])
-            msn = numbers[_MSEQ] + len(segments)
-            segments.append(ParsedSegment(msn, line, duration_ms, discontinuity, dseq, date_ms, map_uri, gap))
+            msn, date_ms, dseq = numbered()
+            segments.append(
+                ParsedSegment(msn, line, duration_ms, discontinuity, dseq, date_ms, map_uri, gap, tuple(parts))
+            )
             next_date_ms = None if date_ms is None else date_ms + duration_ms
-            duration_ms, date_ms, discontinuity, gap = None, None, False, False
+            duration_ms, date_ms, discontinuity, gap, parts = None, None, False, False, []
+        elif tag in ("#EXT-X-DISCONTINUITY", "#EXT-X-MAP", "#EXT-X-PROGRAM-DATE-TIME") and parts:
+            raise ValueError(f"{where}: {tag} after the first #EXT-X-PART of its segment (bis 4.4.4.9)")
+        elif tag == "#EXT-X-PART":
+            parts.append(read_part(value, where))
         elif tag == "#EXTINF":
             duration_ms = _milliseconds(value.partition(",")[0], where)
         elif tag in ("#EXT-X-TARGETDURATION", *numbers):
             if segments and tag != "#EXT-X-TARGETDURATION":
                 raise ValueError(f"{where}: {tag} after the first segment (RFC 8216 4.3.3.2-3)")
             numbers[tag] = _integer(value, where)
+        elif tag == "#EXT-X-SKIP":
+            if segments or parts or duration_ms is not None or found.skipped:
+                raise ValueError(f"{where}: #EXT-X-SKIP must come once, before every segment (bis 4.4.5.2)")
+            found.skipped = read_skip(value, where)
         elif tag == "#EXT-X-PLAYLIST-TYPE":
             playlist_type = value
         elif tag == "#EXT-X-MAP":
             map_uri = _attributes(value, where).get("URI")
         elif tag == "#EXT-X-PROGRAM-DATE-TIME":
             date_ms = _date_time_ms(value, where)
+        else:
+            read_playlist_tag(found, tag, value, where)
         discontinuity |= line == "#EXT-X-DISCONTINUITY"
         gap |= line == "#EXT-X-GAP"
         ended |= line == "#EXT-X-ENDLIST"
     if duration_ms is not None:
         raise ValueError("end of playlist: #EXTINF without a segment URI")
+    open_segment = None
+    if parts:
+        msn, date_ms, dseq = numbered()
+        open_segment = ParsedOpenSegment(msn, discontinuity, dseq, date_ms, map_uri, tuple(parts))
+    if found.skipped and previous is not None:
+        segments, open_segment = _merge_skipped(previous, numbers[_MSEQ], numbers[_DSEQ], found.skipped,
+                                                segments, open_segment)
     return ParsedPlaylist(
         numbers.get("#EXT-X-TARGETDURATION"), numbers[_MSEQ], numbers[_DSEQ], playlist_type, ended,
-        segments[0].map_uri if segments else map_uri, tuple(segments),
+        segments[0].map_uri if segments else map_uri, tuple(segments), found.version, found.part_target_ms,
+        found.server_control, open_segment, found.preload_hint, tuple(found.rendition_reports), found.skipped,
     )
+
+
+def _merge_skipped(
+    previous: ParsedPlaylist, first_msn: int, discontinuity_seq: int, skipped: int,
+    listed: list[ParsedSegment], open_segment: ParsedOpenSegment | None,
+) -> tuple[list[ParsedSegment], ParsedOpenSegment | None]:
+    """A delta update's segments with the skipped ones taken from ``previous``."""
+    known = {s.media_sequence: s for s in previous.segments}
+    carried = [known[msn] for msn in range(first_msn, first_msn + min(skipped, len(known))) if msn in known]
+    if len(carried) < skipped:
+        raise ValueError(f"the previous playlist lacks skipped segments of {first_msn}..{first_msn + skipped - 1}: "
+                         "reload without _HLS_skip (bis 6.2.5.1)")
+    shift = carried[-1].discontinuity_sequence - discontinuity_seq
+    merged = [replace(s, discontinuity_sequence=s.discontinuity_sequence + shift) for s in listed]
+    if open_segment is not None:
+        open_segment = replace(open_segment, discontinuity_sequence=open_segment.discontinuity_sequence + shift)
+    return carried + merged, open_segment
 
 
 def parse_master_playlist(text: str) -> list[dict[str, str]]:

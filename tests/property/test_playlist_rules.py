@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from media.package.playlist import (
+    LowLatency,
     ParsedPlaylist,
     SegmentEntry,
     VariantInfo,
@@ -149,10 +150,15 @@ def test_render_then_parse_gives_the_segments_back(
 @quick
 @given(histories(max_size=8), st.integers(1, 2_000))
 def test_low_latency_header_is_consistent(history: list[SegmentEntry], part_ms: int) -> None:
-    text = render_media(history, init_uri="init.mp4", ended=False, target_duration_s=2, part_target_s=part_ms / 1000)
+    low_latency = LowLatency(part_ms, None)
+    text = render_media(history, init_uri="init.mp4", ended=False, target_duration_s=2, low_latency=low_latency)
+    target_s = parse_media_playlist(text).target_duration_s or 0
     hold = next(line for line in text.splitlines() if line.startswith("#EXT-X-SERVER-CONTROL:"))
     part = next(line for line in text.splitlines() if line.startswith("#EXT-X-PART-INF:"))
-    assert hold == f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={3 * part_ms / 1000:.3f}"
+    assert hold == (
+        f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={3 * part_ms / 1000:.3f},"
+        f"HOLD-BACK={3 * target_s}.000,CAN-SKIP-UNTIL={6 * target_s}.000"
+    )
     assert part == f"#EXT-X-PART-INF:PART-TARGET={part_ms / 1000:.3f}"  # bis 4.4.3.7-8
 
 

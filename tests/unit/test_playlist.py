@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from media.package.playlist import (
+    LowLatency,
     ParsedSegment,
     SegmentEntry,
     VariantInfo,
@@ -216,9 +217,13 @@ def test_target_duration(durations_ms: list[int], given_s: int | None, target_s:
 
 
 def test_low_latency_header_tags() -> None:
-    text = render_media(gops(0), init_uri="i", ended=False, part_target_s=0.334)
-    assert "#EXT-X-TARGETDURATION:2\n#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.002\n" in text
-    assert "#EXT-X-PART-INF:PART-TARGET=0.334\n#EXT-X-MEDIA-SEQUENCE:0\n" in text
+    text = render_media(gops(0), init_uri="i", ended=False, low_latency=LowLatency(334, None))
+    assert (
+        "#EXT-X-TARGETDURATION:2\n"
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.002,HOLD-BACK=6.000,CAN-SKIP-UNTIL=12.000\n"
+        "#EXT-X-PART-INF:PART-TARGET=0.334\n"
+        "#EXT-X-MEDIA-SEQUENCE:0\n"
+    ) in text
 
 
 @pytest.mark.parametrize(
@@ -230,8 +235,7 @@ def test_low_latency_header_tags() -> None:
         (gops(1), {"window": 0}, "window"),
         (gops(1), {"target_duration_s": 0}, "target_duration_s"),
         (gops(1), {"discontinuities_before": -1}, "discontinuities_before"),
-        (gops(1), {"part_target_s": 0.0}, "part_target_s"),
-        (gops(1), {"part_target_s": 2.5}, "part_target_s"),
+        (gops(1), {"low_latency": LowLatency(2001, None)}, "part_target_ms 2001 is longer than the target"),
         (gops(1), {"init_uri": 'a"b'}, "init_uri is not a valid"),
         (gops(0, 1802), {}, "1801 segments missing between seq 0 and 1802"),
     ],
