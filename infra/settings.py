@@ -109,7 +109,6 @@ class GatewaySettings:
     # spread over this many seconds, so that a deploy does not make every client reconnect at once
     # (gateways/drain.py); keep it well under GLASSCAST_SUPERVISOR_STOP_TIMEOUT_S.
     drain_window_s: float = 5.0
-
     def __post_init__(self) -> None:
         if not 0 <= self.drain_window_s <= 300:
             raise SettingsError("GLASSCAST_GATEWAY_DRAIN_WINDOW_S: value out of range (0 to 300)")
@@ -168,6 +167,9 @@ class TranscodeSettings:
     workers: int = 0  # transcode processes; 0: one per CPU
     max_in_flight: int = 0  # GOPs being transcoded at once; 0: twice the workers
     live_window: int = 6  # segments in a live media playlist
+    # The workers also remux source and audio from each GOP; off where the ingest packages them itself,
+    # as LL-HLS parts (media/ingest/parts.py): `glasscast up` and every ingest here does.
+    remux: bool = False
     # GOPs older than this get only their remuxes (source, audio), not the scaled rungs:
     # after an outage the backlog is VOD history, and encoding it would delay every live stream.
     max_gop_age_s: float = 30.0

@@ -54,6 +54,8 @@ CATALOGUE: tuple[TopicSpec, ...] = (
               doc="One event per GOP stored by the ingest (claim check: a blob reference)."),
     TopicSpec("media.segments", "stream_id", _ns("media", "SegmentReady"),
               doc="One event per stored HLS segment per rendition."),
+    TopicSpec("media.parts", "stream_id", _ns("media", "PartReady"), retention_ms=DAY_MS,
+              doc="One event per stored LL-HLS part per rendition: the live edge of the playlists."),
     TopicSpec("chat.messages", "channel_id", _ns("chat", "ChatMessageSent", "ChatMessageDeleted"),
               doc="Chat durability, moderation replay and VOD chat replay."),
     TopicSpec("chat.moderation", "channel_id",

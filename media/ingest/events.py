@@ -30,6 +30,12 @@ def _number(meta: dict[str, Any], key: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
 
 
+def frame_rate(metadata: dict[str, Any]) -> float | None:
+    """The encoder's frame rate from onMetaData (``framerate``), if it sent a sane one."""
+    fps = _number(metadata, "framerate")
+    return fps if fps is not None and fps <= 240 else None
+
+
 def stream_started(stream: LiveStream, title: str, category: str | None, ingest_host: str,
                    metadata: dict[str, Any], tracks: Tracks, now_ms: int,
                    tags: Sequence[str] = ()) -> StreamStarted:

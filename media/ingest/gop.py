@@ -162,6 +162,16 @@ class GopSplitter:
         self._last_video_ms: int | None = None
         self._intervals: deque[int] = deque(maxlen=INTERVAL_HISTORY)
 
+    @property
+    def last_timestamp_ms(self) -> int:
+        """The unwrapped time of the last tag pushed."""
+        return self._last_ms
+
+    @property
+    def open_start_ms(self) -> int | None:
+        """When the GOP being built started (its keyframe's time), or None between GOPs."""
+        return None if self._open is None else self._open.start_ms
+
     def set_metadata(self, body: bytes) -> None:
         """An onMetaData script-data body, written first in every GOP started from now on."""
         self._metadata = bytes(body)

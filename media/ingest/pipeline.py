@@ -27,6 +27,7 @@ from media.ingest.flv import parse_aac_config, parse_audio, parse_avc_config, pa
 from media.ingest.gop import Gop, GopSplitter, MediaTag, gop_to_flv
 from media.ingest.health import HealthWindow
 from media.ingest.live import LiveStream
+from media.ingest.parts import PartPublisher
 from schemas.record import Record
 from schemas.records.media import GopAvailable
 from schemas.records.stream import StreamHealth
@@ -106,7 +107,8 @@ class StreamPipeline:
 
     def __init__(self, stream: LiveStream, blobs: BlobStore, emit: Emit, *, queue_maxsize: int,
                  max_gop_ms: int, fps_hint: float | None = None, discontinuity: bool = False,
-                 clock: Callable[[], float] = time.time, reserve: Reserve | None = None) -> None:
+                 clock: Callable[[], float] = time.time, reserve: Reserve | None = None,
+                 origin: BlobStore | None = None) -> None:
         self.stream = stream
         self.reserve = reserve
         self.lost = False  # another owner holds the stream now: nothing more is stored
@@ -125,12 +127,24 @@ class StreamPipeline:
         self.frames = 0  # audio and video frames pushed (sequence headers are not frames)
         self._dropped_seen = 0
         self._task: asyncio.Task[None] | None = None
+        # The source and audio renditions, as LL-HLS parts, when there is an origin to store them in.
+        self.parts = (PartPublisher(stream, origin, emit, fps=fps_hint, discontinuity=discontinuity,
+                                    now_ms=self.now_ms) if origin is not None else None)
+
+    def set_frame_rate(self, fps: float | None) -> None:
+        """The encoder's frame rate (onMetaData ``framerate``), for GopAvailable and the parts' PART-TARGET."""
+        if fps and fps > 0:
+            self.fps_hint = fps
+            if self.parts is not None:
+                self.parts.set_frame_rate(fps)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._store_loop(), name=f"gops-{self.stream.stream_id}")
+        if self.parts is not None:
+            self.parts.start()
 
     async def push(self, kind: str, timestamp_ms: int, payload: bytes) -> None:
         """One RTMP audio (8) or video (9) message body."""
@@ -140,6 +154,8 @@ class StreamPipeline:
         tag = MediaTag.from_payload(kind, timestamp_ms + self.offset_ms, payload)  # type: ignore[arg-type]
         if tag.config:
             self._configure(tag)
+            if self.parts is not None:
+                self.parts.configure(tag)
         else:
             self.frames += 1
             if kind == "video":
@@ -147,7 +163,10 @@ class StreamPipeline:
             else:
                 self.health.on_audio(tag.timestamp_ms, len(payload))
         arrived = time.perf_counter()
-        for gop in self.splitter.push(tag):
+        gops = self.splitter.push(tag)
+        if self.parts is not None:
+            await self.parts.put(self.parts.observe(tag, self.splitter, gops))
+        for gop in gops:
             await self.queue.put((gop, arrived))  # waits when storage is behind
         dropped = self.splitter.dropped_frames
         if dropped != self._dropped_seen:
@@ -219,13 +238,19 @@ class StreamPipeline:
     async def close(self) -> LiveStream:
         """Store the last (possibly short) GOP and everything queued; the stream as it now stands."""
         last = self.splitter.flush()
+        if self.parts is not None:
+            await self.parts.put(self.parts.flush(last))
         if last is not None:
             await self.queue.put((last, time.perf_counter()))
         await self.queue.put(None)
         if self._task is not None:
             await self._task
+        if self.parts is not None:
+            await self.parts.close()
         return self.stream
 
     def abort(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        if self.parts is not None:
+            self.parts.abort()

@@ -53,6 +53,7 @@ class IngestContext:
     blobs: BlobStore
     producer: EventProducer
     host: str
+    origin: BlobStore | None = None  # where the ingest's own renditions (source, audio) go; None: no parts
     clock: Callable[[], float] = time.time
     sessions: dict[str, RtmpSession] = field(default_factory=dict)
     # Keyframe arrival -> GopAvailable acknowledged, for the last GOPs of every stream (ms).
@@ -100,13 +101,13 @@ class IngestContext:
 
 class IngestServer:
     def __init__(self, settings: Settings, blobs: BlobStore, producer: EventProducer,
-                 client: aioredis.Redis) -> None:
+                 client: aioredis.Redis, origin: BlobStore | None = None) -> None:
         s = settings.ingest
         self.settings = settings
         self.ctx = IngestContext(
             settings=settings, views=ViewStore(client, settings.valkey.key_prefix),
             live=LiveRegistry(client, settings.valkey.key_prefix, s.lease_s, s.reconnect_grace_s),
-            blobs=blobs, producer=producer, host=socket.gethostname())
+            blobs=blobs, producer=producer, host=socket.gethostname(), origin=origin)
         self.connections = 0
         self.server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []

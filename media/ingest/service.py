@@ -22,7 +22,7 @@ from topics.runtime import make_serde
 
 log = logging.getLogger("glasscast.ingest")
 
-INGEST_TOPICS = ("stream.lifecycle", "media.gops")
+INGEST_TOPICS = ("stream.lifecycle", "media.gops", "media.parts", "media.segments")
 VALKEY_SOCKET_TIMEOUT_S = 1.0
 
 
@@ -40,7 +40,8 @@ async def open_ingest(settings: Settings) -> AsyncIterator[IngestServer]:
     client = aioredis.Redis.from_url(settings.valkey.url, socket_timeout=VALKEY_SOCKET_TIMEOUT_S,
                                      socket_connect_timeout=VALKEY_SOCKET_TIMEOUT_S,
                                      retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2))
-    server = IngestServer(settings, FileBlobStore(settings.data_dir / "blobs"), producer, client)
+    server = IngestServer(settings, FileBlobStore(settings.data_dir / "blobs"), producer, client,
+                          origin=FileBlobStore(settings.data_dir / "origin"))
     await server.start()
     try:
         yield server

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from media.ingest import chunk, commands, events, flv
 from media.ingest.chunk import ChunkReader, ChunkWriter, RtmpMessage
 from media.ingest.errors import ProtocolError, UnsupportedCodecError
+from media.ingest.events import frame_rate
 from media.ingest.handshake import ServerHandshake
 from media.ingest.live import VALKEY_ERRORS, Claim, LiveStream
 from media.ingest.pipeline import StreamPipeline, continue_after_stored
@@ -156,6 +157,8 @@ class RtmpSession:
             name, values = commands.parse_data(msg.payload)
             if name == "onMetaData" and values and isinstance(values[0], dict):
                 self.metadata = {k: v for k, v in values[0].items() if isinstance(k, str)}
+                if self.pipeline is not None:
+                    self.pipeline.set_frame_rate(frame_rate(self.metadata))
         elif msg.type_id not in IGNORED_TYPES:
             raise ProtocolError(f"unsupported RTMP message type {msg.type_id}")
 
@@ -210,7 +213,8 @@ class RtmpSession:
         self.pipeline = StreamPipeline(
             stream, self.ctx.blobs, self.ctx.emit, queue_maxsize=self.settings.gop_queue_maxsize,
             max_gop_ms=int(self.settings.max_gop_s * 1000), discontinuity=resumed,
-            clock=self.ctx.clock, reserve=self._write_lease)
+            clock=self.ctx.clock, reserve=self._write_lease, origin=self.ctx.origin,
+            fps_hint=frame_rate(self.metadata))
         self.pipeline.on_stored = self.ctx.gop_latency_ms.append
         self.pipeline.start()
         self.ctx.sessions[self.id] = self

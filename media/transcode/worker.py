@@ -201,7 +201,10 @@ class TranscodeWorker:
         started = time.perf_counter()
         job = job or Job(gop, time.time())
         if job.renditions is None:
-            job.renditions = await self.plan(gop)
+            planned = await self.plan(gop)
+            # The ingest cuts the remuxes (source, audio) itself, as LL-HLS parts (media/ingest/parts.py).
+            job.renditions = planned if self.settings.transcode.remux else [
+                r for r in planned if not (r.passthrough or r.audio_only)]
         renditions = job.renditions
         if job.live is None:
             job.live = job.received_s - gop.occurred_at / 1000 <= self.settings.transcode.max_gop_age_s

@@ -18,7 +18,7 @@ from schemas.records.chat import (
     UserUnbanned,
 )
 from schemas.records.clip import ClipCreated
-from schemas.records.media import GopAvailable, SegmentReady
+from schemas.records.media import GopAvailable, PartReady, SegmentReady
 from schemas.records.notification import NotificationDelivered, NotificationQueued
 from schemas.records.ops import DeadLetter
 from schemas.records.social import Followed, Unfollowed
@@ -47,6 +47,7 @@ RECORD_TYPES: dict[str, type[Record]] = {cls.RECORD: cls for cls in (
     Heartbeat,
     NotificationDelivered,
     NotificationQueued,
+    PartReady,
     ProfileUpdated,
     SegmentReady,
     StreamConfigured,
@@ -67,4 +68,4 @@ RECORD_TYPES: dict[str, type[Record]] = {cls.RECORD: cls for cls in (
     ViewerCountUpdated,
 )}
 
-__all__ = ['RECORD_TYPES', 'Record', 'ChannelCreated', 'ChannelUpdated', 'ChatMessageDeleted', 'ChatMessageSent', 'ChatModeChanged', 'ChatRoleChanged', 'ClipCreated', 'DeadLetter', 'Followed', 'GopAvailable', 'Heartbeat', 'NotificationDelivered', 'NotificationQueued', 'ProfileUpdated', 'SegmentReady', 'StreamConfigured', 'StreamEnded', 'StreamHealth', 'StreamKeyRotated', 'StreamReconnected', 'StreamStarted', 'StreamUpdated', 'SubscriptionEnded', 'SubscriptionRenewed', 'SubscriptionStarted', 'Unfollowed', 'UserBanned', 'UserRegistered', 'UserTimedOut', 'UserUnbanned', 'ViewerCountUpdated']
+__all__ = ['RECORD_TYPES', 'Record', 'ChannelCreated', 'ChannelUpdated', 'ChatMessageDeleted', 'ChatMessageSent', 'ChatModeChanged', 'ChatRoleChanged', 'ClipCreated', 'DeadLetter', 'Followed', 'GopAvailable', 'Heartbeat', 'NotificationDelivered', 'NotificationQueued', 'PartReady', 'ProfileUpdated', 'SegmentReady', 'StreamConfigured', 'StreamEnded', 'StreamHealth', 'StreamKeyRotated', 'StreamReconnected', 'StreamStarted', 'StreamUpdated', 'SubscriptionEnded', 'SubscriptionRenewed', 'SubscriptionStarted', 'Unfollowed', 'UserBanned', 'UserRegistered', 'UserTimedOut', 'UserUnbanned', 'ViewerCountUpdated']

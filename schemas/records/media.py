@@ -101,6 +101,91 @@ class GopAvailable(Record):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PartReady(Record):
+    """One LL-HLS partial segment of one rendition was stored (EXT-X-PART); the live edge of the playlists is folded from these events."""
+
+    RECORD: ClassVar[str] = 'glasscast.media.PartReady'
+
+    #: Unique id of this event (UUID); consumers deduplicate redelivered events on it.
+    event_id: str = field(default_factory=new_event_id)
+    #: When the part was stored, UTC milliseconds since the epoch.
+    occurred_at: EpochMs
+    #: The broadcast (UUID).
+    stream_id: str
+    #: The channel (UUID).
+    channel_id: str
+    #: Rendition name from the ladder (e.g. 'source', 'audio').
+    rendition: str
+    #: Media sequence number of the segment (the GOP) the part belongs to.
+    seq: int
+    #: Index of the part within its segment, from 0.
+    part: int
+    #: URI of the part, relative to the media playlist (e.g. '00000012.3.m4s').
+    uri: str
+    #: Part duration in milliseconds (EXT-X-PART DURATION).
+    duration_ms: int
+    #: True when the part starts with an IDR frame (INDEPENDENT=YES).
+    independent: bool
+    #: Size of the stored part in bytes.
+    byte_size: int
+    #: Wall-clock time of the part's first frame.
+    program_date_time: EpochMs
+    #: The stream's PART-TARGET in milliseconds; the same for every part of a rendition.
+    part_target_ms: int
+    #: True on the last part of its segment: the whole segment (the parts concatenated) is stored too.
+    segment_complete: bool = False
+    #: URI of the whole segment, relative to the media playlist; set when segment_complete.
+    segment_uri: str | None = None
+    #: Duration of the whole segment (EXTINF); set when segment_complete.
+    segment_duration_ms: int | None = None
+    #: True on the parts of a segment that follows a timestamp discontinuity.
+    discontinuity: bool = False
+    #: URI of the rendition's fMP4 initialisation segment (EXT-X-MAP).
+    init_uri: str
+    #: RFC 6381 codecs of the rendition (the master playlist's CODECS).
+    codecs: str
+    #: Video width in pixels; null for audio-only.
+    width: int | None = None
+    #: Video height in pixels; null for audio-only.
+    height: int | None = None
+    #: Video frame rate; null for audio-only.
+    fps: float | None = None
+    #: True for the audio-only rendition.
+    audio_only: bool = False
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'event_id': self.event_id,
+            'occurred_at': self.occurred_at,
+            'stream_id': self.stream_id,
+            'channel_id': self.channel_id,
+            'rendition': self.rendition,
+            'seq': self.seq,
+            'part': self.part,
+            'uri': self.uri,
+            'duration_ms': self.duration_ms,
+            'independent': self.independent,
+            'byte_size': self.byte_size,
+            'program_date_time': self.program_date_time,
+            'part_target_ms': self.part_target_ms,
+            'segment_complete': self.segment_complete,
+            'segment_uri': self.segment_uri,
+            'segment_duration_ms': self.segment_duration_ms,
+            'discontinuity': self.discontinuity,
+            'init_uri': self.init_uri,
+            'codecs': self.codecs,
+            'width': self.width,
+            'height': self.height,
+            'fps': self.fps,
+            'audio_only': self.audio_only,
+        }
+
+    @classmethod
+    def from_avro(cls, v: dict[str, Any]) -> PartReady:
+        return cls(**v)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SegmentPart(Record):
     """One LL-HLS partial segment (EXT-X-PART)."""
 
@@ -202,4 +287,4 @@ class SegmentReady(Record):
         return cls(**v)
 
 
-__all__ = ['GopAvailable', 'SegmentPart', 'SegmentReady']
+__all__ = ['GopAvailable', 'PartReady', 'SegmentPart', 'SegmentReady']

@@ -8,13 +8,6 @@ Finally the publisher stops and the VOD lists every GOP.
 
 The scenario and its measures live in bench/faults.py (the benchmark prints the same figures); the bounds
 there detect a hang, they are not timings.
-
-Known defect (issue 11, not fixed here): a restarted keeper's Tansu takes clients on the old address before
-the keeper has rehydrated it (infra/embedded/keeper.py, ``run``: ``broker.start()`` then ``rehydrate``), so
-producers that reconnect first get offsets the archive already holds; rehydration fails ("archived offset 0
-came back as 2"), that keeper exits 1 and what those producers were acknowledged (chat messages, GOPs) is
-gone with its broker.  The broker-keeper case (and the final GOP count, for the holes it left) xfails when,
-and only when, keeper.log shows that failure; any other failure fails.
 """
 
 from __future__ import annotations
@@ -24,14 +17,10 @@ from collections.abc import Iterator
 import pytest
 
 from bench.faults import FAULTS, FaultReport, Scenario, ladder_mode
-from infra.embedded.keeper import broker_dir
 from infra.proctree import kill_platform
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-REHYDRATE_RACE = "came back as"  # keeper.log's RehydrateError when clients wrote before rehydration
-
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
@@ -42,11 +31,6 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     finally:
         s.close()
         kill_platform(data_dir)  # a failed start must not leave processes behind
-
-
-def _rehydrate_race(scenario: Scenario) -> bool:
-    log = broker_dir(scenario.data_dir) / "keeper.log"
-    return log.exists() and REHYDRATE_RACE in log.read_text()
 
 
 def _failures(report: FaultReport) -> list[str]:
@@ -67,8 +51,6 @@ def _failures(report: FaultReport) -> list[str]:
 def test_kill_9(scenario: Scenario, name: str) -> None:
     report = scenario.fault(name)
     failures = _failures(report)
-    if failures and name == "broker-keeper" and _rehydrate_race(scenario):
-        pytest.xfail(f"known keeper rehydration race (module docstring): {failures}: {report}")
     assert not failures, (failures, report, scenario.up.status()["processes"][name])
 
 
@@ -76,9 +58,5 @@ def test_the_vod_has_every_gop_and_no_stream_is_left_live(scenario: Scenario) ->
     end = scenario.finish()
     assert end["gops"] > 0 and end["gops_missing_from_vod"] == [], end  # every GOP on the log has its segment
     assert end["ghost_streams"] == [], end  # the one stream ended, nothing else live
-    if end["gop_holes"]:
-        keeper = scenario.reports.get("broker-keeper")
-        if keeper is not None and set(end["gop_holes"]) <= set(keeper.gops_lost) and _rehydrate_race(scenario):
-            pytest.xfail(f"GOPs {end['gop_holes']} lost from media.gops by the keeper rehydration race: {end}")
     assert end["gop_holes"] == [], end
     assert end["vod_segments"] == end["gops"], end
