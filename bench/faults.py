@@ -25,8 +25,28 @@ benchmark its own ``wait_until``); a wait that runs out becomes a figure in the
 report (None, or a count), never an exception, so the benchmark reports and
 the test asserts on the same numbers.
 
+Before the faults, on the same platform and before the stream starts, the
+**idle phase** (``measure_idle``, issue 11 point 7): with no stream and no
+viewer, the CPU of every process of the platform (``infra/proctree.py``:
+supervisor, undertaker, keeper, Tansu, Valkey, registry, gateway, processors,
+ingest, media worker and its pool) over ``--idle-seconds``, as a percentage of
+one core, in total and per process; then how fast an event reaches a
+latency-critical consumer while the platform is otherwise idle: a
+``UserRegistered`` is produced through ``EventProducer`` (which rings its
+doorbell, topics/doorbell.py) and the time until the processors' user view has
+it is taken (``view_ms``), and the time until a bench ``EventConsumer`` in its
+own group has it (``consumer_ms``, the consumer the media worker and the
+gateway's live edge use), against a reference in the same run: a bare
+confluent-kafka consumer that always fetches with the short wait and has no
+doorbell (``reference_consumer_ms``: the machine's noise floor, and what every
+consumer paid in CPU before the doorbell).  ``sparse`` events come further apart than the
+consumers' linger, so each one finds them paused and must wake them;
+``steady`` ones come every 0.1-0.3 s, so they stay awake.  Figures are
+p50/p99/max in milliseconds.
+
 Run: ``.venv/bin/python bench/faults.py [--ladder-mode full|passthrough]``;
-prints one JSON line.
+prints one JSON line (``idle`` is one of its fields).  ``--only idle`` runs
+the idle phase alone (a few minutes) and prints its JSON line.
 """
 
 from __future__ import annotations
@@ -58,6 +78,9 @@ from websockets.exceptions import WebSocketException  # noqa: E402
 from infra.embedded.keeper import read_ready  # noqa: E402
 from infra.embedded.process import port_open  # noqa: E402
 from infra.launcher import GlasscastUp  # noqa: E402
+from infra.proctree import platform_processes  # noqa: E402
+from infra.runstate import resolve  # noqa: E402
+from infra.settings import load_settings, with_doorbell  # noqa: E402
 from media.testpattern import ffmpeg_push  # noqa: E402
 
 T = TypeVar("T")
@@ -71,6 +94,11 @@ PUSH_SECONDS = 900  # ffmpeg publishes longer than the whole scenario; it is kil
 SIZE = "320x240"
 POLL_S = 0.25  # the playlist monitor's period: a 2 s segment is never missed
 SEGMENT = re.compile(r"^(\d+)\.m4s")
+IDLE_SETTLE_S = 15.0  # after the platform is up, before the idle CPU is measured (groups joined, consumers paused)
+IDLE_SECONDS = 30.0
+SPARSE_EVENTS, SPARSE_GAP_S = 25, (2.4, 3.0)  # further apart than the consumers' linger (topics/doorbell.py)
+STEADY_EVENTS, STEADY_GAP_S = 100, (0.1, 0.3)
+EVENT_TIMEOUT_S = 10.0  # an event not seen by then counts as this (and is reported in ``lost``)
 
 
 class Wait(Protocol):
@@ -252,6 +280,178 @@ async def _say(ws_url: str, text: str, timeout_s: float) -> str | None:
         return None
 
 
+def _cpu_ticks(pid: int) -> int | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+
+
+def _roles(up: GlasscastUp) -> dict[int, str]:
+    """pid -> its name in `glasscast status` (and the supervisor's)."""
+    roles = {pid: name for name, entry in up.status()["processes"].items() if (pid := int(entry["pid"]))}
+    if up.proc is not None:
+        roles[up.proc.pid] = "supervisor"
+    return roles
+
+
+def idle_cpu(up: GlasscastUp, seconds: float) -> dict[str, Any]:
+    """Every platform process's CPU over ``seconds``: per name (children under their parent's), and the total."""
+    roles = _roles(up)
+    before = {p.pid: (p, _cpu_ticks(p.pid)) for p in platform_processes(up.data_dir)}
+    started = time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - started
+    after = {p.pid: (p, _cpu_ticks(p.pid)) for p in platform_processes(up.data_dir)}
+    parents = {pid: p.ppid for pid, (p, _) in {**before, **after}.items()}
+
+    def name(pid: int) -> str:
+        command = after.get(pid, before.get(pid))[0].command  # type: ignore[index]
+        if "tansu" in command:
+            return "tansu"
+        if "valkey-server" in command:
+            return "valkey"
+        seen, at = 0, pid
+        while at not in roles and at in parents and seen < 10:
+            at, seen = parents[at], seen + 1
+        return roles.get(at, "other") + ("" if at == pid else " (children)")
+
+    tick = os.sysconf("SC_CLK_TCK")
+    per: dict[str, float] = {}
+    for pid, (_, end) in after.items():
+        start = before.get(pid, (None, 0))[1]
+        if end is None or start is None:
+            continue
+        pct = (end - start) / tick / elapsed * 100
+        per[name(pid)] = per.get(name(pid), 0.0) + pct
+    return {"seconds": round(elapsed, 1), "cpu_pct_of_one_core": round(sum(per.values()), 2),
+            "per_process_pct": {k: round(v, 2) for k, v in sorted(per.items(), key=lambda kv: -kv[1])}}
+
+
+def _percentiles(values: list[float]) -> dict[str, float | int]:
+    ordered = sorted(values)
+    if not ordered:
+        return {"n": 0}
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))], 1)
+
+    return {"n": len(ordered), "p50": at(0.5), "p99": at(0.99), "max": round(ordered[-1], 1)}
+
+
+def event_latency(up: GlasscastUp, events: int, gap_s: tuple[float, float]) -> dict[str, Any]:
+    """Produce ``events`` UserRegistered ``gap_s`` apart; ms until the user view and a bench consumer have each."""
+    import random
+
+    import redis
+
+    from schemas.records.user import UserRegistered
+    from topics.consumer import EventConsumer
+    from topics.producer import EventProducer
+    from topics.runtime import make_serde
+    from views.store import ViewStore
+
+    settings = with_doorbell(resolve(load_settings({}, data_dir=up.data_dir)))
+    serde = make_serde(settings)
+    producer = EventProducer(settings.kafka, serde)
+    valkey = redis.Redis.from_url(settings.valkey.url)
+    view_key = ViewStore(None, settings.valkey.key_prefix).k_user  # type: ignore[arg-type]
+    seen: dict[str, float] = {}
+    stop = threading.Event()
+    ready = threading.Event()
+
+    def consume() -> None:  # the bench's latency-critical consumer, with its doorbell, in its own group
+        latest: dict[str, Any] = {"auto.offset.reset": "latest"}
+        consumer = EventConsumer(settings.kafka, serde, ["users"], group_id=f"bench-latency-{uuid.uuid4().hex[:8]}",
+                                 **latest)
+        try:
+            while not stop.is_set():
+                if consumer.assignment():
+                    ready.set()
+                event = consumer.poll(0.2)
+                if event is not None and event.key is not None:
+                    seen[event.key] = time.perf_counter()
+        finally:
+            consumer.close()
+
+    reference_seen: dict[str, float] = {}
+    reference_ready = threading.Event()
+
+    def reference() -> None:  # the reference: a bare confluent-kafka consumer that always fetches, no doorbell
+        from confluent_kafka import Consumer
+
+        bare = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "auto.offset.reset": "latest",
+                         "group.id": f"bench-reference-{uuid.uuid4().hex[:8]}",
+                         "session.timeout.ms": settings.kafka.session_timeout_ms,
+                         "fetch.wait.max.ms": settings.kafka.fetch_wait_max_ms})
+        bare.subscribe(["users"])
+        try:
+            while not stop.is_set():
+                if bare.assignment():
+                    reference_ready.set()
+                msg = bare.poll(0.2)
+                if msg is not None and msg.error() is None and msg.key() is not None:
+                    reference_seen[(msg.key() or b"").decode()] = time.perf_counter()
+        finally:
+            bare.close()
+
+    thread = threading.Thread(target=consume, name="bench-consumer", daemon=True)
+    thread.start()
+    reference_thread = threading.Thread(target=reference, name="bench-reference", daemon=True)
+    reference_thread.start()
+    view_ms: list[float] = []
+    consumer_ms: list[float] = []
+    reference_ms: list[float] = []
+    lost = 0
+    rng = random.Random(7)
+    try:
+        ready.wait(60)
+        reference_ready.wait(60)
+        time.sleep(max(gap_s))  # the consumers have gone back to sleep
+        for i in range(events):
+            user_id = str(uuid.uuid4())
+            record = UserRegistered(occurred_at=int(time.time() * 1000), user_id=user_id,
+                                    username=f"idle_{user_id[:8]}", password_hash="$argon2id$v=19$bench")
+            key = view_key(user_id)
+            sent = time.perf_counter()
+            producer.produce(record, user_id)
+            while not valkey.exists(key):
+                if time.perf_counter() - sent > EVENT_TIMEOUT_S:
+                    lost += 1
+                    break
+                time.sleep(0.0005)
+            view_ms.append((time.perf_counter() - sent) * 1000)
+            deadline = time.perf_counter() + EVENT_TIMEOUT_S
+            while user_id not in seen and time.perf_counter() < deadline:
+                time.sleep(0.001)
+            consumer_ms.append(((seen.get(user_id) or time.perf_counter()) - sent) * 1000)
+            while user_id not in reference_seen and time.perf_counter() < deadline:
+                time.sleep(0.001)
+            reference_ms.append(((reference_seen.get(user_id) or time.perf_counter()) - sent) * 1000)
+            if i + 1 < events:
+                time.sleep(rng.uniform(*gap_s))
+    finally:
+        stop.set()
+        thread.join(10)
+        reference_thread.join(10)
+        producer.close(10)
+        valkey.close()
+        serde.close()
+    return {"view_ms": _percentiles(view_ms), "consumer_ms": _percentiles(consumer_ms),
+            "reference_consumer_ms": _percentiles(reference_ms), "lost": lost}
+
+
+def measure_idle(up: GlasscastUp, seconds: float = IDLE_SECONDS, sparse: int = SPARSE_EVENTS,
+                 steady: int = STEADY_EVENTS) -> dict[str, Any]:
+    """The idle phase (module docstring) on a platform that is up and has no stream and no viewer."""
+    time.sleep(IDLE_SETTLE_S)
+    result = idle_cpu(up, seconds)
+    result["latency_sparse"] = event_latency(up, sparse, SPARSE_GAP_S)
+    result["latency_steady"] = event_latency(up, steady, STEADY_GAP_S)
+    return result
+
+
 class Scenario:
     """The platform, the publisher, the chat clients and the monitor; ``fault(name)`` plays one kill."""
 
@@ -271,7 +471,8 @@ class Scenario:
     # -- start ---------------------------------------------------------------------------------
 
     def start(self) -> Scenario:
-        self.up.start()
+        if self.up.proc is None:  # the benchmark starts it first, for the idle phase
+            self.up.start()
         name, password = f"caster_{uuid.uuid4().hex[:8]}", "correct horse battery"
         r = self.http.post("/v1/users", json={"username": name, "password": password})
         assert r.status_code == 201, r.text
@@ -507,11 +708,20 @@ def ladder_mode() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ladder-mode", choices=("full", "passthrough"), default=ladder_mode())
+    parser.add_argument("--only", choices=("idle",), help="run only this phase (idle: CPU and event latency)")
+    parser.add_argument("--idle-seconds", type=float, default=IDLE_SECONDS)
+    parser.add_argument("--sparse-events", type=int, default=SPARSE_EVENTS)
+    parser.add_argument("--steady-events", type=int, default=STEADY_EVENTS)
     args = parser.parse_args()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="glasscast-faults-") as tmp:
         scenario = Scenario(Path(tmp) / "data", wait_until, args.ladder_mode)
         try:
+            scenario.up.start()
+            idle = measure_idle(scenario.up, args.idle_seconds, args.sparse_events, args.steady_events)
+            if args.only == "idle":
+                print(json.dumps({"idle": idle, "wall_s": round(time.monotonic() - started, 1)}))
+                return
             scenario.start()
             reports = [scenario.fault(name) for name in FAULTS]
             end = scenario.finish()
@@ -520,7 +730,8 @@ def main() -> None:
     print(json.dumps({"ladder_mode": args.ladder_mode, "faults": [r.figures() for r in reports],
                       "end": {k: (len(v) if isinstance(v, list) and k != "gops_missing_from_vod" else v)
                               for k, v in end.items()},
-                      "chat_acked": len(scenario.acked), "wall_s": round(time.monotonic() - started, 1)}))
+                      "chat_acked": len(scenario.acked), "idle": idle,
+                      "wall_s": round(time.monotonic() - started, 1)}))
 
 
 if __name__ == "__main__":

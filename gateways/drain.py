@@ -32,6 +32,7 @@ from starlette.applications import Starlette
 
 from gateways.chat import frames
 from gateways.chat.fanout import ChatHub
+from gateways.quiet import QuietServer
 
 log = logging.getLogger("glasscast.gateway")
 
@@ -81,8 +82,11 @@ def _is_plain_http(connection: object) -> bool:
     return type(connection).__module__.startswith("uvicorn.protocols.http.")
 
 
-class DrainingServer(uvicorn.Server):
-    """uvicorn's server, with the gateway's drain before its shutdown (see the module docstring)."""
+class DrainingServer(QuietServer):
+    """uvicorn's server, with the gateway's drain before its shutdown (see the module docstring).
+
+    A ``QuietServer``: idle, its main loop wakes once a second, not ten times (gateways/quiet.py).
+    """
 
     def __init__(self, config: uvicorn.Config, app: Starlette, drain_window_s: float) -> None:
         super().__init__(config)

@@ -71,6 +71,17 @@ class KafkaSettings:
     fetch_wait_max_ms: int = 10
     linger_ms: int = 2
     request_timeout_ms: int = 10000
+    # The doorbell (topics/doorbell.py): producers ring a pub/sub channel per topic after each delivery, and
+    # latency-critical consumers keep their partitions paused while idle (no fetch, so an idle platform costs
+    # the broker nothing) and resume them at the ring.  doorbell_url is the pub/sub server (a redis:// URL);
+    # empty: the Valkey of GLASSCAST_VALKEY_URL, filled in when the settings are loaded.  Off, or with no
+    # URL, consumers fetch all the time as they did before.
+    doorbell: bool = True
+    doorbell_url: str = ""
+    # A paused consumer still fetches once this often (each check costs the embedded broker a fetch of every
+    # partition, so not too often): the latency bound of a record whose producer could not ring.  A consumer
+    # whose own doorbell connection fails does not pause at all until it is back.
+    idle_check_ms: int = 5000
 
 
 @dataclass(frozen=True)
@@ -109,7 +120,23 @@ class GatewaySettings:
     # spread over this many seconds, so that a deploy does not make every client reconnect at once
     # (gateways/drain.py); keep it well under GLASSCAST_SUPERVISOR_STOP_TIMEOUT_S.
     drain_window_s: float = 5.0
+    # The LL-HLS live edge each gateway folds from media.parts (gateways/live_edge.py): where a starting
+    # gateway begins reading (seconds back), how many complete segments it keeps per rendition, after how
+    # long without a part a stream is dropped, and how long the start waits to catch up before serving.
+    live_edge_lookback_s: float = 30.0
+    live_edge_segments: int = 4
+    live_edge_idle_s: float = 60.0
+    live_edge_ready_timeout_s: float = 10.0
+
     def __post_init__(self) -> None:
+        for var, ok, rule in (
+            ("GLASSCAST_GATEWAY_LIVE_EDGE_LOOKBACK_S", 0 <= self.live_edge_lookback_s <= 3600, "0 to 3600"),
+            ("GLASSCAST_GATEWAY_LIVE_EDGE_SEGMENTS", 1 <= self.live_edge_segments <= 100, "1 to 100"),
+            ("GLASSCAST_GATEWAY_LIVE_EDGE_IDLE_S", 1 <= self.live_edge_idle_s <= 86400, "1 to 86400"),
+            ("GLASSCAST_GATEWAY_LIVE_EDGE_READY_TIMEOUT_S", 0 <= self.live_edge_ready_timeout_s <= 300, "0 to 300"),
+        ):
+            if not ok:
+                raise SettingsError(f"{var}: value out of range ({rule})")
         if not 0 <= self.drain_window_s <= 300:
             raise SettingsError("GLASSCAST_GATEWAY_DRAIN_WINDOW_S: value out of range (0 to 300)")
         if self.origin_cache_bytes < 0:
@@ -170,6 +197,9 @@ class TranscodeSettings:
     # The workers also remux source and audio from each GOP; off where the ingest packages them itself,
     # as LL-HLS parts (media/ingest/parts.py): `glasscast up` and every ingest here does.
     remux: bool = False
+    # The scaled rungs are transcoded part by part as the source parts arrive (media/transcode/part_worker.py);
+    # off: whole GOPs, once each GOP has ended.
+    live_parts: bool = True
     # GOPs older than this get only their remuxes (source, audio), not the scaled rungs:
     # after an outage the backlog is VOD history, and encoding it would delay every live stream.
     max_gop_age_s: float = 30.0
@@ -190,10 +220,17 @@ class ArchiveSettings:
     # The keeper snapshots every consumer group's committed offsets this often (and once more when it
     # drains); a restart puts a group back at most this far behind (topics/offsets_archive.py).
     offsets_interval_ms: int = 1000
+    # The archiver's fetch wait when the doorbell is off (with it, the archiver sleeps while idle and fetches
+    # with GLASSCAST_KAFKA_FETCH_WAIT_MAX_MS while records flow).  A background reader without a doorbell waits
+    # long (the embedded broker re-checks a waiting fetch about every half of this, and each check costs it
+    # CPU); its lag, about half of this, is what a crash of the broker itself can lose (infra/embedded/archiver.py).
+    fetch_wait_max_ms: int = 400
 
     def __post_init__(self) -> None:
         if self.offsets_interval_ms < 1:
             raise SettingsError("GLASSCAST_ARCHIVE_OFFSETS_INTERVAL_MS: value out of range (must be at least 1)")
+        if not 1 <= self.fetch_wait_max_ms <= 2000:
+            raise SettingsError("GLASSCAST_ARCHIVE_FETCH_WAIT_MAX_MS: value out of range (1 to 2000)")
 
 
 @dataclass(frozen=True)
@@ -391,6 +428,7 @@ def _validate(settings: Settings) -> None:
         ("GLASSCAST_KAFKA_DEFAULT_PARTITIONS", settings.kafka.default_partitions >= 1),
         ("GLASSCAST_AUTH_JWT_TTL_S", settings.auth.jwt_ttl_s > 0),
         ("GLASSCAST_KAFKA_FETCH_WAIT_MAX_MS", settings.kafka.fetch_wait_max_ms >= 1),
+        ("GLASSCAST_KAFKA_IDLE_CHECK_MS", 10 <= settings.kafka.idle_check_ms <= 60_000),
         ("GLASSCAST_INGEST_MAX_CONNECTIONS", settings.ingest.max_connections >= 1),
         ("GLASSCAST_INGEST_CHUNK_SIZE", 128 <= settings.ingest.chunk_size <= 65536),
         ("GLASSCAST_INGEST_GOP_QUEUE_MAXSIZE", settings.ingest.gop_queue_maxsize >= 1),
@@ -426,7 +464,15 @@ def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
     )
     settings = replace(settings, **overrides) if overrides else settings
     _validate(settings)
-    return settings
+    return with_doorbell(settings)
+
+
+def with_doorbell(settings: Settings) -> Settings:
+    """``settings`` with the doorbell's pub/sub URL filled in from the Valkey URL, when it is on and unset."""
+    kafka = settings.kafka
+    if not kafka.doorbell or kafka.doorbell_url or not settings.valkey.url:
+        return settings
+    return settings.with_section("kafka", doorbell_url=settings.valkey.url)
 
 
 def child_env(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:

@@ -8,11 +8,16 @@ escalate, so a child whose shutdown hangs -- on a broker the keeper has
 stopped meanwhile, say -- would run for ever.  The supervisor starts this
 process first, in its own session (so the supervisor's death does not signal
 it), and stops it last.  While the supervisor runs, it notes the
-supervisor's descendants every ``SNAPSHOT_S`` (``infra/proctree.py``).  When
+supervisor's children every ``SNAPSHOT_S`` and all its descendants when those
+change and at least every ``FULL_SNAPSHOT_S`` (``infra/proctree.py``).  When
 the supervisor dies first, it gives those still there (and what they started
 since) ``GLASSCAST_SUPERVISOR_STOP_TIMEOUT_S`` to exit, the keeper and its
 broker the archive drain timeout on top, SIGKILLs whatever is left, and
 exits.
+
+It costs nothing while it waits: the kernel tells it when the supervisor dies
+(its own ``PR_SET_PDEATHSIG``, as SIGUSR1, taken with ``sigtimedwait``), so
+it wakes only for the snapshots, not to poll its parent.
 
 Only processes that descend from the dead supervisor are touched, each
 identified by pid and start time: a new `glasscast up` on the same data
@@ -24,6 +29,7 @@ everything itself) ends it at once.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
 import signal
@@ -37,8 +43,13 @@ from infra.embedded.tansu_record import read_record
 from infra.proctree import PlatformProcess, descendants, kill, still_running, subtree
 from infra.settings import load_settings
 
-POLL_S = 0.2
+POLL_S = 0.2  # while burying: how often it looks whether the processes have exited
 SNAPSHOT_S = 1.0  # a child started less than this before the supervisor died is left to its SIGTERM
+# What a child started since the last full snapshot is found through it when the supervisor dies; only what
+# such a grandchild left orphaned (its parent died too) in the last this many seconds can be missed.
+FULL_SNAPSHOT_S = 10.0
+PARENT_DIED = signal.SIGUSR1
+_PR_SET_PDEATHSIG = 1
 KEEPER_MODULE = "infra.embedded.keeper"
 
 
@@ -84,6 +95,47 @@ def _parent_alive(pid: int) -> bool:
     return os.getppid() == pid  # reparented: our parent, the supervisor, is gone
 
 
+def _signal_parent_death() -> None:
+    """Have the kernel send PARENT_DIED when the supervisor dies (its main thread started us), held for
+    ``sigtimedwait``; without prctl the waits below simply time out and the parent is checked then."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {PARENT_DIED})
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, int(PARENT_DIED))
+
+
+def _watch(parent_pid: int) -> list[PlatformProcess]:
+    """Wait for the supervisor to die, noting its processes; the last note."""
+    _signal_parent_death()
+    me = os.getpid()
+    known: list[PlatformProcess] = []
+    children: set[int] = set()
+    full_at = 0.0
+    while _parent_alive(parent_pid):  # checked after arming: a death before it is seen here
+        now = time.monotonic()
+        current = child_pids(parent_pid)
+        if current != children or now >= full_at:
+            known = [p for p in descendants(parent_pid) if p.pid != me]
+            children, full_at = current, now + FULL_SNAPSHOT_S
+        signal.sigtimedwait({PARENT_DIED}, SNAPSHOT_S)
+    return known
+
+
+def child_pids(pid: int) -> set[int]:
+    """The pids of ``pid``'s children (cheap: one /proc read per thread of it)."""
+    found: set[int] = set()
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found.update(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.undertaker", description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, required=True)
@@ -96,14 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(filename=args.data_dir / "logs" / "undertaker.log", level=logging.INFO,
                         format="%(asctime)s %(process)d %(levelname)s %(message)s")
     log = logging.getLogger("glasscast.undertaker")
-    known: list[PlatformProcess] = []
-    next_snapshot = 0.0
-    while _parent_alive(args.parent_pid):
-        if time.monotonic() >= next_snapshot:
-            known = [p for p in descendants(args.parent_pid) if p.pid != os.getpid()]
-            next_snapshot = time.monotonic() + SNAPSHOT_S
-        time.sleep(POLL_S)
-    processes = survivors(known)
+    processes = survivors(_watch(args.parent_pid))
     tansu = read_record(broker_dir(args.data_dir))  # outlives its keeper by design: maybe no longer below us
     if tansu is not None and tansu.running() and tansu.pid not in {p.pid for p in processes}:
         processes.append(PlatformProcess(tansu.pid, 1, f"tansu {KEEPER_MODULE}", tansu.start_ticks))

@@ -15,9 +15,10 @@ from typing import Any
 import faust
 import redis.asyncio as aioredis
 
-from infra.settings import Settings
+from infra.settings import KafkaSettings, Settings
 from processors.chat_history.agent import add_chat_history_agent
 from processors.codec import Decoded, Undecodable, register_codec
+from processors.stream import IdleStream
 from processors.transport import SCHEME
 from processors.transport import register as register_transport
 from processors.viewers_agent import add_viewer_agents
@@ -45,6 +46,7 @@ class ProcessorsApp(faust.App):
     """The Faust app plus the resources its agents share."""
 
     fetch_max_wait_ms: int = 10
+    kafka_settings: KafkaSettings | None = None  # the consumer sleeps on its doorbell while idle (transport.py)
     resources: Resources
 
 
@@ -71,10 +73,12 @@ def build_processors(settings: Settings, serde: AvroSerde) -> ProcessorsApp:
         broker_commit_every=100,
         broker_commit_interval=1.0,
         datadir=str(datadir),
+        Stream=IdleStream,  # take_events that does not wake while idle (processors/stream.py)
         logging_config=None,
         loghandlers=[],
     )
     app.fetch_max_wait_ms = settings.kafka.fetch_wait_max_ms
+    app.kafka_settings = settings.kafka
     res = app.resources = Resources(
         views=ViewStore(aioredis.Redis.from_url(settings.valkey.url), settings.valkey.key_prefix),
         dead_letters=EventProducer(settings.kafka, serde))

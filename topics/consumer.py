@@ -5,21 +5,43 @@ balanced) or explicit assignment (no group: served at once, used by tools and
 replays).  A record that cannot be decoded is not dropped: it goes to the
 ``deadletter`` topic with its topic/partition/offset and the consumer moves on
 (docs/ARCHITECTURE.md, "Events").
+
+With the doorbell on (``topics/doorbell.py``), a consumer pauses its
+partitions after ``doorbell.LINGER_S`` without records and waits in ``poll``
+on its doorbell instead of on the broker: an idle consumer sends no fetch at
+all.  A ring resumes the partitions; librdkafka applies a resume only at its
+broker thread's next wake-up (up to a second later, measured), so the resume
+is followed by a metadata request for one topic, which wakes that thread now.
+This confluent-kafka serialises every call on a consumer with ``poll`` (a
+call from another thread waits until the poll returns), so ``commit_offset``
+called while another thread is inside ``poll`` or ``consume`` does not wait:
+the commit is sent, in order, as that call returns.  Everything else is for
+one thread at a time.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from infra.settings import KafkaSettings
 from schemas.record import Record
 from schemas.records.ops import DeadLetter
+from topics import doorbell
 from topics.errors import SerializationError, TopicsError
 from topics.producer import EventProducer
 from topics.serde import AvroSerde
@@ -68,7 +90,11 @@ def consumer_config(kafka: KafkaSettings, group_id: str | None, **overrides: Any
 
 
 class EventConsumer:
-    """Poll decoded events from one or more topics."""
+    """Poll decoded events from one or more topics.
+
+    ``wake_on_doorbell`` (default: whenever the settings have a doorbell)
+    makes it pause while idle and wake at a ring (module docstring).
+    """
 
     def __init__(
         self,
@@ -77,17 +103,30 @@ class EventConsumer:
         topics: Sequence[str],
         group_id: str | None = None,
         dead_letter: EventProducer | None = None,
+        wake_on_doorbell: bool = True,
         **overrides: Any,
     ) -> None:
         self.serde = serde
         self.topics = list(topics)
         self.group_id = group_id
         self.dead_letter = dead_letter
+        self._bell = doorbell.Doorbell(kafka, self.topics) if wake_on_doorbell and doorbell.enabled(kafka) else None
+        if self._bell is not None:
+            overrides["enable.partition.eof"] = True  # an idle check ends at the end of every partition
         self._consumer = Consumer(consumer_config(kafka, group_id, **overrides))
         self._eof: set[tuple[str, int]] = set()
+        self._probe_eof: set[tuple[str, int]] = set()
+        self._reassigned = False
         self._assigned: list[TopicPartition] = []
+        self._commit_lock = threading.Lock()
+        self._polling = False  # a thread is inside poll() or consume(): commits wait for it to return
+        self._deferred: dict[tuple[str, int], int] = {}
         if group_id is not None:
-            self._consumer.subscribe(self.topics)
+            self._consumer.subscribe(self.topics, on_assign=self._on_assign)
+
+    def _on_assign(self, _consumer: Consumer, _parts: list[TopicPartition]) -> None:
+        # Inside poll: only note it (calls on the consumer wait for poll); the gate resumes after it.
+        self._reassigned = True
 
     def assign(self, start: str | int = "beginning") -> list[TopicPartition]:
         """Read every partition of the topics without a group, from 'beginning', 'end' or an offset."""
@@ -101,11 +140,13 @@ class EventConsumer:
             parts += [TopicPartition(name, p, int(offset)) for p in sorted(topic.partitions)]
         self._consumer.assign(parts)
         self._assigned = parts
+        self._reassigned = True
         return parts
 
     def assign_partitions(self, parts: list[TopicPartition]) -> None:
         self._consumer.assign(parts)
         self._assigned = parts
+        self._reassigned = True
 
     def seek_to_time(self, since_ms: int) -> None:
         """Start every assigned partition at the broker's first offset at or after ``since_ms``."""
@@ -114,6 +155,11 @@ class EventConsumer:
         # -1: no record that late; start at the end.
         self.assign_partitions([TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END)
                                 for tp in found])
+
+    @property
+    def paused(self) -> bool:
+        """Whether the doorbell has paused the partitions (the consumer is idle and fetches nothing)."""
+        return self._bell is not None and self._bell.gate.paused
 
     def assignment(self) -> list[TopicPartition]:
         """The partitions this consumer owns now (a group member has none until it joins)."""
@@ -130,10 +176,11 @@ class EventConsumer:
 
     def poll(self, timeout_s: float = 0.1) -> Event | None:
         """The next decoded event, or None; undecodable records are dead-lettered."""
-        msg = self._consumer.poll(timeout_s)
-        if msg is None:
-            return None
-        return self._handle(msg)
+        self._enter()
+        try:
+            return self._poll(timeout_s)
+        finally:
+            self._leave()
 
     def consume(self, max_records: int = 1000, timeout_s: float = 0.05) -> list[Event]:
         """Up to ``max_records`` decoded events in one call (throughput paths).
@@ -141,12 +188,113 @@ class EventConsumer:
         librdkafka returns as soon as ``max_records`` are there or ``timeout_s``
         has passed, so keep the timeout short where latency matters.
         """
-        events = []
-        for msg in self._consumer.consume(max_records, timeout_s):
+        self._enter()
+        try:
+            return self._consume(max_records, timeout_s)
+        finally:
+            self._leave()
+
+    def _enter(self) -> None:
+        with self._commit_lock:
+            self._polling = True
+
+    def _leave(self) -> None:
+        with self._commit_lock:
+            self._polling = False
+            deferred, self._deferred = self._deferred, {}
+            if deferred:
+                try:
+                    self._consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in deferred.items()],
+                                          asynchronous=True)
+                except KafkaException as exc:  # a later commit covers these; a restart redoes a few records
+                    log.warning("deferred commit of %s failed: %s", sorted(deferred), exc)
+
+    def _poll(self, timeout_s: float) -> Event | None:
+        if self._bell is None:
+            msg = self._consumer.poll(timeout_s)
+            return None if msg is None else self._handle(msg)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            msg = self._consumer.poll(self._gate_wait(deadline))
+            for event in self._gated([] if msg is None else [msg]):
+                return event
+            if time.monotonic() >= deadline:
+                return None
+
+    def _consume(self, max_records: int, timeout_s: float) -> list[Event]:
+        if self._bell is None:
+            return [e for e in map(self._handle, self._consumer.consume(max_records, timeout_s)) if e is not None]
+        deadline = time.monotonic() + timeout_s
+        while True:
+            events = list(self._gated(self._consumer.consume(max_records, self._gate_wait(deadline))))
+            if events or time.monotonic() >= deadline:
+                return events
+
+    # -- the doorbell gate (topics/doorbell.py); every call below runs on the polling thread --------
+
+    def _gate_wait(self, deadline: float) -> float:
+        """While paused, wait on the doorbell; the time the consumer may then block in librdkafka.
+
+        Still paused (no ring, no idle check due): 0, so that librdkafka only serves what is there
+        (a rebalance, an error), which ``_gated`` then handles.
+        """
+        bell = self._bell
+        assert bell is not None
+        gate = bell.gate
+        now = time.monotonic()
+        if gate.paused:
+            rung = bell.wait(min(deadline, gate.next_check) - now)
+            now = time.monotonic()
+            if rung is not False or gate.check_due(now):
+                self._resume(now, probe=rung is False)
+            else:
+                return 0.0
+        return max(0.0, min(deadline, max(gate.awake_until, now + 0.001)) - now)
+
+    def _gated(self, msgs: list[Message]) -> Iterator[Event]:
+        """Decode ``msgs``, keeping the gate up to date; then pause if the consumer has been idle."""
+        bell = self._bell
+        assert bell is not None
+        gate = bell.gate
+        now = time.monotonic()
+        for msg in msgs:
+            err = msg.error()
+            if err is None:
+                if gate.paused:  # from a partition assigned meanwhile: resume everything, fetch on
+                    self._resume(now, probe=False)
+                gate.wake(now)
+            elif err.code() == KafkaError._PARTITION_EOF and gate.probing:
+                self._probe_eof.add((msg.topic() or "", msg.partition() or 0))
+                if {(tp.topic, tp.partition) for tp in self._consumer.assignment()} <= self._probe_eof:
+                    gate.probe_done(now)
             event = self._handle(msg)
             if event is not None:
-                events.append(event)
-        return events
+                yield event
+        if self._reassigned:
+            self._reassigned = False
+            self._resume(now, probe=False)
+        if gate.should_pause(now):
+            # Not while a ring waits or the doorbell is down, nor for a group member that has nothing
+            # assigned yet: then look again after a linger.
+            parts = self._consumer.assignment() if bell.quiet(now) else []
+            if parts:
+                self._consumer.pause(parts)
+                gate.paused_at(now)
+            else:
+                gate.wake(now)
+
+    def _resume(self, now: float, probe: bool) -> None:
+        bell = self._bell
+        assert bell is not None
+        parts = self._consumer.assignment()
+        if bell.gate.paused and parts:
+            self._consumer.resume(parts)
+            try:  # a request on the broker connection makes librdkafka apply the resume now
+                self._consumer.list_topics(self.topics[0], timeout=doorbell.SOCKET_TIMEOUT_S)
+            except KafkaException:
+                pass  # the broker is away: the resume applies at librdkafka's next wake-up
+        self._probe_eof.clear()
+        bell.gate.resumed(now, probe)
 
     def _handle(self, msg: Message) -> Event | None:
         err = msg.error()
@@ -188,11 +336,20 @@ class EventConsumer:
         self._consumer.commit(asynchronous=False)
 
     def commit_offset(self, topic: str, partition: int, next_offset: int) -> None:
-        """Commit one partition's position (the next offset to read) without waiting."""
-        self._consumer.commit(offsets=[TopicPartition(topic, partition, next_offset)], asynchronous=True)
+        """Commit one partition's position (the next offset to read) without waiting.
+
+        From any thread: while another thread polls, the commit is sent when its poll returns.
+        """
+        with self._commit_lock:
+            if self._polling:
+                self._deferred[(topic, partition)] = next_offset
+                return
+            self._consumer.commit(offsets=[TopicPartition(topic, partition, next_offset)], asynchronous=True)
 
     def close(self) -> None:
         self._consumer.close()
+        if self._bell is not None:
+            self._bell.close()
 
 
 def dead_letter_record(topic: str, partition: int, offset: int, timestamp_ms: int,

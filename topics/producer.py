@@ -4,6 +4,12 @@ Idempotent with ``acks=all`` so a retried send never duplicates or reorders a
 record.  A background thread serves librdkafka's delivery callbacks, so
 neither ``produce`` nor an awaiting coroutine ever blocks the event loop on
 ``poll``/``flush`` (blocking confluent-kafka calls stay off the loop: docs/ARCHITECTURE.md, "Events").
+That thread blocks in ``poll`` (``POLL_S``): librdkafka wakes it for every
+delivery, so an idle producer costs a wake-up every half second, not fifty.
+
+With the doorbell on (``kafka.doorbell`` and a ``kafka.doorbell_url``,
+``topics/doorbell.py``), every delivery is followed by a ring of its topic, so
+consumers that sleep while idle wake for it at once.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from infra.settings import KafkaSettings
 from schemas.record import Record
+from topics import doorbell
 from topics.catalogue import topic_for_record
 from topics.errors import DeliveryError
 from topics.serde import AvroSerde
@@ -62,6 +69,7 @@ def _ack(msg: Message) -> Ack:
 
 
 REBUILD_AFTER_S = 1.0  # at most one new librdkafka producer a second while the broker stays away
+POLL_S = 0.5  # the poll thread's longest block: deliveries and errors wake it at once; close() waits this at most
 
 
 class EventProducer:
@@ -80,6 +88,9 @@ class EventProducer:
         self.serde = serde
         self._config = producer_config(kafka, **overrides)
         self._config["error_cb"] = self._on_error
+        self._ringer = doorbell.Ringer(kafka) if doorbell.enabled(kafka) else None
+        if self._ringer is not None:  # records produced without a callback of their own ring through this one
+            self._config["on_delivery"] = self._delivered
         self._producer = Producer(self._config)
         self._topics: dict[str, str] = {}  # record full name -> its catalogue topic
         self._closing = threading.Event()
@@ -94,10 +105,14 @@ class EventProducer:
         if err.code() == KafkaError._ALL_BROKERS_DOWN or err.fatal():
             self._rebuild.set()
 
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None and self._ringer is not None:
+            self._ringer.ring(msg.topic() or "")
+
     def _poll_loop(self) -> None:
         while not self._closing.is_set():
             try:
-                self._producer.poll(0.05)
+                self._producer.poll(POLL_S)
             except KafkaException as exc:  # a fatal client error: never let the poll thread die of it
                 log.error("producer client failed: %s", exc)
                 self._rebuild.set()
@@ -136,10 +151,14 @@ class EventProducer:
                 raise DeliveryError(f"{topic}: {exc}") from exc
         callback = None
         if on_delivery is not None:
+            ringer = self._ringer
+
             def callback(err: KafkaError | None, msg: Message) -> None:
                 if err is not None:
                     on_delivery(DeliveryError(f"{record} to {topic}: {err.str()}"), None)
                 else:
+                    if ringer is not None:
+                        ringer.ring(topic)
                     on_delivery(None, _ack(msg))
         self._produce_raw(topic, key.encode(), data, callback, timestamp_ms)
 
@@ -199,7 +218,9 @@ class EventProducer:
     def close(self, timeout_s: float = 30.0) -> None:
         remaining = self.flush(timeout_s)
         self._closing.set()
-        self._poller.join(timeout=2)
+        self._poller.join(timeout=2 * POLL_S + 1)
+        if self._ringer is not None:
+            self._ringer.close()
         if remaining:
             raise DeliveryError(f"{remaining} records not acknowledged at close")
 

@@ -30,6 +30,9 @@ read (``RECONNECT_PAUSE_S`` at most) is in the log, replays and the recent
 list, but not shown live on this gateway.  A join that cannot subscribe fails (the socket is
 told to reconnect later) and leaves no half-made room; a leave that cannot
 unsubscribe is done later by the reader, once Valkey answers.
+
+A gateway with no room subscribed (idle) does not poll: the reader waits for
+the first join (``IDLE_WAIT_S`` at most between looks).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ FALLBACK_QUEUE = 256  # frames queued per socket when frames cannot go straight 
 # Between reads of a failing pub/sub connection: messages published after Valkey is back but before the
 # next read subscribes again are not seen here (pub/sub keeps nothing), so this bounds that gap.
 RECONNECT_PAUSE_S = 0.2
+IDLE_WAIT_S = 1.0  # with no room subscribed, the reader waits this long for a join (a join wakes it at once)
 
 
 def _sansio_protocol(websocket: WebSocket) -> Any:
@@ -217,9 +221,11 @@ class ChatHub:
         self.messages = 0  # messages received from pub/sub
         self.orphans: set[str] = set()  # rooms left while Valkey was away, still to unsubscribe
         self.healthy = True  # False while the pub/sub connection is failing
+        self._joined: asyncio.Event | None = None  # set by join(): the reader waits on it while there is no room
 
     async def start(self) -> None:
         self.pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+        self._joined = asyncio.Event()
         self.reader = asyncio.create_task(self._read(), name="chat-fanout")
 
     async def stop(self) -> None:
@@ -246,6 +252,8 @@ class ChatHub:
         if room is None:
             self.orphans.discard(channel_id)
             await self.pubsub.subscribe(self.topic(channel_id))
+            if self._joined is not None:
+                self._joined.set()  # wake the reader if it was waiting for a first room
             room = self.rooms.get(channel_id)  # another socket may have made it meanwhile
             if room is None:
                 room = self.rooms[channel_id] = Room(channel_id)
@@ -281,7 +289,14 @@ class ChatHub:
         prefix_len = len(self.channel_prefix)
         while True:
             if not self.pubsub.subscribed:
-                await asyncio.sleep(0.05)
+                # No room here (an idle gateway): wait for a join rather than polling.
+                joined = self._joined
+                if joined is None:
+                    await asyncio.sleep(IDLE_WAIT_S)
+                    continue
+                joined.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(joined.wait(), IDLE_WAIT_S)
                 continue
             try:
                 if self.orphans:

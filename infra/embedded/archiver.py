@@ -14,6 +14,24 @@ base offset of the partition's last batch + 1 rather than the high watermark
 (measured, Tansu 0.6.0); fetch responses carry the true high watermark, so the
 drain first reads past that base offset and then up to the high watermark of
 the fetch that delivered it.
+
+Idle cost.  The archiver reads every partition of every topic, and the
+embedded broker spends CPU on each re-check of a waiting fetch, more with more
+partitions.  So once the supervisor's run state names the platform's Valkey,
+it listens to every topic's doorbell (``topics/doorbell.py``, one pattern
+subscription) and pauses its partitions while nothing happens: a ring resumes
+them at once, a ring of a topic it does not know yet makes it look for new
+topics at once, and every ``GLASSCAST_KAFKA_IDLE_CHECK_MS`` it fetches once
+anyway.  While records flow it fetches with the short wait of the
+latency-critical consumers (``GLASSCAST_KAFKA_FETCH_WAIT_MAX_MS``), as before.
+Its lag behind the broker -- what a crash of the broker itself (not of the
+keeper, which drains) can lose -- is therefore a few milliseconds (about half
+that wait, plus the flush interval) while it is awake and after a rung
+delivery, and at most the idle check for a record whose producer could not
+ring while it slept (the registry's ``_schemas`` writes ring too).  With the
+doorbell switched off it cannot sleep, and fetches with the long wait of a
+background reader instead (``GLASSCAST_ARCHIVE_FETCH_WAIT_MAX_MS``, 400 ms: a lag
+of about 200 ms).
 """
 
 from __future__ import annotations
@@ -21,16 +39,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, OffsetSpec, ResourceType  # type: ignore[attr-defined]
 
+from infra.runstate import read_state
 from infra.settings import ArchiveSettings, KafkaSettings
 from topics.archive import ArchivedRecord, ArchiveWriter, TopicInfo
+from topics.doorbell import Doorbell
 
 CONSUME_BATCH = 10_000
 REFRESH_INTERVAL_S = 0.5
+REFRESH_IDLE_S = 5.0  # while the doorbell works: a ring of a new topic makes it look at once
+BELL_LOOK_S = 2.0  # how often it looks for the platform's doorbell (the supervisor's run state) until found
+# While paused, one poll waits this long on the doorbell even when asked for less: the keeper's loop then turns
+# four times a second rather than twenty, and notices a stop that much later at most.
+PAUSED_WAIT_S = 0.25
 REQUEST_TIMEOUT_S = 5.0
 
 TP = tuple[str, int]
@@ -60,8 +86,17 @@ class Archiver:
                  settings: ArchiveSettings, logger: logging.Logger | None = None) -> None:
         self.archive = archive
         self.settings = settings
+        self.kafka = kafka
         self.log = logger or logging.getLogger(__name__)
-        self.consumer = Consumer(consumer_config(bootstrap_servers, kafka, logger=self.log))
+        self._bell: Doorbell | None = None
+        self._bell_look_at = 0.0
+        self._probe_eof: set[TP] = set()
+        self._draining = False
+        # With a doorbell it pauses while idle, so it can fetch with the short wait of the latency-critical
+        # consumers while records flow (its lag is what a broker crash loses); without, a long one.
+        wait_ms = kafka.fetch_wait_max_ms if kafka.doorbell else settings.fetch_wait_max_ms
+        self.consumer = Consumer(consumer_config(bootstrap_servers, kafka, logger=self.log,
+                                                 **{"fetch.wait.max.ms": wait_ms}))
         admin_config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "logger": self.log}
         self.admin = AdminClient(admin_config)
         self.partitions: dict[str, int] = {}
@@ -91,7 +126,8 @@ class Archiver:
         infos = {n: TopicInfo(self.partitions[n], found.get(n, self._known_config(n))) for n in names | set(grown)}
         if infos and self.archive.set_topics(infos):
             self.log.info("archiver: topics recorded: %s", ", ".join(f"{n}/{i.partitions}" for n, i in infos.items()))
-        self._next_refresh = time.monotonic() + REFRESH_INTERVAL_S
+        quiet = self._bell is not None and self._bell.healthy
+        self._next_refresh = time.monotonic() + (REFRESH_IDLE_S if quiet else REFRESH_INTERVAL_S)
 
     def _known_config(self, name: str) -> dict[str, str]:
         info = self.archive.topics().get(name)
@@ -112,28 +148,78 @@ class Archiver:
                                if e.value is not None and not e.is_sensitive and not e.is_read_only}
         return found
 
+    def _doorbell(self) -> Doorbell | None:
+        """The doorbell of every topic, once the platform's Valkey is known (None: not yet, or switched off)."""
+        if self._bell is not None or not self.kafka.doorbell or self._draining:
+            return self._bell
+        now = time.monotonic()
+        if now < self._bell_look_at:
+            return None
+        self._bell_look_at = now + BELL_LOOK_S
+        url = self.kafka.doorbell_url
+        if not url:  # the keeper starts before Valkey: the supervisor's run state names it once it runs
+            state = read_state(self.archive.root.parent)
+            url = state.valkey_url if state is not None else ""
+        if url:
+            self._bell = Doorbell(replace(self.kafka, doorbell_url=url), None)
+            self.log.info("archiver: pausing while idle, woken by the doorbell at %s", url)
+        return self._bell
+
+    def _resume(self, bell: Doorbell, now: float, probe: bool) -> None:
+        parts = self.consumer.assignment()
+        if bell.gate.paused and parts:
+            self.consumer.resume(parts)
+            try:  # a request on the broker connection makes librdkafka apply the resume now (topics/consumer.py)
+                self.consumer.list_topics(parts[0].topic, timeout=REQUEST_TIMEOUT_S)
+            except KafkaException:
+                pass
+        self._probe_eof.clear()
+        bell.gate.resumed(now, probe)
+
     def poll(self, timeout_s: float = 0.05) -> int:
-        """Consume one batch into the archive and flush when due; returns records appended."""
+        """Consume one batch into the archive and flush when due; returns records appended.
+
+        While idle with a doorbell, waits on it instead, up to ``timeout_s`` or ``PAUSED_WAIT_S``,
+        whichever is longer.
+        """
         if time.monotonic() >= self._next_refresh:
             try:
                 self.refresh()
             except KafkaException as exc:  # a slow metadata answer must not stop the archiving
                 self.log.warning("archiver: topic refresh failed: %s", exc)
                 self._next_refresh = time.monotonic() + REFRESH_INTERVAL_S
+        bell = None if self._draining else self._doorbell()
+        if bell is not None and bell.gate.paused:
+            gate = bell.gate
+            rung = bell.wait(min(max(timeout_s, PAUSED_WAIT_S), max(0.0, gate.next_check - time.monotonic())))
+            if bell.rung - set(self.partitions):
+                self._next_refresh = 0.0  # a topic it does not archive yet: look for it now
+            bell.rung.clear()
+            now = time.monotonic()
+            if rung is False and not gate.check_due(now):
+                return 0
+            self._resume(bell, now, probe=rung is False)
         wait_s = min(timeout_s, self.settings.flush_interval_ms / 1000) if self.archive.pending else timeout_s
         records: list[ArchivedRecord] = []
+        now = time.monotonic()
         for m in self.consumer.consume(CONSUME_BATCH, wait_s):
             err = m.error()
             tp = (m.topic() or "", m.partition() or 0)
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     self._eof.add(tp)
+                    if bell is not None and bell.gate.probing:
+                        self._probe_eof.add(tp)
+                        if len(self._probe_eof) >= sum(self.partitions.values()):
+                            bell.gate.probe_done(now)
                 elif err.fatal():
                     raise KafkaException(err)
                 else:
                     self.log.error("archiver: %s[%s]: %s", tp[0], tp[1], err)
                 continue
             self._eof.discard(tp)
+            if bell is not None:
+                bell.gate.wake(now)
             ts_type, ts = m.timestamp()
             records.append(ArchivedRecord(tp[0], tp[1], m.offset() or 0, ts, ts_type, m.key(), m.value(),
                                           tuple(cast(list[tuple[str, bytes | None]], m.headers() or ()))))
@@ -143,6 +229,13 @@ class Archiver:
         due = time.monotonic() - self._last_flush >= self.settings.flush_interval_ms / 1000
         if self.archive.pending and (due or caught_up):
             self.flush()
+        if bell is not None and bell.gate.should_pause(now) and not self.archive.pending:
+            parts = self.consumer.assignment() if bell.quiet(now) else []
+            if parts:
+                self.consumer.pause(parts)
+                bell.gate.paused_at(now)
+            else:
+                bell.gate.wake(now)
         return appended
 
     def flush(self) -> int:
@@ -186,6 +279,9 @@ class Archiver:
         deadline = time.monotonic() + timeout_s
         previous: dict[TP, int] | None = None
         caught_up = False
+        if self._bell is not None:
+            self._resume(self._bell, time.monotonic(), probe=False)
+        self._draining = True  # no more pauses: read until the end
         try:
             self.refresh(configs=True)
             while time.monotonic() < deadline:
@@ -211,3 +307,5 @@ class Archiver:
         self.flush()
         self.archive.close()
         self.consumer.close()
+        if self._bell is not None:
+            self._bell.close()

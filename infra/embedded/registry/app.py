@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateways.quiet import QuietServer
 from infra.embedded.registry.errors import BadRequest, InvalidSchema, RegistryError
 from infra.embedded.registry.state import LEVELS, Candidate, Reference, RegistryState, SchemaVersion
 from infra.embedded.registry.store import RegistryStore
@@ -276,4 +277,4 @@ def serve_registry(settings: Settings) -> None:
     """Serve the registry on settings.registry.host:port until interrupted."""
     config = uvicorn.Config(create_registry_app(settings), host=settings.registry.host,
                             port=settings.registry.port, lifespan="on", log_config=None)
-    uvicorn.Server(config).run()
+    QuietServer(config).run()  # idle, it wakes once a second rather than ten times (gateways/quiet.py)

@@ -14,6 +14,8 @@ store reads the topic again before the next command, so it never plans on a stat
 the topic does not hold.
 
 Blocking confluent-kafka calls run in a worker thread, off the event loop.
+Each acknowledged write rings the topic's doorbell (``topics/doorbell.py``), so the
+keeper's archiver, which sleeps while the platform is idle, archives it at once.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from infra.embedded.registry.errors import StoreError, StoreTimeout
 from infra.embedded.registry.state import Record, RegistryState, decode_record
 from infra.settings import KafkaSettings, RegistrySettings
+from topics import doorbell
 
 log = logging.getLogger("glasscast.registry")
 
@@ -56,6 +59,7 @@ class RegistryStore:
         common: dict[str, str | int | float | bool] = {
             "bootstrap.servers": kafka.bootstrap_servers, "client.id": f"{kafka.client_id}-registry"}
         self._common = common
+        self._ringer = doorbell.Ringer(kafka) if doorbell.enabled(kafka) else None
         self._producer = Producer({**common, "acks": "all", "enable.idempotence": True, "linger.ms": 0,
                                    "message.timeout.ms": int(timeout_s * 1000)})
         # group.id is required by the client but unused: the consumer is assigned, never joins.
@@ -110,6 +114,8 @@ class RegistryStore:
         self._producer.flush(self.timeout_s)
         self._producer.close()
         self._consumer.close()
+        if self._ringer is not None:
+            self._ringer.close()
 
     def _create_topic(self) -> None:
         admin = AdminClient(self._common)
@@ -190,4 +196,6 @@ class RegistryStore:
         for error, _ in results:
             if error is not None:
                 raise StoreError(f"writing {self.topic}: {error}")
+        if self._ringer is not None:
+            self._ringer.ring(self.topic)
         return max(m.offset() or 0 for _, m in results)
