@@ -147,6 +147,11 @@ def hls_file(summary: str, media: str, extra: list[dict[str, Any]] | None = None
               params=[STREAM, *(extra or []), TOKEN])
 
 
+def with_problems(operation: dict[str, Any], *codes: int) -> dict[str, Any]:
+    """``operation`` with more problem answers."""
+    return {**operation, "responses": {**operation["responses"], **problems(*codes)}}
+
+
 OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
     "/healthz": {"get": op("Liveness", "Operations", ok(obj(status=S)))},
     "/readyz": {"get": op("Readiness: log, registry, Valkey and processors reachable", "Operations",
@@ -238,12 +243,20 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
         **ok({"type": "string"}, media="image/jpeg"), **problems(404)}, params=[STREAM])},
     "/hls/{stream_id}/master.m3u8": {"get": hls_file("Live master playlist", M3U8)},
     "/hls/{stream_id}/vod.m3u8": {"get": hls_file("VOD master playlist (after the stream ends)", M3U8)},
-    "/hls/{stream_id}/{rendition}/index.m3u8": {"get": hls_file("Live media playlist", M3U8, [RENDITION])},
+    "/hls/{stream_id}/{rendition}/index.m3u8": {"get": with_problems(hls_file(
+        "Live media playlist (LL-HLS where the rendition has parts)", M3U8, [
+            RENDITION, query("_HLS_msn", I, "Blocking reload: answer once this segment is complete (bis 6.2.5.2)."),
+            query("_HLS_part", I, "With _HLS_msn: answer once this part of it exists."),
+            query("_HLS_skip", S, "YES or v2: a delta update (bis 6.2.5.1).")]), 400, 503)},
     "/hls/{stream_id}/{rendition}/vod.m3u8": {"get": hls_file("VOD media playlist", M3U8, [RENDITION])},
     "/hls/{stream_id}/{rendition}/init.mp4": {"get": hls_file("fMP4 initialisation segment", "video/mp4",
                                                               [RENDITION])},
     "/hls/{stream_id}/{rendition}/{seq}.m4s": {"get": hls_file("fMP4 media segment", "video/iso.segment", [
         RENDITION, path_param("seq", {"type": "integer", "minimum": 0}, "Segment sequence number.")])},
+    "/hls/{stream_id}/{rendition}/{seq}.{part}.m4s": {"get": with_problems(hls_file(
+        "LL-HLS part; the preload-hinted one is held until it exists", "video/iso.segment", [
+            RENDITION, path_param("seq", {"type": "integer", "minimum": 0}, "Segment sequence number."),
+            path_param("part", {"type": "integer", "minimum": 0}, "Part index within the segment.")]), 503)},
 }
 
 

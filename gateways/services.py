@@ -2,8 +2,8 @@
 
 ``open_services`` makes every resource the handlers share (the Kafka
 producer, the Valkey pool and views, the chat rooms and fan-out, the chat
-history store, the origin cache, the hot routes' in-process caches, the
-derived secrets) and closes them in reverse order when the app stops.
+history store, the origin cache, the LL-HLS live edge, the hot routes'
+in-process caches, the derived secrets) and closes them in reverse order when the app stops.
 Handlers reach it as ``services(request)`` (``app.state.services``) and
 create nothing themselves (docs/ARCHITECTURE.md, "Gateway").  It sits on
 ``app.state`` rather than in a per-request lifespan state dict, which
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from starlette.requests import Request
@@ -31,6 +31,7 @@ from gateways.chat.service import ChatContext, close_chat, open_chat
 from gateways.errors import PayloadTooLarge, Unavailable
 from gateways.heartbeat_intake import Intake
 from gateways.last_good import LastGood
+from gateways.live_edge import EdgeFeed
 from gateways.origin_cache import OriginCache
 from gateways.playback_token import PlaybackClaims, derive_secret
 from gateways.validation import parse_object
@@ -74,6 +75,7 @@ class Services:
     chat_history: HistoryStore | None  # None: the store did not open; replay answers 503
     heartbeats: Intake  # the heartbeat route's stream cache and event ids
     playlists: LastGood  # the last rendering of each live playlist, for a Valkey outage (gateways/hls.py)
+    edge: EdgeFeed  # the LL-HLS live edge folded from media.parts, and the blocking reloads it wakes
     playback_secret: bytes  # HMAC key of playback tokens
     stream_key_secret: bytes  # HMAC key stream keys are derived with
     # The HLS origin's caches: stream id -> channel id (never changes), and tokens whose signature checked out.
@@ -137,12 +139,20 @@ async def open_services(settings: Settings, metrics: CollectorRegistry) -> Async
         history = await _open_history(settings)
         if history is not None:
             stack.push_async_callback(history.close)
+        edge = EdgeFeed(settings, serde)
+        stack.push_async_callback(edge.close)
+        await edge.start()  # a restarted gateway rebuilds the edge from the log before it serves
+        Gauge("glasscast_hls_held_requests", "LL-HLS requests held for a part (blocking reload, preload hint)",
+              registry=metrics).set_function(lambda: edge.held)
+        Gauge("glasscast_live_edge_streams", "Streams in the LL-HLS live edge",
+              registry=metrics).set_function(lambda: len(edge.edge))
         auth = settings.auth
         yield Services(
             settings=settings, redis=client, views=ViewStore(client, settings.valkey.key_prefix),
             producer=producer, metrics=metrics, origin=FileBlobStore(settings.data_dir / "origin"),
             origin_cache=OriginCache(settings.gateway.origin_cache_bytes), chat=chat, chat_history=history,
             heartbeats=Intake(), playlists=LastGood(settings.gateway.playlist_last_good_s, PLAYLIST_LAST_GOOD_MAX),
+            edge=edge,
             playback_secret=derive_secret(str(auth.jwt_secret), str(auth.playback_secret)),
             stream_key_secret=stream_key_secret(str(auth.jwt_secret), str(auth.stream_key_secret)))
 
