@@ -6,6 +6,14 @@ announced with ``GopAvailable`` at the pace a live stream produces them; a
 latency-critical consumer on ``media.segments``.  For each GOP: time from the
 broker acknowledging its GopAvailable to the source (passthrough) SegmentReady
 being consumed, and to the last rendition of the full ladder.
+
+This measures the whole-GOP path, so the worker runs with
+``transcode.remux=True`` (it remuxes source and audio from each GOP, as it did
+before the ingest cut them into LL-HLS parts itself) and
+``transcode.live_parts=False`` (the scaled rungs are transcoded per GOP by
+the process pool, not part by part from ``media.parts``).  With the defaults
+no source SegmentReady would come from the worker and the scaled rungs would
+wait for source parts that nothing here publishes.
 """
 
 from __future__ import annotations
@@ -116,7 +124,8 @@ def measure(jobs: list[Job], tmp: Path, width: int, height: int, fps: float, ren
     try:
         s = Settings(data_dir=tmp / "e2e").with_section("kafka", bootstrap_servers=broker.bootstrap_servers)
         s = s.with_section("valkey", url=valkey.url).with_section("ladder", mode="full")
-        s = s.with_section("transcode", workers=2)
+        # The whole-GOP path (see the module docstring): remuxes from the worker, rungs per GOP.
+        s = s.with_section("transcode", workers=2, remux=True, live_parts=False)
         with serve_app(create_registry_app(s)) as url:
             return asyncio.run(_run(s.with_section("registry", url=url), jobs, width, height, fps, renditions))
     finally:

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from infra.settings import Settings
 from media.blob import FileBlobStore
 from media.transcode.worker import TranscodeWorker
-from schemas.records.media import SegmentReady
+from schemas.records.media import PartReady, SegmentReady
 from topics.admin import ensure_topics
 from topics.runtime import make_serde
 
@@ -22,6 +22,7 @@ async def serve_worker(settings: Settings) -> None:
     await asyncio.to_thread(ensure_topics, settings.kafka)
     serde = make_serde(settings)
     await asyncio.to_thread(serde.prepare, "media.segments", SegmentReady.RECORD)
+    await asyncio.to_thread(serde.prepare, "media.parts", PartReady.RECORD)
     # Bounded reads: a Valkey that stops answering (not just refusing) fails the ladder read, which then
     # falls back to the last audience read or retries the GOP (media/transcode/retry.py).
     client = aioredis.Redis.from_url(settings.valkey.url, socket_timeout=VALKEY_TIMEOUT_S,

@@ -23,6 +23,11 @@ for the channel stands in, so live video keeps flowing through an outage.
 
 The pool (a forkserver and its processes) dies with the worker, even one
 killed with SIGKILL: both arm ``PR_SET_PDEATHSIG`` (media/lifeline.py).
+
+Idle, the worker costs next to nothing: its consumer sleeps on the doorbell
+of ``media.gops`` with its partitions paused (topics/doorbell.py), and the
+loop asks it for the next GOP with a long poll (``POLL_S``) in a worker
+thread rather than every 50 ms.
 """
 
 from __future__ import annotations
@@ -49,10 +54,11 @@ from media.transcode import retry
 from media.transcode.job import RenditionOutput, transcode_gop
 from media.transcode.ladder import Rendition, gop_kbps, plan_ladder
 from media.transcode.offsets import OffsetTracker
+from media.transcode.part_worker import PartTranscoder
 from media.transcode.retry import TranscodeFailed, Verdict, ViewersUnknown
 from media.transcode.thumbnail import ThumbnailSchedule, gop_thumbnail, thumbnail_key
 from media.transcode.timeline import gop_ms
-from schemas.records.media import GopAvailable, SegmentReady
+from schemas.records.media import GopAvailable, PartReady, SegmentReady
 from topics.consumer import Event, EventConsumer
 from topics.errors import TopicsError
 from topics.producer import EventProducer
@@ -65,6 +71,10 @@ log = logging.getLogger("glasscast.transcode")
 ATTEMPTS = retry.GOP_ATTEMPTS  # a GOP whose own failure repeats this often (a corrupt blob) is skipped
 POOL_PRELOAD = "media.lifeline_preload"  # imported by the forkserver: it dies with this worker
 POLL_ERROR_PAUSE_S = 0.5  # after the consumer reports an error (the broker is away)
+# One poll's longest block, in a worker thread: a record (or, while idle, a ring of media.gops: topics/doorbell.py)
+# ends it at once, so this only bounds how soon a stop is noticed.  Offsets committed meanwhile are sent as the
+# poll returns (topics/consumer.py), so the event loop never waits for the consumer.
+POLL_S = 1.0
 VIEWERS_CACHE_MAX = 10_000  # channels whose last audience is remembered for a Valkey outage
 
 
@@ -166,6 +176,7 @@ class TranscodeWorker:
         self.retries = 0  # failed attempts that were tried again
         self.viewers: dict[str, int] = {}  # channel id -> the last audience read (for a Valkey outage)
         self.consumer_healthy = True
+        self.parts = PartTranscoder(settings, serde, origin, self.producer, self.plan_part)
 
     async def _viewers(self, channel_id: str) -> int:
         try:
@@ -192,6 +203,15 @@ class TranscodeWorker:
                            ladder.tier_small, ladder.tier_medium,
                            gop_kbps(gop.byte_size, gop.duration, gop.time_base_num, gop.time_base_den))
 
+    async def plan_part(self, part: PartReady) -> list[Rendition]:
+        """The ladder of the GOP a source part opens, planned as for a whole GOP (its bitrate not yet known)."""
+        if not part.width or not part.height:
+            return []
+        ladder = self.settings.ladder
+        viewers = await self._viewers(part.channel_id) if ladder.mode == "tiered" else 0
+        return plan_ladder(ladder.mode, viewers, part.width, part.height, part.fps, ladder.tier_small,
+                           ladder.tier_medium)
+
     async def handle(self, gop: GopAvailable, job: Job | None = None) -> None:
         """Transcode, store and announce one GOP: remuxes first, the scaled rungs when they are done.
 
@@ -203,8 +223,11 @@ class TranscodeWorker:
         if job.renditions is None:
             planned = await self.plan(gop)
             # The ingest cuts the remuxes (source, audio) itself, as LL-HLS parts (media/ingest/parts.py).
-            job.renditions = planned if self.settings.transcode.remux else [
-                r for r in planned if not (r.passthrough or r.audio_only)]
+            remux = [r for r in planned if r.passthrough or r.audio_only]
+            scaled = [r for r in planned if not (r.passthrough or r.audio_only)]
+            # The scaled rungs come part by part from the live path (part_worker.py) unless it is off.
+            job.renditions = ((remux if self.settings.transcode.remux else [])
+                              + ([] if self.settings.transcode.live_parts else scaled))
         renditions = job.renditions
         if job.live is None:
             job.live = job.received_s - gop.occurred_at / 1000 <= self.settings.transcode.max_gop_age_s
@@ -275,6 +298,15 @@ class TranscodeWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.warm_up()
+        live = asyncio.create_task(self.parts.run(stop), name="live-parts") if self.settings.transcode.live_parts \
+            else None
+        try:
+            await self._run_gops(stop)
+        finally:
+            if live is not None:
+                await live
+
+    async def _run_gops(self, stop: asyncio.Event) -> None:
         tasks: set[asyncio.Task[None]] = set()
         try:
             while not stop.is_set():
@@ -296,7 +328,7 @@ class TranscodeWorker:
     async def _poll(self) -> Event | None:
         """The next event; a consumer error (the broker is away) is logged once and waited out."""
         try:
-            event = await asyncio.to_thread(self.consumer.poll, 0.05)
+            event = await asyncio.to_thread(self.consumer.poll, POLL_S)
         except (TopicsError, KafkaException) as exc:
             if self.consumer_healthy:
                 log.warning("consumer error, waiting for the broker: %s", exc)
@@ -369,6 +401,7 @@ class TranscodeWorker:
                 pass
 
     def close(self) -> None:
+        self.parts.close()
         self.consumer.close()
         self.producer.close(10.0)
         self.pool.shutdown(cancel_futures=True)

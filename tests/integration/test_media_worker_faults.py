@@ -46,6 +46,10 @@ from views.viewers import viewers_key
 
 pytestmark = pytest.mark.integration
 
+#: These tests drive the worker's whole-GOP path (GopAvailable in): remuxes and scaled rungs from each GOP,
+#: as a worker runs when no ingest packages parts (GLASSCAST_TRANSCODE_REMUX, _LIVE_PARTS).
+WHOLE_GOPS = {"remux": True, "live_parts": False}
+
 
 @pytest.fixture(scope="module")
 def gops(tmp_path_factory: pytest.TempPathFactory) -> list[Gop]:
@@ -140,8 +144,8 @@ async def test_a_gop_waits_out_valkey_and_nothing_is_committed_past_it(
         settings_factory: Callable[..., Settings], private_valkey: ValkeyProcess, gops: list[Gop],
         tmp_path: Path) -> None:
     s = settings_factory(ladder={"mode": "tiered", "tier_small": 10, "tier_medium": 100},
-                         transcode={"group_id": f"faults-{uuid.uuid4().hex[:8]}", "workers": 1}).with_section(
-        "valkey", url=private_valkey.url)
+                         transcode={"group_id": f"faults-{uuid.uuid4().hex[:8]}", "workers": 1, **WHOLE_GOPS}
+                         ).with_section("valkey", url=private_valkey.url)
     client = aioredis.Redis.from_url(s.valkey.url, socket_timeout=5)
     rig = Rig(s, FileBlobStore(s.data_dir / "origin"), client)
     stream_x, stream_y = str(uuid.uuid4()), str(uuid.uuid4())
@@ -183,7 +187,7 @@ async def test_a_gop_waits_out_valkey_and_nothing_is_committed_past_it(
 async def test_store_failures_are_retried_and_bad_gops_skipped_as_before(
         settings_factory: Callable[..., Settings], gops: list[Gop]) -> None:
     s = settings_factory(ladder={"mode": "passthrough"},
-                         transcode={"group_id": f"faults-{uuid.uuid4().hex[:8]}", "workers": 1})
+                         transcode={"group_id": f"faults-{uuid.uuid4().hex[:8]}", "workers": 1, **WHOLE_GOPS})
     client = aioredis.Redis.from_url(s.valkey.url)
     origin = FlakyStore(s.data_dir / "origin")
     rig = Rig(s, origin, client)
@@ -213,7 +217,7 @@ async def test_store_failures_are_retried_and_bad_gops_skipped_as_before(
 
 def test_a_worker_killed_with_sigkill_takes_its_pool_with_it(settings_factory: Callable[..., Settings],
                                                               tmp_path: Path) -> None:
-    s = settings_factory(transcode={"group_id": f"faults-{uuid.uuid4().hex[:8]}", "workers": 2})
+    s = settings_factory(transcode={"group_id": f"faults-{uuid.uuid4().hex[:8]}", "workers": 2, **WHOLE_GOPS})
     log = tmp_path / "worker.log"
     with run_service(s, "media-worker", log) as worker:
         def pool() -> set[int] | None:

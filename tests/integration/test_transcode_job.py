@@ -43,6 +43,11 @@ from topics.tools import read_topic
 
 GOP_MS = 2000
 
+#: These tests drive the worker's whole-GOP path (GopAvailable in): remuxes and scaled rungs from each GOP,
+#: as a worker runs when no ingest packages parts (GLASSCAST_TRANSCODE_REMUX, _LIVE_PARTS).
+WHOLE_GOPS = {"remux": True, "live_parts": False}
+
+
 
 def make_source(path: Path, size: str, fps: int, seconds: int, gop_frames: int) -> bytes:
     subprocess.run(
@@ -302,7 +307,7 @@ async def test_the_worker_reads_gop_times_in_the_event_time_base(
     # The same GOP announced in the ingest's 1/1000 s and in a 1/90000 s time base must give
     # the same segments and the same SegmentReady timing: GopAvailable times are not milliseconds.
     s = settings_factory(ladder={"mode": "full"},
-                         transcode={"group_id": f"timebase-{uuid.uuid4().hex[:8]}", "workers": 1})
+                         transcode={"group_id": f"timebase-{uuid.uuid4().hex[:8]}", "workers": 1, **WHOLE_GOPS})
     ensure_topics(s.kafka)
     serde = make_serde(s)
     client = aioredis.Redis.from_url(s.valkey.url)

@@ -1,0 +1,222 @@
+"""The media worker's live path: source ``PartReady`` in, the scaled rungs' parts and segments out.
+
+Workers share a consumer group on ``media.parts`` (keyed by stream, so one
+worker has all of a stream's parts, in order).  For each part of the source
+rendition (``media/ingest/parts.py`` stored it before announcing it) the
+worker transcodes it into the same part of every scaled rung of the GOP's
+ladder (``part_encoder.py``), stores each rung part in the origin, then
+announces it with ``PartReady``; with the GOP's last part it stores each rung
+segment (its parts concatenated) and announces ``SegmentReady`` listing the
+parts.  So a rung part is out about one transcode after its source part, not
+one GOP later, and the GOP stays the unit of distribution and of VOD.
+
+How a growing GOP reaches a worker: the parts themselves, through the origin
+store, announced on Kafka.  The ingest has to store them for the players
+anyway, so the worker adds no copy and no connection to the ingest, and a
+worker that starts mid-GOP (a restart, a rebalance) reads the GOP's earlier
+parts back from the store to rebuild its decoder and encoders (and stores and
+announces those rung parts again: same names, duplicates every fold drops).
+
+Offsets are committed after each source part is fully announced.  The ladder
+is planned once per GOP, at its part 0, from the audience as the GOP path plans
+it (``worker.py``); parts that arrive older than
+``GLASSCAST_TRANSCODE_MAX_GOP_AGE_S`` (a backlog after an outage) get no rungs,
+as whole GOPs do not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaException
+
+from infra.settings import Settings
+from media.blob import BlobError, BlobStore
+from media.transcode.ladder import Rendition
+from media.transcode.part_encoder import GopParts, RungPart, SourceConfig, source_config
+from schemas.records.media import PartReady, SegmentPart, SegmentReady
+from topics.consumer import EventConsumer
+from topics.errors import TopicsError
+from topics.producer import EventProducer
+from topics.serde import AvroSerde
+
+log = logging.getLogger("glasscast.transcode.parts")
+
+SOURCE = "source"
+POLL_S = 1.0  # a long poll in a worker thread: a record ends it at once; it bounds how soon a stop is seen
+ERROR_PAUSE_S = 1.0
+#: The rungs of a GOP: planned from the source part 0 (its size, rate and channel).
+Plan = Callable[[PartReady], Awaitable[list[Rendition]]]
+
+
+def part_key(stream_id: str, rendition: str, seq: int, index: int) -> str:
+    return f"hls/{stream_id}/{rendition}/{seq:08d}.{index}.m4s"
+
+
+@dataclass
+class _Gop:
+    """The GOP a stream is in: its encoders, what its rungs have so far, and where it continues."""
+
+    seq: int
+    next_index: int
+    encoder: GopParts | None  # None: no scaled rung for this GOP
+    pdt_ms: int
+    parts: dict[str, list[bytes]] = field(default_factory=dict)
+    entries: dict[str, list[SegmentPart]] = field(default_factory=dict)
+
+
+class PartTranscoder:
+    """Consume source parts, transcode them part by part, store and announce the rungs."""
+
+    def __init__(self, settings: Settings, serde: AvroSerde, origin: BlobStore, producer: EventProducer,
+                 plan: Plan) -> None:
+        self.settings = settings
+        self.origin = origin
+        self.producer = producer
+        self.plan = plan
+        manual: dict[str, Any] = {"enable.auto.commit": False, "enable.partition.eof": False}
+        self.consumer = EventConsumer(settings.kafka, serde, ["media.parts"],
+                                      group_id=f"{settings.transcode.group_id}-parts", **manual)
+        self.gops: dict[str, _Gop] = {}
+        self.configs: dict[str, SourceConfig] = {}
+        self.inits_stored: set[tuple[str, str]] = set()
+        self.parts_done = 0
+        self.latencies_ms: list[float] = []  # source PartReady acknowledged -> rung parts announced
+        self._healthy = True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                event = await asyncio.to_thread(self.consumer.poll, POLL_S)
+            except (TopicsError, KafkaException) as exc:
+                if self._healthy:
+                    log.warning("consumer error, waiting for the broker: %s", exc)
+                self._healthy = False
+                await asyncio.sleep(ERROR_PAUSE_S)
+                continue
+            if event is None:
+                continue
+            self._healthy = True
+            if isinstance(event.value, PartReady) and event.value.rendition == SOURCE:
+                await self._handle_until_done(event.value, stop)
+            try:
+                self.consumer.commit_offset(event.topic, event.partition, event.offset + 1)
+            except KafkaException as exc:  # a later commit covers it; a restart redoes a few parts
+                log.warning("commit of %s[%d]@%d failed: %s", event.topic, event.partition, event.offset, exc)
+
+    async def _handle_until_done(self, part: PartReady, stop: asyncio.Event) -> None:
+        """A source part; a failure of a dependency is retried, a part that cannot be done is logged and left."""
+        delay = 0.2
+        while not stop.is_set():
+            try:
+                await self.handle(part)
+                return
+            except (TopicsError, BlobError, OSError) as exc:
+                log.warning("part %s %d.%d waits for a dependency: %s", part.stream_id, part.seq, part.part, exc)
+            except Exception:
+                log.exception("part %s %d.%d failed; its rung parts are skipped", part.stream_id, part.seq,
+                              part.part)
+                self.gops.pop(part.stream_id, None)  # the GOP's encoders may be broken: start again at part 0
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def handle(self, part: PartReady) -> None:
+        started = time.monotonic()
+        stream_id = part.stream_id
+        if time.time() - part.occurred_at / 1000 > self.settings.transcode.max_gop_age_s:
+            return  # a backlog: history gets no rungs
+        gop = self.gops.get(stream_id)
+        if gop is None or gop.seq != part.seq or gop.next_index != part.part:
+            gop = await self._start_gop(part)
+            self.gops[stream_id] = gop
+            for index in range(part.part):  # a worker that comes in mid-GOP replays its earlier parts
+                await self._transcode(part, gop, index, last=False, redo=True)
+        await self._transcode(part, gop, part.part, last=part.segment_complete)
+        if part.segment_complete:
+            self.gops.pop(stream_id, None)
+        self.parts_done += 1
+        self.latencies_ms.append((time.monotonic() - started) * 1000)
+
+    async def _start_gop(self, part: PartReady) -> _Gop:
+        rungs = [r for r in await self.plan(part) if not (r.passthrough or r.audio_only)]
+        # Part 0's date; a worker that starts mid-GOP estimates it from the parts before (target each).
+        pdt = part.program_date_time - part.part * part.part_target_ms
+        if not rungs:
+            return _Gop(part.seq, part.part, None, pdt)
+        stream_id = part.stream_id
+        init = await asyncio.to_thread(self.origin.get, self.origin_ref(f"hls/{stream_id}/{SOURCE}/init.mp4"))
+        first = await asyncio.to_thread(self.origin.get, self.origin_ref(part_key(stream_id, SOURCE, part.seq, 0)))
+        config = self.configs.get(stream_id)
+        if config is None:
+            config = await asyncio.to_thread(source_config, init, first)
+            self.configs[stream_id] = config
+        encoder = await asyncio.to_thread(GopParts, config, init, rungs, part.fps)
+        return _Gop(part.seq, 0, encoder, pdt)
+
+    def origin_ref(self, key: str) -> str:
+        return f"file:{key}"
+
+    async def _transcode(self, part: PartReady, gop: _Gop, index: int, last: bool, redo: bool = False) -> None:
+        if gop.encoder is None:
+            gop.next_index = index + 1
+            return
+        stream_id = part.stream_id
+        key = part_key(stream_id, SOURCE, part.seq, index)
+        data = await asyncio.to_thread(self.origin.get, self.origin_ref(key))
+        outs = await asyncio.to_thread(gop.encoder.part, data, index, last)
+        gop.next_index = index + 1
+        events: list[PartReady | SegmentReady] = []
+        for out in outs:
+            if not out.data:
+                continue
+            name = out.rendition.name
+            if (stream_id, name) not in self.inits_stored:
+                await asyncio.to_thread(self.origin.put, f"hls/{stream_id}/{name}/init.mp4", out.init)
+                self.inits_stored.add((stream_id, name))
+            await asyncio.to_thread(self.origin.put, part_key(stream_id, name, part.seq, index), out.data)
+            gop.parts.setdefault(name, []).append(out.data)
+            ready = self._part_ready(part, gop, out, index, len(out.data), redo)
+            gop.entries.setdefault(name, []).append(
+                SegmentPart(uri=ready.uri, duration_ms=ready.duration_ms, independent=ready.independent))
+            events.append(ready)
+            if last:
+                whole = b"".join(gop.parts[name])
+                await asyncio.to_thread(self.origin.put, f"hls/{stream_id}/{name}/{part.seq:08d}.m4s", whole)
+                events.append(self._segment_ready(part, out, gop, whole))
+        await asyncio.gather(*[self.producer.send(e, stream_id) for e in events])
+
+    def _part_ready(self, source: PartReady, gop: _Gop, out: RungPart, index: int, size: int,
+                    redo: bool) -> PartReady:
+        r = out.rendition
+        same = index == source.part and not redo
+        # A replayed earlier part is timed from its own bytes, its date estimated from the GOP's.
+        duration = source.duration_ms if same else max(1, min(out.duration_ms, source.part_target_ms))
+        date = source.program_date_time if same else gop.pdt_ms + index * source.part_target_ms
+        return PartReady(
+            occurred_at=int(time.time() * 1000), stream_id=source.stream_id, channel_id=source.channel_id,
+            rendition=r.name, seq=source.seq, part=index, uri=f"{source.seq:08d}.{index}.m4s",
+            duration_ms=duration, independent=index == 0,
+            byte_size=size, program_date_time=date, part_target_ms=source.part_target_ms,
+            segment_complete=source.segment_complete and same, segment_uri=source.segment_uri if same else None,
+            segment_duration_ms=source.segment_duration_ms if same else None, discontinuity=source.discontinuity,
+            init_uri="init.mp4", codecs=out.codecs, width=r.width, height=r.height, fps=r.fps, audio_only=False)
+
+    def _segment_ready(self, source: PartReady, out: RungPart, gop: _Gop, whole: bytes) -> SegmentReady:
+        r = out.rendition
+        duration = source.segment_duration_ms or sum(e.duration_ms for e in gop.entries[r.name])
+        return SegmentReady(
+            occurred_at=int(time.time() * 1000), stream_id=source.stream_id, channel_id=source.channel_id,
+            rendition=r.name, seq=source.seq, duration_ms=duration, program_date_time=gop.pdt_ms,
+            byte_size=len(whole), uri=f"{source.seq:08d}.m4s", parts=tuple(gop.entries[r.name]),
+            discontinuity=source.discontinuity, pts_90k=None, init_uri="init.mp4", codecs=out.codecs,
+            bandwidth_bps=len(whole) * 8 * 1000 // max(duration, 1), width=r.width, height=r.height, fps=r.fps,
+            audio_only=False)
+
+    def close(self) -> None:
+        self.consumer.close()
