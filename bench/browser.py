@@ -13,7 +13,9 @@ navigation), when the <video> presented its first frame
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -146,3 +148,58 @@ async def quality_levels(page: Page) -> list[str]:
     labels: list[str] = await page.eval_on_selector_all(
         "#quality option", "options => options.filter(o => o.value !== '-1').map(o => o.textContent)")
     return labels
+
+
+# --- Live latency: sampling the player in the page (tests/browser/test_llhls_latency.py, bench/latency.py) ---
+
+QUALITY_KEY = "glasscast.quality"  # where the channel page remembers the viewer's quality choice
+PART_URI = re.compile(r"/\d{8}\.\d+\.m4s(\?|$)")  # an LL-HLS part (<msn>.<part>.m4s), not a whole segment
+
+# Runs in the page: every `every` ms, push `window.glasscastPlayer.sample()` (the channel page's player, or a
+# bench page's stand-in) onto window.__glasscastSamples, for at most `limit` samples.
+START_SAMPLER = """
+([every, limit]) => {
+  clearInterval(window.__glasscastSampler);
+  const samples = window.__glasscastSamples = [];
+  window.__glasscastSampler = setInterval(() => {
+    const player = window.glasscastPlayer;
+    if (player && samples.length < limit) samples.push(player.sample());
+  }, every);
+}
+"""
+
+
+async def prefer_rendition(page: Page, rendition: str) -> None:
+    """Have the channel page's player start on ``rendition`` (as if the viewer had chosen it before)."""
+    await page.add_init_script(f"localStorage.setItem({json.dumps(QUALITY_KEY)}, {json.dumps(rendition)})")
+
+
+async def player_stats(page: Page) -> dict[str, Any]:
+    """The page player's counters: waiting, stalls, jumps, parts, fragments, playlists."""
+    stats: dict[str, Any] = await page.evaluate("() => ({...window.glasscastPlayer.stats})")
+    return stats
+
+
+async def start_sampler(page: Page, every_ms: int, limit: int = 100_000) -> None:
+    """Sample the player every ``every_ms`` in the page itself (no round trip per sample)."""
+    await page.evaluate(START_SAMPLER, [every_ms, limit])
+
+
+async def stop_sampler(page: Page) -> list[dict[str, Any]]:
+    """Stop sampling; the samples taken (each the player's ``sample()``: now_ms, glass_to_glass_ms, ...)."""
+    samples: list[dict[str, Any]] = await page.evaluate(
+        "() => { clearInterval(window.__glasscastSampler); return window.__glasscastSamples || []; }")
+    return samples
+
+
+def part_requests(timeline: list[dict[str, Any]]) -> list[str]:
+    """The LL-HLS part URIs in a resource timeline (``resource_timeline``)."""
+    return [entry["url"] for entry in timeline if PART_URI.search(entry["url"])]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values`` by nearest rank."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("no values")
+    return ordered[min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))]
