@@ -75,6 +75,7 @@ POLL_ERROR_PAUSE_S = 0.5  # after the consumer reports an error (the broker is a
 # ends it at once, so this only bounds how soon a stop is noticed.  Offsets committed meanwhile are sent as the
 # poll returns (topics/consumer.py), so the event loop never waits for the consumer.
 POLL_S = 1.0
+REMUX_GRACE_S = 3.0  # how long a GOP's source segment may trail its GopAvailable before the worker makes it
 VIEWERS_CACHE_MAX = 10_000  # channels whose last audience is remembered for a Valkey outage
 
 
@@ -91,6 +92,7 @@ class Job:
     gop: GopAvailable
     received_s: float  # wall clock when this worker got it: its age for the live/backlog choice
     renditions: list[Rendition] | None = None  # planned once, kept across attempts
+    backfill: list[Rendition] | None = None  # remuxes the ingest makes; made here if it did not
     live: bool | None = None
     failures: int = 0  # attempts that failed, whatever the cause (drives the back-off)
     own_failures: int = 0  # attempts that failed because of the GOP itself (Verdict.AGAIN)
@@ -176,6 +178,7 @@ class TranscodeWorker:
         self.retries = 0  # failed attempts that were tried again
         self.viewers: dict[str, int] = {}  # channel id -> the last audience read (for a Valkey outage)
         self.consumer_healthy = True
+        self.backfilled = 0  # GOPs whose source/audio segment the ingest never stored (it died): remuxed here
         self.parts = PartTranscoder(settings, serde, origin, self.producer, self.plan_part)
 
     async def _viewers(self, channel_id: str) -> int:
@@ -228,6 +231,7 @@ class TranscodeWorker:
             # The scaled rungs come part by part from the live path (part_worker.py) unless it is off.
             job.renditions = ((remux if self.settings.transcode.remux else [])
                               + ([] if self.settings.transcode.live_parts else scaled))
+            job.backfill = [] if self.settings.transcode.remux else remux
         renditions = job.renditions
         if job.live is None:
             job.live = job.received_s - gop.occurred_at / 1000 <= self.settings.transcode.max_gop_age_s
@@ -239,6 +243,7 @@ class TranscodeWorker:
         flv = await asyncio.to_thread(self.gops.get, gop.blob_ref)
         # Remuxes (source, audio) take milliseconds: list them without waiting for the encoders.
         remux = [r for r in renditions if r.passthrough or r.audio_only]
+        remux += await self._not_packaged(gop, job.backfill or [])
         scaled = [r for r in renditions if not (r.passthrough or r.audio_only)]
         work = [self._produce(gop, flv, part) for part in (remux, scaled) if part]
         stream_id, seq = gop.stream_id, gop.seq
@@ -267,6 +272,27 @@ class TranscodeWorker:
         # Announce only once the segments' bytes are durable.
         now_ms = int(time.time() * 1000)
         await asyncio.gather(*[self.producer.send(segment_ready(gop, out, now_ms), stream_id) for out in outputs])
+
+    async def _not_packaged(self, gop: GopAvailable, renditions: list[Rendition]) -> list[Rendition]:
+        """The remuxes the ingest did not store for this GOP within ``REMUX_GRACE_S``: made here instead.
+
+        The ingest stores a GOP's last part, and so its segment, when the next keyframe arrives,
+        just as it stores the GOP; an ingest killed in between leaves the GOP without its source and
+        audio segments, and the VOD without that GOP.  Normally the segment is already there.
+        """
+        deadline = time.monotonic() + REMUX_GRACE_S
+        missing = renditions
+        while missing:
+            missing = [r for r in missing if not await asyncio.to_thread(
+                self.origin.exists, f"file:{segment_key(gop.stream_id, r.name, gop.seq)}")]
+            if not missing or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.2)
+        if missing:
+            log.warning("GOP %s seq %d: the ingest stored no %s segment; remuxing it here", gop.stream_id,
+                        gop.seq, ", ".join(r.name for r in missing))
+            self.backfilled += 1
+        return missing
 
     async def _thumbnail(self, stream_id: str, seq: int, flv: bytes) -> None:
         """Refresh the stream's thumbnail from this GOP's keyframe; a failure costs only the thumbnail."""
