@@ -203,3 +203,14 @@ def percentile(values: list[float], q: float) -> float:
     if not ordered:
         raise ValueError("no values")
     return ordered[min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))]
+
+
+async def keep_resource_timings(page: Page, entries: int = 10_000) -> None:
+    """Let the page keep ``entries`` resource timings (Chromium keeps 250: ~25 s of LL-HLS requests)."""
+    await page.add_init_script(f"performance.setResourceTimingBufferSize({int(entries)})")
+
+
+def part_gaps_ms(timeline: list[dict[str, Any]], since_ms: float = 0) -> list[float]:
+    """Time between consecutive LL-HLS part responses (ms, response end to response end) after ``since_ms``."""
+    ends = sorted(e["end_ms"] for e in timeline if PART_URI.search(e["url"]) and e["end_ms"] >= since_ms)
+    return [b - a for a, b in zip(ends, ends[1:], strict=False)]
