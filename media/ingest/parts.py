@@ -40,7 +40,16 @@ from media.ingest.gop import Gop, GopSplitter, MediaTag
 from media.ingest.live import LiveStream
 from media.package.codecs import aac_codec_string, aac_frame_samples, avc_codec_string
 from media.package.fmp4 import AudioTrack, VideoTrack, init_segment
-from media.package.parts import AudioFrame, CutPart, PartCutter, VideoFrame, part_bytes, part_target_ms
+from media.package.parts import (
+    AudioFrame,
+    CutPart,
+    PartCutter,
+    VideoFrame,
+    part_bytes,
+    part_key,
+    part_target_ms,
+    part_uri,
+)
 from schemas.record import Record
 from schemas.records.media import PartReady, SegmentPart, SegmentReady
 from topics.errors import TopicsError
@@ -53,14 +62,6 @@ QUEUE_PARTS = 64  # about 13 s of parts waiting for the store and the broker bef
 
 #: Produce one event under a key and wait for the broker's acknowledgement (as ``pipeline.Emit``).
 Emit = Callable[[Record, str], Awaitable[Any]]
-
-
-def part_key(stream_id: str, rendition: str, seq: int, index: int) -> str:
-    return f"hls/{stream_id}/{rendition}/{seq:08d}.{index}.m4s"
-
-
-def part_uri(seq: int, index: int) -> str:
-    return f"{seq:08d}.{index}.m4s"
 
 
 @dataclass(frozen=True)

@@ -38,13 +38,24 @@ from dataclasses import dataclass, field
 
 from media.package.fmp4 import VIDEO_TIMESCALE, AudioTrack, Fragment, Sample, VideoTrack, media_segment
 
-__all__ = ["AudioFrame", "CutPart", "PartCutter", "VideoFrame", "part_bytes", "part_fragments", "part_target_ms"]
+__all__ = ["AudioFrame", "CutPart", "PartCutter", "VideoFrame", "part_bytes", "part_fragments", "part_key",
+           "part_target_ms", "part_uri"]
 
 TICKS_PER_MS = VIDEO_TIMESCALE // 1000
 MIN_PART_TARGET_MS = 200  # Apple's authoring spec advises no shorter; MediaMTX's default
 MIN_SHARE = 0.85  # bis 4.4.4.9: a part but a segment's last lasts at least 85 % of PART-TARGET
 INTERVALS = 8  # recent frame intervals the frame length is estimated from
 AUDIO_HOLE_FRAMES = 1.5
+
+
+def part_key(stream_id: str, rendition: str, seq: int, index: int) -> str:
+    """Where part ``index`` of segment ``seq`` of a rendition lives in the origin store."""
+    return f"hls/{stream_id}/{rendition}/{seq:08d}.{index}.m4s"
+
+
+def part_uri(seq: int, index: int) -> str:
+    """The part's URI in its media playlist (relative, like the segment's ``<seq>.m4s``)."""
+    return f"{seq:08d}.{index}.m4s"
 
 
 def part_target_ms(fps: float | None) -> int:

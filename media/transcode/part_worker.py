@@ -37,6 +37,7 @@ from confluent_kafka import KafkaException
 
 from infra.settings import Settings
 from media.blob import BlobError, BlobStore
+from media.package.parts import part_key, part_uri
 from media.transcode.ladder import Rendition
 from media.transcode.part_encoder import GopParts, RungPart, SourceConfig, source_config
 from schemas.records.media import PartReady, SegmentPart, SegmentReady
@@ -52,10 +53,6 @@ POLL_S = 1.0  # a long poll in a worker thread: a record ends it at once; it bou
 ERROR_PAUSE_S = 1.0
 #: The rungs of a GOP: planned from the source part 0 (its size, rate and channel).
 Plan = Callable[[PartReady], Awaitable[list[Rendition]]]
-
-
-def part_key(stream_id: str, rendition: str, seq: int, index: int) -> str:
-    return f"hls/{stream_id}/{rendition}/{seq:08d}.{index}.m4s"
 
 
 @dataclass
@@ -200,7 +197,7 @@ class PartTranscoder:
         date = source.program_date_time if same else gop.pdt_ms + index * source.part_target_ms
         return PartReady(
             occurred_at=int(time.time() * 1000), stream_id=source.stream_id, channel_id=source.channel_id,
-            rendition=r.name, seq=source.seq, part=index, uri=f"{source.seq:08d}.{index}.m4s",
+            rendition=r.name, seq=source.seq, part=index, uri=part_uri(source.seq, index),
             duration_ms=duration, independent=index == 0,
             byte_size=size, program_date_time=date, part_target_ms=source.part_target_ms,
             segment_complete=source.segment_complete and same, segment_uri=source.segment_uri if same else None,

@@ -14,8 +14,7 @@ import pytest
 
 from infra.settings import Settings
 from media.blob import FileBlobStore
-from media.ingest.parts import part_key
-from media.package.parts import part_target_ms
+from media.package.parts import part_key, part_target_ms
 from media.testpattern import ffmpeg_push
 from schemas.records.media import PartReady, SegmentReady
 from tests.integration.ingest_support import ingest_settings, running_ingest
