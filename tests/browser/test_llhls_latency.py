@@ -9,7 +9,8 @@ event, no hls.js BUFFER_STALLED_ERROR), parts were loaded (hls.js part loads and
 the resource timeline), and the median glass-to-glass over the last WINDOW_S seconds is under BOUND_MS: a
 loose bound for CI on a shared machine; the targets (p50 < 1.5 s, p95 < 2 s) are bench/latency.py's.  Then a
 network outage: the player stalls, and once the network is back it jumps to the live edge instead of staying
-behind.
+behind (measured against the live edge hls.js knows, so that a publisher slowed by the machine's load does not
+count against the player).
 
 The platform runs with the default (tiered) ladder: one viewer gets the source and audio renditions, which the
 ingest cuts into parts itself.  With GLASSCAST_LADDER_MODE=full the media workers' transcoding competes with
@@ -217,15 +218,24 @@ async def test_player_jumps_back_to_live_after_a_stall(ll_stream: tuple[Glasscas
 
 
 async def _wait_live(page: Page, when: str, jumps_after: int | None = None, timeout_s: float = 30) -> None:
-    """Until glass-to-glass is under BOUND_MS (and, with ``jumps_after``, the player has jumped since)."""
+    """Until the player is under BOUND_MS behind the live edge it knows (and, with ``jumps_after``, has jumped
+    since).
+
+    Measured as hls.js's ``latency`` (the playlist's live edge, aged since it was loaded, minus the playhead), not
+    glass-to-glass: what this test checks is the player's recovery, and glass-to-glass also counts how late the
+    stream itself is.  Under the whole suite's load the publisher and the ingest fall behind real time and the
+    program date-times with them, so glass-to-glass can stay above any bound with the player at the very edge.
+    A player that stayed behind after the outage is OUTAGE_S plus its earlier latency behind: well over BOUND_MS.
+    """
     try:
         await page.wait_for_function(
-            "([bound, jumps]) => { const p = window.glasscastPlayer;"
-            " return (p.sample().glass_to_glass_ms ?? 1e9) < bound && (jumps === null || p.stats.jumps > jumps); }",
+            "([bound, jumps]) => { const p = window.glasscastPlayer; const s = p.sample();"
+            " return s.hls_latency_s !== null && s.hls_latency_s * 1000 < bound"
+            " && (jumps === null || p.stats.jumps > jumps); }",
             arg=[BOUND_MS, jumps_after], timeout=timeout_s * 1000)
     except PlaywrightTimeout:
         state = await page.evaluate("() => ({stats: window.glasscastPlayer.stats,"
                                     " now: window.glasscastPlayer.sample()})")
-        pytest.fail(f"{when}: not back under {BOUND_MS} ms glass-to-glass (with a jump to live: "
+        pytest.fail(f"{when}: not back under {BOUND_MS} ms behind the live edge (with a jump to live: "
                     f"{jumps_after is not None}) within {timeout_s:.0f} s; load average {os.getloadavg()} on "
                     f"{os.cpu_count()} cores; player {json.dumps(state)}")
