@@ -16,8 +16,11 @@ Pure part (no I/O, no clock: time is passed in):
   order and within the draft's MUSTs (bis 4.4.4.9: at most PART-TARGET, at
   least 85 % of it unless independent or the segment's last, adding up to
   the segment) is kept but not ``listable``: the playlist lists it whole, with
-  no EXT-X-PART lines.  A new segment abandons an open one that never
-  completed (its GOP was lost with an ingest).
+  no EXT-X-PART lines.  The open segment's last part announced again as the
+  segment's last completes it (a media worker learns only with the next part
+  that a GOP ended before its predicted middle: ``media/package/parts.py``).
+  A new segment abandons an open one that never completed (its GOP was lost
+  with an ingest).
 * ``LiveEdge``: those edges by stream, a version per stream (bumped by every
   change: renderings are shared per version), ``StreamEnded`` (directives
   are ignored once a stream ended), and ``expire``: streams silent for
@@ -181,9 +184,12 @@ def _complete(segment: EdgeSegment, p: PartReady) -> EdgeSegment:
 def fold_part(edge: RenditionEdge | None, p: PartReady, keep: int) -> RenditionEdge | None:
     """Fold one PartReady into its rendition's edge; None when nothing changes."""
     if edge is not None and edge.open is not None and p.seq == edge.open.seq:
-        if p.part <= edge.open.parts[-1].index:
+        if p.segment_complete and p.part == edge.open.parts[-1].index:
+            segment = edge.open  # its last part again, now saying the segment is complete (a late rung split)
+        elif p.part <= edge.open.parts[-1].index:
             return None  # redelivered
-        segment = _extend(edge.open, p)
+        else:
+            segment = _extend(edge.open, p)
     elif edge is not None and p.seq <= edge.last_seq:
         return None  # a segment already complete, or older than the edge
     else:

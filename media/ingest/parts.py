@@ -263,7 +263,8 @@ class PartPublisher:
             segment_uri=f"{job.seq:08d}.m4s" if part.last else None,
             segment_duration_ms=max(segment_ms, 1) if part.last else None, discontinuity=job.discontinuity,
             init_uri="init.mp4", codecs=r.codecs, width=r.video.width if r.video else None,
-            height=r.video.height if r.video else None, fps=r.fps if r.video else None, audio_only=r.video is None)
+            height=r.video.height if r.video else None, fps=r.fps if r.video else None, audio_only=r.video is None,
+            rung_split_part=part.rung_split if r.video is not None else None)
 
     def _segment_ready(self, r: Rendering, job: _Job, segment: _Segment, whole: bytes) -> SegmentReady:
         last = job.part

@@ -23,6 +23,20 @@ at least the 85 % the draft asks for (4.4.4.9).  A frame's duration is only
 known when the next one arrives, so a part is handed out one frame after its
 last frame: about 33 ms at 30 fps.
 
+Each GOP is also split in two for the transcoded rungs (``rung_split``): the
+media workers force an IDR at the first frame of the part that starts the
+second half, so a rung's segments last about half a GOP (1 s for the 2 s GOP
+OBS and Twitch use).  A player without LL-HLS holds back three target
+durations (bis 4.4.3.8: HOLD-BACK is at least three), so halving the rungs'
+segments halves how far behind such a player is (under 5 s instead of about
+6.5 s at a 2 s GOP).  The source rendition is the encoder's own GOP and
+cannot be split without a decode.  A rung's media sequence numbers are
+``2 * seq`` and ``2 * seq + 1`` (``rung_segment``), dense as the draft wants
+them, with no counter anyone has to keep.  The split is the part boundary
+nearest the middle of the GOP as the previous GOP predicts it (1 s for the
+first); a GOP that ends before that splits at its last part, and only a GOP
+of a single part has no second half (its number is then a gap).
+
 Audio joins the part that is open when it arrives (its own timestamps place
 it: every fragment carries its decode time, ``tfdt``), and its decode times
 run on from the previous part's, so AAC frames neither overlap nor leave
@@ -39,13 +53,15 @@ from dataclasses import dataclass, field
 from media.package.fmp4 import VIDEO_TIMESCALE, AudioTrack, Fragment, Sample, VideoTrack, media_segment
 
 __all__ = ["AudioFrame", "CutPart", "PartCutter", "VideoFrame", "part_bytes", "part_fragments", "part_key",
-           "part_target_ms", "part_uri"]
+           "part_target_ms", "part_uri", "rung_segment"]
 
 TICKS_PER_MS = VIDEO_TIMESCALE // 1000
 MIN_PART_TARGET_MS = 200  # Apple's authoring spec advises no shorter; MediaMTX's default
 MIN_SHARE = 0.85  # bis 4.4.4.9: a part but a segment's last lasts at least 85 % of PART-TARGET
 INTERVALS = 8  # recent frame intervals the frame length is estimated from
 AUDIO_HOLE_FRAMES = 1.5
+FIRST_RUNG_SPLIT_MS = 1000  # where the first GOP of a broadcast splits for the rungs (half of a 2 s GOP)
+RUNG_SEGMENTS_PER_GOP = 2
 
 
 def part_key(stream_id: str, rendition: str, seq: int, index: int) -> str:
@@ -56,6 +72,16 @@ def part_key(stream_id: str, rendition: str, seq: int, index: int) -> str:
 def part_uri(seq: int, index: int) -> str:
     """The part's URI in its media playlist (relative, like the segment's ``<seq>.m4s``)."""
     return f"{seq:08d}.{index}.m4s"
+
+
+def rung_segment(seq: int, part: int, split: int | None) -> tuple[int, int]:
+    """The transcoded rungs' (media sequence number, part index) of part ``part`` of source segment ``seq``,
+    whose second half starts at part ``split`` (None: not split, or not yet)."""
+    if seq < 0 or part < 0:
+        raise ValueError(f"seq and part must be >= 0, got {seq}, {part}")
+    if split is not None and 0 < split <= part:
+        return RUNG_SEGMENTS_PER_GOP * seq + 1, part - split
+    return RUNG_SEGMENTS_PER_GOP * seq, part
 
 
 def part_target_ms(fps: float | None) -> int:
@@ -94,6 +120,9 @@ class CutPart:
     audio: tuple[Sample, ...]
     audio_start_ticks: int  # decode time of the first audio sample, in samples of the audio rate
     last: bool  # the segment's last part: the segment is complete with it
+    #: The part that starts the segment's second half for the transcoded rungs, once decided (at the latest
+    #: with this part: the next part when this one ends nearest the middle, this one when it is the last).
+    rung_split: int | None = None
 
     @property
     def independent(self) -> bool:
@@ -128,6 +157,8 @@ class PartCutter:
         self._intervals: deque[int] = deque(maxlen=INTERVALS)
         self._last_dts: int | None = None
         self._next_audio: int | None = None  # where the next AAC frame's decode time runs on to, in samples
+        self._split_at_ms = FIRST_RUNG_SPLIT_MS  # where the open segment's rung split is aimed
+        self._split: int | None = None  # the open segment's rung split, once decided
 
     @property
     def open(self) -> bool:
@@ -138,6 +169,7 @@ class PartCutter:
         if self._part is not None:
             raise ValueError("start_segment while a segment is open: call end_segment first")
         self.segment_start_ms = keyframe.dts_ms
+        self._split = None
         self._part = _Open(0, keyframe.dts_ms, [keyframe])
         self._note_dts(keyframe.dts_ms)
 
@@ -178,6 +210,9 @@ class PartCutter:
         """The splitter ended the GOP at ``end_ms`` (the next keyframe, or its estimate of the last frame's end)."""
         if self._part is None:
             return []
+        assert self.segment_start_ms is not None
+        if end_ms > self.segment_start_ms:  # the next GOP is aimed at the middle of this one
+            self._split_at_ms = max(self.part_target_ms, (end_ms - self.segment_start_ms) // 2)
         out = [self._close(end_ms, last=True)]
         self._part = None
         self.segment_start_ms = None
@@ -202,8 +237,14 @@ class PartCutter:
         duration = sum(s.duration for s in samples) // TICKS_PER_MS
         if not last and duration > self.part_target_ms:
             self.overlong_parts += 1
+        if self._split is None:
+            ends_at = part.start_ms + duration - self.segment_start_ms
+            if last:
+                self._split = part.index if part.index > 0 else None
+            elif ends_at + self.part_target_ms // 2 >= self._split_at_ms:  # the boundary nearest the middle
+                self._split = part.index + 1
         return CutPart(part.index, self.segment_start_ms, part.start_ms, duration, tuple(samples),
-                       tuple(part.audio), part.audio_start or 0, last)
+                       tuple(part.audio), part.audio_start or 0, last, self._split)
 
 
 def part_fragments(part: CutPart, video: VideoTrack | None, audio: AudioTrack | None) -> list[Fragment]:

@@ -12,7 +12,9 @@ x264 runs with ``tune=zerolatency`` here: no lookahead, no B-frames, no frame
 held back, so a part's frames come out of the encoder before the next part
 arrives.  ``bench/transcode.py`` measures what that costs against the
 whole-GOP settings (``encoders.py``).  The first frame of each GOP is forced to
-an IDR, as for whole GOPs, so every rung segment is independent.
+an IDR, as for whole GOPs, and so is the first frame of the part where the
+ingest split the GOP for the rungs (``media/package/parts.py``): every rung
+segment, a half GOP, is independent.
 
 Blocking (PyAV): run it in a thread.  One ``GopParts`` belongs to one thread
 at a time.
@@ -126,8 +128,16 @@ class GopParts:
             raise ValueError("a source part without video")
         return _Demuxed(video, audio, audio_start, video[0].dts, max(ends))
 
-    def part(self, data: bytes, index: int, last: bool) -> list[RungPart]:
-        """Transcode source part ``index`` (its stored bytes) into the same part of every rung."""
+    def part(self, data: bytes, index: int, last: bool, rung_index: int | None = None) -> list[RungPart]:
+        """Transcode source part ``index`` (its stored bytes) into the same part of every rung.
+
+        ``rung_index`` is the part's index in the rung segment it belongs to (``parts.rung_segment``; the
+        source index when not given): at 0 its first frame is forced to an IDR and the part opens with
+        ``styp``, so the GOP's second half is a segment of its own.
+        """
+        rung_index = index if rung_index is None else rung_index
+        if rung_index == 0:
+            self._first = True
         demuxed = self._demux(data)
         for packet in demuxed.video:
             for frame in self.decoder.decode(packet):
@@ -141,7 +151,7 @@ class GopParts:
                 encoder.finish()  # flush: zerolatency holds nothing back, but a flush is cheap insurance
             frames = encoder.frames[self._emitted[i]:]
             self._emitted[i] = len(encoder.frames)
-            out.append(self._rung_part(i, index, frames, demuxed))
+            out.append(self._rung_part(i, index, rung_index == 0, frames, demuxed))
         return out
 
     def _push(self, frame: Any) -> None:
@@ -151,7 +161,8 @@ class GopParts:
         for encoder in self.encoders:
             encoder.push(frame)
 
-    def _rung_part(self, i: int, index: int, frames: list[EncodedFrame], demuxed: _Demuxed) -> RungPart:
+    def _rung_part(self, i: int, index: int, starts_segment: bool, frames: list[EncodedFrame],
+                   demuxed: _Demuxed) -> RungPart:
         fragments: list[Fragment] = []
         if frames:
             ends = [f.dts_ms for f in frames[1:]] + [demuxed.end_ms]
@@ -160,5 +171,5 @@ class GopParts:
             fragments.append(Fragment(1, frames[0].dts_ms * TICKS_PER_MS, samples, video=True))
         if self.audio is not None and demuxed.audio:
             fragments.append(Fragment(2, demuxed.audio_start, demuxed.audio, video=False))
-        data = media_segment(index + 1, fragments, styp=index == 0) if fragments else b""
+        data = media_segment(index + 1, fragments, styp=starts_segment) if fragments else b""
         return RungPart(self.rungs[i], data, self.inits[i], self.codecs[i], demuxed.end_ms - demuxed.start_ms)

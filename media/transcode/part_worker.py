@@ -5,10 +5,15 @@ worker has all of a stream's parts, in order).  For each part of the source
 rendition (``media/ingest/parts.py`` stored it before announcing it) the
 worker transcodes it into the same part of every scaled rung of the GOP's
 ladder (``part_encoder.py``), stores each rung part in the origin, then
-announces it with ``PartReady``; with the GOP's last part it stores each rung
-segment (its parts concatenated) and announces ``SegmentReady`` listing the
-parts.  So a rung part is out about one transcode after its source part, not
-one GOP later, and the GOP stays the unit of distribution and of VOD.
+announces it with ``PartReady``.  A rung splits each GOP in two segments
+where the ingest says (``PartReady.rung_split_part``, ``parts.rung_segment``:
+media sequence numbers ``2 * seq`` and ``2 * seq + 1``), so that players
+without LL-HLS, which hold back three segments, are half as far behind; with
+each half's last part the worker stores the rung segment (its parts
+concatenated) and announces ``SegmentReady`` listing the parts.  So a rung
+part is out about one transcode after its source part, not one GOP later,
+and the GOP stays the unit of distribution and of VOD (a GOP is its rungs'
+two segments).
 
 How a growing GOP reaches a worker: the parts themselves, through the origin
 store, announced on Kafka.  The ingest has to store them for the players
@@ -30,16 +35,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from confluent_kafka import KafkaException
 
 from infra.settings import Settings
 from media.blob import BlobError, BlobStore
-from media.package.parts import part_key, part_uri
+from media.package.parts import part_key, part_uri, rung_segment
 from media.transcode.ladder import Rendition
 from media.transcode.part_encoder import GopParts, RungPart, SourceConfig, source_config
+from schemas.record import new_event_id
 from schemas.records.media import PartReady, SegmentPart, SegmentReady
 from topics.consumer import EventConsumer
 from topics.errors import TopicsError
@@ -57,14 +63,22 @@ Plan = Callable[[PartReady], Awaitable[list[Rendition]]]
 
 @dataclass
 class _Gop:
-    """The GOP a stream is in: its encoders, what its rungs have so far, and where it continues."""
+    """The GOP a stream is in: its encoders, the rung segment being built, and where it continues."""
 
     seq: int
     next_index: int
     encoder: GopParts | None  # None: no scaled rung for this GOP
     pdt_ms: int
+    rung_seq: int = -1  # the rungs' segment the parts below belong to (parts.rung_segment)
+    rung_pdt_ms: int = 0
     parts: dict[str, list[bytes]] = field(default_factory=dict)
     entries: dict[str, list[SegmentPart]] = field(default_factory=dict)
+    last_ready: dict[str, tuple[PartReady, RungPart]] = field(default_factory=dict)
+    completed: set[int] = field(default_factory=set)  # rung segments stored and announced whole
+
+    def begin(self, rung_seq: int, pdt_ms: int) -> None:
+        self.rung_seq, self.rung_pdt_ms = rung_seq, pdt_ms
+        self.parts, self.entries, self.last_ready = {}, {}, {}
 
 
 class PartTranscoder:
@@ -164,11 +178,21 @@ class PartTranscoder:
             gop.next_index = index + 1
             return
         stream_id = part.stream_id
+        split = part.rung_split_part
+        rung_seq, rung_index = rung_segment(part.seq, index, split)
+        events: list[PartReady | SegmentReady] = []
+        if rung_index == 0 and rung_seq != gop.rung_seq:
+            if gop.rung_seq >= 0 and gop.rung_seq not in gop.completed:
+                # The GOP ended before its predicted middle: the ingest split it at its last part, so the
+                # first half is complete only now (its last part is announced again, completing it).
+                events += await self._complete(gop, part.seq, repeat=True)
+            same = index == part.part and not redo
+            gop.begin(rung_seq, part.program_date_time if same else gop.pdt_ms + index * part.part_target_ms)
         key = part_key(stream_id, SOURCE, part.seq, index)
         data = await asyncio.to_thread(self.origin.get, self.origin_ref(key))
-        outs = await asyncio.to_thread(gop.encoder.part, data, index, last)
+        outs = await asyncio.to_thread(gop.encoder.part, data, index, last, rung_index)
         gop.next_index = index + 1
-        events: list[PartReady | SegmentReady] = []
+        ends_half = last or (split is not None and index == split - 1)
         for out in outs:
             if not out.data:
                 continue
@@ -176,17 +200,35 @@ class PartTranscoder:
             if (stream_id, name) not in self.inits_stored:
                 await asyncio.to_thread(self.origin.put, f"hls/{stream_id}/{name}/init.mp4", out.init)
                 self.inits_stored.add((stream_id, name))
-            await asyncio.to_thread(self.origin.put, part_key(stream_id, name, part.seq, index), out.data)
+            await asyncio.to_thread(self.origin.put, part_key(stream_id, name, rung_seq, rung_index), out.data)
             gop.parts.setdefault(name, []).append(out.data)
             ready = self._part_ready(part, gop, out, index, len(out.data), redo)
             gop.entries.setdefault(name, []).append(
                 SegmentPart(uri=ready.uri, duration_ms=ready.duration_ms, independent=ready.independent))
-            events.append(ready)
-            if last:
-                whole = b"".join(gop.parts[name])
-                await asyncio.to_thread(self.origin.put, f"hls/{stream_id}/{name}/{part.seq:08d}.m4s", whole)
-                events.append(self._segment_ready(part, out, gop, whole))
+            gop.last_ready[name] = (ready, out)
+            if not ends_half:
+                events.append(ready)
+        if ends_half:
+            events += await self._complete(gop, part.seq, repeat=False)
         await asyncio.gather(*[self.producer.send(e, stream_id) for e in events])
+
+    async def _complete(self, gop: _Gop, seq: int, repeat: bool) -> list[PartReady | SegmentReady]:
+        """Store each rung's segment (its parts concatenated); its last PartReady, marked complete, and its
+        SegmentReady.  ``repeat``: that part was announced already, open; this announces it again, complete."""
+        events: list[PartReady | SegmentReady] = []
+        for name, (ready, out) in gop.last_ready.items():
+            whole = b"".join(gop.parts[name])
+            uri = f"{gop.rung_seq:08d}.m4s"
+            await asyncio.to_thread(self.origin.put, f"hls/{ready.stream_id}/{name}/{uri}", whole)
+            duration = sum(e.duration_ms for e in gop.entries[name])
+            complete = replace(ready, event_id=new_event_id(), segment_complete=True, segment_uri=uri,
+                               segment_duration_ms=duration)
+            events += [complete, self._segment_ready(complete, out, gop, whole, duration)]
+        gop.completed.add(gop.rung_seq)
+        if repeat:
+            log.info("stream GOP %d ended before its predicted middle: rung segment %d completed at the split",
+                     seq, gop.rung_seq)
+        return events
 
     def _part_ready(self, source: PartReady, gop: _Gop, out: RungPart, index: int, size: int,
                     redo: bool) -> PartReady:
@@ -195,23 +237,23 @@ class PartTranscoder:
         # A replayed earlier part is timed from its own bytes, its date estimated from the GOP's.
         duration = source.duration_ms if same else max(1, min(out.duration_ms, source.part_target_ms))
         date = source.program_date_time if same else gop.pdt_ms + index * source.part_target_ms
+        rung_seq, rung_index = rung_segment(source.seq, index, source.rung_split_part)
         return PartReady(
             occurred_at=int(time.time() * 1000), stream_id=source.stream_id, channel_id=source.channel_id,
-            rendition=r.name, seq=source.seq, part=index, uri=part_uri(source.seq, index),
-            duration_ms=duration, independent=index == 0,
+            rendition=r.name, seq=rung_seq, part=rung_index, uri=part_uri(rung_seq, rung_index),
+            duration_ms=duration, independent=rung_index == 0,
             byte_size=size, program_date_time=date, part_target_ms=source.part_target_ms,
-            segment_complete=source.segment_complete and same, segment_uri=source.segment_uri if same else None,
-            segment_duration_ms=source.segment_duration_ms if same else None, discontinuity=source.discontinuity,
+            discontinuity=source.discontinuity and rung_seq == 2 * source.seq,
             init_uri="init.mp4", codecs=out.codecs, width=r.width, height=r.height, fps=r.fps, audio_only=False)
 
-    def _segment_ready(self, source: PartReady, out: RungPart, gop: _Gop, whole: bytes) -> SegmentReady:
+    def _segment_ready(self, last: PartReady, out: RungPart, gop: _Gop, whole: bytes,
+                       duration: int) -> SegmentReady:
         r = out.rendition
-        duration = source.segment_duration_ms or sum(e.duration_ms for e in gop.entries[r.name])
         return SegmentReady(
-            occurred_at=int(time.time() * 1000), stream_id=source.stream_id, channel_id=source.channel_id,
-            rendition=r.name, seq=source.seq, duration_ms=duration, program_date_time=gop.pdt_ms,
-            byte_size=len(whole), uri=f"{source.seq:08d}.m4s", parts=tuple(gop.entries[r.name]),
-            discontinuity=source.discontinuity, pts_90k=None, init_uri="init.mp4", codecs=out.codecs,
+            occurred_at=int(time.time() * 1000), stream_id=last.stream_id, channel_id=last.channel_id,
+            rendition=r.name, seq=gop.rung_seq, duration_ms=duration, program_date_time=gop.rung_pdt_ms,
+            byte_size=len(whole), uri=f"{gop.rung_seq:08d}.m4s", parts=tuple(gop.entries[r.name]),
+            discontinuity=last.discontinuity, pts_90k=None, init_uri="init.mp4", codecs=out.codecs,
             bandwidth_bps=len(whole) * 8 * 1000 // max(duration, 1), width=r.width, height=r.height, fps=r.fps,
             audio_only=False)
 

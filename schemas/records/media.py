@@ -152,6 +152,8 @@ class PartReady(Record):
     fps: float | None = None
     #: True for the audio-only rendition.
     audio_only: bool = False
+    #: Source parts only: the part at which the transcoded rungs start this segment's second half (their media sequence number 2 * seq + 1), once the ingest has decided it (at the latest on the segment's last part); null before that, and for a segment of one part.
+    rung_split_part: int | None = None
 
     def to_avro(self) -> dict[str, Any]:
         return {
@@ -178,6 +180,7 @@ class PartReady(Record):
             'height': self.height,
             'fps': self.fps,
             'audio_only': self.audio_only,
+            'rung_split_part': self.rung_split_part,
         }
 
     @classmethod

@@ -122,6 +122,10 @@ async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings
             variants = await eventually_async(master, 30, "the full ladder in the master playlist", every_s=0.2)
             names = sorted(v["URI"].split("/")[0] for v in variants)
             assert names == ["360p30", "480p30", "audio", "source"]
+            rung = await http.get(f"{base}/360p30/index.m3u8", params=q)
+            if push.poll() is None and "#EXT-X-PART-INF" in rung.text:
+                # Half-GOP segments: plain-HLS players hold back 3 s on a rung, not 6 s (HOLD-BACK = 3 x 1 s).
+                assert "#EXT-X-TARGETDURATION:1\n" in rung.text and ",HOLD-BACK=3.000," in rung.text, rung.text
             r = await http.get(f"{base}/source/index.m3u8", params=q)
             live = parse_media_playlist(r.text)
             if push.poll() is None:  # still live, with parts: not cached (it changes every part) and no end
@@ -137,7 +141,8 @@ async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings
                 if r.status_code != 200:
                     return None
                 playlist = parse_media_playlist(r.text)
-                return playlist if playlist.ended and len(playlist.segments) == 5 else None
+                # A scaled rung's segments are half GOPs (media/package/parts.py): 10 for the 5 GOPs.
+                return playlist if playlist.ended and len(playlist.segments) == 10 else None
 
             await eventually_async(vod, 60, "the VOD playlist", every_s=0.2)
             for rendition, (width, height) in {"source": (1280, 720), "480p30": (854, 480),
@@ -147,7 +152,10 @@ async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings
                 assert playlist.ended and playlist.playlist_type == "VOD"
                 assert r.headers["cache-control"] == "public, max-age=3600"
                 # Every URI carries the token, so players resolving them relative keep presenting it.
-                assert [seg.uri for seg in playlist.segments] == [f"{i:08d}.m4s?token={token}" for i in range(5)]
+                halves = 1 if rendition in ("source", "audio") else 2
+                assert playlist.target_duration_s == 2 // halves, (rendition, playlist.target_duration_s)
+                assert [seg.uri for seg in playlist.segments] == [f"{i:08d}.m4s?token={token}"
+                                                                  for i in range(5 * halves)]
                 init = await http.get(f"{base}/{rendition}/init.mp4", params=q)
                 assert init.status_code == 200 and "immutable" in init.headers["cache-control"]
                 whole = bytearray(init.content)
@@ -158,7 +166,7 @@ async def test_ladder_playlists_and_vod(settings_factory: Callable[..., Settings
                     info = _probe(one)
                     # Segments keep the source timeline: ffprobe counts duration from 0, not from the start.
                     duration = float(info["format"]["duration"]) - float(info["format"]["start_time"])
-                    assert abs(duration - 2.0) <= 0.1, (rendition, seg.uri, duration)
+                    assert abs(duration - 2.0 / halves) <= 0.1, (rendition, seg.uri, duration)
                     video = [st for st in info["streams"] if st["codec_type"] == "video"]
                     if width is None:
                         assert not video
@@ -218,7 +226,9 @@ async def test_killed_worker_loses_and_duplicates_nothing(settings_factory: Call
         with run_service(s, "media-worker", tmp_path / "worker2.log"):
             await eventually_async(lambda: push.poll() is not None, 60, "the publisher to exit", every_s=0.2)
             gops = await ingest.wait_events("media.gops", stream_id, lambda f: len(f) >= 6)
-            expected = {(r, g.value.seq) for g in gops for r in ("source", "360p30", "audio")}
+            # A scaled rung splits each GOP in two segments (media/package/parts.py): 2 * seq and 2 * seq + 1.
+            expected = ({(r, g.value.seq) for g in gops for r in ("source", "audio")}
+                        | {("360p30", 2 * g.value.seq + half) for g in gops for half in (0, 1)})
 
             async def indexed() -> Any:
                 async with httpx.AsyncClient(timeout=10) as http:

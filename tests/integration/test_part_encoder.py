@@ -14,7 +14,7 @@ import pytest
 from media.ingest import flv
 from media.ingest.gop import GopSplitter, MediaTag
 from media.package.fmp4 import AudioTrack, VideoTrack, init_segment
-from media.package.parts import AudioFrame, CutPart, PartCutter, VideoFrame, part_bytes
+from media.package.parts import AudioFrame, CutPart, PartCutter, VideoFrame, part_bytes, rung_segment
 from media.transcode.ladder import Rendition
 from media.transcode.part_encoder import GopParts, source_config
 
@@ -83,3 +83,28 @@ def test_rung_parts_mirror_the_source_parts_and_concatenate_to_a_segment(tmp_pat
                 decoded = list(container.decode(**{kind: 0}))
             assert len(decoded) == expected if expected else decoded
         assert rung_parts[0].codecs.startswith("avc1.") and rung_parts[0].codecs.endswith(",mp4a.40.2")
+
+
+def test_a_gop_split_for_the_rungs_gives_two_independent_segments_of_a_second(tmp_path: Path) -> None:
+    init, parts, video, audio = source_parts(tmp_path)
+    first_gop = [p for p in parts if p.segment_start_ms == parts[0].segment_start_ms]
+    split = first_gop[-1].rung_split
+    assert split == 5, [p.rung_split for p in first_gop]  # 2 s GOP, 200 ms parts: the middle is after part 4
+    stored = [part_bytes(p, i + 1, video, audio) for i, p in enumerate(first_gop)]
+    gop = GopParts(source_config(init, stored[0]), init, RUNGS[:1], 30.0)
+    halves: dict[int, list[bytes]] = {}
+    for data, p in zip(stored, first_gop):
+        rung_seq, rung_index = rung_segment(0, p.index, split)
+        [out] = gop.part(data, p.index, p.last, rung_index)
+        assert (out.data[4:8] == b"styp") == (rung_index == 0)
+        halves.setdefault(rung_seq, []).append(out.data)
+        rung_init = out.init
+    assert sorted(halves) == [0, 1] and [len(h) for h in halves.values()] == [5, 5]
+    starts = []
+    for rung_seq, data in halves.items():
+        # Each half alone (the init segment, then its parts) decodes from an IDR: a segment of its own.
+        with av.open(io.BytesIO(rung_init + b"".join(data)), format="mp4") as container:
+            frames = list(container.decode(video=0))
+        assert len(frames) == 30 and frames[0].key_frame and not any(f.key_frame for f in frames[1:]), rung_seq
+        starts.append(frames[0].time)
+    assert abs(starts[1] - starts[0] - 1.0) < 0.02, starts  # the second half starts a second in

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from media.package.parts import AudioFrame, CutPart, PartCutter, VideoFrame, part_target_ms
+from media.package.parts import AudioFrame, CutPart, PartCutter, VideoFrame, part_target_ms, rung_segment
 
 
 def frame_times(fps_num: int, fps_den: int, count: int, start_ms: int = 0) -> list[int]:
@@ -100,3 +100,64 @@ def test_frames_before_a_keyframe_are_dropped_and_misuse_is_refused() -> None:
         cutter.start_segment(VideoFrame(33, 33, True, b"v"))
     with pytest.raises(ValueError):
         PartCutter(0)
+
+
+def _halves(parts: list[CutPart]) -> list[tuple[int, int]]:
+    """Per segment: how long its two rung halves last (ms), from where each part says the split is."""
+    segments: dict[int, list[CutPart]] = {}
+    for p in parts:
+        segments.setdefault(p.segment_start_ms, []).append(p)
+    out = []
+    for seg in segments.values():
+        split = seg[-1].rung_split
+        assert split is not None
+        # Decided once and never changed: every part from the deciding one on carries the same split.
+        decided = [p.rung_split for p in seg if p.rung_split is not None]
+        assert set(decided) == {split} and seg[-1].index >= split >= seg[len(seg) - len(decided)].index
+        out.append((sum(p.duration_ms for p in seg[:split]), sum(p.duration_ms for p in seg[split:])))
+    return out
+
+
+@pytest.mark.parametrize(("num", "den"), [(30, 1), (30000, 1001), (25, 1), (60, 1)])
+def test_a_2s_gop_splits_into_two_rung_segments_of_about_a_second(num: int, den: int) -> None:
+    gop = round(2 * num / den)
+    target = part_target_ms(num / den)
+    for first, second in _halves(cut(frame_times(num, den, gop * 4), gop, target)):
+        assert abs(first - 1000) <= target // 2 + 1 and abs(first + second - 2000) <= 2, (first, second)
+        assert round(first / 1000) <= 1 and round(second / 1000) <= 1  # EXT-X-TARGETDURATION 1 on the rungs
+
+
+def test_the_split_follows_the_gop_length_from_the_previous_gop() -> None:
+    halves = _halves(cut(frame_times(30, 1, 120 * 3), 120, 223))  # 4 s GOPs
+    assert halves[0][0] == 1000  # the first GOP is aimed at 1 s: its length is not known yet
+    assert all(abs(a - 2000) <= 112 for a, _ in halves[1:]), halves
+
+
+def test_a_gop_shorter_than_predicted_splits_at_its_last_part() -> None:
+    cutter = PartCutter(223)
+    parts: list[CutPart] = []
+    times = frame_times(30, 1, 60 + 12)  # a 2 s GOP, then one of 12 frames (400 ms: two parts)
+    for i, t in enumerate(times):
+        frame = VideoFrame(t, t, i in (0, 60), b"v")
+        if frame.keyframe:
+            parts += cutter.end_segment(t)
+            cutter.start_segment(frame)
+        else:
+            parts += cutter.add_video(frame)
+    parts += cutter.end_segment(times[-1] + 33)
+    short = [p for p in parts if p.segment_start_ms == times[60]]
+    assert [p.rung_split for p in short] == [None, 1]
+
+
+def test_a_gop_of_one_part_is_not_split() -> None:
+    cutter = PartCutter(223)
+    cutter.start_segment(VideoFrame(0, 0, True, b"v"))
+    cutter.add_video(VideoFrame(33, 33, False, b"v"))
+    assert [p.rung_split for p in cutter.end_segment(66)] == [None]
+
+
+@pytest.mark.parametrize(("seq", "part", "split", "expected"), [
+    (0, 0, None, (0, 0)), (7, 3, None, (14, 3)), (7, 4, 5, (14, 4)), (7, 5, 5, (15, 0)), (7, 9, 5, (15, 4)),
+])
+def test_rung_segment_numbers_are_dense(seq: int, part: int, split: int | None, expected: tuple[int, int]) -> None:
+    assert rung_segment(seq, part, split) == expected
