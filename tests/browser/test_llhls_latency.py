@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import statistics
 import uuid
 from collections.abc import Iterator
@@ -65,6 +66,7 @@ SAMPLE_MS = 250
 WINDOW_S = 10.0      # the median is taken over the samples of the last WINDOW_S seconds
 BOUND_MS = 2500
 PUBLISH_S = 240      # the publisher outlives both tests' bounded waits
+AFTER_RESTART_S = 8.0  # media seconds the page plays after the gateway is killed
 OUTAGE_S = 4.0       # how long the source rendition's requests fail in the stall test
 PUBLISHER_NICE = -10
 STALL_COUNTERS = ("waiting", "stalls")
@@ -215,6 +217,37 @@ async def test_player_jumps_back_to_live_after_a_stall(ll_stream: tuple[Glasscas
     print(f"\nafter a {OUTAGE_S:.0f} s outage: {json.dumps(after)}")
     assert stalled["waiting"] + stalled["stalls"] > before["waiting"] + before["stalls"], (before, stalled)
     assert after["lastJump"] is not None and after["lastJump"]["to"] > after["lastJump"]["from"], after
+
+
+async def test_a_gateway_restart_mid_stream_does_not_break_a_playing_client(ll_stream: tuple[GlasscastUp, str]) -> None:
+    """The gateway is killed (SIGKILL) while the page plays; `glasscast up` restarts it, the new one rebuilds the
+    live edge from the log, and the same page plays on at the live edge with parts from the new gateway."""
+    up, channel = ll_stream
+    async with chromium() as browser:
+        page = await new_page(browser)
+        await _watch_source(page, up.url, channel)
+        await _wait_live(page, "before the gateway restart")
+        old = up.status()["processes"]["gateway"]
+        os.kill(old["pid"], signal.SIGKILL)
+        killed_at = await video_time(page)
+
+        def restarted() -> dict[str, Any] | None:
+            now = up.status()["processes"]["gateway"]
+            return now if now["alive"] and now["pid"] != old["pid"] else None
+
+        new = await asyncio.to_thread(eventually, restarted, 60, "the gateway restarted", every_s=0.2)
+        parts_before = (await player_stats(page))["parts"]
+        # Plays on: AFTER_RESTART_S more seconds of media, and back at the live edge, without a reload.
+        await page.wait_for_function("t => document.querySelector('video').currentTime >= t",
+                                     arg=killed_at + AFTER_RESTART_S, timeout=(AFTER_RESTART_S * 3 + 30) * 1000)
+        await _wait_live(page, "after the gateway restart")
+        after = await player_stats(page)
+        same_page = await page.evaluate("() => performance.getEntriesByType('navigation').length")
+    print(f"\nafter a gateway restart: {json.dumps(after)}")
+    assert new is not None
+    assert new["restarts"] == old["restarts"] + 1 and new["last_exit"] == "signal SIGKILL", new
+    assert after["parts"] > parts_before, f"no part loaded from the restarted gateway: {after}"
+    assert same_page == 1  # the page was not reloaded: the player itself recovered
 
 
 async def _wait_live(page: Page, when: str, jumps_after: int | None = None, timeout_s: float = 30) -> None:
