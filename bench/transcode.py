@@ -79,7 +79,7 @@ from media.ingest import flv  # noqa: E402
 from media.ingest.gop import GopSplitter, MediaTag, gop_to_flv  # noqa: E402
 from media.package.codecs import aac_frame_samples  # noqa: E402
 from media.package.fmp4 import AudioTrack, VideoTrack, init_segment  # noqa: E402
-from media.package.parts import AudioFrame, CutPart, PartCutter, VideoFrame, part_bytes, part_target_ms  # noqa: E402
+from media.package.parts import AudioFrame, CutPart, PartCutter, VideoFrame, part_bytes, part_target_ms, rung_segment  # noqa: E402
 from media.transcode import Rendition, X264Settings, plan_ladder, transcode_gop  # noqa: E402
 from media.transcode.part_encoder import LIVE_X264, GopParts, SourceConfig, source_config  # noqa: E402
 from media.transcode.source import parse_gop_flv  # noqa: E402
@@ -99,7 +99,7 @@ class SourceParts:
 
     init: bytes
     config: SourceConfig
-    gops: list[list[tuple[bytes, int, bool]]]  # per GOP: (stored part, index, last)
+    gops: list[list[tuple[bytes, int, bool, int | None]]]  # per GOP: (stored part, index, last, rung split)
     part_target_ms: int
     cut_cpu_s: float  # splitter + cutter + part_bytes for the source and audio renditions
 
@@ -188,14 +188,14 @@ def cut_parts(data: bytes) -> SourceParts:
         cut += [(seq, p) for p in cutter.end_segment(last.start_ms + last.duration_ms)]
     assert video is not None and audio is not None, "the bench source has both tracks"
     init = init_segment([video, audio])
-    stored_gops: list[list[tuple[bytes, int, bool]]] = []
+    stored_gops: list[list[tuple[bytes, int, bool, int | None]]] = []
     for part_seq, part in cut:
         mfhd = part_seq * 100 + part.index + 1
         stored = part_bytes(part, mfhd, video, audio)  # the source rendition: what the worker reads
         part_bytes(part, mfhd, None, audio)  # the audio rendition, which the ingest stores as well
         if part.index == 0:
             stored_gops.append([])
-        stored_gops[-1].append((stored, part.index, part.last))
+        stored_gops[-1].append((stored, part.index, part.last, part.rung_split))
     cut_cpu = time.process_time() - c0
     return SourceParts(init, source_config(init, stored_gops[0][0][0]), stored_gops, target, cut_cpu)
 
@@ -208,8 +208,8 @@ def run_parts(src: SourceParts, rungs: list[Rendition],
     for parts in src.gops:
         t0 = time.perf_counter()
         gop = GopParts(src.config, src.init, rungs, float(FPS))  # settings=LIVE_X264, as the worker runs it
-        for data, index, last in parts:
-            outs = gop.part(data, index, last)
+        for data, index, last, split in parts:
+            outs = gop.part(data, index, last, rung_segment(0, index, split)[1])  # the rungs' half-GOP split
             part_ms.append((time.perf_counter() - t0) * 1000)
             t0 = time.perf_counter()
             if sink is not None:
