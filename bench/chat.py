@@ -115,9 +115,10 @@ class LoadGen:
     """bench/chat_load.js ``load``: connects once, then runs steps on command."""
 
     def __init__(self, node_path: Path, tmp: Path, name: str, url: str, sender_urls: list[str], mode: str,
-                 args: argparse.Namespace) -> None:
+                 args: argparse.Namespace, sender_tokens: list[str] | None = None) -> None:
         config = tmp / f"load-{name}.json"
-        config.write_text(json.dumps({"url": url, "clients": args.clients, "senderUrls": sender_urls, "mode": mode,
+        config.write_text(json.dumps({"url": url, "clients": args.clients, "senderUrls": sender_urls,
+                                      "senderTokens": sender_tokens or [], "mode": mode,
                                       "textChars": args.text_chars, "connectConcurrency": args.connect_concurrency,
                                       "receivers": args.receivers}))
         self.proc = subprocess.Popen(["node", str(LOAD_JS), "load", str(config)], stdin=subprocess.PIPE,
@@ -269,7 +270,8 @@ def gateway_server(settings: Settings, tmp: Path, node_path: Path, args: argpars
             if not args.keep_processors:
                 stop(processors)
             url = f"ws://127.0.0.1:{settings.gateway.port}/v1/chat/ws?channel={channel_id}"
-            loadgen = LoadGen(node_path, tmp, "gateway", url, [f"{url}&token={t}" for t in tokens], "gateway", args)
+            # Senders sign in with an auth frame (bench/chat_load.js), never a token in the URL.
+            loadgen = LoadGen(node_path, tmp, "gateway", url, [url] * len(tokens), "gateway", args, tokens)
             pids = {"server": gateway.pid, "valkey": valkey_pid}
             if args.keep_processors:
                 pids["processors"] = processors.pid

@@ -11,10 +11,11 @@
  *       gateway does; with 0 (the default) each message is its own frame.
  *
  *   node chat_load.js load CONFIG.json
- *       {"url": U, "clients": N, "senderUrls": [url, ...], "mode": "gateway"|"reference",
- *        "receivers": "raw"|"ws", "textChars": 60, "connectConcurrency": 50}
- *       The load generator: opens N sockets, the first M to senderUrls (on the gateway these carry
- *       tokens) and the others to U (read-only viewers), at most connectConcurrency handshakes at a
+ *       {"url": U, "clients": N, "senderUrls": [url, ...], "senderTokens": [jwt, ...],
+ *        "mode": "gateway"|"reference", "receivers": "raw"|"ws", "textChars": 60, "connectConcurrency": 50}
+ *       The load generator: opens N sockets, the first M to senderUrls (on the gateway each signs in
+ *       with its token in an auth frame, then waits for AUTHENTICATED) and the others to U (read-only
+ *       viewers), at most connectConcurrency handshakes at a
  *       time; waits for each one's first frame, prints {"event": "ready"}, then takes commands, one
  *       JSON line each, on stdin:
  *         {"cmd": "step", "rate": R, "warmup": W, "seconds": S, "drain": D}
@@ -121,6 +122,7 @@ class Histogram {
 function load(cfg) {
   const MARK = Buffer.from('"text":"bench ');
   const urls = cfg.senderUrls.slice();
+  const tokens = cfg.senderTokens || [];
   while (urls.length < cfg.clients) urls.push(cfg.url);
   const nSenders = cfg.senderUrls.length;
   const mode = cfg.mode || 'gateway';
@@ -207,8 +209,11 @@ function load(cfg) {
   function openWs(index) {
     return new Promise((resolve) => {
       const ws = new WebSocket(urls[index], { perMessageDeflate: false, skipUTF8Validation: true });
+      const token = tokens[index];
       let first = true;
+      ws.on('open', () => { if (token) ws.send(JSON.stringify({ type: 'auth', token })); });
       ws.on('message', (data) => {
+        if (first && token && !data.toString().includes('"type":"AUTHENTICATED"')) return;   // CONNECTED first
         if (first) { first = false; sockets[index] = ws; resolve(true); return; }
         if (!onFrame(data) && index < nSenders) onSenderFrame(data);
       });

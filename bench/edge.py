@@ -168,6 +168,8 @@ def _served(url: str, body: bytes) -> None:
 
 def throughput(settings: Settings, tmp: Path, seconds: float, connections: int, threads: int,
                rounds: int) -> dict[str, Any]:
+    # Heartbeats need issued sessions, each beating at most once per interval (bench/heartbeats.py).
+    settings = settings.with_section("viewers", heartbeat_interval_s=hb.BENCH_HEARTBEAT_INTERVAL_S)
     ensure_topics(settings.kafka)
     stream_id = asyncio.run(hb.go_live(settings))
     channel_id = asyncio.run(channel_of(settings, stream_id))
@@ -178,9 +180,8 @@ def throughput(settings: Settings, tmp: Path, seconds: float, connections: int, 
     secret = derive_secret(str(settings.auth.jwt_secret), str(settings.auth.playback_secret))
     token = sign(secret, PlaybackClaims(channel_id, int(time.time()) + 3600))
     path = f"/hls/{stream_id}/source/00000000.m4s?token={token}"
-    get_script, beat_script = tmp / "get.lua", tmp / "heartbeat.lua"
+    get_script = tmp / "get.lua"
     get_script.write_text("-- plain GET of the URL on the command line\n")
-    beat_script.write_text(hb.WRK_SCRIPT)
 
     env = child_env(settings, os.environ)
     with open(tmp / "gateway.log", "ab") as log:
@@ -196,8 +197,9 @@ def throughput(settings: Settings, tmp: Path, seconds: float, connections: int, 
         _served(base + path, segment)
         _served(nginx_base + path, segment)
         beat_url = f"{base}/v1/streams/{stream_id}/heartbeat"
-        hb.wrk(beat_url, beat_script, min(3.0, seconds), connections)  # warm-up: stream cache, producer
+        beat_script, _, _ = hb.steady_beats(beat_url, settings, channel_id, tmp, min(3.0, seconds), connections)
         for _ in range(rounds):
+            time.sleep(hb.BENCH_HEARTBEAT_INTERVAL_S)  # each round starts the sessions over: none beats too soon
             beats.append(hb.measure(beat_url, gateway, beat_script, seconds, connections))
         for url in (base + path, nginx_base + path):
             hb.wrk(url, get_script, min(3.0, seconds), connections, threads)

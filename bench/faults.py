@@ -259,12 +259,14 @@ def video_gap(advances: list[tuple[float, int]], killed_at: float, target: int) 
     return round(max(b - a for a, b in zip(times, times[1:], strict=False)), 2)
 
 
-async def _say(ws_url: str, text: str, timeout_s: float) -> str | None:
-    """Send one chat message on a fresh socket; the message id of its ACK, or None (NOTICE, error, silence)."""
+async def _say(ws_url: str, token: str, text: str, timeout_s: float) -> str | None:
+    """Send one chat message on a fresh socket signed in with ``token`` (an auth frame); the message id of its
+    ACK, or None (NOTICE, error, silence)."""
     nonce = uuid.uuid4().hex
     try:
         async with asyncio.timeout(timeout_s):
             async with connect(ws_url, open_timeout=timeout_s, close_timeout=1) as ws:
+                await ws.send(json.dumps({"type": "auth", "token": token}))  # answered before the send below
                 while True:  # CONNECTED first
                     if any(json.loads(line).get("type") == "CONNECTED" for line in str(await ws.recv()).split("\n")):
                         break
@@ -462,7 +464,7 @@ class Scenario:
         self.http = httpx.Client(base_url=self.up.url, timeout=10)
         self.push: subprocess.Popen[bytes] | None = None
         self.ffmpeg_log = data_dir.parent / "ffmpeg.log"
-        self.channel_id = self.stream_key = self.stream_id = self.sender_ws = ""
+        self.channel_id = self.stream_key = self.stream_id = self.sender_ws = self.sender_token = ""
         self.monitor: PlaylistMonitor | None = None
         self.watcher: ChatWatcher | None = None
         self.acked: list[str] = []
@@ -482,7 +484,7 @@ class Scenario:
         assert r.status_code == 201, r.text
         self.channel_id, self.stream_key = str(r.json()["id"]), str(r.json()["stream_key"])
         ws_base = self.up.url.replace("http://", "ws://") + f"/v1/chat/ws?channel={self.channel_id}"
-        self.sender_ws = f"{ws_base}&token={token}"
+        self.sender_ws, self.sender_token = ws_base, token
         self.watcher = ChatWatcher(ws_base)
         self.watcher.start()
         self._publish()
@@ -518,7 +520,7 @@ class Scenario:
         killed_at = time.monotonic()
         os.kill(before["pid"], signal.SIGKILL)
         # Chat while it is down: each message is acknowledged (then kept) or refused.
-        acks = [_say(self.sender_ws, f"during {name} {i}", 3) for i in range(2)]
+        acks = [_say(self.sender_ws, self.sender_token, f"during {name} {i}", 3) for i in range(2)]
         during = [asyncio.run(a) for a in acks]
 
         def restarted() -> bool:
@@ -556,7 +558,7 @@ class Scenario:
             text = f"after {name} {i}"
 
             def acked_id(text: str = text) -> str | None:
-                return asyncio.run(_say(self.sender_ws, text, 5))
+                return asyncio.run(_say(self.sender_ws, self.sender_token, text, 5))
 
             try:
                 after_ids.append(self.wait(acked_id, CHAT_BOUND_S, f"an ACK after killing {name}", every_s=0.5))

@@ -3,10 +3,20 @@
 Starts an embedded broker, registry and Valkey, puts one live stream into the
 stream view, and runs the real gateway (``glasscast run gateway``, one uvicorn
 process) as a child.  ``wrk`` (``apt-get install wrk``) drives it over
-loopback for ``--seconds`` with ``--connections`` keep-alive connections, each
-request a different session id, after a short warm-up.  Reported:
+loopback for ``--seconds`` with ``--connections`` keep-alive connections, after
+a short warm-up.  Every beat is one the gateway must accept: viewer sessions,
+each with a playback token as the playback endpoint issues it (signed here with
+the platform's secret, since one client may only hold a few sessions), sent
+round-robin; the gateway takes one beat per session per
+``GLASSCAST_VIEWERS_HEARTBEAT_INTERVAL_S``, set to 1 s here, and there are as
+many sessions as go round in 1.4 s at the rate the warm-up measured.  Reported:
 
-  * accepted heartbeats/s (204 answers) and wrk's p50/p99 latency;
+  * accepted heartbeats/s (204 answers) and wrk's p50/p99 latency, with the
+    token of each session's previous beat (``accepted_per_s``: a player keeps
+    its token for minutes, so the gateway's session gate vouches for it), and
+    with a new token on every beat (``verify_every_beat_per_s``: every beat pays
+    the HMAC check, the worst case);
+  * the cost of that check alone (``token_verify_us``, in this process);
   * the gateway's CPU as a percent of one core, and its event-loop thread's
     CPU per request with the rate that implies on a core of its own
     (``one_core_per_s``: steadier than requests/s on a machine other work shares);
@@ -43,6 +53,8 @@ import redis.asyncio as aioredis  # noqa: E402
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 
 from bench.backbone import embedded_backbone  # noqa: E402
+from gateways.playback_token import PlaybackClaims, derive_secret, sign, verify  # noqa: E402
+from gateways.viewer_sessions import session_id, session_key  # noqa: E402
 from infra.embedded.process import free_port  # noqa: E402
 from infra.settings import Settings, child_env  # noqa: E402
 from schemas.records.stream import StreamStarted  # noqa: E402
@@ -52,17 +64,22 @@ from views.store import ViewStore  # noqa: E402
 
 AIM_PER_S = 10_000
 TOPIC = "viewer.heartbeats"
+# The gateway's beat interval for the bench.  The sessions go round every CYCLE_INTERVALS intervals at the
+# rate the warm-up measured: slower than one interval less its slack (0.8), so no beat is too soon, and
+# faster than the two intervals the gateway's session gate surely remembers, so beats find their token there.
+BENCH_HEARTBEAT_INTERVAL_S = 1.0
+CYCLE_INTERVALS = 1.4
+PROBE_SESSIONS = 20_000  # the warm-up's own sessions, before the rate is known
 
-# One request per call, a new session id each time (as many players would send).
+# One request per call, the sessions' bodies (one a line, read from BODIES) round-robin.
 WRK_SCRIPT = """
+local bodies = {}
+for line in io.lines("BODIES") do bodies[#bodies + 1] = line end
 local counter = 0
-local tid = 0
-function setup(thread) thread:set("tid", math.random(1, 1000000000)) end
+local headers = {["Content-Type"] = "application/json"}
 function request()
-  counter = counter + 1
-  local body = string.format(
-    '{"session_id":"w%d-%d","rendition":"720p30","buffer_health_s":4.5,"bitrate_kbps":3000}', tid, counter)
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+  counter = counter % #bodies + 1
+  return wrk.format("POST", nil, headers, bodies[counter])
 end
 """
 
@@ -142,6 +159,44 @@ async def go_live(settings: Settings) -> str:
     finally:
         await client.aclose()
     return stream_id
+
+
+def playback_secret(settings: Settings) -> bytes:
+    return derive_secret(str(settings.auth.jwt_secret), str(settings.auth.playback_secret))
+
+
+def beat_bodies(settings: Settings, channel_id: str, sessions: int, tokens: range = range(1),
+                client: str = "bench") -> list[str]:
+    """Heartbeat bodies for ``sessions`` issued sessions, once per token (tokens differ in their expiry).
+
+    With one token, each session sends the token of its previous beat; with two, it alternates them,
+    so that no beat carries its session's previous token.  Another ``client`` gets other sessions.
+    """
+    secret, expires = playback_secret(settings), int(time.time()) + 3600
+    session_ids = [session_id(session_key(secret), channel_id, client, i) for i in range(sessions)]
+    return [json.dumps({"session_id": sid, "token": sign(secret, PlaybackClaims(channel_id, expires + k, sid, True)),
+                        "rendition": "720p30", "buffer_health_s": 4.5, "bitrate_kbps": 3000},
+                       separators=(",", ":"))
+            for k in tokens for sid in session_ids]
+
+
+def beat_script(tmp: Path, name: str, bodies: list[str]) -> Path:
+    """A wrk script that sends ``bodies`` round-robin (written next to it)."""
+    data, script = tmp / f"{name}.bodies", tmp / f"{name}.lua"
+    data.write_text("\n".join(bodies) + "\n")
+    script.write_text(WRK_SCRIPT.replace("BODIES", str(data)))
+    return script
+
+
+def verify_cost_us(settings: Settings, channel_id: str, rounds: int = 20_000) -> float:
+    """Microseconds of one playback token check (the heartbeat route's HMAC path), in this process."""
+    secret = playback_secret(settings)
+    token = sign(secret, PlaybackClaims(channel_id, int(time.time()) + 3600, "0" * 32, True))
+    now = int(time.time())
+    start = time.perf_counter()
+    for _ in range(rounds):
+        verify(secret, token, channel_id, now)
+    return round(1e6 * (time.perf_counter() - start) / rounds, 2)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -229,11 +284,40 @@ def drain(settings: Settings, tmp: Path, records: int, timeout_s: float = 120.0)
         stop(proc)
 
 
+def steady_beats(url: str, settings: Settings, channel_id: str, tmp: Path, seconds: float,
+                 connections: int) -> tuple[Path, Path, int]:
+    """Warm the gateway up, then size the sessions to its rate: (steady script, new-token script, sessions).
+
+    The warm-up fills the stream cache, the connections and the producer and measures the rate; the
+    steady sessions then each beat once, so that a measured run finds every token in the session gate.
+    The new-token script's sessions are others, so that it leaves the steady ones' tokens alone.
+    """
+    probe = beat_script(tmp, "heartbeat-probe", beat_bodies(settings, channel_id, PROBE_SESSIONS, client="probe"))
+    rate = max(1, wrk(url, probe, seconds, connections)["accepted_per_s"])
+    sessions = max(1000, round(CYCLE_INTERVALS * BENCH_HEARTBEAT_INTERVAL_S * rate))
+    steady = beat_script(tmp, "heartbeat", beat_bodies(settings, channel_id, sessions))
+    fresh = beat_script(tmp, "heartbeat-new-token",
+                        beat_bodies(settings, channel_id, sessions, range(1, 3), client="fresh"))
+    wrk(url, steady, 1 + sessions / rate, connections)
+    time.sleep(BENCH_HEARTBEAT_INTERVAL_S)
+    return steady, fresh, sessions
+
+
+async def channel_of(settings: Settings, stream_id: str) -> str:
+    client = aioredis.Redis.from_url(settings.valkey.url)
+    try:
+        stream = await ViewStore(client, settings.valkey.key_prefix).get_stream(stream_id)
+    finally:
+        await client.aclose()
+    assert stream is not None
+    return stream.channel_id
+
+
 def bench(settings: Settings, tmp: Path, seconds: float, connections: int) -> dict[str, Any]:
-    script = tmp / "heartbeat.lua"
-    script.write_text(WRK_SCRIPT)
+    settings = settings.with_section("viewers", heartbeat_interval_s=BENCH_HEARTBEAT_INTERVAL_S)
     ensure_topics(settings.kafka)
     stream_id = asyncio.run(go_live(settings))
+    channel_id = asyncio.run(channel_of(settings, stream_id))
     path = f"/v1/streams/{stream_id}/heartbeat"
     bootstrap = settings.kafka.bootstrap_servers
     env = child_env(settings, os.environ)
@@ -243,15 +327,18 @@ def bench(settings: Settings, tmp: Path, seconds: float, connections: int) -> di
     try:
         base = f"http://127.0.0.1:{settings.gateway.port}"
         wait_http(f"{base}/healthz", gateway)
-        wrk(base + path, script, min(3.0, seconds), connections)  # warm-up: cache, connections, producer
+        script, fresh_script, sessions = steady_beats(base + path, settings, channel_id, tmp, min(3.0, seconds),
+                                                      connections)
         before = settled_records(bootstrap)
         ours = measure(base + path, gateway, script, seconds, connections)
         records = settled_records(bootstrap) - before
+        fresh = measure(base + path, gateway, fresh_script, seconds, connections)
     finally:
         stop(gateway)
     processor = drain(settings, tmp, settled_records(bootstrap))
     port = free_port()
     bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)])
+    # The same request bodies as ours, so the reference parses as many bytes.
     try:
         wait_http(f"http://127.0.0.1:{port}/", bare)
         wrk(f"http://127.0.0.1:{port}{path}", script, min(3.0, seconds), connections)
@@ -266,6 +353,11 @@ def bench(settings: Settings, tmp: Path, seconds: float, connections: int) -> di
         "records_on_topic": records, "gateway_cpu_percent_of_core": ours["cpu_percent_of_core"],
         "loop_cpu_us_per_request": ours["loop_cpu_us_per_request"], "one_core_per_s": ours["one_core_per_s"],
         "aim_per_s": AIM_PER_S, "meets_aim": ours["accepted_per_s"] >= AIM_PER_S,
+        "sessions": sessions, "verify_every_beat_per_s": fresh["accepted_per_s"],
+        "verify_every_beat_non_2xx": fresh["non_2xx"],
+        "verify_every_beat_loop_cpu_us_per_request": fresh["loop_cpu_us_per_request"],
+        "verify_every_beat_one_core_per_s": fresh["one_core_per_s"],
+        "token_verify_us": verify_cost_us(settings, channel_id),
         "bare_starlette_per_s": reference["accepted_per_s"], "bare_p50_ms": reference["p50_ms"],
         "bare_p99_ms": reference["p99_ms"], "bare_cpu_percent_of_core": reference["cpu_percent_of_core"],
         "bare_loop_cpu_us_per_request": reference["loop_cpu_us_per_request"],

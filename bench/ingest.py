@@ -162,7 +162,8 @@ def main() -> None:
         source = tmp / "source.flv"
         make_source(source, 20)
         with embedded_backbone(tmp) as (s, _):
-            s = s.with_section("ingest", host="127.0.0.1", rtmp_port=free_port(), max_connections=256)
+            s = s.with_section("ingest", host="127.0.0.1", rtmp_port=free_port(), max_connections=256,
+                               max_pending_per_client=256)
             result = asyncio.run(bench(s, source, args.seconds, args.ramp_seconds, args.max_publishers,
                                        args.max_latency_ms))
     print(json.dumps(result))

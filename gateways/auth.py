@@ -42,6 +42,7 @@ class Principal:
 
     user_id: str
     username: str
+    expires_at_s: int = 0  # the token's ``exp``: open chat sockets close then unless given a fresh token
 
 
 def issue_token(secret: str, issuer: str, user_id: str, username: str, now_s: int, ttl_s: int) -> str:
@@ -60,7 +61,7 @@ def read_token(secret: str, issuer: str, token: str, now_s: int) -> Principal:
         raise Unauthorized(f"token is invalid: {exc}") from None
     if int(claims["exp"]) <= now_s:  # checked here so the clock is the caller's
         raise Unauthorized("token has expired")
-    return Principal(str(claims["sub"]), str(claims.get("name", "")))
+    return Principal(str(claims["sub"]), str(claims.get("name", "")), int(claims["exp"]))
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -102,3 +103,23 @@ def derive_stream_key(secret: bytes, channel_id: str, nonce: str) -> str:
 
 def same_digest(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
+
+
+class KnownUsers:
+    """User ids the view store has shown to exist, so a valid token costs a Valkey read once per user.
+
+    Accounts are never deleted, so a user seen once stays known; the set is
+    bounded, and when full it starts again (the next read refills it).
+    """
+
+    def __init__(self, max_size: int = 100_000) -> None:
+        self.max_size = max_size
+        self._ids: set[str] = set()
+
+    def __contains__(self, user_id: object) -> bool:
+        return user_id in self._ids
+
+    def add(self, user_id: str) -> None:
+        if len(self._ids) >= self.max_size:
+            self._ids.clear()
+        self._ids.add(user_id)

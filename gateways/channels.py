@@ -35,7 +35,7 @@ async def find_channel(svc: Services, ref: str) -> ChannelView:
 
 
 async def _owned(svc: Services, request: Request) -> tuple[Principal, ChannelView]:
-    principal = svc.principal(request)
+    principal = await svc.user_principal(request)
     channel = await find_channel(svc, request.path_params["channel_id"])
     if channel.owner_user_id != principal.user_id:
         raise Forbidden("only the channel's owner may do this")
@@ -67,7 +67,7 @@ async def _seen(svc: Services, channel_id: str, offset: int) -> ChannelView | No
 
 async def create_channel(request: Request) -> JSONResponse:
     svc = services(request)
-    principal = svc.principal(request)
+    principal = await svc.user_principal(request)
     data = await json_body(request)
     v.only(data, {"name", "title", "category", "tags"})
     name = v.name(data, "name")

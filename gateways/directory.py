@@ -43,12 +43,7 @@ def params(query: QueryParams, allowed: set[str]) -> dict[str, str]:
 
 def limit(data: dict[str, str], default: int, maximum: int) -> int:
     """``limit``: a whole number from 1 to ``maximum``."""
-    raw = data.get("limit", "")
-    if raw == "":
-        return default
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= maximum:
-        raise BadRequest(f"'limit' must be a whole number from 1 to {maximum}", field="limit")
-    return int(raw)
+    return v.query_int(data.get("limit"), "limit", 1, maximum, default)
 
 
 def choice(data: dict[str, str], name: str, choices: tuple[str, ...], default: str) -> str:

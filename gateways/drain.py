@@ -78,8 +78,9 @@ def reconnect_frame(rng: random.Random) -> str:
 
 
 def _is_plain_http(connection: object) -> bool:
-    """An HTTP/1.1 connection (h11 or httptools), not a WebSocket (the chat drain closes those)."""
-    return type(connection).__module__.startswith("uvicorn.protocols.http.")
+    """An HTTP/1.1 connection (h11 or httptools, or a subclass such as gateways/http_deadlines.py), not a
+    WebSocket (the chat drain closes those)."""
+    return any(cls.__module__.startswith("uvicorn.protocols.http.") for cls in type(connection).__mro__)
 
 
 class DrainingServer(QuietServer):

@@ -6,8 +6,10 @@
     ├── Unauthorized          401: no, forged or expired bearer token; wrong password
     ├── Forbidden             403: authenticated but not allowed
     ├── NotFound              404
+    ├── RequestTimeout        408: the body did not arrive in time (the client is gone: nobody reads it)
     ├── Conflict              409: a unique name is taken
     ├── PayloadTooLarge       413
+    ├── TooManyRequests       429: slow down (``Retry-After`` says for how long)
     └── Unavailable           503: the log or a view store did not answer (``reason`` says which)
 
 A dependency's own errors never reach a client as a 500: ``dependency_error``
@@ -66,12 +68,24 @@ class NotFound(ApiError):
     status, title = 404, "Not Found"
 
 
+class RequestTimeout(ApiError):
+    status, title = 408, "Request Timeout"
+
+
 class Conflict(ApiError):
     status, title = 409, "Conflict"
 
 
 class PayloadTooLarge(ApiError):
     status, title = 413, "Content Too Large"
+
+
+class TooManyRequests(ApiError):
+    status, title = 429, "Too Many Requests"
+
+    def __init__(self, detail: str, retry_after_s: int, reason: str = "rate_limited", **extra: Any) -> None:
+        super().__init__(detail, reason=reason, retry_after_s=retry_after_s, **extra)
+        self.headers = {"Retry-After": str(retry_after_s)}
 
 
 class Unavailable(ApiError):

@@ -12,7 +12,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateways.errors import Forbidden
+from gateways.metrics_access import MetricsAccess
 from gateways.services import services
+from infra.log_redaction import redact
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -42,8 +45,8 @@ async def _check_registry(request: Request) -> str | None:
         async with httpx.AsyncClient(timeout=2.0) as client:
             (await client.get(f"{url.rstrip('/')}/subjects")).raise_for_status()
         return None
-    except httpx.HTTPError as exc:
-        return f"registry: {exc}"
+    except httpx.HTTPError as exc:  # its message names the URL, which may carry the registry's password
+        return f"registry: {redact(str(exc))}"
 
 
 async def _check_processors(request: Request) -> str | None:
@@ -68,7 +71,15 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(services(request).metrics), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus metrics, for the networks and token the settings allow (gateways/metrics_access.py)."""
+    svc = services(request)
+    gateway = svc.settings.gateway
+    access = MetricsAccess.of(gateway.metrics_networks, str(gateway.metrics_token))
+    client = request.client.host if request.client is not None else None
+    if not access.allows(client, request.headers.get("authorization")):
+        raise Forbidden("metrics are open to the networks in GLASSCAST_GATEWAY_METRICS_NETWORKS, "
+                        "or with the bearer token GLASSCAST_GATEWAY_METRICS_TOKEN", reason="metrics_restricted")
+    return Response(generate_latest(svc.metrics), media_type=CONTENT_TYPE_LATEST)
 
 
 routes = [

@@ -6,8 +6,18 @@ the channel from the stream view and queues the event without waiting for the
 broker's acknowledgement (librdkafka batches it within ``linger.ms``); the
 processors turn heartbeats into viewer counts (processors/viewers_agent.py).
 
+A beat counts only for a session the playback endpoint issued
+(gateways/viewer_sessions.py): it carries ``session_id`` and ``token``, the
+playback token that session came with, and the token must be valid for the
+stream's channel and name that session as issued (403 otherwise).  A session
+gets one accepted beat per ``viewers.heartbeat_interval_s`` on a gateway,
+less a slack for timer jitter; an earlier one is 429 with Retry-After and
+produces nothing.
+
 It has to be cheap (a popular channel means thousands of beats a second per
 gateway), so the stream -> channel lookup comes from a small in-process cache
+and the token check is an HMAC with no Valkey round trip, skipped when the
+session's last accepted beat carried the same token
 (gateways/heartbeat_intake.py, ``Services.heartbeats``).  The route is a plain ASGI app
 (no Request or Response objects on the 204 path), matched ahead of the rest
 (gateways/middleware.py, ``HotRoutes``).  A bearer token is optional: with
@@ -27,13 +37,26 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from gateways import validation as v
-from gateways.errors import ApiError, NotFound, PayloadTooLarge, Unavailable, ValidationFailed, api_error_handler
+from gateways.errors import (
+    ApiError,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unavailable,
+    ValidationFailed,
+    api_error_handler,
+)
+from gateways.heartbeat_intake import Admitted, Intake, retry_after_s, too_soon_s, vouches
+from gateways.playback_token import TokenRefused, verify_session
 from gateways.services import Services
 from schemas.records.viewer import Heartbeat
 from topics.errors import DeliveryError
 
-FIELDS = {"session_id", "rendition", "buffer_health_s", "bitrate_kbps", "latency_ms", "dropped_frames", "channel_id"}
+FIELDS = {"session_id", "token", "rendition", "buffer_health_s", "bitrate_kbps", "latency_ms", "dropped_frames",
+          "channel_id"}
 MAX_SESSION_ID_LENGTH = 64
+MAX_TOKEN_LENGTH = 1024
 MAX_RENDITION_LENGTH = 32
 MAX_BUFFER_HEALTH_S = 3600.0  # no player buffers an hour ahead; larger is a bug, not a measurement
 INT_MAX = 2**31 - 1  # Avro "int" is 32-bit signed (Avro 1.11.1, "Primitive Types")
@@ -117,6 +140,32 @@ async def _body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
     return body
 
 
+def beat_token(data: dict[str, Any]) -> str | None:
+    """The playback token a beat carries (its checks are ``admit_session``'s)."""
+    return v.string(data, "token", required=False, max_length=MAX_TOKEN_LENGTH)
+
+
+def admit_session(svc: Services, intake: Intake, session_id: str, token: str | None, channel_id: str,
+                  now_s: float) -> Admitted:
+    """The beat's session checked against its token and its last beat; raises 403 or 429 to refuse it."""
+    last = intake.sessions.last(session_id)
+    wall_s = svc.clock()
+    if last is not None and token is not None and vouches(last, token, channel_id, wall_s):
+        expires_at_s = last[3]
+    else:
+        try:
+            expires_at_s = verify_session(svc.playback_secret, token, channel_id, session_id, int(wall_s))
+        except TokenRefused as exc:
+            raise Forbidden(str(exc), reason="playback_token") from None
+    interval_s = svc.settings.viewers.heartbeat_interval_s
+    wait_s = too_soon_s(last[0], now_s, interval_s) if last is not None else 0.0
+    if wait_s > 0:
+        raise TooManyRequests(f"one heartbeat per session every {interval_s:g} s; this one is early",
+                              retry_after_s(wait_s), reason="heartbeat_too_soon")
+    assert token is not None  # verify() refuses a missing one
+    return now_s, token, channel_id, expires_at_s
+
+
 async def accept_heartbeat(scope: Scope, receive: Receive) -> None:
     """Validate one beat and queue its Heartbeat event; raises ``ApiError`` to refuse it."""
     svc: Services = scope["app"].state.services
@@ -124,6 +173,7 @@ async def accept_heartbeat(scope: Scope, receive: Receive) -> None:
     length, authorization = _headers(scope)
     data = v.parse_object(await _body(receive, length, svc.settings.gateway.max_body_bytes))
     fields = heartbeat_fields(data)
+    token = beat_token(data)
     user_id = svc.principal(Request(scope)).user_id if authorization is not None else None
     intake = svc.heartbeats
     found, channel_id = intake.streams.get(stream_id, time.monotonic())
@@ -133,11 +183,14 @@ async def accept_heartbeat(scope: Scope, receive: Receive) -> None:
         raise NotFound(f"stream {stream_id} does not exist")
     if data.get("channel_id") not in (None, channel_id):
         raise ValidationFailed(f"'channel_id' is not the channel of stream {stream_id}", field="channel_id")
+    # No await from here on: two copies of one beat cannot both pass the gate.
+    admitted = admit_session(svc, intake, fields["session_id"], token, channel_id, time.monotonic())
     try:
         svc.producer.produce(Heartbeat(event_id=intake.event_id(), occurred_at=svc.now_ms(), channel_id=channel_id,
                                        stream_id=stream_id, user_id=user_id, **fields), channel_id)
     except DeliveryError as exc:
         raise Unavailable(f"the event log did not take the heartbeat: {exc}", reason="log_unavailable") from exc
+    intake.sessions.admit(fields["session_id"], admitted, svc.settings.viewers.heartbeat_interval_s)
 
 
 class HeartbeatEndpoint:

@@ -8,8 +8,9 @@ object comes from memory (gateways/origin_cache.py: concurrent requests for
 one object share a single store read, and recent objects stay in a bounded
 LRU); a Range request is served from the file, as Starlette's
 ``FileResponse`` does it, with the same validators.
-Paths are matched strictly (uuid stream id, lowercase rendition name, numeric
-seq), so no request can name a file outside the origin.
+Paths are matched strictly (uuid stream id, lowercase rendition name, seq and
+part numbers of bounded ASCII digits, else a 404 with the reason), so no
+request can name a file outside the origin.
 
 With Valkey down, segments are still served (the stream's channel is
 remembered once seen, and the bytes come from the origin cache or the store),
@@ -59,6 +60,7 @@ from gateways.live_edge import EdgeSegment, IndexTail, RenditionEdge, Target
 from gateways.origin_cache import OriginObject
 from gateways.playback_token import TokenRefused, verify
 from gateways.services import Services, services
+from gateways.validation import ascii_int
 from media.blob import BlobNotFound, FileBlobStore
 from media.package.playlist import (
     LowLatency,
@@ -87,6 +89,10 @@ VERIFIED_TOKENS_MAX = 10_000  # about one token per player; cleared when full, l
 HOLD_TARGETS = 3  # bis 6.2.5.2: a blocked request not satisfied within 3 target durations gets a 503
 MSN_AHEAD = 2  # bis 6.2.5.2: _HLS_msn past the last segment + 2 is a 400
 TOKEN_SLOT = "@token@"  # shared renderings carry this where each request's token goes
+# Segment and part numbers in paths: ASCII digits up to these (a segment a second for 30 years; parts of
+# one segment), so a 5,000-digit number is a 404 with a reason, not int()'s ValueError or a too-long file name.
+MAX_SEQ = 999_999_999
+MAX_PART = 9_999
 
 
 async def _authorize(request: Request, fresh: bool | None = None) -> tuple[StreamView | None, str]:
@@ -115,6 +121,16 @@ async def _authorize(request: Request, fresh: bool | None = None) -> tuple[Strea
     token = _token(request)
     _check_token(svc, token, channel_id)
     return stream, token
+
+
+def _path_number(request: Request, name: str, max_value: int) -> int:
+    """A segment or part number from the path: ASCII digits up to ``max_value``, else a 404 saying so."""
+    raw = str(request.path_params[name])
+    value = ascii_int(raw, max_value)
+    if value is None:
+        raise NotFound(f"{name} in the path must be a number from 0 to {max_value} in ASCII digits, "
+                       f"not {raw[:20]!r}{'...' if len(raw) > 20 else ''}")
+    return value
 
 
 def _token(request: Request) -> str:
@@ -384,10 +400,10 @@ def _hinted(edge: RenditionEdge, seq: int, part: int) -> bool:
 
 async def media_part(request: Request) -> Response:
     """A part: immutable once it exists; the hinted one is held until it does (bis 6.2.6)."""
+    seq, part = _path_number(request, "seq", MAX_SEQ), _path_number(request, "part", MAX_PART)
     await _authorize(request)
     svc = services(request)
     stream_id, rendition = str(request.path_params["stream_id"]), request.path_params["rendition"]
-    seq, part = int(request.path_params["seq"]), int(request.path_params["part"])
     name = f"{seq:08d}.{part}.m4s"
     try:
         return await _send_immutable(request, name, SEGMENT)
@@ -472,8 +488,9 @@ async def init_segment(request: Request) -> Response:
 
 
 async def media_segment(request: Request) -> Response:
+    seq = _path_number(request, "seq", MAX_SEQ)
     await _authorize(request)
-    return await _send_immutable(request, f"{int(request.path_params['seq']):08d}.m4s", SEGMENT)
+    return await _send_immutable(request, f"{seq:08d}.m4s", SEGMENT)
 
 
 routes = [
@@ -482,6 +499,7 @@ routes = [
     Route("/hls/{stream_id:uuid}/{rendition}/index.m3u8", media_playlist, methods=["GET", "HEAD"]),
     Route("/hls/{stream_id:uuid}/{rendition}/vod.m3u8", vod_playlist, methods=["GET", "HEAD"]),
     Route("/hls/{stream_id:uuid}/{rendition}/init.mp4", init_segment, methods=["GET", "HEAD"]),
-    Route("/hls/{stream_id:uuid}/{rendition}/{seq:int}.m4s", media_segment, methods=["GET", "HEAD"]),
-    Route("/hls/{stream_id:uuid}/{rendition}/{seq:int}.{part:int}.m4s", media_part, methods=["GET", "HEAD"]),
+    # Parts before segments: "{seq}.m4s" would also match a part's "<seq>.<i>.m4s" (both parsed in the handler).
+    Route("/hls/{stream_id:uuid}/{rendition}/{seq}.{part}.m4s", media_part, methods=["GET", "HEAD"]),
+    Route("/hls/{stream_id:uuid}/{rendition}/{seq}.m4s", media_segment, methods=["GET", "HEAD"]),
 ]

@@ -34,6 +34,9 @@ from gateways.errors import (
 log = logging.getLogger("glasscast.gateway")
 
 MAX_REQUEST_ID_LENGTH = 64
+# The methods metrics are labelled with (RFC 9110 section 9 and RFC 5789); any other method token a client
+# sends is counted as "other", so a client cannot add a time series per made-up method.
+METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # What the hot routes answer themselves: the app's errors, the router's, and its dependencies' (errors.py).
 HANDLED: tuple[type[Exception], ...] = (ApiError, HTTPException, *DEPENDENCY_ERRORS)
 
@@ -110,7 +113,8 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             path = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.observe(scope["method"], path, status, time.perf_counter() - start)
+            method = scope["method"] if scope["method"] in METRIC_METHODS else "other"
+            self.metrics.observe(method, path, status, time.perf_counter() - start)
             if status >= 500:
                 log.error("%s %s -> %s", scope["method"], scope["path"], status)
             structlog.contextvars.reset_contextvars(**tokens)

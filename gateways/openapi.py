@@ -15,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from gateways.services import services
+
 JSON = "application/json"
 PROBLEM = "application/problem+json"
 M3U8 = "application/vnd.apple.mpegurl"
@@ -63,7 +65,9 @@ COMPONENTS: dict[str, Any] = {
                         video_codec=nullable(S), audio_codec=nullable(S), dropped_frames=nullable(I),
                         late_frames=nullable(I), bytes_received=nullable(I)),
     "Playback": obj(["stream_id", "channel_id", "live", "token", "hls", "chat_ws_url"],
-                    stream_id=UUID, channel_id=UUID, live=B, status=S, session_id=S,
+                    stream_id=UUID, channel_id=UUID, live=B, status=S,
+                    session_id={**S, "description": "The viewer session issued with this token (for heartbeats)."},
+                    heartbeat_interval_s={**N, "description": "How often to send a heartbeat."},
                     token={**S, "description": "HMAC playback token (channel scope, expiry, viewer session)."},
                     expires_in=I, expires_at_s=I, hls=obj(["master"], master=S, vod=S), chat_ws_url=S),
     "DirectoryEntry": obj(["stream_id", "channel_id", "channel_name", "title", "viewers"], stream_id=UUID,
@@ -91,6 +95,7 @@ PROBLEMS = {
     "409": "Conflicts with the current state.",
     "413": "Body over the configured limit.",
     "422": "A field is missing or invalid.",
+    "429": "Too many failed attempts: wait for Retry-After seconds.",
     "503": "The event log or a view store did not answer.",
 }
 
@@ -158,13 +163,15 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
                           {**ok(obj(status=S)), "503": {"description": "Not ready; lists the problems",
                                                         "content": {JSON: {"schema": obj(status=S, problems={
                                                             "type": "array", "items": S})}}}})},
-    "/metrics": {"get": op("Prometheus metrics", "Operations", ok({"type": "string"}, media="text/plain"))},
+    "/metrics": {"get": op("Prometheus metrics (configured networks, or the metrics bearer token)", "Operations",
+                           {**ok({"type": "string"}, media="text/plain"), **problems(403)})},
     "/openapi.json": {"get": op("This document", "Operations", ok({"type": "object"}))},
-    "/v1/users": {"post": op("Sign up", "Accounts", {**ok(ref("User"), 201, "Created"), **problems(400, 409, 413, 422)},
-                             request=body(obj(["username", "password"], username=S, password=S, email=S)))},
+    "/v1/users": {"post": op("Sign up", "Accounts", {
+        **ok(ref("User"), 201, "Created"), **problems(400, 409, 413, 422, 503)},
+        request=body(obj(["username", "password"], username=S, password=S, email=S)))},
     "/v1/auth/login": {"post": op("Log in: a bearer token", "Accounts", {
         **ok(obj(["access_token"], access_token=S, token_type=S, expires_in=I, user=ref("User"))),
-        **problems(400, 401, 422)}, request=body(obj(["username", "password"], username=S, password=S)))},
+        **problems(400, 401, 422, 429, 503)}, request=body(obj(["username", "password"], username=S, password=S)))},
     "/v1/me": {"get": op("The signed-in user and their channels", "Accounts", {
         **ok(obj(["user", "channels"], user=ref("User"), channels={"type": "array", "items": ref("Channel")})),
         **problems(401, 404)}, auth=True)},
@@ -200,17 +207,19 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
     "/v1/streams/{stream_id}/health": {"get": op("Latest ingest health of a live stream (owner only)", "Streams", {
         **ok(ref("StreamHealth")), **problems(401, 403, 404)}, params=[STREAM], auth=True)},
     "/v1/streams/{stream_id}/playback": {"get": op("Signed HLS URLs and the chat WebSocket URL", "Playback", {
-        **ok(ref("Playback")), **problems(404)},
-        params=[STREAM, query("session", S, "Viewer session id to bind the token to (optional).")])},
+        **ok(ref("Playback")), **problems(404, 429)}, params=[STREAM])},
     "/v1/streams/{stream_id}/playback/refresh-token": {"post": op("Rotate a playback token before it expires",
                                                                   "Playback", {**ok(ref("Playback")),
-                                                                               **problems(403, 404)},
+                                                                               **problems(403, 404, 429)},
                                                                   params=[STREAM, TOKEN])},
-    "/v1/streams/{stream_id}/heartbeat": {"post": op("Viewer heartbeat (every 10-30 s while playing)", "Playback", {
-        "204": {"description": "Accepted"}, **problems(400, 401, 404, 413, 422, 503)}, params=[STREAM],
-        request=body(obj(["session_id", "rendition"], session_id=S, rendition=S, buffer_health_s=N,
-                         bitrate_kbps=I, latency_ms=I, dropped_frames=I, channel_id=UUID)),
-        description="Answers 204 and produces a Heartbeat event; counting happens in the processors.")},
+    "/v1/streams/{stream_id}/heartbeat": {"post": op("Viewer heartbeat (every heartbeat_interval_s while playing)",
+                                                     "Playback", {
+        "204": {"description": "Accepted"}, **problems(400, 401, 403, 404, 413, 422, 429, 503)}, params=[STREAM],
+        request=body(obj(["session_id", "token", "rendition"], session_id=S, token=S, rendition=S,
+                         buffer_health_s=N, bitrate_kbps=I, latency_ms=I, dropped_frames=I, channel_id=UUID)),
+        description="Answers 204 and produces a Heartbeat event; counting happens in the processors. "
+                    "session_id and token come from the playback answer (403 otherwise); one beat per session "
+                    "per heartbeat_interval_s is taken, an earlier one is 429.")},
     "/v1/directory/streams": {"get": op("Live streams, most watched first", "Discovery", {
         **ok(obj(["streams", "next_cursor"], streams={"type": "array", "items": ref("DirectoryEntry")},
                  next_cursor=nullable(S))), **problems(400, 422)},
@@ -267,8 +276,9 @@ def document(server_url: str | None = None) -> dict[str, Any]:
         "info": {"title": "Glasscast API", "version": "1.0.0",
                  "description": "Live streaming: accounts, channels, streams, playback, discovery, chat. Errors "
                                 "are RFC 9457 problem details (application/problem+json). Chat itself is a "
-                                "WebSocket, `/v1/chat/ws?channel=ID&token=JWT` (frames: JSON objects, one per "
-                                "line; see gateways/chat/frames.py)."},
+                                "WebSocket, `/v1/chat/ws?channel=ID`, signed in by a first frame "
+                                "`{\"type\": \"auth\", \"token\": JWT}`, never a token in the URL (frames: JSON "
+                                "objects, one per line; see gateways/chat/frames.py)."},
         "paths": OPERATIONS,
         "components": {"schemas": COMPONENTS,
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
@@ -279,7 +289,13 @@ def document(server_url: str | None = None) -> dict[str, Any]:
 
 
 async def openapi_json(request: Request) -> JSONResponse:
-    return JSONResponse(document(str(request.base_url).rstrip("/")), headers={"Cache-Control": "public, max-age=60"})
+    """The document, with the configured public URL as its server.
+
+    Never the request's Host header: the answer is cacheable (``public``), so a
+    forged Host would be served to everyone behind a shared cache.
+    """
+    url = services(request).settings.gateway_url
+    return JSONResponse(document(url), headers={"Cache-Control": "public, max-age=60"})
 
 
 routes = [Route("/openapi.json", openapi_json, methods=["GET"])]

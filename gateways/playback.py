@@ -1,13 +1,17 @@
 """Playback: signed HLS URLs for a stream (``GET /v1/streams/{id}/playback``) and their refresh.
 
 The origin (gateways/hls.py) checks the token on every playlist and segment
-request.  Tokens are scoped to the channel, expire after
-``auth.playback_ttl_s`` and may carry the viewer's session id.
+request.  Tokens are scoped to the channel and expire after
+``auth.playback_ttl_s``.  Each answer also issues the viewer session the
+player's heartbeats count under, bound to the token
+(gateways/viewer_sessions.py: at most ``viewers.sessions_per_client`` per
+client and channel, and ``viewers.session_issues_per_minute`` answers per
+client, then 429).  A refreshed token keeps its session, so a player that
+refreshes (or reloads with its last token) stays one viewer.
 """
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from starlette.requests import Request
@@ -15,9 +19,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gateways import validation as v
-from gateways.errors import Forbidden, NotFound
+from gateways.errors import Forbidden, NotFound, TooManyRequests
 from gateways.playback_token import PlaybackClaims, TokenRefused, sign, verify
 from gateways.services import Services, json_body, services
+from gateways.viewer_sessions import SessionIssuer, client_key
 from views.streams import StreamView
 
 
@@ -29,17 +34,29 @@ async def _stream(svc: Services, request: Request) -> StreamView:
     return stream
 
 
+async def _issue_session(svc: Services, request: Request, channel_id: str) -> str:
+    """A new viewer session for this client and channel, within the client's limits (else 429)."""
+    viewers = svc.settings.viewers
+    issuer = SessionIssuer(svc.redis, svc.settings.valkey.key_prefix, viewers, svc.playback_secret)
+    client = client_key(request.client.host if request.client is not None else None)
+    issued = await issuer.issue(client, channel_id, svc.clock())
+    if issued.session_id is None:
+        raise TooManyRequests(f"more than {viewers.session_issues_per_minute} playback sessions a minute from "
+                              "this address; try again later", issued.retry_after_s, reason="sessions_rate_limited")
+    return issued.session_id
+
+
 def _answer(request: Request, svc: Services, stream: StreamView, session_id: str) -> dict[str, Any]:
     now = int(svc.clock())
     expires = now + svc.settings.auth.playback_ttl_s
-    token = sign(svc.playback_secret, PlaybackClaims(stream.channel_id, expires, session_id))
+    token = sign(svc.playback_secret, PlaybackClaims(stream.channel_id, expires, session_id, session_issued=True))
     base = str(request.base_url).rstrip("/")
     ws_base = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
     hls = {"master": f"{base}/hls/{stream.id}/master.m3u8?token={token}"}
     if stream.ended:
         hls["vod"] = f"{base}/hls/{stream.id}/vod.m3u8?token={token}"
     return {"stream_id": stream.id, "channel_id": stream.channel_id, "live": stream.live, "status": stream.status,
-            "session_id": session_id,
+            "session_id": session_id, "heartbeat_interval_s": svc.settings.viewers.heartbeat_interval_s,
             "token": token, "expires_in": expires - now, "expires_at_s": expires, "hls": hls,
             "chat_ws_url": f"{ws_base}/v1/chat/ws?channel={stream.channel_id}"}
 
@@ -47,9 +64,7 @@ def _answer(request: Request, svc: Services, stream: StreamView, session_id: str
 async def get_playback(request: Request) -> JSONResponse:
     svc = services(request)
     stream = await _stream(svc, request)
-    session_id = request.query_params.get("session") or uuid.uuid4().hex
-    if len(session_id) > 64 or not session_id.isprintable():
-        session_id = uuid.uuid4().hex
+    session_id = await _issue_session(svc, request, stream.channel_id)
     return JSONResponse(_answer(request, svc, stream, session_id), headers={"Cache-Control": "no-store"})
 
 
@@ -66,8 +81,12 @@ async def refresh_token(request: Request) -> JSONResponse:
         claims = verify(svc.playback_secret, old, stream.channel_id, grace_now)
     except TokenRefused as exc:
         raise Forbidden(str(exc)) from None
-    return JSONResponse(_answer(request, svc, stream, claims.session_id or uuid.uuid4().hex),
-                        headers={"Cache-Control": "no-store"})
+    # The session lives on; a token from before sessions were issued gets an issued one.
+    if claims.session_id is not None and claims.session_issued:
+        session_id = claims.session_id
+    else:
+        session_id = await _issue_session(svc, request, stream.channel_id)
+    return JSONResponse(_answer(request, svc, stream, session_id), headers={"Cache-Control": "no-store"})
 
 
 routes = [

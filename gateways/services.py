@@ -24,15 +24,18 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Gauge
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from gateways.auth import Principal, bearer_token, read_token, stream_key_secret
+from gateways.auth import KnownUsers, Principal, bearer_token, read_token, stream_key_secret
 from gateways.chat.service import ChatContext, close_chat, open_chat
-from gateways.errors import PayloadTooLarge, Unavailable
+from gateways.errors import PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable
 from gateways.heartbeat_intake import Intake
 from gateways.last_good import LastGood
 from gateways.live_edge import EdgeFeed
+from gateways.login_throttle import LoginThrottle
 from gateways.origin_cache import OriginCache
+from gateways.passwords import PasswordPool
+from gateways.passwords_store import CredentialStore
 from gateways.playback_token import PlaybackClaims, derive_secret
 from gateways.validation import parse_object
 from infra.settings import Settings
@@ -78,9 +81,12 @@ class Services:
     edge: EdgeFeed  # the LL-HLS live edge folded from media.parts, and the blocking reloads it wakes
     playback_secret: bytes  # HMAC key of playback tokens
     stream_key_secret: bytes  # HMAC key stream keys are derived with
+    passwords: PasswordPool  # argon2 in its own bounded pool, and the credential store (gateways/passwords.py)
+    login_throttle: LoginThrottle  # failed sign-ins per account and client, in Valkey
     # The HLS origin's caches: stream id -> channel id (never changes), and tokens whose signature checked out.
     stream_channels: dict[str, str] = field(default_factory=dict)
     verified_tokens: dict[str, PlaybackClaims] = field(default_factory=dict)
+    known_users: KnownUsers = field(default_factory=KnownUsers)  # user ids seen in the view store
     clock: Callable[[], float] = time.time
 
     def now_ms(self) -> int:
@@ -109,6 +115,15 @@ class Services:
         token = bearer_token(request.headers.get("authorization"))
         auth = self.settings.auth
         return read_token(str(auth.jwt_secret), auth.jwt_issuer, token, int(self.clock()))
+
+    async def user_principal(self, request: Request) -> Principal:
+        """The bearer token's principal, whose account must exist: a validly signed token is not enough."""
+        principal = self.principal(request)
+        if principal.user_id not in self.known_users:
+            if await self.views.get_user(principal.user_id) is None:
+                raise Unauthorized("the token's account does not exist")
+            self.known_users.add(principal.user_id)
+        return principal
 
 
 @contextlib.asynccontextmanager
@@ -147,12 +162,16 @@ async def open_services(settings: Settings, metrics: CollectorRegistry) -> Async
         Gauge("glasscast_live_edge_streams", "Streams in the LL-HLS live edge",
               registry=metrics).set_function(lambda: len(edge.edge))
         auth = settings.auth
+        # Password hashing gets its own small pool; the credential store is opened once, here.
+        passwords = PasswordPool(auth, await asyncio.to_thread(CredentialStore.open, settings.data_dir))
+        stack.callback(passwords.close)
+        await passwords.start()
         yield Services(
             settings=settings, redis=client, views=ViewStore(client, settings.valkey.key_prefix),
             producer=producer, metrics=metrics, origin=FileBlobStore(settings.data_dir / "origin"),
             origin_cache=OriginCache(settings.gateway.origin_cache_bytes), chat=chat, chat_history=history,
             heartbeats=Intake(), playlists=LastGood(settings.gateway.playlist_last_good_s, PLAYLIST_LAST_GOOD_MAX),
-            edge=edge,
+            edge=edge, passwords=passwords, login_throttle=LoginThrottle(client, settings.valkey.key_prefix, auth),
             playback_secret=derive_secret(str(auth.jwt_secret), str(auth.playback_secret)),
             stream_key_secret=stream_key_secret(str(auth.jwt_secret), str(auth.stream_key_secret)))
 
@@ -190,11 +209,15 @@ async def json_body(request: Request) -> dict[str, Any]:
     """The request's JSON object, refusing bodies over the configured limit."""
     limit = services(request).settings.gateway.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and (
+            len(declared) > 18 or int(declared) > limit):
         raise PayloadTooLarge(f"request body over {limit} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body over {limit} bytes")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise PayloadTooLarge(f"request body over {limit} bytes")
+    except ClientDisconnect:  # gone, or too slow (gateways/http_deadlines.py): nobody reads this answer
+        raise RequestTimeout("the request body did not arrive in full") from None
     return parse_object(bytes(body))

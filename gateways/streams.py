@@ -46,7 +46,7 @@ async def _stream(svc: Services, request: Request) -> StreamView:
 
 
 async def _owned(svc: Services, request: Request) -> tuple[Principal, ChannelView, StreamView]:
-    principal = svc.principal(request)
+    principal = await svc.user_principal(request)
     stream = await _stream(svc, request)
     channel = await svc.views.get_channel(stream.channel_id)
     if channel is None or channel.owner_user_id != principal.user_id:
@@ -82,7 +82,7 @@ def _metadata(data: dict[str, Any]) -> tuple[str | None, str | None, list[str] |
 
 async def create_stream(request: Request) -> JSONResponse:
     svc = services(request)
-    principal = svc.principal(request)
+    principal = await svc.user_principal(request)
     data = await json_body(request)
     v.only(data, {"channel_id", "title", "category", "tags"})
     channel_ref = v.string(data, "channel_id", max_length=64)

@@ -107,11 +107,13 @@ def _run_service(settings: Settings, service: str) -> int:
     if service == "gateway":
         from gateways.app import WEBSOCKET_OPTIONS, create_app
         from gateways.drain import serve_gateway
+        from gateways.http_deadlines import http_options
 
         # SIGTERM drains first (chat sockets told to reconnect over the window, requests in flight
         # finished), then uvicorn shuts down as usual: gateways/drain.py.
         serve_gateway(create_app(settings), settings.gateway.host, settings.gateway.port,
-                      settings.gateway.drain_window_s, **WEBSOCKET_OPTIONS)
+                      settings.gateway.drain_window_s, **WEBSOCKET_OPTIONS,
+                      **http_options(settings.gateway))  # header, body and keep-alive deadlines
     elif service == "media-worker":
         from media.transcode.service import serve_worker
 

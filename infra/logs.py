@@ -2,7 +2,10 @@
 
 Modules log through the standard ``logging`` module; structlog's
 ProcessorFormatter renders every record (ours and the libraries') the same way,
-with the process role bound as ``service``.
+with the process role bound as ``service``.  No line leaves with a credential
+in it: the handler's formatter output and every record of uvicorn's and our
+loggers go through ``infra/log_redaction.py`` (tokens, keys, passwords, URL
+passwords), whichever library wrote them.
 """
 
 from __future__ import annotations
@@ -14,7 +17,13 @@ from typing import Any
 
 import structlog
 
+from infra.log_redaction import RedactingFilter, RedactingFormatter
 from infra.settings import LogSettings
+
+# Loggers that log request URLs themselves get the redaction filter too (a logger's filter sees only its own
+# records), so that a handler other than ours (a test's capture, uvicorn's own log config) never sees a
+# credential from them either.
+REDACTED_LOGGERS = ("uvicorn.error", "uvicorn.access", "httpx")
 
 
 def configure_logging(log: LogSettings, service: str) -> None:
@@ -41,7 +50,13 @@ def configure_logging(log: LogSettings, service: str) -> None:
                     structlog.processors.format_exc_info, renderer],
     )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter)
+    handler.setFormatter(RedactingFormatter(formatter))
+    redaction = RedactingFilter()
+    handler.addFilter(redaction)
+    for name in REDACTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(redaction)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(log.level.upper())

@@ -50,7 +50,10 @@ def write_state(data_dir: Path, state: RunState) -> None:
     path = state_path(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(state), indent=2))
+    # 0600: the URLs of the embedded Valkey and registry carry their passwords (infra/embedded/credentials.py).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(asdict(state), indent=2))
     os.replace(tmp, path)
 
 

@@ -14,6 +14,7 @@ before it starts the other processes.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import types
 import typing
 from collections.abc import Mapping
@@ -127,9 +128,25 @@ class GatewaySettings:
     live_edge_segments: int = 4
     live_edge_idle_s: float = 60.0
     live_edge_ready_timeout_s: float = 10.0
+    # Slow clients (gateways/http_deadlines.py): a request's head (request line and headers) must arrive within
+    # header_timeout_s of the connection opening or the previous response ending, else the connection closes
+    # (408 when part of a head came); its body within body_timeout_s of the head; an idle keep-alive
+    # connection closes after keep_alive_s; a head over max_header_bytes is refused (431) and the connection closed.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keep_alive_s: int = 5
+    max_header_bytes: int = 65536
+    # /metrics answers clients whose address is in metrics_networks (CIDRs, comma-separated; loopback by default)
+    # or that send "Authorization: Bearer <metrics_token>" (when set); anyone else gets 403 (gateways/health.py).
+    metrics_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    metrics_token: Secret = Secret("")
 
     def __post_init__(self) -> None:
         for var, ok, rule in (
+            ("GLASSCAST_GATEWAY_HEADER_TIMEOUT_S", 0 < self.header_timeout_s <= 300, "in (0, 300]"),
+            ("GLASSCAST_GATEWAY_BODY_TIMEOUT_S", 0 < self.body_timeout_s <= 3600, "in (0, 3600]"),
+            ("GLASSCAST_GATEWAY_KEEP_ALIVE_S", 1 <= self.keep_alive_s <= 3600, "1 to 3600"),
+            ("GLASSCAST_GATEWAY_MAX_HEADER_BYTES", 1024 <= self.max_header_bytes <= 1 << 20, "1024 to 1048576"),
             ("GLASSCAST_GATEWAY_LIVE_EDGE_LOOKBACK_S", 0 <= self.live_edge_lookback_s <= 3600, "0 to 3600"),
             ("GLASSCAST_GATEWAY_LIVE_EDGE_SEGMENTS", 1 <= self.live_edge_segments <= 100, "1 to 100"),
             ("GLASSCAST_GATEWAY_LIVE_EDGE_IDLE_S", 1 <= self.live_edge_idle_s <= 86400, "1 to 86400"),
@@ -143,6 +160,12 @@ class GatewaySettings:
             raise SettingsError("GLASSCAST_GATEWAY_ORIGIN_CACHE_BYTES: value out of range (must be 0 or more)")
         if not 0 <= self.playlist_last_good_s <= 3600:
             raise SettingsError("GLASSCAST_GATEWAY_PLAYLIST_LAST_GOOD_S: value out of range (0 to 3600)")
+        for network in self.metrics_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise SettingsError(f"GLASSCAST_GATEWAY_METRICS_NETWORKS: {network!r} is not a network "
+                                    "(CIDR such as 10.0.0.0/8)") from None
 
 
 @dataclass(frozen=True)
@@ -154,6 +177,39 @@ class AuthSettings:
     playback_secret: Secret = Secret("")  # empty: derived from the JWT secret
     playback_ttl_s: int = 600  # players refresh their HLS token before this
     stream_key_secret: Secret = Secret("")  # empty: derived from the JWT secret
+    # Password hashing (argon2id, about 64 MiB and 100+ ms each) runs in its own pool of hash_workers threads,
+    # never the pool that reads media; at most hash_queue_max more wait, and past that a login or sign-up is
+    # answered 503 at once (gateways/passwords.py).
+    hash_workers: int = 2
+    hash_queue_max: int = 16
+    # Login throttling per account and per client address, shared through Valkey (gateways/login_throttle.py):
+    # after *_free_failures failed attempts, each further one doubles a wait from login_backoff_base_s up to
+    # login_backoff_max_s (429 with Retry-After); a success clears the account's count; counts expire
+    # login_window_s after the last attempt.
+    login_account_free_failures: int = 5
+    login_client_free_failures: int = 30
+    login_backoff_base_s: float = 1.0
+    login_backoff_max_s: float = 300.0
+    login_window_s: float = 900.0
+    # A refused sign-in (429 throttled, 503 hash queue full) is answered after this long (at most its
+    # Retry-After), holding nothing but the socket: a client that ignores Retry-After and floods in a closed
+    # loop then sends at most one request per connection per this many seconds.  0 answers at once.
+    login_refusal_delay_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        for var, ok, rule in (
+            ("GLASSCAST_AUTH_HASH_WORKERS", 1 <= self.hash_workers <= 64, "1 to 64"),
+            ("GLASSCAST_AUTH_HASH_QUEUE_MAX", 0 <= self.hash_queue_max <= 10_000, "0 to 10000"),
+            ("GLASSCAST_AUTH_LOGIN_ACCOUNT_FREE_FAILURES", self.login_account_free_failures >= 0, "0 or more"),
+            ("GLASSCAST_AUTH_LOGIN_CLIENT_FREE_FAILURES", self.login_client_free_failures >= 0, "0 or more"),
+            ("GLASSCAST_AUTH_LOGIN_BACKOFF_BASE_S", 0 < self.login_backoff_base_s <= 3600, "in (0, 3600]"),
+            ("GLASSCAST_AUTH_LOGIN_BACKOFF_MAX_S", self.login_backoff_base_s <= self.login_backoff_max_s <= 86400,
+             "GLASSCAST_AUTH_LOGIN_BACKOFF_BASE_S to 86400"),
+            ("GLASSCAST_AUTH_LOGIN_WINDOW_S", 1 <= self.login_window_s <= 86400, "1 to 86400"),
+            ("GLASSCAST_AUTH_LOGIN_REFUSAL_DELAY_S", 0 <= self.login_refusal_delay_s <= 10, "0 to 10"),
+        ):
+            if not ok:
+                raise SettingsError(f"{var}: value out of range (must be {rule})")
 
 
 @dataclass(frozen=True)
@@ -173,10 +229,26 @@ class IngestSettings:
     handshake_timeout_s: float = 10.0
     idle_timeout_s: float = 30.0
     max_connections: int = 64
+    # Admission (media/ingest/admission.py): connections from one client (IP, or IPv6 /64) that have not yet
+    # published; a deadline from connect to an accepted stream key that incoming bytes do not extend; and
+    # the largest RTMP message a connection may send before its key is accepted (8 MiB after).
+    max_pending_per_client: int = 4
+    publish_deadline_s: float = 10.0
+    max_message_bytes_before_publish: int = 16384
     chunk_size: int = 4096  # our outgoing RTMP chunk size
     window_ack_size: int = 2_500_000
     gop_queue_maxsize: int = 4  # GOPs waiting for storage per stream before reads pause
     max_gop_s: float = 10.0  # a GOP longer than this is cut anyway (bounded memory)
+
+    def __post_init__(self) -> None:
+        for var, ok, rule in (
+            ("GLASSCAST_INGEST_MAX_PENDING_PER_CLIENT", self.max_pending_per_client >= 1, "1 or more"),
+            ("GLASSCAST_INGEST_PUBLISH_DEADLINE_S", 0 < self.publish_deadline_s <= 600, "in (0, 600]"),
+            ("GLASSCAST_INGEST_MAX_MESSAGE_BYTES_BEFORE_PUBLISH",
+             1024 <= self.max_message_bytes_before_publish <= 1 << 20, "1024 to 1048576"),
+        ):
+            if not ok:
+                raise SettingsError(f"{var}: value out of range ({rule})")
 
 
 @dataclass(frozen=True)
@@ -261,7 +333,7 @@ class SupervisorSettings:
 
 @dataclass(frozen=True)
 class ViewerSettings:
-    # Players beat every 30 s (docs/ARCHITECTURE.md, "Control plane").  A session counts while one of its
+    # Players beat every heartbeat_interval_s (below).  A session counts while one of its
     # beats lies in the merged buckets: it is counted for window_s - bucket_s to window_s after
     # its last beat, so window_s - bucket_s must exceed the beat interval (views/viewers.py).
     bucket_s: int = 15
@@ -269,6 +341,14 @@ class ViewerSettings:
     snapshot_interval_s: float = 5.0  # a ViewerCountUpdated per live channel this often
     batch_size: int = 2000  # heartbeats per Valkey pipeline
     batch_within_s: float = 0.25  # a partial batch is written after this long
+    # Heartbeats count only with a session the playback endpoint issued (gateways/viewer_sessions.py).
+    # heartbeat_interval_s is how often players beat (sent with the playback answer); a gateway accepts one
+    # beat per session per interval, less a fifth for timer jitter, and answers 429 to the rest.  One client
+    # (an IPv4 address or an IPv6 /64) holds at most sessions_per_client sessions per channel, and gets at
+    # most session_issues_per_minute playback answers a minute (then 429 with Retry-After).
+    heartbeat_interval_s: float = 10.0
+    sessions_per_client: int = 8
+    session_issues_per_minute: int = 60
 
     def __post_init__(self) -> None:
         for var, ok, rule in (
@@ -279,6 +359,12 @@ class ViewerSettings:
             ("GLASSCAST_VIEWERS_SNAPSHOT_INTERVAL_S", self.snapshot_interval_s > 0, "positive"),
             ("GLASSCAST_VIEWERS_BATCH_SIZE", self.batch_size >= 1, "at least 1"),
             ("GLASSCAST_VIEWERS_BATCH_WITHIN_S", self.batch_within_s > 0, "positive"),
+            ("GLASSCAST_VIEWERS_HEARTBEAT_INTERVAL_S",
+             0 < self.heartbeat_interval_s < self.window_s - self.bucket_s,
+             "positive, under GLASSCAST_VIEWERS_WINDOW_S - GLASSCAST_VIEWERS_BUCKET_S"),
+            ("GLASSCAST_VIEWERS_SESSIONS_PER_CLIENT", 1 <= self.sessions_per_client <= 100_000, "1 to 100000"),
+            ("GLASSCAST_VIEWERS_SESSION_ISSUES_PER_MINUTE", 1 <= self.session_issues_per_minute <= 1_000_000,
+             "1 to 1000000"),
         ):
             if not ok:
                 raise SettingsError(f"{var}: value out of range (must be {rule})")

@@ -44,6 +44,7 @@ from typing import IO
 import httpx
 from confluent_kafka import KafkaException
 
+from infra.embedded.credentials import REGISTRY_USER, embedded_secret, with_password, without_password
 from infra.embedded.keeper import broker_dir, keeper_argv, read_ready
 from infra.embedded.process import ManagedProcess, free_port, pid_alive, port_open
 from infra.embedded.tansu_record import forget_dead_broker, kill_recorded
@@ -185,14 +186,17 @@ class Supervisor:
             s = s.with_section("kafka", broker_port=port, bootstrap_servers=self._start_keeper(port))
             log.info("broker ready at %s", s.kafka.bootstrap_servers)
         if not s.valkey.url:
-            self.valkey = ValkeyProcess(self.data_dir / "valkey", port=s.valkey.port)
+            # It refuses clients without the password generated into the data dir; they get it in the URL.
+            self.valkey = ValkeyProcess(self.data_dir / "valkey", port=s.valkey.port,
+                                        password=embedded_secret(self.data_dir, "valkey"))
             self._launch("valkey", self.valkey.process)
             self.valkey.process.wait_ready(self._unless_stopping(self.valkey.ready), 30)
             s = s.with_section("valkey", port=self.valkey.port, url=self.valkey.url)
         ensure_topics(s.kafka)
         if not s.registry.url:
             port = s.registry.port or free_port()
-            s = s.with_section("registry", port=port, url=f"http://127.0.0.1:{port}")
+            url = with_password(f"http://127.0.0.1:{port}", embedded_secret(self.data_dir, "registry"), REGISTRY_USER)
+            s = s.with_section("registry", port=port, url=url)  # the registry requires what its URL carries
             self._spawn("registry", s).wait_ready(self._unless_stopping(_http_ok(f"{s.registry.url}/subjects")), 60)
         self.settings = s
         # The tools can reach the log and the views from here on.
@@ -335,8 +339,8 @@ def status(data_dir: Path, now_ms: int | None = None) -> dict[str, object]:
     return {
         "running": True, "data_dir": str(data_dir.resolve()), "supervisor_pid": state.supervisor_pid,
         "uptime_s": uptime_s(state.started_at_ms), "gateway": state.gateway_url,
-        "rtmp": state.rtmp_url, "kafka": state.bootstrap_servers, "registry": state.registry_url,
-        "valkey": state.valkey_url, "processes": processes,
+        "rtmp": state.rtmp_url, "kafka": state.bootstrap_servers, "registry": without_password(state.registry_url),
+        "valkey": without_password(state.valkey_url), "processes": processes,
     }
 
 
@@ -359,8 +363,11 @@ def run_up(settings: Settings) -> int:
     print(f"  health      {state.gateway_url}/readyz  metrics {state.gateway_url}/metrics", flush=True)
     print(f"  RTMP ingest {state.rtmp_url}", flush=True)
     print(f"  Kafka       {state.bootstrap_servers}", flush=True)
-    print(f"  registry    {state.registry_url}", flush=True)
-    print(f"  Valkey      {state.valkey_url}", flush=True)
+    # Passwords are never printed: the embedded services' are in their files.
+    secrets_dir = supervisor.data_dir / "secrets"
+    for label, url, name in (("registry", state.registry_url, "registry"), ("Valkey", state.valkey_url, "valkey")):
+        hint = f"  (password in {secrets_dir / f'{name}.secret'})" if name in supervisor.children else ""
+        print(f"  {label:11} {without_password(url)}{hint}", flush=True)
     print("Ctrl-C stops everything.", flush=True)
     try:
         supervisor.watch()

@@ -74,13 +74,18 @@ def settings_factory(tmp_path: Path, backbone: Backbone) -> Callable[..., Settin
 
 @pytest.fixture(scope="session")
 def registry(broker: TansuBroker, services_dir: Path) -> Iterator[str]:
-    """The embedded Schema Registry app on a real socket, for the session."""
+    """The embedded Schema Registry app on a real socket, for the session; like the one ``glasscast up`` runs,
+    it requires the password its URL carries (as the session's Valkey does: ``ValkeyProcess.url``)."""
+    from infra.embedded.credentials import REGISTRY_USER, embedded_secret, with_password
+    from infra.embedded.process import free_port
     from infra.embedded.registry.app import create_registry_app
     from tests.servers import serve_app
 
+    port = free_port()
+    url = with_password(f"http://127.0.0.1:{port}", embedded_secret(services_dir, "registry"), REGISTRY_USER)
     s = Settings(data_dir=services_dir / "registry").with_section(
-        "kafka", bootstrap_servers=broker.bootstrap_servers)
-    with serve_app(create_registry_app(s)) as url:
+        "kafka", bootstrap_servers=broker.bootstrap_servers).with_section("registry", url=url)
+    with serve_app(create_registry_app(s), port):
         yield url
 
 

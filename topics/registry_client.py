@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from infra.log_redaction import redact
 from topics.errors import RegistryError
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
@@ -37,7 +38,8 @@ class RegistryClient:
         try:
             resp = self._http.request(method, path, content=None if body is None else json.dumps(body))
         except httpx.HTTPError as exc:
-            raise RegistryError(f"Schema Registry at {self.url} unreachable: {exc}") from exc
+            # The URL may carry the registry's password (infra/embedded/credentials.py): never in a message.
+            raise RegistryError(f"Schema Registry at {redact(self.url)} unreachable: {exc}") from exc
         if resp.status_code >= 400:
             try:
                 message = resp.json().get("message", resp.text)

@@ -1,4 +1,11 @@
-"""The user view: one account by id, looked up by name for login and profiles."""
+"""The user view: one account by id, looked up by name for login and profiles.
+
+It holds no password hash: those live in the gateway's credential store
+(gateways/passwords_store.py), out of Valkey and its AOF.  An account
+registered before that has its hash in its UserRegistered event; the view
+keeps it as ``legacy_password_hash`` so its first login can move it to the
+store.  New events carry none.
+"""
 
 from __future__ import annotations
 
@@ -15,18 +22,25 @@ class UserView:
     id: str
     username: str
     email: str | None
-    password_hash: str
     created_at_ms: int
     seq: int
     display_name: str | None = None
     bio: str | None = None
     avatar_url: str | None = None
+    legacy_password_hash: str | None = None  # only for accounts registered before the credential store
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        data = dict(self.__dict__)
+        if data["legacy_password_hash"] is None:
+            del data["legacy_password_hash"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UserView:
+        data = dict(data)
+        legacy = data.pop("password_hash", None)  # a view written before the credential store
+        if legacy:
+            data.setdefault("legacy_password_hash", legacy)
         return cls(**data)
 
     def public(self) -> dict[str, Any]:
@@ -39,8 +53,8 @@ def apply_user_registered(event: Applied[UserRegistered], view: UserView | None)
     if view is not None:
         return view  # registered once; a redelivery or a replayed duplicate changes nothing
     v = event.value
-    return UserView(id=v.user_id, username=v.username, email=v.email, password_hash=v.password_hash,
-                    created_at_ms=v.occurred_at, seq=event.offset)
+    return UserView(id=v.user_id, username=v.username, email=v.email, created_at_ms=v.occurred_at,
+                    seq=event.offset, legacy_password_hash=v.password_hash or None)
 
 
 def apply_profile_updated(event: Applied[ProfileUpdated], view: UserView | None) -> UserView | None:

@@ -2,14 +2,21 @@
 
 Client -> server (one JSON object per text frame):
 
+    {"type": "auth", "token": "<JWT>"}                        sign the socket in (or give it a fresh token)
     {"type": "send", "text": "hello Kappa", "nonce": "c-1"}     send a message (nonce: dedup key)
     {"type": "ping"}                                          answered with PONG
+
+The bearer token travels in an ``auth`` frame, never in the socket's URL
+(which servers and proxies log): gateways/chat/ws.py.
 
 Server -> client: a text frame holds one or more JSON objects separated by
 "\\n" (messages for one socket are coalesced into one frame, as Twitch's IRC
 over WebSocket does with its lines); JSON never contains a raw newline.
 
-    CONNECTED  room, settings, emotes, the user and badges, the recent messages
+    CONNECTED  room, settings, emotes, the recent messages (``user`` is null until an auth frame is answered)
+    AUTHENTICATED  to an auth frame: the user, their badges and standing, and when the token expires
+               (``expires_at_ms``); the socket closes with 4401 "token expired" then, unless another auth
+               frame brought a fresh token
     MESSAGE    a chat message (id, user, badges, text, emotes with positions, nonce, sent_at_ms)
     ACK        to the sender only: the message was accepted (nonce, id, duplicate)
     NOTICE     to the sender only: a message was refused, and why (code, reason)
@@ -29,10 +36,10 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-CLIENT_TYPES = ("send", "ping")
+CLIENT_TYPES = ("send", "ping", "auth")
 MAX_NONCE_LENGTH = 64
 
 
@@ -50,6 +57,7 @@ class ClientFrame:
     type: str
     text: str = ""
     nonce: str | None = None
+    token: str = field(default="", repr=False)  # an auth frame's bearer token; never in a repr (logs)
 
 
 def encode(obj: dict[str, Any]) -> str:
@@ -77,6 +85,11 @@ def parse_client_frame(text: str, max_bytes: int) -> ClientFrame:
                                          f"{', '.join(CLIENT_TYPES)}")
     if kind == "ping":
         return ClientFrame("ping")
+    if kind == "auth":
+        token = data.get("token")
+        if not isinstance(token, str) or not token:
+            raise FrameError("invalid_frame", "'token' must be the bearer token (a non-empty string)")
+        return ClientFrame("auth", token=token)
     body, nonce = data.get("text"), data.get("nonce")
     if not isinstance(body, str):
         raise FrameError("invalid_frame", "'text' must be a string")

@@ -104,7 +104,7 @@ Handler = Callable[[Moderation], Awaitable[dict[str, Any]]]
 
 async def _actor(svc: Services, request: Request) -> tuple[str, ChannelView, bool]:
     """(user id, channel, is broadcaster) for a broadcaster or moderator; Forbidden otherwise."""
-    principal = svc.principal(request)
+    principal = await svc.user_principal(request)
     channel = await find_channel(svc, request.path_params["room"])
     if principal.user_id == channel.owner_user_id:
         return principal.user_id, channel, True
@@ -290,18 +290,16 @@ async def moderate(request: Request) -> JSONResponse:
     handler = ACTIONS.get(action) if isinstance(action, str) else None
     if handler is None:
         raise ValidationFailed(f"'action' must be one of {', '.join(ACTIONS)}", field="action")
-    reason = v.string(data, "reason", required=False, max_length=500)
+    reason = v.text(data, "reason", required=False, max_length=500)
     return JSONResponse(await handler(Moderation(svc, str(action), channel, actor, is_broadcaster, data, reason)))
 
 
 async def moderation_log(request: Request) -> JSONResponse:
     svc = services(request)
     _, channel, _ = await _actor(svc, request)
-    limit = request.query_params.get("limit", "100")
-    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
-        raise ValidationFailed("'limit' must be an integer from 1 to 1000", field="limit")
+    limit = v.query_int(request.query_params.get("limit"), "limit", 1, 1000, 100, error=ValidationFailed)
     return JSONResponse({"channel_id": channel.id,
-                         "actions": await svc.chat.rooms.moderation_log(channel.id, int(limit))},
+                         "actions": await svc.chat.rooms.moderation_log(channel.id, limit)},
                         headers={"Cache-Control": "no-store"})
 
 

@@ -45,6 +45,7 @@ from typing import Any, cast
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, OffsetSpec, ResourceType  # type: ignore[attr-defined]
 
+from infra.embedded.credentials import without_password
 from infra.runstate import read_state
 from infra.settings import ArchiveSettings, KafkaSettings
 from topics.archive import ArchivedRecord, ArchiveWriter, TopicInfo
@@ -162,7 +163,7 @@ class Archiver:
             url = state.valkey_url if state is not None else ""
         if url:
             self._bell = Doorbell(replace(self.kafka, doorbell_url=url), None)
-            self.log.info("archiver: pausing while idle, woken by the doorbell at %s", url)
+            self.log.info("archiver: pausing while idle, woken by the doorbell at %s", without_password(url))
         return self._bell
 
     def _resume(self, bell: Doorbell, now: float, probe: bool) -> None:

@@ -65,6 +65,7 @@ from infra.embedded.rehydrate import rehydrate
 from infra.embedded.tansu import TansuBroker
 from infra.embedded.tansu_record import TansuRecord, kill_recorded, read_record, record_for, write_record
 from infra.errors import InfraError
+from infra.log_redaction import RedactingFilter
 from infra.settings import Settings, load_settings
 from topics.archive import ArchiveWriter
 from topics.offsets_archive import OffsetsFile
@@ -287,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(filename=directory / "keeper.log", level=settings.log.level.upper(),
                         format="%(asctime)s %(process)d %(levelname)s %(message)s")
+    for handler in logging.getLogger().handlers:  # no credential (the doorbell's Valkey password) in its log
+        handler.addFilter(RedactingFilter())
     log = logging.getLogger("glasscast.keeper")
     port = args.port if args.port is not None else settings.kafka.broker_port
     keeper = Keeper(settings, port, args.parent_pid, log)

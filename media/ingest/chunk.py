@@ -114,14 +114,23 @@ class ChunkReader:
     """Feed bytes from the peer (after the handshake); get whole messages back."""
 
     def __init__(self, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
-        if not 0 < max_message_bytes <= MAX_MESSAGE_LENGTH:
-            raise ValueError(f"max_message_bytes must be 1..{MAX_MESSAGE_LENGTH}")
-        self.max_message_bytes = max_message_bytes
+        self.max_message_bytes = MAX_MESSAGE_BYTES
+        self.set_max_message_bytes(max_message_bytes)
         self.chunk_size = DEFAULT_CHUNK_SIZE
         self.bytes_received = 0
         self._buffer = bytearray()
         self._streams: dict[int, _ChunkStream] = {}
         self._pending_bytes = 0
+
+    def set_max_message_bytes(self, n: int) -> None:
+        """Change the cap on one message (the ingest raises it once a publisher's key is accepted).
+
+        It applies from the next chunk on.  What a peer can make the reader hold is about three
+        times ``n`` at most: one chunk not yet whole, and unfinished messages of twice ``n`` together.
+        """
+        if not 0 < n <= MAX_MESSAGE_LENGTH:
+            raise ValueError(f"max_message_bytes must be 1..{MAX_MESSAGE_LENGTH}")
+        self.max_message_bytes = n
 
     def feed(self, data: bytes) -> list[RtmpMessage]:
         """Take bytes in any pieces; return the messages they complete, in order."""

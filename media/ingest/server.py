@@ -2,7 +2,9 @@
 
 ``IngestServer(settings, ...)`` owns what sessions share (the channel view
 for stream-key lookups, the live registry, the blob store, the event
-producer), limits concurrent connections, and runs three supervised loops
+producer), admits connections (``admission.py``: a global cap, a cap per client
+on connections that have not published, and room made for a publisher in a
+flood), and runs three supervised loops
 (``tasks.py``): stream health on a timer, the renewal of every live session's
 lease (``live.py``) and the reaper, which ends streams nobody resumed within the
 grace window, whether their publisher dropped or their ingest process died.
@@ -27,6 +29,7 @@ import redis.asyncio as aioredis
 from infra.settings import Settings
 from media.blob import BlobStore
 from media.ingest import events
+from media.ingest.admission import Admission, AdmissionLimits, Refuse, client_of
 from media.ingest.live import VALKEY_ERRORS, LiveRegistry, LiveStream
 from media.ingest.pipeline import settle_stored
 from media.ingest.session import RtmpSession
@@ -43,6 +46,7 @@ _END_REASONS: tuple[StreamEndReason, ...] = typing.get_args(StreamEndReason)
 REAP_INTERVAL_S = 1.0  # how often each ingest process looks for streams to end
 VALKEY_TIMEOUT_S = 1.0  # a lease write or check waits no longer (Valkey slow or gone)
 TROUBLE_LOG_EVERY_S = 5.0  # one warning per this while Valkey keeps failing
+REFUSAL_LOG_EVERY_S = 5.0  # one warning per this while connections are refused (a flood)
 
 
 @dataclass
@@ -108,10 +112,18 @@ class IngestServer:
             settings=settings, views=ViewStore(client, settings.valkey.key_prefix),
             live=LiveRegistry(client, settings.valkey.key_prefix, s.lease_s, s.reconnect_grace_s),
             blobs=blobs, producer=producer, host=socket.gethostname(), origin=origin)
-        self.connections = 0
+        self.admission = Admission(AdmissionLimits(s.max_connections, s.max_pending_per_client))
+        self.refused = 0  # connections refused since the start
+        self.evicted = 0  # connections closed to make room for another
+        self._refusal_logged = (0.0, 0)  # when the last refusal warning went out, and the count then
         self.server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._sessions: set[RtmpSession] = set()
+        self._sessions: dict[str, RtmpSession] = {}
+
+    @property
+    def connections(self) -> int:
+        """Connections holding a slot now."""
+        return len(self.admission)
 
     @property
     def port(self) -> int:
@@ -127,21 +139,36 @@ class IngestServer:
         log.info("RTMP ingest listening on %s:%d (%s)", s.host, self.port, self.settings.rtmp_url)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.connections >= self.settings.ingest.max_connections:
-            log.warning("rtmp: refusing %s: %d connections already", writer.get_extra_info("peername"),
-                        self.connections)
+        session = RtmpSession(self.ctx, reader, writer, self.admission)
+        peer = writer.get_extra_info("peername")
+        decision = self.admission.admit(session.id, client_of(peer[0] if isinstance(peer, tuple) else str(peer)))
+        if isinstance(decision, Refuse):
+            self._refused(session.peer, decision.reason)
             writer.close()
             return
-        self.connections += 1
-        session = RtmpSession(self.ctx, reader, writer)
-        self._sessions.add(session)
+        if decision.evict is not None:
+            victim = self._sessions.get(decision.evict)
+            if victim is not None:
+                self.evicted += 1
+                victim.close(f"evicted before publishing, to make room for {session.peer}")
+        self._sessions[session.id] = session
         try:
             await session.run()
         except Exception:  # a bug in one session must not take the server down
             log.exception("rtmp session failed")
         finally:
-            self._sessions.discard(session)
-            self.connections -= 1
+            self._sessions.pop(session.id, None)
+            self.admission.release(session.id)
+
+    def _refused(self, peer: str, reason: str) -> None:
+        """Count a refused connection; warn once per few seconds, so a flood cannot flood the log too."""
+        self.refused += 1
+        now = time.monotonic()
+        last, count = self._refusal_logged
+        if now - last >= REFUSAL_LOG_EVERY_S:
+            self._refusal_logged = (now, self.refused)
+            log.warning("rtmp: refusing %s: %s (%d refused since the last warning)", peer, reason,
+                        self.refused - count)
 
     async def _health_loop(self) -> None:
         while True:
@@ -186,7 +213,7 @@ class IngestServer:
         """Stop accepting, end every connection (live streams are parked for a reconnect), stop."""
         if self.server is not None:
             self.server.close()
-        sessions = list(self._sessions)
+        sessions = list(self._sessions.values())
         for session in sessions:
             session.writer.close()
         loop = asyncio.get_running_loop()

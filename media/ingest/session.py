@@ -9,6 +9,15 @@ type, a stalled peer (idle timeout) or a slow handshake closes it with one log
 line.  The stream key is never logged and never leaves this module; only its
 SHA-256 is looked up.
 
+Until its key is accepted a connection has little allowance (``admission.py`` holds the
+slots): a deadline from connect that no incoming byte extends
+(``GLASSCAST_INGEST_PUBLISH_DEADLINE_S``), messages of a few KiB at most
+(``GLASSCAST_INGEST_MAX_MESSAGE_BYTES_BEFORE_PUBLISH``, so the chunk reader holds tens of
+KiB, not the 8 MiB a keyframe may need) and ``MAX_MESSAGES_BEFORE_PUBLISH`` messages, which
+also bounds what we write back to a peer that never reads.  A live session looks every
+second whether its owner ended the stream or rotated the key it publishes with, and ends
+it (``StreamEnded`` with ``KEY_ROTATED``) when the key changed.
+
 Ownership of the live stream is a lease in Valkey (``live.py``): the session takes it at
 publish (continuing a parked stream, or one whose ingest process died, within the grace
 window), the server renews it every second and the pipeline before every GOP.  Valkey
@@ -27,13 +36,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from media.ingest import chunk, commands, events, flv
+from media.ingest.admission import Admission
 from media.ingest.chunk import ChunkReader, ChunkWriter, RtmpMessage
 from media.ingest.errors import ProtocolError, UnsupportedCodecError
 from media.ingest.events import frame_rate
 from media.ingest.handshake import ServerHandshake
 from media.ingest.live import VALKEY_ERRORS, Claim, LiveStream
 from media.ingest.pipeline import StreamPipeline, continue_after_stored
-from schemas.records.stream import StreamHealth
+from schemas.records.stream import StreamEndReason, StreamHealth
 from views.channels import hash_stream_key
 
 if TYPE_CHECKING:
@@ -44,6 +54,9 @@ log = logging.getLogger("glasscast.ingest")
 
 READ_BYTES = 64 * 1024
 END_CHECK_S = 1.0  # how often a publishing session looks whether its owner ended the stream
+# A publisher needs about ten messages before publish (connect, releaseStream, FCPublish,
+# createStream, publish and control messages); each may draw an answer from us.
+MAX_MESSAGES_BEFORE_PUBLISH = 64
 # Message types a publisher may send that we read and drop (RTMP spec 5.4, 6.2, 7.1).
 IGNORED_TYPES = {chunk.ACKNOWLEDGEMENT, chunk.USER_CONTROL, chunk.WINDOW_ACK_SIZE, chunk.SET_PEER_BANDWIDTH,
                  chunk.SET_CHUNK_SIZE, chunk.ABORT, chunk.SHARED_OBJECT_AMF0, chunk.SHARED_OBJECT_AMF3,
@@ -53,14 +66,17 @@ IGNORED_TYPES = {chunk.ACKNOWLEDGEMENT, chunk.USER_CONTROL, chunk.WINDOW_ACK_SIZ
 class CloseConnection(Exception):
     """End this connection; ``dropped`` means the publisher did not unpublish."""
 
-    def __init__(self, why: str, dropped: bool = True, ended: bool = False) -> None:
+    def __init__(self, why: str, dropped: bool = True, ended: bool = False,
+                 end_reason: StreamEndReason = "PUBLISHER_STOPPED") -> None:
         super().__init__(why)
         self.dropped = dropped
         self.ended = ended  # the stream already ended elsewhere: announce nothing more
+        self.end_reason = end_reason  # the StreamEnded reason, when not dropped and not ended
 
 
 class RtmpSession:
-    def __init__(self, ctx: IngestContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, ctx: IngestContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 admission: Admission | None = None) -> None:
         self.ctx = ctx
         self.settings = ctx.settings.ingest
         self.reader = reader
@@ -68,7 +84,14 @@ class RtmpSession:
         self.id = uuid.uuid4().hex[:12]
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        self.chunks = ChunkReader()
+        self.chunks = ChunkReader(self.settings.max_message_bytes_before_publish)
+        self.admission = admission
+        self.key_accepted = False
+        self.key_hash = ""  # the SHA-256 of the key this connection published with
+        self.key_seq = -1  # the channel view's offset when that key was accepted
+        self.messages_before_publish = 0
+        self.close_reason: str | None = None  # why ``close`` cut the connection, if it did
+        self._deadline: asyncio.TimerHandle | None = None
         self.out = ChunkWriter()
         self.acked = 0
         self.metadata: dict[str, Any] = {}
@@ -96,8 +119,40 @@ class RtmpSession:
             raise CloseConnection("peer closed the connection")
         return data
 
+    def close(self, why: str) -> None:
+        """Cut the connection now, whatever the session awaits; it ends with ``why`` as its reason."""
+        if self.close_reason is None:
+            self.close_reason = why
+        self.writer.transport.abort()
+
+    def _await_publish(self) -> None:
+        """Start the deadline to publish: a timer, so no byte the peer sends can put it off."""
+        self.key_accepted = False
+        self.messages_before_publish = 0
+        if self.admission is not None:
+            self.admission.set_publishing(self.id, False)
+        if self._deadline is not None:
+            self._deadline.cancel()
+        deadline_s = self.settings.publish_deadline_s
+        self._deadline = asyncio.get_running_loop().call_later(
+            deadline_s, self.close, f"publish deadline: no stream key accepted within {deadline_s:g} s")
+
+    def _accept_key(self) -> None:
+        """The stream key checked out: no deadline, and the buffers a live stream needs."""
+        if self.close_reason is not None:  # cut while the key was being looked up
+            raise CloseConnection(self.close_reason, dropped=False)
+        self.key_accepted = True
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self.chunks.set_max_message_bytes(chunk.MAX_MESSAGE_BYTES)
+        if self.admission is not None:
+            self.admission.set_publishing(self.id, True)
+
     async def run(self) -> None:
         reason, dropped, ended = "closed", True, False
+        end_reason: StreamEndReason = "PUBLISHER_STOPPED"
+        self._await_publish()
         try:
             leftover = await asyncio.wait_for(self._handshake(), self.settings.handshake_timeout_s)
             messages = self.chunks.feed(leftover) if leftover else []
@@ -110,14 +165,17 @@ class RtmpSession:
         except TimeoutError:
             reason = "handshake timed out"
         except CloseConnection as exc:
-            reason, dropped, ended = str(exc), exc.dropped, exc.ended
+            reason, dropped, ended, end_reason = str(exc), exc.dropped, exc.ended, exc.end_reason
         except ProtocolError as exc:
             reason = f"protocol error: {exc}"
         except (ConnectionError, OSError) as exc:
             reason = f"connection error: {exc}"
         finally:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            reason = self.close_reason or reason
             try:
-                await self._finish(reason, dropped, ended)
+                await self._finish(reason, dropped, ended, end_reason)
             finally:
                 self.writer.close()  # whatever failed: the encoder sees the close and can reconnect
                 log.info("rtmp %s %s: closed (%s)", self.id, self.peer, reason)
@@ -145,6 +203,10 @@ class RtmpSession:
 
     # -- dispatch -------------------------------------------------------------
     async def dispatch(self, msg: RtmpMessage) -> None:
+        if not self.key_accepted:
+            self.messages_before_publish += 1
+            if self.messages_before_publish > MAX_MESSAGES_BEFORE_PUBLISH:
+                raise ProtocolError(f"more than {MAX_MESSAGES_BEFORE_PUBLISH} messages before publish")
         if msg.type_id in (chunk.AUDIO, chunk.VIDEO):
             await self._media(msg)
         elif msg.type_id == chunk.COMMAND_AMF0:
@@ -178,6 +240,7 @@ class RtmpSession:
                 await self._finish("publisher stopped", dropped=False)
                 self.send(commands.on_status(commands.PUBLISH_STREAM_ID, "status",
                                              "NetStream.Unpublish.Success", "Stopped publishing."))
+                self._await_publish()  # it may publish again: a new deadline, and evictable meanwhile
         elif cmd.name in ("play", "play2"):
             self.send(commands.on_status(cmd.stream_id, "error", "NetStream.Play.Failed",
                                          "This server only accepts publishing; watch over HLS."))
@@ -238,6 +301,8 @@ class RtmpSession:
         if channel is None:
             raise await self._refuse(stream_id, "NetStream.Publish.BadName", "Invalid stream key.",
                                      "publish refused: unknown stream key")
+        self.key_hash, self.key_seq = channel.stream_key_hash, channel.seq
+        self._accept_key()
         # A stream its owner configured ahead (POST /v1/streams) becomes this broadcast.
         configured = await self.ctx.views.configured_stream_of(channel.id)
         self.meta = ((configured.title, configured.category, configured.tags) if configured is not None
@@ -331,21 +396,36 @@ class RtmpSession:
         if self.started_sent and self.last_media - self.last_end_check > END_CHECK_S:
             self.last_end_check = self.last_media
             try:
-                ended = await asyncio.wait_for(self._ended_elsewhere(self.pipeline.stream.stream_id),
-                                               self.ctx.valkey_timeout_s)
+                ended, rotated = await asyncio.wait_for(self._still_wanted(self.pipeline.stream.stream_id),
+                                                        self.ctx.valkey_timeout_s)
             except VALKEY_ERRORS as exc:
                 self.ctx.valkey_trouble("checking whether a stream ended", exc)
-                ended = False
+                ended = rotated = False
             if ended:
                 self.send(commands.on_status(commands.PUBLISH_STREAM_ID, "status", "NetStream.Unpublish.Success",
                                              "The broadcaster ended this stream."))
                 await self.writer.drain()
                 raise CloseConnection("ended by its owner", dropped=False, ended=True)
+            if rotated:
+                self.send(commands.on_status(commands.PUBLISH_STREAM_ID, "error", "NetStream.Publish.BadName",
+                                             "The stream key was rotated; publish with the new key."))
+                await self.writer.drain()
+                raise CloseConnection("stream key rotated", dropped=False, end_reason="KEY_ROTATED")
 
     async def _ended_elsewhere(self, stream_id: str) -> bool:
         """True once the stream view says the stream ended (its owner ended it through the API)."""
         view = await self.ctx.views.get_stream(stream_id)
         return view is not None and view.ended
+
+    async def _still_wanted(self, stream_id: str) -> tuple[bool, bool]:
+        """(ended by its owner, the key it publishes with was rotated), from the views."""
+        ended = await self._ended_elsewhere(stream_id)
+        channel = await self.ctx.views.get_channel(self.channel_id) if self.channel_id else None
+        # Only a change applied after the key was accepted counts: while `rebuild-views` replays
+        # the log, the view passes through older keys (lower offsets) and, for a moment, none.
+        rotated = (channel is not None and channel.seq > self.key_seq
+                   and channel.stream_key_hash != self.key_hash)
+        return ended, rotated
 
     async def _check_codec(self, msg: RtmpMessage) -> None:
         """Refuse, with a status the encoder shows, a codec the platform cannot carry (HEVC, AV1, MP3...)."""
@@ -379,7 +459,8 @@ class RtmpSession:
         return self.pipeline.stream.channel_id, self.pipeline.health_snapshot()
 
     # -- end --------------------------------------------------------------------
-    async def _finish(self, reason: str, dropped: bool, ended: bool = False) -> None:
+    async def _finish(self, reason: str, dropped: bool, ended: bool = False,
+                      end_reason: StreamEndReason = "PUBLISHER_STOPPED") -> None:
         pipeline, self.pipeline = self.pipeline, None
         self.ctx.sessions.pop(self.id, None)
         if pipeline is None or self.channel_id is None:
@@ -406,16 +487,16 @@ class RtmpSession:
                 log.info("rtmp %s: stream %s parked for %.0f s (%s)", self.id, stream.stream_id,
                          self.settings.reconnect_grace_s, reason)
             else:
-                await self._end(stream, now)
+                await self._end(stream, now, end_reason)
         except VALKEY_ERRORS as exc:
             # The lease lapses by itself: the stream counts as parked, and is resumed or ended.
             self.ctx.valkey_trouble(f"letting go of stream {stream.stream_id} ({reason})", exc)
 
-    async def _end(self, stream: LiveStream, now: int) -> None:
-        """The publisher stopped: StreamEnded, marked ending first so a crash cannot lose it."""
+    async def _end(self, stream: LiveStream, now: int, reason: StreamEndReason = "PUBLISHER_STOPPED") -> None:
+        """The publisher stopped (or lost its key): StreamEnded, marked ending first so a crash cannot lose it."""
         try:
-            await self.ctx.live.begin_end(stream, self.id, now, "PUBLISHER_STOPPED")
+            await self.ctx.live.begin_end(stream, self.id, now, reason)
         except VALKEY_ERRORS as exc:
             self.ctx.valkey_trouble(f"ending stream {stream.stream_id}", exc)
-        await self.ctx.emit(events.stream_ended(stream, "PUBLISHER_STOPPED", now), stream.channel_id)
+        await self.ctx.emit(events.stream_ended(stream, reason, now), stream.channel_id)
         await self.ctx.live.release(stream, self.id)

@@ -61,8 +61,8 @@ class UserRegistered(Record):
     username: str
     #: Contact e-mail address, if one was given.
     email: str | None = None
-    #: argon2id hash of the password in PHC string format ($argon2id$v=19$...); never the plain password.
-    password_hash: str
+    #: Always empty in new events: password hashes live in the gateway's credential store, never in the log (docs/ARCHITECTURE.md, Control plane). Events written before that carry the argon2id PHC string, which the user view keeps only to move it to the store at the account's next login.
+    password_hash: str = ''
 
     def to_avro(self) -> dict[str, Any]:
         return {

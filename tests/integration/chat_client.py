@@ -21,9 +21,14 @@ class Client:
         self.inbox: list[dict[str, Any]] = []
 
     @classmethod
-    async def open(cls, url: str) -> Client:
+    async def open(cls, url: str, token: str | None = None) -> Client:
+        """A socket to ``url``, signed in with ``token`` (the first frame, never the URL) when given."""
         client = cls(await connect(url))
+        if token:
+            await client.ws.send(json.dumps({"type": "auth", "token": token}))
         await client.next(lambda m: m["type"] == "CONNECTED")
+        if token:
+            await client.next(lambda m: m["type"] == "AUTHENTICATED")
         return client
 
     async def next(self, wanted: Callable[[dict[str, Any]], bool], timeout_s: float = 10) -> dict[str, Any]:

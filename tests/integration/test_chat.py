@@ -59,9 +59,10 @@ class Chat:
             self.processors.close()
             self.processors = None
 
-    def ws(self, gateway: int, channel: str, token: str | None = None) -> str:
+    def ws(self, gateway: int, channel: str) -> str:
+        """A room's socket URL (it carries no token: ``Client.open`` signs in with an auth frame)."""
         base = self.urls[gateway].replace("http://", "ws://")
-        return f"{base}/v1/chat/ws?channel={channel}" + (f"&token={token}" if token else "")
+        return f"{base}/v1/chat/ws?channel={channel}"
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +95,8 @@ def strict_url(chat: Chat) -> Iterator[str]:
         yield url
 
 
-def _ws(url: str, channel: str, token: str | None = None) -> str:
-    return url.replace("http://", "ws://") + f"/v1/chat/ws?channel={channel}" + (f"&token={token}" if token else "")
+def _ws(url: str, channel: str) -> str:
+    return url.replace("http://", "ws://") + f"/v1/chat/ws?channel={channel}"
 
 
 async def _user(chat: Chat, prefix: str = "u") -> tuple[str, str, str]:
@@ -141,9 +142,14 @@ class Client:
         self.connected: dict[str, Any] = {}
 
     @classmethod
-    async def open(cls, url: str) -> Client:
+    async def open(cls, url: str, token: str | None = None) -> Client:
+        """A socket to ``url``, signed in with ``token`` (an auth frame) when given: ``connected["user"]`` is who."""
         client = cls(await connect(url, max_size=2**20))
+        if token:
+            await client.ws.send(json.dumps({"type": "auth", "token": token}))
         client.connected = await client.next("CONNECTED")
+        if token:
+            client.connected["user"] = (await client.next("AUTHENTICATED"))["user"]
         return client
 
     def _take(self, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
@@ -199,11 +205,11 @@ class Client:
 async def test_a_message_reaches_every_client_on_both_gateways(chat: Chat) -> None:
     room, _, owner_id, owner_token = await _room(chat)
     uid, uname, token = await _user(chat)
-    sender = await Client.open(chat.ws(0, room, token))
+    sender = await Client.open(chat.ws(0, room), token)
     assert sender.connected["user"]["username"] == uname and sender.connected["room"]["channel_id"] == room
     assert any(e["code"] == "Kappa" for e in sender.connected["emotes"])
     viewers = [await Client.open(chat.ws(i % 2, room)) for i in range(6)]  # anonymous, both gateways
-    caster = await Client.open(chat.ws(1, room, owner_token))
+    caster = await Client.open(chat.ws(1, room), owner_token)
     assert caster.connected["user"]["badges"] == ["broadcaster"]
 
     ack = await sender.say("hello chat Kappa <3")
@@ -228,7 +234,7 @@ async def test_a_message_reaches_every_client_on_both_gateways(chat: Chat) -> No
 async def test_rate_limit_dedup_and_slow_mode(chat: Chat, strict_url: str) -> None:
     room, _, _, owner_token = await _room(chat)
     _, _, token = await _user(chat)
-    sender = await Client.open(_ws(strict_url, room, token))  # the default limit: one message a second
+    sender = await Client.open(_ws(strict_url, room), token)  # the default limit: one message a second
     watcher = await Client.open(chat.ws(1, room))
     first = await sender.say("one", nonce="n-1")
     assert first["type"] == "ACK"
@@ -249,7 +255,7 @@ async def test_rate_limit_dedup_and_slow_mode(chat: Chat, strict_url: str) -> No
     await asyncio.sleep(1.1)  # past the rate window, still within slow mode
     slow = await sender.say("four")
     assert slow["code"] == "slow_mode" and "slow mode" in slow["reason"]
-    caster = await Client.open(_ws(strict_url, room, owner_token))
+    caster = await Client.open(_ws(strict_url, room), owner_token)
     assert (await caster.say("broadcasters are exempt"))["type"] == "ACK"
     assert (await _moderate(chat, room, owner_token, action="set_mode", slow_mode_s=0)).status_code == 200
     for c in (sender, watcher, caster):
@@ -260,7 +266,7 @@ async def test_ban_timeout_delete_reach_clients_at_once(chat: Chat) -> None:
     room, name, _, owner_token = await _room(chat)
     troll_id, troll_name, troll_token = await _user(chat, "troll")
     mod_id, _, mod_token = await _user(chat, "mod")
-    troll = await Client.open(chat.ws(0, room, troll_token))
+    troll = await Client.open(chat.ws(0, room), troll_token)
     watchers = [await Client.open(chat.ws(i, room)) for i in (0, 1)]
 
     # Only the broadcaster and moderators moderate; the broadcaster hands out the role.
@@ -313,8 +319,8 @@ async def test_followers_subscribers_and_emote_only_modes(chat: Chat) -> None:
     room, _, _, owner_token = await _room(chat)
     fan_id, _, fan_token = await _user(chat, "fan")
     _, _, other_token = await _user(chat)
-    fan = await Client.open(chat.ws(0, room, fan_token))
-    other = await Client.open(chat.ws(1, room, other_token))
+    fan = await Client.open(chat.ws(0, room), fan_token)
+    other = await Client.open(chat.ws(1, room), other_token)
 
     assert (await _moderate(chat, room, owner_token, action="set_mode", followers_only_min=0)).status_code == 200
     assert (await fan.say("hi"))["code"] == "followers_only"
@@ -356,7 +362,7 @@ async def test_followers_subscribers_and_emote_only_modes(chat: Chat) -> None:
 async def test_banned_words_and_the_ml_filter(chat: Chat) -> None:
     room, _, _, owner_token = await _room(chat)
     _, _, token = await _user(chat)
-    sender = await Client.open(chat.ws(0, room, token))
+    sender = await Client.open(chat.ws(0, room), token)
     watcher = await Client.open(chat.ws(1, room))
     r = await _moderate(chat, room, owner_token, action="set_mode", banned_words=["Spoiler", "rickroll"])
     assert r.status_code == 200 and r.json()["banned_words"] == ["rickroll", "spoiler"]
@@ -375,7 +381,7 @@ async def test_banned_words_and_the_ml_filter(chat: Chat) -> None:
 async def test_bad_input_gets_an_error_and_never_breaks_the_room(chat: Chat) -> None:
     room, _, _, _ = await _room(chat)
     _, _, token = await _user(chat)
-    client = await Client.open(chat.ws(0, room, token))
+    client = await Client.open(chat.ws(0, room), token)
     watcher = await Client.open(chat.ws(1, room))
     await client.ws.send(b"\x00\x01binary")
     assert (await client.next("ERROR"))["code"] == "binary_not_supported"
@@ -401,7 +407,7 @@ async def test_bad_input_gets_an_error_and_never_breaks_the_room(chat: Chat) -> 
     assert (await watcher.next("MESSAGE", id=ack["id"]))["text"] == script
 
     # A frame over the server's hard limit closes that one socket (1009); the room carries on.
-    huge = await Client.open(chat.ws(0, room, token))
+    huge = await Client.open(chat.ws(0, room), token)
     await huge.ws.send("z" * 100_000)
     with pytest.raises(websockets.ConnectionClosed) as closed:
         await huge.next("ERROR", timeout=5)
@@ -409,10 +415,14 @@ async def test_bad_input_gets_an_error_and_never_breaks_the_room(chat: Chat) -> 
     ack = await client.say("still here")
     assert (await watcher.next("MESSAGE", id=ack["id"]))["text"] == "still here"
 
-    # A wrong room or a bad token: an ERROR frame saying so, then a 44xx close.
-    for url, code in ((chat.ws(1, str(uuid.uuid4())), 4404), (chat.ws(1, room, "not-a-jwt"), 4401),
-                      (chat.urls[1].replace("http", "ws") + "/v1/chat/ws", 4400)):
+    # A wrong room, a bad token or a token in the URL: an ERROR frame saying so, then a 44xx close.
+    for url, auth, code in ((chat.ws(1, str(uuid.uuid4())), None, 4404), (chat.ws(1, room), "not-a-jwt", 4401),
+                            (chat.urls[1].replace("http", "ws") + "/v1/chat/ws", None, 4400),
+                            (f"{chat.ws(1, room)}&token={token}", None, 4400)):
         ws = await connect(url)
+        if auth:
+            assert json.loads(str(await ws.recv()))["type"] == "CONNECTED"
+            await ws.send(json.dumps({"type": "auth", "token": auth}))
         err = json.loads(str(await ws.recv()))
         assert err["type"] == "ERROR"
         with pytest.raises(websockets.ConnectionClosed) as closed:
@@ -425,7 +435,7 @@ async def test_bad_input_gets_an_error_and_never_breaks_the_room(chat: Chat) -> 
 async def test_history_keeps_what_was_sent_while_the_archiver_was_down(chat: Chat) -> None:
     room, name, _, owner_token = await _room(chat)
     users = [await _user(chat) for _ in range(3)]
-    clients = [await Client.open(chat.ws(i % 2, room, token)) for i, (_, _, token) in enumerate(users)]
+    clients = [await Client.open(chat.ws(i % 2, room), token) for i, (_, _, token) in enumerate(users)]
     chat.stop_processors()  # the archiving agent runs in the processors
     try:
         sent: list[dict[str, Any]] = []

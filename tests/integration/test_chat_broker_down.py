@@ -28,6 +28,7 @@ from infra.embedded.threaded import serve_app
 from infra.settings import Secret, Settings
 from schemas.records.channel import ChannelCreated
 from schemas.records.chat import ChatMessageSent
+from schemas.records.user import UserRegistered
 from tests.integration.chat_client import Client
 from tests.waiting import eventually, eventually_async
 from topics.admin import ensure_topics
@@ -56,9 +57,9 @@ class Room:
     channel_id: str
     user_token: str
 
-    def ws(self, token: str | None = None) -> str:
-        return self.url.replace("http://", "ws://") + f"/v1/chat/ws?channel={self.channel_id}" + (
-            f"&token={token}" if token else "")
+    def ws(self) -> str:
+        """The room's socket URL (``Client.open`` signs in with an auth frame, never a token in the URL)."""
+        return self.url.replace("http://", "ws://") + f"/v1/chat/ws?channel={self.channel_id}"
 
 
 @pytest.fixture
@@ -66,16 +67,19 @@ async def room(private_broker: TansuBroker, settings_factory: Callable[..., Sett
     s = settings_factory(auth={"jwt_secret": Secret(SECRET)},
                          chat={"ml_filter": False, "user_messages_per_window": 100}).with_section(
         "kafka", bootstrap_servers=private_broker.bootstrap_servers)
-    channel_id = str(uuid.uuid4())
+    channel_id, user_id = str(uuid.uuid4()), str(uuid.uuid4())
     client = aioredis.Redis.from_url(s.valkey.url)
     try:
         await ViewStore(client, s.valkey.key_prefix).apply(Applied(1, ChannelCreated(
             occurred_at=1_790_000_000_000, channel_id=channel_id, owner_user_id=str(uuid.uuid4()),
             name=f"brk_{uuid.uuid4().hex[:8]}", title="Broker down", category=None, tags=(),
             stream_key_hash="0" * 64)))
+        # The chatter's account (a chat socket's token must belong to one).
+        await ViewStore(client, s.valkey.key_prefix).apply(Applied(1, UserRegistered(
+            occurred_at=1_790_000_000_000, user_id=user_id, username="chatter_one")))
     finally:
         await client.aclose()
-    user = issue_token(SECRET, s.auth.jwt_issuer, str(uuid.uuid4()), "chatter_one", int(time.time()), 3600)
+    user = issue_token(SECRET, s.auth.jwt_issuer, user_id, "chatter_one", int(time.time()), 3600)
     with serve_app(create_app(s), s.gateway.port) as url:
         yield Room(url, s, channel_id, user)
 
@@ -93,7 +97,7 @@ def logged(s: Settings, channel_id: str) -> list[str]:
 
 async def test_a_message_is_logged_then_shown_or_refused_never_shown_unlogged(
         room: Room, private_broker: TansuBroker, tmp_path: Path) -> None:
-    sender = await Client.open(room.ws(room.user_token))
+    sender = await Client.open(room.ws(), room.user_token)
     watcher = await Client.open(room.ws())
     ack = await sender.say("before")
     assert ack["type"] == "ACK"

@@ -78,7 +78,9 @@ async def _go_live_works(ingest: Ingest, tmp_path: Path) -> None:
 async def test_fuzzed_byte_streams_never_crash_or_hang(settings_factory: Callable[..., Settings],
                                                        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="glasscast.ingest")
-    s = ingest_settings(settings_factory(), handshake_timeout_s=2.0, idle_timeout_s=2.0, max_connections=64)
+    # Twenty connections at a time from one address: over the per-client cap, which is not what is tested here.
+    s = ingest_settings(settings_factory(), handshake_timeout_s=2.0, idle_timeout_s=2.0, max_connections=64,
+                        max_pending_per_client=64)
     rng = random.Random(20261121)
     raw_cases = [os.urandom(rng.choice([1, 7, 100, 1537, 3073, 5000])) for _ in range(40)]
     # Plausible starts: the right version byte with garbage after it.
@@ -104,7 +106,8 @@ async def test_fuzzed_byte_streams_never_crash_or_hang(settings_factory: Callabl
 
 
 async def test_stalled_and_excess_connections(settings_factory: Callable[..., Settings], tmp_path: Path) -> None:
-    s = ingest_settings(settings_factory(), handshake_timeout_s=1.0, idle_timeout_s=1.0, max_connections=5)
+    s = ingest_settings(settings_factory(), handshake_timeout_s=1.0, idle_timeout_s=1.0, max_connections=5,
+                        max_pending_per_client=8)
     async with running_ingest(s) as ingest:
         port = ingest.server.port
         loop = asyncio.get_running_loop()

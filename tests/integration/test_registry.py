@@ -21,6 +21,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from infra.embedded.credentials import url_credentials, with_password
 from infra.embedded.process import free_port
 from infra.embedded.registry.app import MEDIA_TYPE, create_registry_app
 from infra.errors import SettingsError
@@ -55,8 +56,11 @@ def serve(settings: Settings) -> Iterator[str]:
         return bool(server.started)
 
     eventually(started, 60, "the registry to start")
+    base = f"http://127.0.0.1:{port}"
+    # It requires the user and password its settings' URL carries (the session registry's), as glasscast up's does.
+    credentials = url_credentials(settings.registry.url)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield base if credentials is None else with_password(base, credentials[1], credentials[0])
     finally:
         server.should_exit = True
         thread.join(30)

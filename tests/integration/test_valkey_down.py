@@ -36,6 +36,7 @@ from media.blob import FileBlobStore
 from schemas.records.channel import ChannelCreated
 from schemas.records.media import SegmentReady
 from schemas.records.stream import StreamStarted
+from schemas.records.user import UserRegistered
 from tests.integration.chat_client import Client
 from tests.waiting import eventually_async
 from views.fold import Applied
@@ -70,9 +71,9 @@ class Site:
     playback: str  # playback token
     user_token: str
 
-    def ws(self, token: str | None = None) -> str:
-        return self.url.replace("http://", "ws://") + f"/v1/chat/ws?channel={self.channel_id}" + (
-            f"&token={token}" if token else "")
+    def ws(self) -> str:
+        """The room's socket URL (``Client.open`` signs in with an auth frame, never a token in the URL)."""
+        return self.url.replace("http://", "ws://") + f"/v1/chat/ws?channel={self.channel_id}"
 
     def hls(self, name: str) -> str:
         return f"{self.url}/hls/{self.stream_id}/{name}?token={self.playback}"
@@ -93,6 +94,7 @@ async def site(private_valkey: ValkeyProcess, settings_factory: Callable[..., Se
                          chat={"ml_filter": False, "user_messages_per_window": 100}).with_section(
         "valkey", url=private_valkey.url)
     channel_id, stream_id, owner = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    user_id = str(uuid.uuid4())
     client = aioredis.Redis.from_url(s.valkey.url)
     views = ViewStore(client, s.valkey.key_prefix)
     try:  # what the processors would have folded
@@ -105,6 +107,9 @@ async def site(private_valkey: ValkeyProcess, settings_factory: Callable[..., Se
             category=None, ingest_host="test")))
         for seq in range(3):
             await views.apply(Applied(seq + 1, _segment(stream_id, channel_id, "source", seq)))
+        # The chatter's account (a chat socket's token must belong to one).
+        await views.apply(Applied(1, UserRegistered(occurred_at=1_790_000_000_000, user_id=user_id,
+                                                    username="viewer_one")))
     finally:
         await client.aclose()
     origin = FileBlobStore(s.data_dir / "origin")
@@ -112,7 +117,7 @@ async def site(private_valkey: ValkeyProcess, settings_factory: Callable[..., Se
     for seq in range(3):
         origin.put(f"hls/{stream_id}/source/{seq:08d}.m4s", f"seg {seq}".encode())
     playback = sign(derive_secret(SECRET, ""), PlaybackClaims(channel_id, int(time.time()) + 600))
-    user = issue_token(SECRET, s.auth.jwt_issuer, str(uuid.uuid4()), "viewer_one", int(time.time()), 3600)
+    user = issue_token(SECRET, s.auth.jwt_issuer, user_id, "viewer_one", int(time.time()), 3600)
     with serve_app(create_app(s), s.gateway.port) as url:
         yield Site(url, s, channel_id, stream_id, playback, user)
 
@@ -130,7 +135,7 @@ async def test_a_valkey_outage_degrades_the_gateway_and_it_recovers_by_itself(
         master = await http.get(site.hls("master.m3u8"))
         assert live.status_code == 200 and master.status_code == 200 and "00000002.m4s" in live.text
         assert (await http.get(site.hls("source/00000000.m4s"))).content == b"seg 0"
-        sender = await Client.open(site.ws(site.user_token))
+        sender = await Client.open(site.ws(), site.user_token)
         watcher = await Client.open(site.ws())
         ack = await sender.say("before")
         assert ack["type"] == "ACK"

@@ -2,7 +2,10 @@
 `glasscast run processors` child, HyperLogLog buckets and the viewer view in the session Valkey.
 
 Buckets are shrunk to 2 s merged over 8 s so that a viewer who stops drops out
-in seconds rather than the production minute; the maths is the same.
+in seconds rather than the production minute; the maths is the same.  Every
+beat carries a session the playback endpoint issued (with its token), and this
+platform lets one client (this test, on 127.0.0.1) hold thousands of sessions
+and beat once a second; tests/security/test_heartbeats.py covers the limits.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ VIEWERS = 1000
 CONCURRENCY = 10  # players beating at once
 TOLERANCE = 0.02  # the issue's "within 2 %"; HyperLogLog's standard error is about 0.81 %
 BUCKET_S, WINDOW_S = 2, 8  # counted 6-8 s after a beat: rounds of 1,000 beats fit inside
+HEARTBEAT_INTERVAL_S = 1.0  # one beat per session per second (less the jitter slack) is accepted
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +58,10 @@ def viewer_platform(backbone: Backbone, tmp_path_factory: pytest.TempPathFactory
 
     data = tmp_path_factory.mktemp("viewers")
     s = platform_settings(backbone, data, viewers={"bucket_s": BUCKET_S, "window_s": WINDOW_S,
-                                                   "snapshot_interval_s": 0.5, "batch_within_s": 0.05})
+                                                   "snapshot_interval_s": 0.5, "batch_within_s": 0.05,
+                                                   "heartbeat_interval_s": HEARTBEAT_INTERVAL_S,
+                                                   "sessions_per_client": 100_000,
+                                                   "session_issues_per_minute": 1_000_000})
     with run_service(s, "processors", data / "processors.log") as proc:
         wait_processors_assigned(s, proc, data / "processors.log")
         with run_service(s, "gateway", data / "gateway.log") as gateway:
@@ -84,9 +91,18 @@ async def _end(views: ViewStore, channel_id: str, stream_id: str) -> None:
         reason="PUBLISHER_STOPPED")))
 
 
-def _beat(session_id: str, **extra: Any) -> dict[str, Any]:
-    return {"session_id": session_id, "rendition": "720p30", "buffer_health_s": 4.5, "bitrate_kbps": 3000,
-            **extra}
+def _beat(session: tuple[str, str] | str, **extra: Any) -> dict[str, Any]:
+    """A beat for an issued (session id, token), or for a bare session id that fails validation first."""
+    session_id, token = session if isinstance(session, tuple) else (session, "")
+    return {"session_id": session_id, "token": token, "rendition": "720p30", "buffer_health_s": 4.5,
+            "bitrate_kbps": 3000, **extra}
+
+
+async def _session(http: httpx.AsyncClient, base_url: str, stream_id: str) -> tuple[str, str]:
+    """A viewer session issued by the playback endpoint, with its token."""
+    r = await http.get(f"{base_url}/v1/streams/{stream_id}/playback")
+    assert r.status_code == 200, r.text
+    return r.json()["session_id"], r.json()["token"]
 
 
 async def test_counts_adapter_merges_buckets_and_forgets_old_ones(valkey: ValkeyProcess) -> None:
@@ -159,9 +175,11 @@ async def test_heartbeat_route_validates_and_produces(viewer_platform: Platform)
     user_id = str(uuid.uuid4())
     token = issue_token(str(s.auth.jwt_secret), s.auth.jwt_issuer, user_id, "viewer_1", int(time.time()), 600)
     async with httpx.AsyncClient(base_url=viewer_platform.url) as http:
-        r = await http.post(url, json=_beat("route-anon", latency_ms=2100, channel_id=channel_id))
+        anon_session = await _session(http, viewer_platform.url, stream_id)
+        user_session = await _session(http, viewer_platform.url, stream_id)
+        r = await http.post(url, json=_beat(anon_session, latency_ms=2100, channel_id=channel_id))
         assert r.status_code == 204 and r.content == b""
-        r = await http.post(url, json=_beat("route-user"), headers={"Authorization": f"Bearer {token}"})
+        r = await http.post(url, json=_beat(user_session), headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 204
         bad: list[tuple[Any, int, str]] = [
             (_beat("x" * 65), 422, "session_id"), ({"rendition": "720p30"}, 422, "session_id"),
@@ -193,9 +211,9 @@ async def test_heartbeat_route_validates_and_produces(viewer_platform: Platform)
         found = await eventually_async(both_beats, 20, "both heartbeats in viewer.heartbeats")
     finally:
         serde.close()
-    assert set(found) == {"route-anon", "route-user"}
-    anon, user = found["route-anon"].value, found["route-user"].value
-    assert found["route-anon"].key == channel_id and str(anon.channel_id) == channel_id
+    assert set(found) == {anon_session[0], user_session[0]}
+    anon, user = found[anon_session[0]].value, found[user_session[0]].value
+    assert found[anon_session[0]].key == channel_id and str(anon.channel_id) == channel_id
     assert anon.user_id is None and anon.latency_ms == 2100
     assert anon.rendition == "720p30" and anon.bitrate_kbps == 3000
     assert str(user.user_id) == user_id
@@ -205,19 +223,25 @@ async def test_a_thousand_viewers_are_counted_and_decay_after_they_stop(viewer_p
     s = viewer_platform.settings
     client, views = await _views(s)
     counts = ViewerCounts(client, s.valkey.key_prefix, BUCKET_S, WINDOW_S)
-    sessions = [f"session-{uuid.uuid4().hex}" for _ in range(VIEWERS)]
     try:
         channel_id, stream_id = await _go_live(views)
         url = f"{viewer_platform.url}/v1/streams/{stream_id}/heartbeat"
         failures: list[int] = []
 
-        async def player_group(session_ids: list[str]) -> None:
+        async def issue_group(n: int) -> list[tuple[str, str]]:
+            async with httpx.AsyncClient(timeout=30) as http:
+                return [await _session(http, viewer_platform.url, stream_id) for _ in range(n)]
+        groups = await asyncio.gather(*[issue_group(VIEWERS // CONCURRENCY) for _ in range(CONCURRENCY)])
+        sessions = [session for group in groups for session in group]
+        assert len({session_id for session_id, _ in sessions}) == VIEWERS
+
+        async def player_group(group: list[tuple[str, str]]) -> None:
             # One client (one keep-alive connection) per group: httpx's shared pool
             # slows down under many concurrent requests.
             async with httpx.AsyncClient(timeout=30) as http:
-                for session_id in session_ids:
-                    r = await http.post(url, json=_beat(session_id))
-                    if r.status_code != 204:
+                for session in group:
+                    r = await http.post(url, json=_beat(session))
+                    if r.status_code not in (204, 429):  # 429: a round quicker than the beat interval
                         failures.append(r.status_code)
 
         def close_enough(n: int) -> bool:
@@ -274,9 +298,11 @@ async def test_undecodable_heartbeat_is_dead_lettered_and_counting_goes_on(viewe
                          on_delivery=lambda err, msg: delivered.append((err, msg.partition(), msg.offset())))
         assert producer.flush(10) == 0 and delivered[0][0] is None
         async with httpx.AsyncClient(base_url=viewer_platform.url) as http:
+            session = await _session(http, viewer_platform.url, stream_id)
+
             async def counted() -> bool:
-                r = await http.post(f"/v1/streams/{stream_id}/heartbeat", json=_beat("after-garbage"))
-                assert r.status_code == 204
+                r = await http.post(f"/v1/streams/{stream_id}/heartbeat", json=_beat(session))
+                assert r.status_code in (204, 429)  # 429: again within the beat interval
                 return await counts.shown(channel_id) == 1
             await eventually_async(counted, 20, "a beat after the garbage counted")
     finally:

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Lowest first.  A module belongs to the most specific prefix listed.  Layer 0
 # is the configuration every package is handed (settings, its errors, logging).
 LAYERS: dict[str, int] = {
-    "infra.settings": 0, "infra.errors": 0, "infra.logs": 0,
+    "infra.settings": 0, "infra.errors": 0, "infra.logs": 0, "infra.log_redaction": 0,
     "schemas": 1,
     "topics": 2,
     "views": 3,

@@ -9,6 +9,11 @@ Bodies are JSON as ``application/vnd.schemaregistry.v1+json``; errors are
 ``{"error_code": N, "message": "..."}`` with Confluent's codes (``errors.py``).
 Boolean query parameters accept ``true``/``True``: the client formats some of them
 with Python's ``str(bool)``.
+
+When its own URL (``GLASSCAST_REGISTRY_URL``) carries a user and password, as
+the one ``glasscast up`` generates does, every request must bring them (HTTP
+Basic, ``auth.py``); without them it is open, as a registry behind a network
+boundary (compose) is.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateways.quiet import QuietServer
+from infra.embedded.credentials import url_credentials
+from infra.embedded.registry.auth import BasicAuth
 from infra.embedded.registry.errors import BadRequest, InvalidSchema, RegistryError
 from infra.embedded.registry.state import LEVELS, Candidate, Reference, RegistryState, SchemaVersion
 from infra.embedded.registry.store import RegistryStore
@@ -269,7 +277,9 @@ def create_registry_app(settings: Settings) -> Starlette:
         finally:
             await store.close()
 
-    return Starlette(routes=ROUTES, lifespan=lifespan,
+    credentials = url_credentials(settings.registry.url)
+    middleware = [] if credentials is None else [Middleware(BasicAuth, user=credentials[0], password=credentials[1])]
+    return Starlette(routes=ROUTES, lifespan=lifespan, middleware=middleware,
                      exception_handlers={RegistryError: registry_error, HTTPException: http_error})
 
 

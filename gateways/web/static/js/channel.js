@@ -133,7 +133,7 @@ async function watch(channel) {
   }, (url) => watching.playback.tokenFor(url));
   watching.player = player;
   window.glasscastPlayer = player;   // for the console, the browser tests and bench/latency.py (stats, sample())
-  watching.heartbeats = new Heartbeats(video, streamId, answer.session_id, () => player.report());
+  watching.heartbeats = new Heartbeats(video, streamId, () => watching.playback?.answer, () => player.report());
   player.load(answer.live ? answer.hls.master : (answer.hls.vod || answer.hls.master));
 }
 

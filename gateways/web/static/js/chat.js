@@ -1,6 +1,11 @@
 /**
- * The chat panel: one WebSocket to the room (protocol: gateways/chat/frames.py),
- * opened with the signed-in user's token, or without one to read only.
+ * The chat panel: one WebSocket to the room (protocol: gateways/chat/frames.py).
+ * The signed-in user's token goes in the socket's first frame ({type: 'auth'}),
+ * never in its URL, which servers and proxies log; without one the socket
+ * reads only.  The server answers AUTHENTICATED (the user, their badges, when
+ * the token expires) after CONNECTED, and closes the socket with 4401 when
+ * the token expires: the panel then falls back to reading only.  Logging in
+ * again in another tab signs the open socket in with the fresh token.
  *
  * Sending: each message gets a fresh nonce and shows as "sending…" until the
  * server's ACK (or the MESSAGE carrying that nonce) confirms it; a NOTICE or
@@ -56,11 +61,10 @@ export function chatUrlFor(channelId, page = location) {
   return `${scheme}//${page.host}/v1/chat/ws?channel=${encodeURIComponent(channelId)}`;
 }
 
-/** The socket URL with `token` in place of any it carries (none: read only). */
-export function withToken(url, token) {
+/** The socket URL without any `token` it carries: the token goes in the auth frame, never the URL. */
+export function withoutToken(url) {
   const parsed = new URL(url, location.href);
   parsed.searchParams.delete('token');
-  if (token) parsed.searchParams.set('token', token);
   return parsed.toString();
 }
 
@@ -71,9 +75,9 @@ export class ChatPanel {
     this.url = null;
     this.channelId = null;
     this.socket = null;
-    this.ready = false;          // CONNECTED received on this socket
-    this.token = null;           // the token this socket was opened with
-    this.me = null;              // CONNECTED.user: {id, username, badges, banned, timed_out_until_ms}
+    this.ready = false;          // CONNECTED received on this socket (and AUTHENTICATED, when it signs in)
+    this.token = null;           // the token this socket signs in with (its auth frame)
+    this.me = null;              // AUTHENTICATED.user: {id, username, badges, banned, timed_out_until_ms}
     this.privileged = false;
     this.retryMs = RETRY_MIN_MS;
     this.retry = null;
@@ -93,7 +97,14 @@ export class ChatPanel {
       this.submit();
     });
     window.addEventListener('storage', (event) => {   // logged in or out in another tab
-      if (this.url && (event.key === null || event.key === SESSION_KEY)) this.reconnect();
+      if (!this.url || (event.key !== null && event.key !== SESSION_KEY)) return;
+      const session = currentSession();
+      const sameUser = Boolean(session && this.me && String(session.user?.id) === String(this.me.id));
+      if (sameUser && this.ready && this.sendFrame({ type: 'auth', token: session.token })) {
+        this.token = session.token;   // the same socket goes on, with the fresh token's expiry
+        return;
+      }
+      this.reconnect();
     });
   }
 
@@ -109,13 +120,13 @@ export class ChatPanel {
    * only to this page's host (the page's CSP, connect-src 'self', refuses any other).
    */
   useUrl(url) {
-    if (!url || (this.url && withToken(url, null) === withToken(this.url, null))) return;
+    if (!url || (this.url && withoutToken(url) === withoutToken(this.url))) return;
     try {
       if (new URL(url, location.href).host !== location.host) return;
     } catch {
       return;
     }
-    this.url = url;
+    this.url = withoutToken(url);
     this.reconnect();
   }
 
@@ -135,7 +146,7 @@ export class ChatPanel {
     this.setState('connecting', 'connecting…');
     let socket;
     try {
-      socket = new WebSocket(withToken(this.url, this.token));
+      socket = new WebSocket(withoutToken(this.url));
     } catch {
       this.setState('unavailable', 'unavailable');
       return;
@@ -144,6 +155,7 @@ export class ChatPanel {
     this.lastFrameAt = Date.now();
     socket.addEventListener('open', () => {
       if (this.socket !== socket) return;
+      if (this.token) socket.send(JSON.stringify({ type: 'auth', token: this.token }));   // first, before any send
       this.setState('connected', 'connected');
       this.keepAlive(socket);
     });
@@ -231,6 +243,7 @@ export class ChatPanel {
       if (!frame || typeof frame !== 'object') continue;
       switch (frame.type) {
         case 'CONNECTED': this.connected(frame); break;
+        case 'AUTHENTICATED': this.authenticated(frame); break;
         case 'MESSAGE': this.message(frame); break;
         case 'ACK': this.acked(frame); break;
         case 'NOTICE': this.notice(frame); break;
@@ -252,21 +265,37 @@ export class ChatPanel {
   }
 
   connected(frame) {
-    this.ready = true;
     this.retryMs = RETRY_MIN_MS;
     this.setState('connected', 'connected');
     const room = frame.room && typeof frame.room === 'object' ? frame.room : {};
     if (room.channel_id) this.channelId = String(room.channel_id);
-    this.me = frame.user && typeof frame.user === 'object' ? frame.user : null;
-    const badges = Array.isArray(this.me?.badges) ? this.me.badges : [];
-    this.privileged = badges.some((b) => PRIVILEGED.includes(b));
-    this.root.dataset.moderator = String(this.privileged);
     this.showRoomState(room.settings);
-    this.showComposer(this.me ? 'compose' : 'login');
-    this.showStanding();
     for (const recent of Array.isArray(frame.recent) ? frame.recent : []) {
       this.message(typeof recent === 'string' ? parseFrame(recent)[0] : recent);
     }
+    if (this.token) return;   // signing in: AUTHENTICATED (or a 4401 close) follows
+    this.ready = true;
+    this.signedIn(null);
+  }
+
+  /** The answer to an auth frame: who this socket chats as (again, after a fresh token: nothing to resend). */
+  authenticated(frame) {
+    const user = frame.user && typeof frame.user === 'object' ? frame.user : null;
+    if (this.ready && this.me) {
+      this.me = user || this.me;
+      return;
+    }
+    this.ready = true;
+    this.signedIn(user);
+  }
+
+  signedIn(user) {
+    this.me = user;
+    const badges = Array.isArray(this.me?.badges) ? this.me.badges : [];
+    this.privileged = badges.some((b) => PRIVILEGED.includes(b));
+    this.root.dataset.moderator = String(this.privileged);
+    this.showComposer(this.me ? 'compose' : 'login');
+    this.showStanding();
     this.flushOutbox();
   }
 
@@ -377,7 +406,7 @@ export class ChatPanel {
   }
 
   error(frame) {
-    if (frame.code === 'unauthorized') return;   // the 4401 close that follows says it
+    if (frame.code === 'unauthorized' || frame.code === 'token_expired') return;   // the 4401 close that follows says it
     // Frames are answered in order, and an ERROR carries no nonce: it answers the oldest send still waiting.
     const item = this.ready && this.awaiting.length ? this.settle(this.awaiting[0]) : null;
     const reason = String(frame.reason || frame.code || 'error');

@@ -1,22 +1,29 @@
 /**
- * Viewer heartbeats: POST /v1/streams/{id}/heartbeat every 10 s while the
- * video plays (answered 204).  The processors count distinct sessions from
- * them, so a paused or hidden-and-stalled player simply stops beating.
+ * Viewer heartbeats: POST /v1/streams/{id}/heartbeat every heartbeat_interval_s
+ * of the playback answer (10 s by default) while the video plays (answered 204).
+ * Each beat carries the session the playback endpoint issued and the current
+ * playback token, which the gateway checks; one beat per interval counts.  The
+ * processors count distinct sessions from them, so a paused or
+ * hidden-and-stalled player simply stops beating.
  */
 
 import { api, seg } from './api.js';
 
-const INTERVAL_MS = 10_000;
+const DEFAULT_INTERVAL_MS = 10_000;
 
 export class Heartbeats {
-  /** report(): the player's {rendition, buffer_health_s, bitrate_kbps, latency_ms, dropped_frames}. */
-  constructor(video, streamId, sessionId, report) {
+  /**
+   * playback(): the current playback answer ({session_id, token, heartbeat_interval_s});
+   * report(): the player's {rendition, buffer_health_s, bitrate_kbps, latency_ms, dropped_frames}.
+   */
+  constructor(video, streamId, playback, report) {
     this.video = video;
     this.path = `/v1/streams/${seg(streamId)}/heartbeat`;
-    this.sessionId = sessionId;
+    this.playback = playback;
     this.report = report;
     this.timer = null;
     this.lastError = null;
+    this.sentAtMs = -Infinity;
     this.listeners = new AbortController();
     const { signal } = this.listeners;
     video.addEventListener('playing', () => this.start(), { signal });
@@ -32,8 +39,11 @@ export class Heartbeats {
 
   start() {
     if (this.timer) return;
-    this.beat();
-    this.timer = setInterval(() => this.beat(), INTERVAL_MS);
+    const intervalS = Number(this.playback()?.heartbeat_interval_s);
+    const intervalMs = intervalS > 0 ? intervalS * 1000 : DEFAULT_INTERVAL_MS;
+    // Resumed right after a beat: the next tick reports (the gateway takes one beat per interval).
+    if (!(Date.now() - this.sentAtMs < intervalMs)) this.beat();
+    this.timer = setInterval(() => this.beat(), intervalMs);
   }
 
   stop() {
@@ -42,9 +52,12 @@ export class Heartbeats {
   }
 
   async beat() {
-    if (this.video.paused || this.video.ended) return;
+    const playback = this.playback();
+    if (this.video.paused || this.video.ended || !playback) return;
+    const body = { session_id: playback.session_id, token: playback.token, ...this.report() };
+    this.sentAtMs = Date.now();
     try {
-      await api(this.path, { method: 'POST', body: { session_id: this.sessionId, ...this.report() }, keepalive: true });
+      await api(this.path, { method: 'POST', body, keepalive: true });
       this.lastError = null;
     } catch (err) {
       this.lastError = err.message;   // a missed beat costs one viewer for a moment, not playback

@@ -1,25 +1,32 @@
 /**
  * Playback access for one stream: GET /v1/streams/{id}/playback hands out the
- * signed HLS URLs, a token and the chat socket; the token is renewed with
- * POST .../playback/refresh-token a minute before it expires, and tokenFor()
- * re-signs any URL hls.js requests with the newest one.
+ * signed HLS URLs, a token, the viewer session the heartbeats count under and
+ * the chat socket; the token is renewed with POST .../playback/refresh-token a
+ * minute before it expires, and tokenFor() re-signs any URL hls.js requests
+ * with the newest one.  The tab keeps its last token per stream, so a reload
+ * refreshes it and stays the same viewer session instead of asking for another.
  */
 
 import { api, seg } from './api.js';
 
 const RENEW_EARLY_S = 60;
 const RENEW_RETRY_MS = 10_000;
-const SESSION_KEY = 'glasscast.viewer-session';
+const TOKEN_KEY = 'glasscast.playback.';   // + stream id, in sessionStorage
 
-/** This tab's viewer session id: stable across reloads, so a reload is not a second viewer. */
-export function viewerSession() {
-  let id = sessionStorage.getItem(SESSION_KEY);
-  if (!id) {
-    const bytes = crypto.getRandomValues(new Uint8Array(16));
-    id = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
-    sessionStorage.setItem(SESSION_KEY, id);
+function savedToken(streamId) {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY + streamId);
+  } catch {
+    return null;
   }
-  return id;
+}
+
+function saveToken(streamId, token) {
+  try {
+    sessionStorage.setItem(TOKEN_KEY + streamId, token);
+  } catch {
+    // storage full or disabled: a reload is then a new session, nothing worse
+  }
 }
 
 export class Playback {
@@ -29,10 +36,18 @@ export class Playback {
     this.timer = null;
   }
 
-  /** Fetch the playback answer ({live, status, session_id, token, expires_in, hls, chat_ws_url}). */
+  /**
+   * Fetch the playback answer ({live, status, session_id, heartbeat_interval_s, token, expires_in, hls,
+   * chat_ws_url}): the tab's last token for the stream refreshed, else a new one.
+   */
   async open() {
-    const query = new URLSearchParams({ session: viewerSession() });
-    this.answer = await api(`/v1/streams/${seg(this.streamId)}/playback?${query}`);
+    const saved = savedToken(this.streamId);
+    if (saved) {
+      this.answer = await api(`/v1/streams/${seg(this.streamId)}/playback/refresh-token`,
+        { method: 'POST', body: { token: saved } }).catch(() => null);
+    }
+    if (!this.answer) this.answer = await api(`/v1/streams/${seg(this.streamId)}/playback`);
+    saveToken(this.streamId, this.answer.token);
     this.schedule();
     return this.answer;
   }
@@ -48,6 +63,7 @@ export class Playback {
     try {
       this.answer = await api(`/v1/streams/${seg(this.streamId)}/playback/refresh-token`,
         { method: 'POST', body: { token: this.answer.token } });
+      saveToken(this.streamId, this.answer.token);
       this.schedule();
     } catch {
       clearTimeout(this.timer);
