@@ -195,4 +195,7 @@ def deadline_protocol(gateway: GatewaySettings) -> type[DeadlineProtocol]:
 
 def http_options(gateway: GatewaySettings) -> dict[str, Any]:
     """The uvicorn ``Config`` options for the gateway's HTTP connections."""
-    return {"http": deadline_protocol(gateway), "timeout_keep_alive": gateway.keep_alive_s}
+    trusted = ",".join(gateway.trusted_proxies)
+    return {"http": deadline_protocol(gateway), "timeout_keep_alive": gateway.keep_alive_s,
+            # uvicorn trusts X-Forwarded-For from 127.0.0.1 unless told otherwise: only the named proxies.
+            "proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or "127.0.0.1"}

@@ -140,6 +140,10 @@ class GatewaySettings:
     # or that send "Authorization: Bearer <metrics_token>" (when set); anyone else gets 403 (gateways/health.py).
     metrics_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     metrics_token: Secret = Secret("")
+    # Proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For names the client.  Empty (the
+    # embedded default): none, so a client on the gateway's own host cannot name another client address and
+    # slip past the per-client login throttle and viewer-session caps.
+    trusted_proxies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for var, ok, rule in (

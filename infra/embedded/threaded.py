@@ -18,7 +18,8 @@ def serve_app(app: Any, port: int = 0) -> Iterator[str]:
     """Serve ``app`` on 127.0.0.1 (lifespan included); yields its base URL."""
     port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
-                            lifespan="on", ws_per_message_deflate=False, ws_max_size=64 * 1024)
+                            lifespan="on", ws_per_message_deflate=False, ws_max_size=64 * 1024,
+                            proxy_headers=False)  # no proxy in front: X-Forwarded-For names nobody
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -40,3 +40,13 @@ def test_every_field_has_a_variable() -> None:
     names = env_names()
     assert "GLASSCAST_DATA_DIR" in names and "GLASSCAST_KAFKA_BOOTSTRAP_SERVERS" in names
     assert names["GLASSCAST_VALKEY_URL"] == ("url", "valkey")
+
+
+def test_x_forwarded_for_is_trusted_only_from_named_proxies() -> None:
+    from gateways.http_deadlines import http_options
+    from infra.settings import GatewaySettings
+
+    # uvicorn would trust it from 127.0.0.1: a local client could name any address and dodge per-client limits.
+    assert http_options(GatewaySettings())["proxy_headers"] is False
+    behind = http_options(GatewaySettings(trusted_proxies=("10.0.0.0/8", "192.168.1.5")))
+    assert behind["proxy_headers"] is True and behind["forwarded_allow_ips"] == "10.0.0.0/8,192.168.1.5"
