@@ -21,7 +21,6 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from gateways.auth import issue_token
 from infra.embedded.valkey import ValkeyProcess
 from processors.rebuild import rebuild_views
 from schemas.record import Record
@@ -63,11 +62,19 @@ class World:
         self.s = platform.settings
         self.http = http
         self.producer = producer
-        self.user_id = str(uuid.uuid4())
-        token = issue_token(str(self.s.auth.jwt_secret), self.s.auth.jwt_issuer, self.user_id, "creator_1",
-                            int(time.time()), 3600)
-        self.auth = {"Authorization": f"Bearer {token}"}
+        self.user_id = ""
+        self.auth: dict[str, str] = {}
         self.live: dict[str, str] = {}  # stream id -> channel id, until ended
+
+    async def sign_up(self) -> None:
+        """A real account: a token for a user that does not exist is refused."""
+        user = {"username": f"creator_{uuid.uuid4().hex[:8]}", "password": "correct horse battery"}
+        r = await self.http.post("/v1/users", json=user)
+        assert r.status_code == 201, r.text
+        login = await self.http.post("/v1/auth/login", json=user)
+        assert login.status_code == 200, login.text
+        self.user_id = str(r.json()["id"])
+        self.auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
 
     async def channel(self, name: str, **fields: Any) -> str:
         r = await self.http.post("/v1/channels", headers=self.auth, json={"name": name, **fields})
@@ -126,6 +133,7 @@ async def world(discovery_platform: Platform) -> AsyncIterator[World]:
     try:
         async with httpx.AsyncClient(base_url=discovery_platform.url, timeout=30) as http:
             w = World(discovery_platform, http, producer)
+            await w.sign_up()
             yield w
             # Other modules' processors replay the shared log: leave no stream of ours live in it.
             for stream_id, channel_id in list(w.live.items()):

@@ -109,7 +109,11 @@ def platform_logging() -> Iterator[io.StringIO]:
             logger.filters[:] = filters
 
 
-def test_uvicorn_and_platform_log_lines_leave_without_credentials(platform_logging: io.StringIO) -> None:
+def test_uvicorn_and_platform_log_lines_leave_without_credentials(platform_logging: io.StringIO,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("uvicorn.error", "uvicorn.access"):  # a uvicorn server started earlier in this process with
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)  # access_log=False cut them off
+        monkeypatch.setattr(logging.getLogger(name), "disabled", False)
     logging.getLogger("uvicorn.error").info('%s - "WebSocket %s" [accepted]', "127.0.0.1:40000",
                                             f"/v1/chat/ws?channel=speedy&token={JWT}")
     logging.getLogger("uvicorn.access").warning('%s - "%s %s HTTP/%s" %d', "127.0.0.1:40000", "GET",
