@@ -16,8 +16,7 @@ since ffmpeg exits when its connection drops) and measures, in a
     its last advance before the kill to its first advance after it;
   * chat: messages acknowledged but not in the history, and not seen by the
     watcher;
-  * GOPs lost: holes in the stream's GOP sequence on ``media.gops`` (but a GOP a killed ingest had begun to
-    publish as parts is ``cut_short``, not lost: its seq is never reused) and in the
+  * GOPs lost: holes in the stream's GOP sequence on ``media.gops`` and in the
     segments the live playlist listed;
   * ghost streams: live streams of the channel besides the one it started.
 
@@ -143,9 +142,6 @@ class FaultReport:
     chat_unseen: list[str] = field(default_factory=list)  # acknowledged, never shown to the watcher
     gops_lost: list[int] = field(default_factory=list)  # holes in media.gops, or listed span without a segment
     live_skipped: list[int] = field(default_factory=list)  # segments that exist but the live window never listed
-    # GOPs a killed ingest had begun: their first parts played live, the rest of the GOP died with the ingest
-    # (frames in flight), and the takeover does not reuse their seq (part URIs are immutable).  Not a GOP lost.
-    cut_short: list[int] = field(default_factory=list)
     ghost_streams: list[str] = field(default_factory=list)  # other live streams of the channel
     notes: list[str] = field(default_factory=list)
 
@@ -634,27 +630,14 @@ class Scenario:
         for the window) is not lost; it is noted as ``live_skipped``."""
         assert self.monitor is not None
         seqs = self.gop_seqs()
-        holes = self._holes(seqs)
-        report.cut_short.extend(s for s in self._cut_short(seqs) if s not in report.cut_short)
+        holes = sorted(set(range(seqs[-1] + 1)) - set(seqs)) if seqs else []
         listed = self.monitor.seen()
         if not listed:
             return holes
-        unlisted = [s for s in range(min(listed), max(listed) + 1)
-                    if s not in listed and s not in holes and s not in report.cut_short]
+        unlisted = [s for s in range(min(listed), max(listed) + 1) if s not in listed and s not in holes]
         report.live_skipped.extend(unlisted)
         missing = [s for s in unlisted if not self._segment_exists(s)]
         return holes + missing
-
-    def _cut_short(self, seqs: list[int]) -> list[int]:
-        """Holes in ``seqs`` whose source part 0 is in the origin: begun by an ingest that was killed."""
-        every = set(range(seqs[-1] + 1)) - set(seqs) if seqs else set()
-        origin = self.up.data_dir / "origin" / "hls" / self.stream_id / "source"
-        return sorted(s for s in every if (origin / f"{s:08d}.0.m4s").exists())
-
-    def _holes(self, seqs: list[int]) -> list[int]:
-        """Holes in ``seqs`` that no ingest had begun: GOPs lost."""
-        cut = set(self._cut_short(seqs))
-        return sorted(set(range(seqs[-1] + 1)) - set(seqs) - cut) if seqs else []
 
     def _segment_exists(self, seq: int) -> bool:
         def fetched() -> bool:
@@ -704,7 +687,7 @@ class Scenario:
         segments = vod() or segments
         return {"gops": len(seqs), "vod_segments": len(segments),
                 "gops_missing_from_vod": sorted(set(seqs) - set(segments)),
-                "gop_holes": self._holes(seqs), "gops_cut_short": self._cut_short(seqs),
+                "gop_holes": sorted(set(range(seqs[-1] + 1)) - set(seqs)) if seqs else [],
                 "ghost_streams": self._live_streams()}
 
     def close(self) -> None:

@@ -27,8 +27,7 @@ from media.ingest.flv import parse_aac_config, parse_audio, parse_avc_config, pa
 from media.ingest.gop import Gop, GopSplitter, MediaTag, gop_to_flv
 from media.ingest.health import HealthWindow
 from media.ingest.live import LiveStream
-from media.ingest.parts import SOURCE, PartPublisher
-from media.package.parts import part_key
+from media.ingest.parts import PartPublisher
 from schemas.record import Record
 from schemas.records.media import GopAvailable
 from schemas.records.stream import StreamHealth
@@ -57,27 +56,18 @@ def _timeline_end(data: bytes) -> int:
     return video[-1] + step if video else 0
 
 
-def continue_after_stored(blobs: BlobStore, stream: LiveStream, origin: BlobStore | None = None) -> LiveStream:
+def continue_after_stored(blobs: BlobStore, stream: LiveStream) -> LiveStream:
     """``stream`` moved past every GOP already stored at or after its ``next_seq``.
 
     A GOP is stored before it is announced, so no announced seq is reused even if the owner
-    that stored it could not record so (Valkey was down when it died).  With ``origin``, a GOP
-    whose first LL-HLS part is in the origin counts as stored too: its owner died mid-GOP,
-    players may hold its parts, and part URIs are immutable, so its seq (and its rungs'
-    ``2 * seq`` and ``2 * seq + 1``) are never given other bytes.  Blocking: run in a thread.
+    that stored it could not record so (Valkey was down when it died).  Blocking: run in a thread.
     """
     if not isinstance(blobs, FileBlobStore):  # BlobStore has no key -> ref; other stores rely on the lease
         return stream
     seq, end = stream.next_seq, stream.timeline_end_ms
-
-    def begun(seq: int) -> bool:
-        return isinstance(origin, FileBlobStore) and origin.exists(origin.ref(part_key(stream.stream_id, SOURCE,
-                                                                                       seq, 0)))
-
-    while blobs.exists(ref := blobs.ref(gop_key(stream.stream_id, seq))) or begun(seq):
+    while blobs.exists(ref := blobs.ref(gop_key(stream.stream_id, seq))):
         try:
-            if blobs.exists(ref):
-                end = max(end, _timeline_end(blobs.get(ref)))
+            end = max(end, _timeline_end(blobs.get(ref)))
         except (ValueError, BlobError) as exc:
             log.warning("stream %s: stored GOP %d unreadable (%s); skipping it", stream.stream_id, seq, exc)
         seq += 1

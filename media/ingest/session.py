@@ -336,7 +336,7 @@ class RtmpSession:
                                          "This channel is already live from another encoder.",
                                          f"publish refused: lost channel {channel.id} while claiming it")
             return fresh, False, 0
-        stream = await asyncio.to_thread(continue_after_stored, self.ctx.blobs, held, self.ctx.origin)
+        stream = await asyncio.to_thread(continue_after_stored, self.ctx.blobs, held)
         stream = replace(stream, reconnects=held.reconnects + 1, parked_at_ms=0)
         if not await self.ctx.live.renew(stream, self.id, now):
             raise await self._refuse(stream_id, "NetStream.Publish.BadName",

@@ -16,7 +16,6 @@ from media.ingest.gop import Gop, MediaTag, gop_to_flv
 from media.ingest.live import LiveStream
 from media.ingest.pipeline import StreamPipeline, continue_after_stored, gop_key, settle_stored
 from media.ingest.tasks import supervise
-from media.package.parts import part_key
 from schemas.record import Record
 from topics.errors import DeliveryError
 
@@ -57,17 +56,6 @@ def test_a_takeover_skips_what_a_dead_owner_stored(tmp_path: Path) -> None:
     assert continue_after_stored(blobs, clean) == clean  # nothing stored past next_seq: unchanged
     # The lease was written one ahead of a GOP that never got stored: the last stored is 0.
     assert settle_stored(blobs, clean).next_seq == 1
-
-
-def test_a_takeover_skips_a_gop_its_dead_owner_had_begun_publishing_as_parts(tmp_path: Path) -> None:
-    blobs, origin = FileBlobStore(tmp_path / "blobs"), FileBlobStore(tmp_path / "origin")
-    blobs.put(gop_key(STREAM.stream_id, 2), _gop(4000))
-    # The owner died mid-GOP 3: its first parts were stored (players may hold them), the GOP itself was not.
-    for index in range(3):
-        origin.put(part_key(STREAM.stream_id, "source", 3, index), b"moof")
-    assert continue_after_stored(blobs, STREAM).next_seq == 3  # without the origin: seq 3 would get new bytes
-    moved = continue_after_stored(blobs, STREAM, origin)
-    assert moved.next_seq == 4 and moved.timeline_end_ms == 6000
 
 
 async def test_a_failing_loop_is_logged_and_restarted(caplog: pytest.LogCaptureFixture) -> None:
