@@ -93,6 +93,7 @@ CHAT_BOUND_S = 30.0  # an acknowledged message is in the history and at the watc
 PUSH_SECONDS = 900  # ffmpeg publishes longer than the whole scenario; it is killed at the end
 SIZE = "320x240"
 POLL_S = 0.25  # the playlist monitor's period: a 2 s segment is never missed
+LISTED = ("gops_missing_from_vod", "vod_not_on_log")  # printed as lists; the other lists as counts
 SEGMENT = re.compile(r"^(\d+)\.m4s")
 IDLE_SETTLE_S = 15.0  # after the platform is up, before the idle CPU is measured (groups joined, consumers paused)
 IDLE_SECONDS = 30.0
@@ -687,6 +688,7 @@ class Scenario:
         segments = vod() or segments
         return {"gops": len(seqs), "vod_segments": len(segments),
                 "gops_missing_from_vod": sorted(set(seqs) - set(segments)),
+                "vod_not_on_log": sorted(set(segments) - set(seqs)),
                 "gop_holes": sorted(set(range(seqs[-1] + 1)) - set(seqs)) if seqs else [],
                 "ghost_streams": self._live_streams()}
 
@@ -730,7 +732,7 @@ def main() -> None:
         finally:
             scenario.close()
     print(json.dumps({"ladder_mode": args.ladder_mode, "faults": [r.figures() for r in reports],
-                      "end": {k: (len(v) if isinstance(v, list) and k != "gops_missing_from_vod" else v)
+                      "end": {k: (len(v) if isinstance(v, list) and k not in LISTED else v)
                               for k, v in end.items()},
                       "chat_acked": len(scenario.acked), "idle": idle,
                       "wall_s": round(time.monotonic() - started, 1)}))

@@ -7,6 +7,7 @@ point; ``glasscast run processors`` runs the worker it returns.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import redis.asyncio as aioredis
 from infra.settings import KafkaSettings, Settings
 from processors.chat_history.agent import add_chat_history_agent
 from processors.codec import Decoded, Undecodable, register_codec
+from processors.retrying import hold, release, until_done
 from processors.stream import IdleStream
 from processors.transport import SCHEME
 from processors.transport import register as register_transport
@@ -25,6 +27,7 @@ from processors.viewers_agent import add_viewer_agents
 from topics.consumer import dead_letter_record
 from topics.producer import EventProducer
 from topics.serde import AvroSerde
+from views.errors import VALKEY_UNAVAILABLE
 from views.fold import Applied
 from views.readiness import ready_key
 from views.store import VIEW_TOPICS, ViewStore
@@ -105,6 +108,10 @@ def build_processors(settings: Settings, serde: AvroSerde) -> ProcessorsApp:
                     msg.key, value.raw, value.error, settings.processors.app_id), key=msg.topic)
                 continue
             if isinstance(value, Decoded):
-                await res.views.apply(Applied(msg.offset, value.value))
+                applied = Applied(msg.offset, value.value)
+                hold([event])  # a write cut short leaves the event uncommitted (processors/retrying.py)
+                await until_done(functools.partial(res.views.apply, applied),
+                                 f"view write of {msg.topic}[{msg.partition}]@{msg.offset}", VALKEY_UNAVAILABLE, log)
+                release([event])
 
     return app

@@ -18,6 +18,7 @@ timers would never run.  ``add_viewer_agents`` is called by ``build_processors``
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any, cast
@@ -27,11 +28,13 @@ import redis
 
 from infra.settings import Settings
 from processors.codec import Decoded, Undecodable
+from processors.retrying import hold, release, until_done
 from schemas.record import new_event_id
 from schemas.records.viewer import Heartbeat, ViewerCountUpdated
 from topics.consumer import dead_letter_record
 from topics.errors import DeliveryError, RegistryError
 from topics.producer import EventProducer
+from views.errors import VALKEY_UNAVAILABLE
 from views.store import ViewStore
 from views.viewers import ViewerCounts, apply_viewer_count, group_beats, recent_buckets, snapshot
 
@@ -95,7 +98,10 @@ def add_viewer_agents(app: faust.App, settings: Settings, views: ViewStore, prod
                 if value is not None and isinstance(beat := value.value, Heartbeat):
                     beats.append((beat.channel_id, beat.occurred_at, beat.session_id))
             oldest = recent_buckets(int(time.time() * 1000), cfg.bucket_s, cfg.window_s)[0]
-            await counts.add(group_beats(beats, cfg.bucket_s, oldest))
+            grouped = group_beats(beats, cfg.bucket_s, oldest)
+            hold(events)  # a write cut short leaves the batch uncommitted (processors/retrying.py)
+            await until_done(functools.partial(counts.add, grouped), "viewer buckets write", VALKEY_UNAVAILABLE, log)
+            release(events)
 
     reporter = CountReporter(counts, producer, cfg.snapshot_interval_s)
 
@@ -112,4 +118,8 @@ def add_viewer_agents(app: faust.App, settings: Settings, views: ViewStore, prod
         async for event in stream.events():
             value = decoded(event, producer, group)
             if value is not None and isinstance(count := value.value, ViewerCountUpdated):
-                await counts.store(count.channel_id, count.stream_id, apply_viewer_count(count))
+                hold([event])
+                await until_done(functools.partial(counts.store, count.channel_id, count.stream_id,
+                                                   apply_viewer_count(count)),
+                                 "viewer count write", VALKEY_UNAVAILABLE, log)
+                release([event])

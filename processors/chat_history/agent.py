@@ -21,16 +21,17 @@ Undecodable records go to the dead-letter topic, as in every agent.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 import faust
 
 from infra.settings import Settings
+from processors import retrying
 from processors.chat_history.events import HistoryBatch, plan_batch
+from processors.retrying import hold, release
 from processors.viewers_agent import decoded
 from topics.producer import EventProducer
 from views.chat_history.backends import open_history
@@ -50,14 +51,8 @@ RETRY_FIRST_S, RETRY_MAX_S = 0.5, 10.0
 
 async def until_done(attempt: Callable[[], Awaitable[T]], what: str, first_delay_s: float = RETRY_FIRST_S) -> T:
     """``attempt()`` until it succeeds; a ``HistoryError`` is logged and tried again, backing off."""
-    delay = first_delay_s
-    while True:
-        try:
-            return await attempt()
-        except HistoryError as exc:
-            log.warning("chat history %s failed, retrying in %.1f s: %s", what, delay, exc)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, RETRY_MAX_S)
+    return await retrying.until_done(attempt, f"chat history {what}", (HistoryError,), log,
+                                     first_delay_s=first_delay_s, max_delay_s=RETRY_MAX_S)
 
 
 async def store_batch(store: HistoryStore, batch: HistoryBatch) -> None:
@@ -65,18 +60,6 @@ async def store_batch(store: HistoryStore, batch: HistoryBatch) -> None:
     await store.append(batch.messages)
     for d in batch.deletions:
         await store.delete(d.channel_id, d.message_id)
-
-
-def hold(events: Sequence[faust.EventT[Any]]) -> None:
-    """Keep the events' offsets uncommitted until ``release``, whoever else acknowledges them."""
-    for event in events:
-        event.message.incref()
-
-
-def release(events: Sequence[faust.EventT[Any]]) -> None:
-    """Drop the reference ``hold`` took."""
-    for event in events:
-        event.ack()
 
 
 def add_chat_history_agent(app: faust.App, settings: Settings, dead_letters: EventProducer, codec: str) -> None:
