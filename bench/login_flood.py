@@ -5,14 +5,16 @@ thread pool, which the HLS origin and the page reads share, so ``GET /`` went
 from 5 ms to 6.2 s and an uncached segment from 3 ms to about 6 s.
 
 Starts an embedded broker, registry and Valkey, puts one live stream into the
-stream view, one account into the user view and the credential store, and a
-1 MiB segment into the origin store, then runs the real gateway
-(``glasscast run gateway``, one uvicorn process) as a child with the origin
-cache off (``GLASSCAST_GATEWAY_ORIGIN_CACHE_BYTES=0``), so every segment
-request reads the store through the default thread pool: a static origin
-object standing in for a live segment, uncached, the case the issue measured.
-A prober fetches that segment and ``GET /`` one after the other for
-``--seconds`` (p50/p99 of each):
+stream view and one account into the user view and the credential store, then
+runs the real gateway (``glasscast run gateway``, one uvicorn process) as a
+child with the origin cache off (``GLASSCAST_GATEWAY_ORIGIN_CACHE_BYTES=0``),
+so every segment request reads the store through the default thread pool.
+The stream is live while the bench runs: a writer adds a new 1 MiB segment
+(2 s at 4 Mbit/s) to the origin store and the segment index every
+``LIVE_SEGMENT_EVERY_S``, as the ingest and the processors do.  A prober, as a
+player would, reads the live playlist (rendered from the segment index in
+Valkey), then the newest segment it lists (read from the store, never cached),
+then ``GET /``, one after the other for ``--seconds`` (p50/p99 of each):
 
   * reference: no flood;
   * throttled: ``wrk`` keeps ``--concurrency`` (200) wrong-password logins for
@@ -62,6 +64,7 @@ from gateways.playback_token import PlaybackClaims, derive_secret, sign  # noqa:
 from infra.embedded.process import free_port  # noqa: E402
 from infra.settings import Settings, child_env  # noqa: E402
 from media.blob import FileBlobStore  # noqa: E402
+from schemas.records.media import SegmentReady  # noqa: E402
 from schemas.records.user import UserRegistered  # noqa: E402
 from topics.admin import ensure_topics  # noqa: E402
 from views.fold import Applied  # noqa: E402
@@ -69,7 +72,9 @@ from views.store import ViewStore  # noqa: E402
 
 AIM_P99_MS = 100.0
 SEGMENT_BYTES = 1 << 20
-PROBE_EVERY_S = 0.02  # one segment and one page per 20 ms, at most
+PROBE_EVERY_S = 0.02  # one playlist, segment and page per 20 ms, at most
+LIVE_SEGMENT_EVERY_S = 1.0  # a new live segment this often (twice the real rate of 2 s segments)
+LIVE_SEGMENT_MS = 2000
 USERNAME, PASSWORD = "flood_target", "correct horse battery"
 
 # Every request a wrong password for the one account; the answers are counted by status.
@@ -111,24 +116,68 @@ def percentiles(samples: list[float]) -> dict[str, float | None]:
             "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2)}
 
 
-def probe(base: str, segment_path: str, seconds: float) -> dict[str, Any]:
-    """The segment and ``GET /``, one after the other, for ``seconds``: latency of each (ms)."""
-    segment_ms: list[float] = []
-    page_ms: list[float] = []
+class LiveStream(threading.Thread):
+    """The bench stream's source rendition growing: a new segment in the store, then in the segment index."""
+
+    def __init__(self, settings: Settings, stream_id: str, channel_id: str) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.stream_id, self.channel_id = settings, stream_id, channel_id
+        self.stop = threading.Event()
+        self.seq = 0
+        self.listed = threading.Event()  # the first segment is listed
+
+    def run(self) -> None:
+        asyncio.run(self._grow())
+
+    async def _grow(self) -> None:
+        client = aioredis.Redis.from_url(self.settings.valkey.url)
+        views = ViewStore(client, self.settings.valkey.key_prefix)
+        store = FileBlobStore(self.settings.data_dir / "origin")
+        try:
+            while not self.stop.is_set():
+                seq, now_ms = self.seq, int(time.time() * 1000)
+                await asyncio.to_thread(store.put, f"hls/{self.stream_id}/source/{seq:08d}.m4s",
+                                        os.urandom(SEGMENT_BYTES))
+                await views.apply(Applied(seq + 1, SegmentReady(
+                    occurred_at=now_ms, stream_id=self.stream_id, channel_id=self.channel_id, rendition="source",
+                    seq=seq, duration_ms=LIVE_SEGMENT_MS, program_date_time=now_ms, byte_size=SEGMENT_BYTES,
+                    uri=f"{seq:08d}.m4s", init_uri="init.mp4", codecs="avc1.64001f",
+                    bandwidth_bps=SEGMENT_BYTES * 8000 // LIVE_SEGMENT_MS, width=1280, height=720, fps=30.0)))
+                self.seq = seq + 1
+                self.listed.set()
+                await asyncio.sleep(LIVE_SEGMENT_EVERY_S)
+        finally:
+            await client.aclose()
+
+
+def probe(base: str, playlist_path: str, seconds: float) -> dict[str, Any]:
+    """The live playlist, its newest segment and ``GET /``, one after the other, for ``seconds`` (ms each)."""
+    samples: dict[str, list[float]] = {"playlist": [], "segment": [], "page": []}
     failures = 0
+    newest: set[str] = set()
     with httpx.Client(base_url=base, timeout=30) as http:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             started = time.monotonic()
-            for path, into in ((segment_path, segment_ms), ("/", page_ms)):
-                t0 = time.perf_counter()
-                r = http.get(path)
-                into.append(1000 * (time.perf_counter() - t0))
-                failures += r.status_code != 200
+            t0 = time.perf_counter()
+            listed = http.get(playlist_path)
+            samples["playlist"].append(1000 * (time.perf_counter() - t0))
+            failures += listed.status_code != 200
+            uris = [line for line in listed.text.splitlines() if ".m4s" in line and not line.startswith("#")]
+            if uris:
+                newest.add(uris[-1])
+                segment_path = playlist_path.rsplit("/", 1)[0] + "/" + uris[-1]
+                for path, into in ((segment_path, samples["segment"]), ("/", samples["page"])):
+                    t0 = time.perf_counter()
+                    r = http.get(path)
+                    into.append(1000 * (time.perf_counter() - t0))
+                    failures += r.status_code != 200
             time.sleep(max(0.0, PROBE_EVERY_S - (time.monotonic() - started)))
-    seg, page = percentiles(segment_ms), percentiles(page_ms)
-    return {"samples": len(segment_ms), "segment_p50_ms": seg["p50_ms"], "segment_p99_ms": seg["p99_ms"],
-            "page_p50_ms": page["p50_ms"], "page_p99_ms": page["p99_ms"], "probe_failures": failures}
+    out: dict[str, Any] = {"samples": len(samples["segment"]), "live_segments_read": len(newest)}
+    for name, values in samples.items():
+        p = percentiles(values)
+        out[f"{name}_p50_ms"], out[f"{name}_p99_ms"] = p["p50_ms"], p["p99_ms"]
+    return {**out, "probe_failures": failures}
 
 
 def flood(base: str, script: Path, seconds: float, concurrency: int, out: dict[str, Any]) -> None:
@@ -141,7 +190,7 @@ def flood(base: str, script: Path, seconds: float, concurrency: int, out: dict[s
                 "flood_statuses": {k: int(v) for k, v in re.findall(r"^STATUS (\d+) (\d+)$", text, re.M)}})
 
 
-def scenario(settings: Settings, tmp: Path, name: str, segment_path: str, seconds: float,
+def scenario(settings: Settings, tmp: Path, name: str, playlist_path: str, seconds: float,
              concurrency: int) -> dict[str, Any]:
     """One gateway with ``settings``: the probe alone, then the probe while the flood runs."""
     script = tmp / "login.lua"
@@ -153,14 +202,14 @@ def scenario(settings: Settings, tmp: Path, name: str, segment_path: str, second
     try:
         base = f"http://127.0.0.1:{settings.gateway.port}"
         hb.wait_http(f"{base}/healthz", gateway)
-        probe(base, segment_path, 1.0)  # warm-up: connections, page, views
-        quiet = probe(base, segment_path, seconds)
+        probe(base, playlist_path, 1.0)  # warm-up: connections, page, views
+        quiet = probe(base, playlist_path, seconds)
         flooding: dict[str, Any] = {}
         # The flood starts first and outlasts the probe, so every probe sample sees it at full strength.
         runner = threading.Thread(target=flood, args=(base, script, seconds + 3, concurrency, flooding))
         runner.start()
         time.sleep(1.5)
-        loaded = probe(base, segment_path, seconds)
+        loaded = probe(base, playlist_path, seconds)
         runner.join()
     finally:
         hb.stop(gateway)
@@ -172,21 +221,29 @@ def bench(settings: Settings, tmp: Path, seconds: float, concurrency: int) -> di
     stream_id = asyncio.run(hb.go_live(settings))
     channel_id = asyncio.run(channel_of(settings, stream_id))
     asyncio.run(seed_account(settings))
-    FileBlobStore(settings.data_dir / "origin").put(f"hls/{stream_id}/source/00000000.m4s", os.urandom(SEGMENT_BYTES))
     secret = derive_secret(str(settings.auth.jwt_secret), str(settings.auth.playback_secret))
     token = sign(secret, PlaybackClaims(channel_id, int(time.time()) + 3600))
-    segment_path = f"/hls/{stream_id}/source/00000000.m4s?token={token}"
-    base = settings.with_section("gateway", origin_cache_bytes=0)
-    throttled = scenario(base, tmp, "throttled", segment_path, seconds, concurrency)
-    open_settings = base.with_section("gateway", port=free_port()).with_section(
-        "auth", login_account_free_failures=10**6, login_client_free_failures=10**6)
-    unthrottled = scenario(open_settings, tmp, "unthrottled", segment_path, seconds, concurrency)
+    playlist_path = f"/hls/{stream_id}/source/index.m3u8?token={token}"
+    live = LiveStream(settings, stream_id, channel_id)
+    live.start()
+    try:
+        if not live.listed.wait(30):
+            raise RuntimeError("the live stream's first segment was never listed")
+        base = settings.with_section("gateway", origin_cache_bytes=0)
+        throttled = scenario(base, tmp, "throttled", playlist_path, seconds, concurrency)
+        open_settings = base.with_section("gateway", port=free_port()).with_section(
+            "auth", login_account_free_failures=10**6, login_client_free_failures=10**6)
+        unthrottled = scenario(open_settings, tmp, "unthrottled", playlist_path, seconds, concurrency)
+    finally:
+        live.stop.set()
+        live.join(10)
     worst = max(v for run in (throttled, unthrottled) for k, v in run["flood"].items()
                 if k.endswith("p99_ms") and v is not None)
     auth = settings.auth
     return {
         "bench": "login_flood", "concurrency": concurrency, "seconds": seconds,
-        "probe": "uncached static origin segment (1 MiB, origin cache off) and GET /",
+        "probe": "live playlist, its newest segment (1 MiB, origin cache off) and GET /",
+        "live_segments_written": live.seq,
         "hash_workers": auth.hash_workers, "hash_queue_max": auth.hash_queue_max,
         "refusal_delay_s": auth.login_refusal_delay_s,
         "reference": throttled["reference"], "throttled_flood": throttled["flood"],
