@@ -16,7 +16,12 @@ many sessions as go round in 1.4 s at the rate the warm-up measured.  Reported:
     its token for minutes, so the gateway's session gate vouches for it), and
     with a new token on every beat (``verify_every_beat_per_s``: every beat pays
     the HMAC check, the worst case);
-  * the cost of that check alone (``token_verify_us``, in this process);
+  * what the session check adds to a beat, in this process (``check_cost_us``):
+    ``session_check_us`` with the token of the session's last beat,
+    ``session_check_new_token_us`` with a new one, next to ``route_fields_us``,
+    the parse and validation the route did before sessions existed; against
+    ``loop_cpu_us_per_request`` these say what share of a request the check
+    costs, steadier than two wrk runs on a machine other work shares;
   * the gateway's CPU as a percent of one core, and its event-loop thread's
     CPU per request with the rate that implies on a core of its own
     (``one_core_per_s``: steadier than requests/s on a machine other work shares);
@@ -53,7 +58,10 @@ import redis.asyncio as aioredis  # noqa: E402
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 
 from bench.backbone import embedded_backbone  # noqa: E402
-from gateways.playback_token import PlaybackClaims, derive_secret, sign, verify  # noqa: E402
+from gateways import validation as v  # noqa: E402
+from gateways.heartbeat_intake import SessionGate  # noqa: E402
+from gateways.heartbeats import admit_session, beat_token, heartbeat_fields  # noqa: E402
+from gateways.playback_token import PlaybackClaims, derive_secret, sign  # noqa: E402
 from gateways.viewer_sessions import session_id, session_key  # noqa: E402
 from infra.embedded.process import free_port  # noqa: E402
 from infra.settings import Settings, child_env  # noqa: E402
@@ -188,15 +196,49 @@ def beat_script(tmp: Path, name: str, bodies: list[str]) -> Path:
     return script
 
 
-def verify_cost_us(settings: Settings, channel_id: str, rounds: int = 20_000) -> float:
-    """Microseconds of one playback token check (the heartbeat route's HMAC path), in this process."""
-    secret = playback_secret(settings)
-    token = sign(secret, PlaybackClaims(channel_id, int(time.time()) + 3600, "0" * 32, True))
-    now = int(time.time())
-    start = time.perf_counter()
-    for _ in range(rounds):
-        verify(secret, token, channel_id, now)
-    return round(1e6 * (time.perf_counter() - start) / rounds, 2)
+def check_cost_us(settings: Settings, channel_id: str, sessions: int = 20_000) -> dict[str, float]:
+    """Microseconds per beat of what the heartbeat route adds to read and check a session, in this process.
+
+    Over ``sessions`` issued sessions, as the route runs it (gateways/heartbeats.py): the beat's JSON parsed and
+    its fields validated without the session (the route's work before sessions existed), then with the token
+    read, the session checked against its last beat and remembered; once with the token of the session's
+    previous beat (vouched for: no HMAC) and once with a new token on every beat (HMAC and payload check).
+    """
+    secret, interval_s, now = playback_secret(settings), float(BENCH_HEARTBEAT_INTERVAL_S), int(time.time())
+    ids = [session_id(session_key(secret), channel_id, "bench", i) for i in range(sessions)]
+
+    def bodies(expires: int, token: bool) -> list[bytes]:
+        return [json.dumps({"session_id": sid, "rendition": "720p30", "buffer_health_s": 4.5, "bitrate_kbps": 3000,
+                            **({"token": sign(secret, PlaybackClaims(channel_id, expires, sid, True))}
+                               if token else {})}).encode() for sid in ids]
+
+    plain, first, renewed = bodies(now + 3600, False), bodies(now + 3600, True), bodies(now + 3601, True)
+    gate = SessionGate()
+
+    def fields_only(batch: list[bytes]) -> float:
+        started = time.process_time()
+        for body in batch:
+            heartbeat_fields(v.parse_object(body))
+        return time.process_time() - started
+
+    def checked(batch: list[bytes], at_s: float) -> float:
+        started = time.process_time()
+        for body in batch:
+            data = v.parse_object(body)
+            fields = heartbeat_fields(data)
+            admitted = admit_session(gate, secret, interval_s, fields["session_id"], beat_token(data), channel_id,
+                                     at_s, time.time())
+            gate.admit(fields["session_id"], admitted, interval_s)
+        return time.process_time() - started
+
+    base_s = min(fields_only(plain) for _ in range(3))
+    checked(first, 0.0)  # the sessions' first beats: the gate learns their tokens
+    vouched_s = min(checked(first, 2.0 * i * interval_s) for i in range(1, 4))
+    fresh_s = checked(renewed, 10.0 * interval_s)
+    per_beat = 1e6 / sessions
+    return {"route_fields_us": round(base_s * per_beat, 2),
+            "session_check_us": round((vouched_s - base_s) * per_beat, 2),
+            "session_check_new_token_us": round((fresh_s - base_s) * per_beat, 2)}
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -357,7 +399,7 @@ def bench(settings: Settings, tmp: Path, seconds: float, connections: int) -> di
         "verify_every_beat_non_2xx": fresh["non_2xx"],
         "verify_every_beat_loop_cpu_us_per_request": fresh["loop_cpu_us_per_request"],
         "verify_every_beat_one_core_per_s": fresh["one_core_per_s"],
-        "token_verify_us": verify_cost_us(settings, channel_id),
+        **check_cost_us(settings, channel_id),
         "bare_starlette_per_s": reference["accepted_per_s"], "bare_p50_ms": reference["p50_ms"],
         "bare_p99_ms": reference["p99_ms"], "bare_cpu_percent_of_core": reference["cpu_percent_of_core"],
         "bare_loop_cpu_us_per_request": reference["loop_cpu_us_per_request"],

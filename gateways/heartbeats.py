@@ -47,7 +47,7 @@ from gateways.errors import (
     ValidationFailed,
     api_error_handler,
 )
-from gateways.heartbeat_intake import Admitted, Intake, retry_after_s, too_soon_s, vouches
+from gateways.heartbeat_intake import Admitted, SessionGate, retry_after_s, too_soon_s, vouches
 from gateways.playback_token import TokenRefused, verify_session
 from gateways.services import Services
 from schemas.records.viewer import Heartbeat
@@ -145,19 +145,20 @@ def beat_token(data: dict[str, Any]) -> str | None:
     return v.string(data, "token", required=False, max_length=MAX_TOKEN_LENGTH)
 
 
-def admit_session(svc: Services, intake: Intake, session_id: str, token: str | None, channel_id: str,
-                  now_s: float) -> Admitted:
-    """The beat's session checked against its token and its last beat; raises 403 or 429 to refuse it."""
-    last = intake.sessions.last(session_id)
-    wall_s = svc.clock()
+def admit_session(gate: SessionGate, secret: bytes, interval_s: float, session_id: str, token: str | None,
+                  channel_id: str, now_s: float, wall_s: float) -> Admitted:
+    """The beat's session checked against its token and its last beat; raises 403 or 429 to refuse it.
+
+    ``now_s`` is monotonic (the interval), ``wall_s`` the wall clock (the token's expiry).  No I/O.
+    """
+    last = gate.last(session_id)
     if last is not None and token is not None and vouches(last, token, channel_id, wall_s):
         expires_at_s = last[3]
     else:
         try:
-            expires_at_s = verify_session(svc.playback_secret, token, channel_id, session_id, int(wall_s))
+            expires_at_s = verify_session(secret, token, channel_id, session_id, int(wall_s))
         except TokenRefused as exc:
             raise Forbidden(str(exc), reason="playback_token") from None
-    interval_s = svc.settings.viewers.heartbeat_interval_s
     wait_s = too_soon_s(last[0], now_s, interval_s) if last is not None else 0.0
     if wait_s > 0:
         raise TooManyRequests(f"one heartbeat per session every {interval_s:g} s; this one is early",
@@ -184,13 +185,15 @@ async def accept_heartbeat(scope: Scope, receive: Receive) -> None:
     if data.get("channel_id") not in (None, channel_id):
         raise ValidationFailed(f"'channel_id' is not the channel of stream {stream_id}", field="channel_id")
     # No await from here on: two copies of one beat cannot both pass the gate.
-    admitted = admit_session(svc, intake, fields["session_id"], token, channel_id, time.monotonic())
+    interval_s = svc.settings.viewers.heartbeat_interval_s
+    admitted = admit_session(intake.sessions, svc.playback_secret, interval_s, fields["session_id"], token,
+                             channel_id, time.monotonic(), svc.clock())
     try:
         svc.producer.produce(Heartbeat(event_id=intake.event_id(), occurred_at=svc.now_ms(), channel_id=channel_id,
                                        stream_id=stream_id, user_id=user_id, **fields), channel_id)
     except DeliveryError as exc:
         raise Unavailable(f"the event log did not take the heartbeat: {exc}", reason="log_unavailable") from exc
-    intake.sessions.admit(fields["session_id"], admitted, svc.settings.viewers.heartbeat_interval_s)
+    intake.sessions.admit(fields["session_id"], admitted, interval_s)
 
 
 class HeartbeatEndpoint:
