@@ -6,7 +6,9 @@ the event, so two concurrent sign-ups cannot both win.
 
 Passwords never enter the log or the views: sign-up hashes the password in
 the password pool and stores the hash in the credential store
-(gateways/passwords_store.py) before the event, which carries none.  A login
+(gateways/passwords_store.py) before the event, which carries none.  The
+e-mail goes into the event sealed with the user's personal-data key, made at
+sign-up (views/personal_data.py), so deleting the account erases it.  A login
 is refused before any hashing when its account or client must wait
 (gateways/login_throttle.py) or the hash queue is full (503), and does the
 same argon2 work whether or not the account exists (gateways/passwords.py).
@@ -14,6 +16,7 @@ same argon2 work whether or not the account exists (gateways/passwords.py).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from starlette.requests import Request
@@ -27,6 +30,7 @@ from gateways.errors import Conflict, TooManyRequests, Unauthorized
 from gateways.passwords import Busy
 from gateways.services import Services, json_body, services
 from schemas.records.user import UserRegistered
+from views.personal_data import seal
 
 
 async def register(request: Request) -> JSONResponse:
@@ -49,8 +53,11 @@ async def register(request: Request) -> JSONResponse:
         # The credential first: once the event is visible, a login must find it.
         await svc.passwords.register(user_id, password)
         stored = True
+        # Personal fields enter the log sealed with the user's own key (views/personal_data.py).
+        key = await asyncio.to_thread(svc.personal_keys.create, user_id)
         ack = await svc.emit(UserRegistered(occurred_at=svc.now_ms(), user_id=user_id, username=username,
-                                            email=email), user_id)
+                                            email=None if email is None else seal(key, user_id, "email", email)),
+                             user_id)
     except BaseException as exc:
         if stored:
             await svc.passwords.forget(user_id)
@@ -87,7 +94,9 @@ async def _login(svc: Services, request: Request) -> JSONResponse:
     attempt = await svc.login_throttle.attempt(username, client_address(request), svc.now_ms())
     try:
         user = await svc.views.get_user_by_name(username)
-        if user is None and await svc.views.claimed("username", username) is not None:
+        if user is not None and user.deleted:
+            user = None  # a deleted account signs in as no account does (the dummy hash's work)
+        elif user is None and await svc.views.claimed("username", username) is not None:
             # Registered a moment ago: the view is catching up with the log.
             async def visible() -> bool:
                 return await svc.views.get_user_by_name(username) is not None
@@ -107,7 +116,7 @@ async def _login(svc: Services, request: Request) -> JSONResponse:
         await svc.passwords.adopt(user.id, user.legacy_password_hash)
     auth = svc.settings.auth
     token = issue_token(str(auth.jwt_secret), auth.jwt_issuer, user.id, user.username,
-                        int(svc.clock()), auth.jwt_ttl_s)
+                        int(svc.clock()), auth.jwt_ttl_s, user.credentials_version)
     return JSONResponse({"access_token": token, "token_type": "bearer", "expires_in": auth.jwt_ttl_s,
                          "user": {"id": user.id, "username": user.username}})
 

@@ -19,14 +19,19 @@ from starlette.middleware.cors import CORSMiddleware
 
 from gateways import (
     accounts,
+    avatars,
     channels,
     chat_history,
     directory,
+    eventsub,
+    follows,
     health,
     heartbeats,
     hls,
+    notifications,
     openapi,
     playback,
+    profiles,
     streams,
     thumbs,
     web,
@@ -75,7 +80,9 @@ def create_app(settings: Settings) -> Starlette:
     return Starlette(
         routes=[*health.routes, *accounts.routes, *channels.routes, *streams.routes, *playback.routes,
                 *heartbeats.routes, *openapi.routes, *thumbs.routes, *hls.routes, *directory.routes,
-                *chat_ws.routes, *chat_moderate.routes, *chat_history.routes, *web.routes],
+                *chat_ws.routes, *chat_moderate.routes, *chat_history.routes, *follows.routes, *notifications.routes,
+                *profiles.routes, *avatars.routes,
+                *eventsub.routes, *web.routes],
         middleware=middleware,
         exception_handlers={ApiError: api_error_handler, HTTPException: http_exception_handler,
                             # Valkey down: 503 with a reason, never a 500 (gateways/errors.py).

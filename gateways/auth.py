@@ -10,6 +10,8 @@ import base64
 import hashlib
 import hmac
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jwt
@@ -43,10 +45,15 @@ class Principal:
     user_id: str
     username: str
     expires_at_s: int = 0  # the token's ``exp``: open chat sockets close then unless given a fresh token
+    credentials_version: int = 0  # the account's password changes when it was issued (claim ``cv``)
 
 
-def issue_token(secret: str, issuer: str, user_id: str, username: str, now_s: int, ttl_s: int) -> str:
-    claims = {"sub": user_id, "name": username, "iss": issuer, "iat": now_s, "exp": now_s + ttl_s}
+def issue_token(secret: str, issuer: str, user_id: str, username: str, now_s: int, ttl_s: int,
+                credentials_version: int = 0) -> str:
+    claims: dict[str, object] = {"sub": user_id, "name": username, "iss": issuer, "iat": now_s,
+                                 "exp": now_s + ttl_s}
+    if credentials_version:
+        claims["cv"] = credentials_version  # a password change since makes the token stale
     return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
 
 
@@ -61,7 +68,10 @@ def read_token(secret: str, issuer: str, token: str, now_s: int) -> Principal:
         raise Unauthorized(f"token is invalid: {exc}") from None
     if int(claims["exp"]) <= now_s:  # checked here so the clock is the caller's
         raise Unauthorized("token has expired")
-    return Principal(str(claims["sub"]), str(claims.get("name", "")), int(claims["exp"]))
+    version = claims.get("cv", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise Unauthorized("token is invalid: 'cv' is not an integer")
+    return Principal(str(claims["sub"]), str(claims.get("name", "")), int(claims["exp"]), version)
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -106,20 +116,31 @@ def same_digest(a: str, b: str) -> bool:
 
 
 class KnownUsers:
-    """User ids the view store has shown to exist, so a valid token costs a Valkey read once per user.
+    """Accounts the view store has shown to exist, with their password-change count, so a valid token costs
+    a Valkey read once in a while per user.
 
-    Accounts are never deleted, so a user seen once stays known; the set is
-    bounded, and when full it starts again (the next read refills it).
+    An entry is trusted for ``ttl_s``: a deleted account's tokens, or tokens issued before a password
+    change, stop working on the gateway that made the change at once (``forget``/``add``) and on every
+    other within that time.  The map is bounded, and when full it starts again (the next read refills it).
     """
 
-    def __init__(self, max_size: int = 100_000) -> None:
-        self.max_size = max_size
-        self._ids: set[str] = set()
+    def __init__(self, max_size: int = 100_000, ttl_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_size, self.ttl_s, self.clock = max_size, ttl_s, clock
+        self._entries: dict[str, tuple[float, int]] = {}
+
+    def version(self, user_id: str) -> int | None:
+        """The account's password-change count while its entry is fresh; None: read the view."""
+        entry = self._entries.get(user_id)
+        return entry[1] if entry is not None and self.clock() < entry[0] else None
 
     def __contains__(self, user_id: object) -> bool:
-        return user_id in self._ids
+        return isinstance(user_id, str) and self.version(user_id) is not None
 
-    def add(self, user_id: str) -> None:
-        if len(self._ids) >= self.max_size:
-            self._ids.clear()
-        self._ids.add(user_id)
+    def add(self, user_id: str, credentials_version: int = 0) -> None:
+        if len(self._entries) >= self.max_size:
+            self._entries.clear()
+        self._entries[user_id] = (self.clock() + self.ttl_s, credentials_version)
+
+    def forget(self, user_id: str) -> None:
+        self._entries.pop(user_id, None)

@@ -49,11 +49,12 @@ def _new_key(svc: Services, channel_id: str) -> tuple[str, str]:
 
 
 async def channel_json(svc: Services, channel: ChannelView) -> dict[str, Any]:
-    """A channel as the API shows it, with its live and configured stream ids."""
+    """A channel as the API shows it, with its live and configured stream ids and its follower count."""
     live = await svc.views.live_stream_of(channel.id)
     configured = await svc.views.configured_stream_of(channel.id)
     return {**channel.public(), "live_stream_id": live.id if live is not None else None,
-            "configured_stream_id": configured.id if configured is not None else None}
+            "configured_stream_id": configured.id if configured is not None else None,
+            "followers": await svc.views.follows.follower_count(channel.id)}
 
 
 async def _seen(svc: Services, channel_id: str, offset: int) -> ChannelView | None:

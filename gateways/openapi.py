@@ -49,9 +49,12 @@ COMPONENTS: dict[str, Any] = {
     "Problem": obj(["type", "title", "status", "detail"], type=S, title=S, status=I, detail=S, instance=S,
                    field={**S, "description": "The request field at fault, when one is."}),
     "User": obj(["id", "username"], id=UUID, username=S),
+    "Profile": obj(["id", "username", "display_name", "bio", "created_at_ms"], id=UUID, username=S,
+                   display_name=S, bio=S, avatar_url=nullable(S), created_at_ms=I),
     "Channel": obj(["id", "name", "owner_user_id", "title", "tags"], id=UUID, name=S, owner_user_id=UUID, title=S,
                    category=nullable(S), tags=TAGS, created_at_ms=I, updated_at_ms=I,
-                   live_stream_id=nullable(UUID), configured_stream_id=nullable(UUID)),
+                   live_stream_id=nullable(UUID), configured_stream_id=nullable(UUID),
+                   followers={**I, "description": "How many users follow the channel."}),
     "StreamKey": obj(["id", "stream_key", "rtmp_url"], id=UUID, stream_key=S,
                      rtmp_url={**S, "description": "The OBS 'Server' field."}),
     "Stream": obj(["id", "channel_id", "status", "title", "tags"], id=UUID, channel_id=UUID, channel_name=nullable(S),
@@ -83,6 +86,16 @@ COMPONENTS: dict[str, Any] = {
         duration_s={"type": "integer", "minimum": 1, "maximum": 1209600}, reason=S, message_id=UUID,
         slow_mode_s={"type": "integer", "minimum": 0, "maximum": 120}, subscribers_only=B,
         followers_only_min=nullable(I), emote_only=B, banned_words={"type": "array", "items": S}),
+    "Follow": obj(["channel_id", "followed_at_ms", "notifications"], user_id=UUID, channel_id=UUID,
+                  channel_name=nullable(S), followed_at_ms=I,
+                  notifications={**B, "description": "Whether go-live notifications are on (the bell)."},
+                  live_stream_id=nullable(UUID)),
+    "EventSubSubscription": obj(["id", "status", "type", "version", "condition", "transport", "created_at"],
+                                id=UUID, status={**S, "description": "webhook_callback_verification_pending, "
+                                                 "enabled, webhook_callback_verification_failed, "
+                                                 "notification_failures_exceeded"},
+                                type=S, version=S, condition={"type": "object", "additionalProperties": S},
+                                transport=obj(["method", "callback"], method=S, callback=S), created_at=S, cost=I),
     "SearchResult": obj(["channel_id", "channel_name", "live"], channel_id=UUID, channel_name=S, title=S,
                         category=nullable(S), tags=TAGS, live=B, stream_id=nullable(UUID), viewers=I, score=N),
 }
@@ -128,6 +141,7 @@ CHANNEL = path_param("channel_id", S, "Channel id, or its name.")
 RENDITION = path_param("rendition", S, "Rendition name from the master playlist (source, 480p30, audio...).")
 STREAM_FIELDS = obj(title={**S, "minLength": 1, "maxLength": 140}, category=nullable(S), tags=TAGS)
 ROOM = path_param("room", S, "Chat room: the channel id or name.")
+FOLLOWER = path_param("user_id", UUID, "The caller's user id.")
 HLS_TAG = "HLS origin"
 
 
@@ -172,9 +186,33 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
     "/v1/auth/login": {"post": op("Log in: a bearer token", "Accounts", {
         **ok(obj(["access_token"], access_token=S, token_type=S, expires_in=I, user=ref("User"))),
         **problems(400, 401, 422, 429, 503)}, request=body(obj(["username", "password"], username=S, password=S)))},
-    "/v1/me": {"get": op("The signed-in user and their channels", "Accounts", {
-        **ok(obj(["user", "channels"], user=ref("User"), channels={"type": "array", "items": ref("Channel")})),
-        **problems(401, 404)}, auth=True)},
+    "/v1/me": {
+        "get": op("The signed-in user and their channels", "Accounts", {
+            **ok(obj(["user", "channels"], user=ref("User"), channels={"type": "array", "items": ref("Channel")})),
+            **problems(401, 404)}, auth=True),
+        "patch": op("Change one's display name or bio (sealed with one's own key)", "Accounts", {
+            **ok(ref("Profile")), **problems(400, 401, 413, 422)},
+            request=body(obj(display_name=S, bio=S)), auth=True),
+        "delete": op("Delete one's account: the password is required, the personal data is erased", "Accounts", {
+            "204": {"description": "Deleted"}, **problems(400, 401, 422, 429, 503)},
+            request=body(obj(["password"], password=S)), auth=True),
+    },
+    "/v1/me/password": {"post": op("Change one's password: every older token stops working; a new one", "Accounts", {
+        **ok(obj(["access_token"], access_token=S, token_type=S, expires_in=I, user=ref("User"))),
+        **problems(400, 401, 422, 429, 503)},
+        request=body(obj(["old_password", "new_password"], old_password=S, new_password=S)), auth=True)},
+    "/v1/me/avatar": {"put": op("Upload an avatar (PNG, JPEG, WebP or GIF, at most 2 MiB and 4096 px a side); "
+                                "it is re-encoded to a 256x256 JPEG", "Accounts", {
+        **ok(obj(["avatar_url"], avatar_url=S)), **problems(401, 413, 422, 429)},
+        request={"required": True, "content": {m: {"schema": {"type": "string", "format": "binary"}}
+                                               for m in ("image/png", "image/jpeg", "image/webp", "image/gif")}},
+        auth=True)},
+    "/avatars/{user_id}/{name}": {"get": op("An avatar image (immutable)", "Accounts", {
+        **ok({"type": "string"}, media="image/jpeg"), **problems(404)},
+        params=[path_param("user_id"), path_param("name", S, "The image's name, as avatar_url gives it.")])},
+    "/v1/users/{user}": {"get": op("A user's public profile and channels", "Accounts", {
+        **ok({"allOf": [ref("Profile"), obj(channels={"type": "array", "items": ref("Channel")})]}),
+        **problems(404)}, params=[path_param("user", S, "User id, or the username.")])},
     "/v1/channels": {"post": op("Create a channel; the answer holds its stream key", "Channels", {
         **ok({"allOf": [ref("Channel"), ref("StreamKey")]}, 201, "Created"), **problems(400, 401, 409, 422)},
         request=body(obj(["name"], name=S, title=S, category=S, tags=TAGS)), auth=True)},
@@ -248,6 +286,69 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
         params=[ROOM, query("around_timestamp", S, "Epoch milliseconds or ISO 8601.", required=True),
                 query("before", I, "Messages at or before the moment (default 50)."),
                 query("after", I, "Messages after it (default 50).")])},
+    "/v1/users/{user_id}/follows": {
+        "post": op("Follow a channel (following it again changes nothing)", "Follows", {
+            **ok(ref("Follow"), 201, "Followed"), **ok(ref("Follow"), 200, "Already followed"),
+            **problems(400, 401, 403, 413, 422, 429, 503)}, params=[FOLLOWER],
+            request=body(obj(["channel_id"], channel_id={**S, "description": "Channel id or name."},
+                             notifications={**B, "description": "Go-live notifications (default true)."})),
+            auth=True, description="The path's user must be the caller. Following your own or a missing channel "
+                                   "is a 422. Follow changes are bounded per user (429 with Retry-After)."),
+        "get": op("The caller's followed channels, newest follow first", "Follows", {
+            **ok(obj(["total", "follows", "next_cursor"], total=I, follows={"type": "array", "items": ref("Follow")},
+                     next_cursor=nullable(S))), **problems(400, 401, 403, 422)}, params=[
+            FOLLOWER, query("live", B, "Only channels live now (a page may be short; go on with next_cursor)."),
+            query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Page size (default 20)."),
+            query("cursor", S, "next_cursor of the previous page.")], auth=True),
+    },
+    "/v1/users/{user_id}/follows/{channel_id}": {
+        "patch": op("Turn go-live notifications for a followed channel on or off", "Follows", {
+            **ok(ref("Follow")), **problems(400, 401, 403, 404, 413, 422, 429, 503)},
+            params=[FOLLOWER, CHANNEL], request=body(obj(["notifications"], notifications=B)), auth=True),
+        "delete": op("Unfollow a channel (204 also when it was not followed)", "Follows", {
+            "204": {"description": "Not following"}, **problems(401, 403, 404, 429, 503)},
+            params=[FOLLOWER, CHANNEL], auth=True),
+    },
+    "/v1/channels/{channel_id}/followers": {"get": op(
+        "A channel's follower count; its owner also gets the followers, newest first", "Follows", {
+            **ok(obj(["channel_id", "total"], channel_id=UUID, total=I, next_cursor=nullable(S), followers={
+                "type": "array", "items": obj(["user_id", "followed_at_ms"], user_id=UUID, username=nullable(S),
+                                              followed_at_ms=I)})), **problems(400, 401, 404, 422)},
+        params=[CHANNEL, query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Page size (default 20)."),
+                query("cursor", S, "next_cursor of the previous page (owner).")],
+        description="Without the owner's bearer token the answer holds the count only.")},
+    "/v1/me/notifications": {"get": op("The signed-in user's notifications, newest first", "Notifications", {
+        **ok(obj(["notifications", "unread_count", "next_cursor"], unread_count=I, next_cursor=nullable(S),
+                 notifications={"type": "array", "items": {"type": "object"}})), **problems(400, 401, 503)},
+        params=[query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Page size (default 20)."),
+                query("cursor", S, "next_cursor of the previous page.")], auth=True,
+        description="New ones are also pushed over the WebSocket /v1/me/notifications/ws, signed in by a first "
+                    "frame {\"type\": \"auth\", \"token\": JWT}.")},
+    "/v1/me/notifications/read": {"post": op("Mark notifications read: some ids, or all", "Notifications", {
+        **ok(obj(["unread_count"], unread_count=I)), **problems(400, 401, 413, 422, 503)},
+        request=body(obj(ids={"type": "array", "items": S}, all=B)), auth=True)},
+    "/v1/eventsub/subscriptions": {
+        "post": op("Create an EventSub webhook subscription (Twitch's shape)", "EventSub", {
+            **ok(obj(["data"], data={"type": "array", "items": ref("EventSubSubscription")}, total=I, total_cost=I,
+                     max_total_cost=I), 202, "Accepted; the callback gets the challenge next"),
+            **problems(400, 401, 403, 409, 413, 503)}, auth=True,
+            request=body(obj(["type", "version", "condition", "transport"], type=S, version=S,
+                             condition={"type": "object", "additionalProperties": S},
+                             transport=obj(["method", "callback", "secret"], method=S, callback=S, secret=S))),
+            description="Types: stream.online 1, stream.offline 1, channel.update 2, channel.follow 2 and "
+                        "channel.chat.message 1 (the last two on your own channels). The callback must be https on "
+                        "a public address and echo the challenge; the secret is 10-100 ASCII characters."),
+        "get": op("The caller's EventSub subscriptions", "EventSub", {
+            **ok(obj(["data"], data={"type": "array", "items": ref("EventSubSubscription")}, total=I, total_cost=I,
+                     max_total_cost=I, pagination={"type": "object"})), **problems(401)},
+            params=[query("status", S, "Only this status."), query("type", S, "Only this type.")], auth=True),
+        "delete": op("Delete an EventSub subscription", "EventSub", {
+            "204": {"description": "Deleted"}, **problems(400, 401, 404, 503)},
+            params=[query("id", UUID, "The subscription.", required=True)], auth=True),
+    },
+    "/v1/eventsub/subscriptions/{subscription_id}": {"delete": op("Delete an EventSub subscription", "EventSub", {
+        "204": {"description": "Deleted"}, **problems(401, 404, 503)}, params=[path_param("subscription_id")],
+        auth=True)},
     "/thumbs/{stream_id}.jpg": {"get": op("Latest thumbnail of a live stream", "Discovery", {
         **ok({"type": "string"}, media="image/jpeg"), **problems(404)}, params=[STREAM])},
     "/hls/{stream_id}/master.m3u8": {"get": hls_file("Live master playlist", M3U8)},

@@ -50,7 +50,10 @@ from topics.serde import AvroSerde
 from views.chat_history.backends import open_history
 from views.chat_history.errors import HistoryUnavailable
 from views.chat_history.store import HistoryStore
+from views.personal_data import PersonalKeys
 from views.store import ViewStore
+
+AVATAR_JOBS = 2  # avatar re-encodes at once per gateway
 
 log = logging.getLogger("glasscast.gateway")
 
@@ -83,10 +86,14 @@ class Services:
     stream_key_secret: bytes  # HMAC key stream keys are derived with
     passwords: PasswordPool  # argon2 in its own bounded pool, and the credential store (gateways/passwords.py)
     login_throttle: LoginThrottle  # failed sign-ins per account and client, in Valkey
+    personal_keys: PersonalKeys  # each user's key for their sealed e-mail, display name, bio (views/personal_data.py)
     # The HLS origin's caches: stream id -> channel id (never changes), and tokens whose signature checked out.
     stream_channels: dict[str, str] = field(default_factory=dict)
     verified_tokens: dict[str, PlaybackClaims] = field(default_factory=dict)
     known_users: KnownUsers = field(default_factory=KnownUsers)  # user ids seen in the view store
+    # Avatar re-encodes (gateways/avatars.py): a few at once per gateway, one at a time per user.
+    avatar_jobs: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(AVATAR_JOBS))
+    avatar_uploads: set[str] = field(default_factory=set)
     clock: Callable[[], float] = time.time
 
     def now_ms(self) -> int:
@@ -119,11 +126,21 @@ class Services:
     async def user_principal(self, request: Request) -> Principal:
         """The bearer token's principal, whose account must exist: a validly signed token is not enough."""
         principal = self.principal(request)
-        if principal.user_id not in self.known_users:
-            if await self.views.get_user(principal.user_id) is None:
-                raise Unauthorized("the token's account does not exist")
-            self.known_users.add(principal.user_id)
+        await self.check_account(principal)
         return principal
+
+    async def check_account(self, principal: Principal) -> None:
+        """401 unless the principal's account exists, was not deleted and has not changed its password since
+        the token was issued (cached a while: ``KnownUsers``)."""
+        version = self.known_users.version(principal.user_id)
+        if version is None:
+            user = await self.views.get_user(principal.user_id)
+            if user is None or user.deleted:
+                raise Unauthorized("the token's account does not exist")
+            version = user.credentials_version
+            self.known_users.add(principal.user_id, version)
+        if principal.credentials_version != version:
+            raise Unauthorized("the password changed since this token was issued; log in again")
 
 
 @contextlib.asynccontextmanager
@@ -172,6 +189,7 @@ async def open_services(settings: Settings, metrics: CollectorRegistry) -> Async
             origin_cache=OriginCache(settings.gateway.origin_cache_bytes), chat=chat, chat_history=history,
             heartbeats=Intake(), playlists=LastGood(settings.gateway.playlist_last_good_s, PLAYLIST_LAST_GOOD_MAX),
             edge=edge, passwords=passwords, login_throttle=LoginThrottle(client, settings.valkey.key_prefix, auth),
+            personal_keys=await asyncio.to_thread(PersonalKeys.open, settings.data_dir),
             playback_secret=derive_secret(str(auth.jwt_secret), str(auth.playback_secret)),
             stream_key_secret=stream_key_secret(str(auth.jwt_secret), str(auth.stream_key_secret)))
 

@@ -195,11 +195,11 @@ def name(data: dict[str, Any], field: str) -> str:
     return value
 
 
-def password(data: dict[str, Any], min_length: int) -> str:
-    value = string(data, "password", max_length=MAX_PASSWORD_LENGTH)
+def password(data: dict[str, Any], min_length: int, field: str = "password") -> str:
+    value = string(data, field, max_length=MAX_PASSWORD_LENGTH)
     assert value is not None
     if len(value) < min_length:
-        raise ValidationFailed(f"'password' must be at least {min_length} characters", field="password")
+        raise ValidationFailed(f"'{field}' must be at least {min_length} characters", field=field)
     return value
 
 

@@ -1,4 +1,5 @@
-"""The web app: the live directory (``/``), channel pages (``/c/{name}``) and the creator dashboard (``/dashboard``).
+"""The web app: the live directory (``/``), channel pages (``/c/{name}``), profiles (``/u/{name}``) and the
+creator dashboard (``/dashboard``).  Every page has the signed-in user's notification menu.
 
 Pages are static HTML (gateways/web/pages/); what they show comes from the
 REST API through plain ES modules (gateways/web/static/), so the gateway keeps
@@ -111,6 +112,13 @@ async def channel_page(request: Request) -> Response:
     return await _page(request, "channel.html")
 
 
+async def profile_page(request: Request) -> Response:
+    name = request.path_params["user_name"]
+    if not NAME_RE.match(name):
+        raise NotFound(f"no user can be named '{name[:64]}': names are 4-25 letters, digits or underscores")
+    return await _page(request, "profile.html")
+
+
 async def dashboard_page(request: Request) -> Response:
     return await _page(request, "dashboard.html")
 
@@ -159,6 +167,7 @@ class AppFiles(StaticFiles):
 routes = [
     Route("/", directory_page, methods=["GET"]),
     Route("/c/{channel_name}", channel_page, methods=["GET"]),
+    Route("/u/{user_name}", profile_page, methods=["GET"]),
     Route("/dashboard", dashboard_page, methods=["GET"]),
     Route("/static/vendor/{name}", vendor_file, methods=["GET"]),
     Mount("/static", app=AppFiles(directory=STATIC_DIR), name="static"),

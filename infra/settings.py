@@ -420,6 +420,85 @@ class ChatSettings:
 
 
 @dataclass(frozen=True)
+class EventSubSettings:
+    # EventSub webhooks (processors/eventsub/, docs/ARCHITECTURE.md "EventSub").  Callbacks must be https and
+    # resolve to public addresses; allow_private_callbacks also takes http and loopback/private/link-local ones
+    # (tests, a lab).  A callback has verification_timeout_s to echo the challenge and delivery_timeout_s to
+    # answer a notification; a notification is tried max_attempts times, waiting retry_initial_s, doubling up to
+    # retry_max_s; after revoke_after_failures failed attempts in a row the subscription is revoked.
+    allow_private_callbacks: bool = False
+    max_subscriptions_per_user: int = 100
+    verification_timeout_s: float = 10.0
+    delivery_timeout_s: float = 5.0
+    max_attempts: int = 5
+    retry_initial_s: float = 1.0
+    retry_max_s: float = 60.0
+    revoke_after_failures: int = 10
+    max_in_flight: int = 32  # deliveries under way at once
+    secret_key: Secret = Secret("")  # seals webhook secrets on the log; empty: derived from the JWT secret
+
+    def __post_init__(self) -> None:
+        for var, ok, rule in (
+            ("GLASSCAST_EVENTSUB_MAX_SUBSCRIPTIONS_PER_USER", 1 <= self.max_subscriptions_per_user <= 10_000,
+             "1 to 10000"),
+            ("GLASSCAST_EVENTSUB_VERIFICATION_TIMEOUT_S", 0 < self.verification_timeout_s <= 60, "in (0, 60]"),
+            ("GLASSCAST_EVENTSUB_DELIVERY_TIMEOUT_S", 0 < self.delivery_timeout_s <= 60, "in (0, 60]"),
+            ("GLASSCAST_EVENTSUB_MAX_ATTEMPTS", 1 <= self.max_attempts <= 20, "1 to 20"),
+            ("GLASSCAST_EVENTSUB_RETRY_INITIAL_S", 0 < self.retry_initial_s <= 600, "in (0, 600]"),
+            ("GLASSCAST_EVENTSUB_RETRY_MAX_S", self.retry_initial_s <= self.retry_max_s <= 3600,
+             "GLASSCAST_EVENTSUB_RETRY_INITIAL_S to 3600"),
+            ("GLASSCAST_EVENTSUB_REVOKE_AFTER_FAILURES", 1 <= self.revoke_after_failures <= 1000, "1 to 1000"),
+            ("GLASSCAST_EVENTSUB_MAX_IN_FLIGHT", 1 <= self.max_in_flight <= 1000, "1 to 1000"),
+        ):
+            if not ok:
+                raise SettingsError(f"{var}: value out of range (must be {rule})")
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    # Go-live notifications (processors/notifications/, docs/ARCHITECTURE.md "Notifications").  Followers who
+    # watched or chatted the channel within engaged_window_s are notified at once; the rest at a delay spread
+    # deterministically over delay_min_s..delay_max_s, so a big channel does not stampede.  A channel that went
+    # live again within cooldown_s of its last notified start notifies nobody; a StreamStarted older than
+    # max_start_age_s when read (a replay of old history) notifies nobody either.
+    engaged_window_s: float = 7 * 86400.0
+    delay_min_s: float = 60.0
+    delay_max_s: float = 120.0
+    cooldown_s: float = 600.0
+    max_start_age_s: float = 300.0
+    plan_batch: int = 5000  # followers read and produced per step of a fan-out
+    max_pending: int = 50_000  # queued notifications a deliverer holds while they are not yet due
+    feed_max: int = 200  # notifications kept in a user's in-app feed
+    # E-mail over SMTP; an empty smtp_host sends none.
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = "Glasscast <notifications@localhost>"
+    smtp_starttls: bool = False
+    smtp_user: str = ""
+    smtp_password: Secret = Secret("")
+    smtp_timeout_s: float = 10.0
+    smtp_attempts: int = 3  # then the e-mail is given up (logged); the in-app notification stands
+
+    def __post_init__(self) -> None:
+        for var, ok, rule in (
+            ("GLASSCAST_NOTIFICATIONS_DELAY_MIN_S", self.delay_min_s >= 0, "0 or more"),
+            ("GLASSCAST_NOTIFICATIONS_DELAY_MAX_S", self.delay_max_s >= self.delay_min_s,
+             "at least GLASSCAST_NOTIFICATIONS_DELAY_MIN_S"),
+            ("GLASSCAST_NOTIFICATIONS_ENGAGED_WINDOW_S", self.engaged_window_s > 0, "positive"),
+            ("GLASSCAST_NOTIFICATIONS_COOLDOWN_S", self.cooldown_s >= 0, "0 or more"),
+            ("GLASSCAST_NOTIFICATIONS_MAX_START_AGE_S", self.max_start_age_s > 0, "positive"),
+            ("GLASSCAST_NOTIFICATIONS_PLAN_BATCH", 1 <= self.plan_batch <= 100_000, "1 to 100000"),
+            ("GLASSCAST_NOTIFICATIONS_MAX_PENDING", 1 <= self.max_pending <= 1_000_000, "1 to 1000000"),
+            ("GLASSCAST_NOTIFICATIONS_FEED_MAX", 1 <= self.feed_max <= 10_000, "1 to 10000"),
+            ("GLASSCAST_NOTIFICATIONS_SMTP_PORT", 0 < self.smtp_port < 65536, "1 to 65535"),
+            ("GLASSCAST_NOTIFICATIONS_SMTP_TIMEOUT_S", self.smtp_timeout_s > 0, "positive"),
+            ("GLASSCAST_NOTIFICATIONS_SMTP_ATTEMPTS", 1 <= self.smtp_attempts <= 10, "1 to 10"),
+        ):
+            if not ok:
+                raise SettingsError(f"{var}: value out of range (must be {rule})")
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("data")
     log: LogSettings = field(default_factory=LogSettings)
@@ -436,6 +515,8 @@ class Settings:
     supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
     viewers: ViewerSettings = field(default_factory=ViewerSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    eventsub: EventSubSettings = field(default_factory=EventSubSettings)
 
     @property
     def rtmp_url(self) -> str:

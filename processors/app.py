@@ -19,6 +19,8 @@ import redis.asyncio as aioredis
 from infra.settings import KafkaSettings, Settings
 from processors.chat_history.agent import add_chat_history_agent
 from processors.codec import Decoded, Undecodable, register_codec
+from processors.eventsub.dispatcher import add_eventsub_dispatcher
+from processors.notifications.agents import add_notification_agents
 from processors.retrying import hold, release, until_done
 from processors.stream import IdleStream
 from processors.transport import SCHEME
@@ -94,6 +96,8 @@ def build_processors(settings: Settings, serde: AvroSerde) -> ProcessorsApp:
 
     add_viewer_agents(app, settings, res.views, res.dead_letters, CODEC)
     add_chat_history_agent(app, settings, res.dead_letters, CODEC)
+    add_eventsub_dispatcher(app, settings, serde)  # its own consumer group: a slow webhook holds no view back
+    add_notification_agents(app, settings, res.views, res.dead_letters, CODEC)
     view_topic = app.topic(*VIEW_TOPICS, key_serializer="raw", value_serializer=CODEC)
 
     @app.agent(view_topic)

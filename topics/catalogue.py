@@ -41,7 +41,8 @@ def _ns(aggregate: str, *names: str) -> tuple[str, ...]:
 
 
 CATALOGUE: tuple[TopicSpec, ...] = (
-    TopicSpec("users", "user_id", _ns("user", "UserRegistered", "ProfileUpdated"),
+    TopicSpec("users", "user_id", _ns("user", "UserRegistered", "ProfileUpdated", "PasswordChanged",
+                                           "UserDeleted"),
               doc="Account lifecycle."),
     TopicSpec("channels", "channel_id",
               _ns("channel", "ChannelCreated", "ChannelUpdated", "StreamKeyRotated"),
@@ -74,6 +75,10 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec("notifications", "user_id",
               _ns("notification", "NotificationQueued", "NotificationDelivered"),
               doc="Go-live and other notifications."),
+    TopicSpec("eventsub", "subscription_id",
+              _ns("eventsub", "SubscriptionCreated", "SubscriptionVerified", "SubscriptionRevoked",
+                  "SubscriptionDeleted"),
+              doc="EventSub webhook subscriptions; their secrets only sealed (views/eventsub.py)."),
     TopicSpec("deadletter", "source_topic", _ns("ops", "DeadLetter"), partitions=1,
               doc="Records a consumer could not decode, with their coordinates; nothing is dropped."),
 )

@@ -15,6 +15,7 @@ Key layout under ``settings.valkey.key_prefix`` (default ``gc:``):
     view:segments:..., view:renditions:...   the segment index (views/segments.py)
     view:directory:..., view:search:...      the live directory, categories and search (views/discovery.py)
     view:chat:..., view:follows:..., view:subs:...  chat room state (views/chat_rooms.py)
+    view:follow:..., view:following:..., view:followers:...  the follow graph and its counts (views/follows.py)
     claim:username:{name}          user id: reserves a name before its event exists
     claim:channel:{name}           channel id
 
@@ -39,6 +40,7 @@ from views.channels import CHANNEL_FOLDS, ChannelView
 from views.chat_rooms import CHAT_ROOM_RECORDS, ChatRooms
 from views.discovery import Discovery
 from views.fold import Applied, Fold
+from views.follows import FOLLOW_RECORDS, Follows
 from views.segments import SegmentIndex
 from views.streams import CONFIGURED, STREAM_FOLDS, StreamView
 from views.users import USER_FOLDS, UserView
@@ -76,6 +78,7 @@ class ViewStore:
         self.segments = SegmentIndex(client, prefix)
         self.discovery = Discovery(client, prefix)
         self.chat_rooms = ChatRooms(client, prefix)
+        self.follows = Follows(client, prefix, self.k_channel_live)
         aggregates: tuple[Aggregate[Any], ...] = (
             Aggregate[UserView](lambda e: e.user_id, self.get_user, USER_FOLDS, self._put_user),
             Aggregate[ChannelView](lambda e: e.channel_id, self.get_channel, CHANNEL_FOLDS, self._put_channel),
@@ -187,6 +190,8 @@ class ViewStore:
     async def apply(self, event: Applied[Record]) -> bool:
         """Fold one event into its views; True if one changed."""
         changed = await self._fold(event)
+        if type(event.value) in FOLLOW_RECORDS:  # after the chat rooms' fold of the same event (views/follows.py)
+            changed = await self.follows.apply(event) or changed
         # Discovery reads the views just written, and runs on a redelivery too: its write may be
         # the one a crash cut off after the view's own.
         return await self.discovery.apply(event, self) or changed

@@ -5,6 +5,11 @@ It holds no password hash: those live in the gateway's credential store
 registered before that has its hash in its UserRegistered event; the view
 keeps it as ``legacy_password_hash`` so its first login can move it to the
 store.  New events carry none.
+
+The e-mail, display name and bio are kept as the events carry them: sealed
+with the user's personal-data key (views/personal_data.py).  Whoever shows
+them opens them with that key (``profile_of``); once ``UserDeleted`` erased the
+key they open to None, and the view marks the account deleted.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from schemas.record import Record
-from schemas.records.user import ProfileUpdated, UserRegistered
+from schemas.records.user import PasswordChanged, ProfileUpdated, UserDeleted, UserRegistered
 from views.fold import Applied, Fold, is_redelivery
+from views.personal_data import open_field
 
 
 @dataclass(frozen=True)
@@ -28,11 +34,16 @@ class UserView:
     bio: str | None = None
     avatar_url: str | None = None
     legacy_password_hash: str | None = None  # only for accounts registered before the credential store
+    deleted: bool = False  # the account was deleted: its personal fields are gone with its key
+    credentials_version: int = 0  # password changes so far: a token issued at an older count is refused
 
     def to_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         if data["legacy_password_hash"] is None:
             del data["legacy_password_hash"]
+        for optional in ("deleted", "credentials_version"):
+            if not data[optional]:
+                del data[optional]
         return data
 
     @classmethod
@@ -43,10 +54,24 @@ class UserView:
             data.setdefault("legacy_password_hash", legacy)
         return cls(**data)
 
-    def public(self) -> dict[str, Any]:
-        """What the API shows about a user (never the password hash)."""
-        return {"id": self.id, "username": self.username, "display_name": self.display_name,
-                "bio": self.bio, "avatar_url": self.avatar_url}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A user's personal fields, opened with their key (None where there is none, or it was erased)."""
+
+    email: str | None
+    display_name: str | None
+    bio: str | None
+
+
+def profile_of(user: UserView, key: bytes | None) -> Profile:
+    """The user's fields in clear: pure, given the key (views/personal_data.py, ``PersonalKeys.get``)."""
+    if user.deleted:
+        return Profile(None, None, None)
+    return Profile(open_field(key, user.id, "email", user.email),
+                   open_field(key, user.id, "display_name", user.display_name),
+                   open_field(key, user.id, "bio", user.bio))
 
 
 def apply_user_registered(event: Applied[UserRegistered], view: UserView | None) -> UserView | None:
@@ -58,7 +83,7 @@ def apply_user_registered(event: Applied[UserRegistered], view: UserView | None)
 
 
 def apply_profile_updated(event: Applied[ProfileUpdated], view: UserView | None) -> UserView | None:
-    if view is None or is_redelivery(event, view.seq):
+    if view is None or view.deleted or is_redelivery(event, view.seq):
         return view
     v = event.value
     # A null field leaves the profile's value as it was.
@@ -67,7 +92,24 @@ def apply_profile_updated(event: Applied[ProfileUpdated], view: UserView | None)
     return replace(view, seq=event.offset, **changes)
 
 
+def apply_password_changed(event: Applied[PasswordChanged], view: UserView | None) -> UserView | None:
+    if view is None or view.deleted or is_redelivery(event, view.seq):
+        return view
+    return replace(view, seq=event.offset, credentials_version=view.credentials_version + 1,
+                   legacy_password_hash=None)  # the credential store holds the new hash
+
+
+def apply_user_deleted(event: Applied[UserDeleted], view: UserView | None) -> UserView | None:
+    if view is None or is_redelivery(event, view.seq):
+        return view
+    # The name stays taken (a deleted account's name is not handed to someone else); nothing personal stays.
+    return replace(view, seq=event.offset, email=None, display_name=None, bio=None, avatar_url=None,
+                   legacy_password_hash=None, deleted=True)
+
+
 USER_FOLDS: dict[type[Record], Fold] = {
     UserRegistered: apply_user_registered,
     ProfileUpdated: apply_profile_updated,
+    PasswordChanged: apply_password_changed,
+    UserDeleted: apply_user_deleted,
 }

@@ -50,7 +50,7 @@ from gateways.chat import checks, frames
 from gateways.chat.emotes import emote_set
 from gateways.chat.fanout import Socket
 from gateways.chat.send import send_message
-from gateways.errors import ApiError, Unauthorized
+from gateways.errors import ApiError
 from gateways.services import Services
 from views.channels import ChannelView
 from views.errors import VALKEY_UNAVAILABLE
@@ -146,10 +146,7 @@ async def _principal(svc: Services, token: str) -> Principal:
     """The token's principal, whose account must exist (as ``Services.user_principal`` checks for requests)."""
     auth = svc.settings.auth
     principal = read_token(str(auth.jwt_secret), auth.jwt_issuer, token, int(svc.clock()))
-    if principal.user_id not in svc.known_users:
-        if await svc.views.get_user(principal.user_id) is None:
-            raise Unauthorized("the token's account does not exist")
-        svc.known_users.add(principal.user_id)
+    await svc.check_account(principal)
     return principal
 
 

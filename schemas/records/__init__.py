@@ -18,6 +18,7 @@ from schemas.records.chat import (
     UserUnbanned,
 )
 from schemas.records.clip import ClipCreated
+from schemas.records.eventsub import SubscriptionCreated, SubscriptionDeleted, SubscriptionRevoked, SubscriptionVerified
 from schemas.records.media import GopAvailable, PartReady, SegmentReady
 from schemas.records.notification import NotificationDelivered, NotificationQueued
 from schemas.records.ops import DeadLetter
@@ -30,7 +31,7 @@ from schemas.records.stream import (
     StreamStarted,
     StreamUpdated,
 )
-from schemas.records.user import ProfileUpdated, UserRegistered
+from schemas.records.user import PasswordChanged, ProfileUpdated, UserDeleted, UserRegistered
 from schemas.records.viewer import Heartbeat, ViewerCountUpdated
 
 RECORD_TYPES: dict[str, type[Record]] = {cls.RECORD: cls for cls in (
@@ -48,6 +49,7 @@ RECORD_TYPES: dict[str, type[Record]] = {cls.RECORD: cls for cls in (
     NotificationDelivered,
     NotificationQueued,
     PartReady,
+    PasswordChanged,
     ProfileUpdated,
     SegmentReady,
     StreamConfigured,
@@ -57,15 +59,20 @@ RECORD_TYPES: dict[str, type[Record]] = {cls.RECORD: cls for cls in (
     StreamReconnected,
     StreamStarted,
     StreamUpdated,
+    SubscriptionCreated,
+    SubscriptionDeleted,
     SubscriptionEnded,
     SubscriptionRenewed,
+    SubscriptionRevoked,
     SubscriptionStarted,
+    SubscriptionVerified,
     Unfollowed,
     UserBanned,
+    UserDeleted,
     UserRegistered,
     UserTimedOut,
     UserUnbanned,
     ViewerCountUpdated,
 )}
 
-__all__ = ['RECORD_TYPES', 'Record', 'ChannelCreated', 'ChannelUpdated', 'ChatMessageDeleted', 'ChatMessageSent', 'ChatModeChanged', 'ChatRoleChanged', 'ClipCreated', 'DeadLetter', 'Followed', 'GopAvailable', 'Heartbeat', 'NotificationDelivered', 'NotificationQueued', 'PartReady', 'ProfileUpdated', 'SegmentReady', 'StreamConfigured', 'StreamEnded', 'StreamHealth', 'StreamKeyRotated', 'StreamReconnected', 'StreamStarted', 'StreamUpdated', 'SubscriptionEnded', 'SubscriptionRenewed', 'SubscriptionStarted', 'Unfollowed', 'UserBanned', 'UserRegistered', 'UserTimedOut', 'UserUnbanned', 'ViewerCountUpdated']
+__all__ = ['RECORD_TYPES', 'Record', 'ChannelCreated', 'ChannelUpdated', 'ChatMessageDeleted', 'ChatMessageSent', 'ChatModeChanged', 'ChatRoleChanged', 'ClipCreated', 'DeadLetter', 'Followed', 'GopAvailable', 'Heartbeat', 'NotificationDelivered', 'NotificationQueued', 'PartReady', 'PasswordChanged', 'ProfileUpdated', 'SegmentReady', 'StreamConfigured', 'StreamEnded', 'StreamHealth', 'StreamKeyRotated', 'StreamReconnected', 'StreamStarted', 'StreamUpdated', 'SubscriptionCreated', 'SubscriptionDeleted', 'SubscriptionEnded', 'SubscriptionRenewed', 'SubscriptionRevoked', 'SubscriptionStarted', 'SubscriptionVerified', 'Unfollowed', 'UserBanned', 'UserDeleted', 'UserRegistered', 'UserTimedOut', 'UserUnbanned', 'ViewerCountUpdated']

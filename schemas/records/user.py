@@ -12,6 +12,31 @@ from schemas.record import EpochMs, Record, new_event_id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PasswordChanged(Record):
+    """A user changed their password (the hash itself is never on the log: it lives in the credential store). Every bearer token issued before it stops working: the user view counts the changes and tokens carry the count they were issued at."""
+
+    RECORD: ClassVar[str] = 'glasscast.user.PasswordChanged'
+
+    #: Unique id of this event (UUID); consumers deduplicate redelivered events on it.
+    event_id: str = field(default_factory=new_event_id)
+    #: When the fact happened, UTC milliseconds since the epoch; folds take time from here, never from a clock.
+    occurred_at: EpochMs
+    #: The user (UUID); the key of the users topic.
+    user_id: str
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'event_id': self.event_id,
+            'occurred_at': self.occurred_at,
+            'user_id': self.user_id,
+        }
+
+    @classmethod
+    def from_avro(cls, v: dict[str, Any]) -> PasswordChanged:
+        return cls(**v)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProfileUpdated(Record):
     """A user changed their public profile; only the non-null fields changed."""
 
@@ -23,9 +48,9 @@ class ProfileUpdated(Record):
     occurred_at: EpochMs
     #: The user (UUID); the key of the users topic.
     user_id: str
-    #: New display name; null leaves it unchanged, an empty string clears it.
+    #: New display name, sealed with the user's personal-data key (views/personal_data.py); null leaves it unchanged, an empty string (sealed) clears it.
     display_name: str | None = None
-    #: New profile text; null leaves it unchanged, an empty string clears it.
+    #: New profile text, sealed with the user's personal-data key (views/personal_data.py); null leaves it unchanged, an empty string (sealed) clears it.
     bio: str | None = None
     #: New avatar image URL (a reference, never image bytes); null leaves it unchanged, an empty string clears it.
     avatar_url: str | None = None
@@ -46,6 +71,31 @@ class ProfileUpdated(Record):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class UserDeleted(Record):
+    """A user deleted their account: their personal-data key is erased, so their sealed fields (e-mail, display name, bio) in every earlier event no longer open, and the views show the account as deleted."""
+
+    RECORD: ClassVar[str] = 'glasscast.user.UserDeleted'
+
+    #: Unique id of this event (UUID); consumers deduplicate redelivered events on it.
+    event_id: str = field(default_factory=new_event_id)
+    #: When the fact happened, UTC milliseconds since the epoch; folds take time from here, never from a clock.
+    occurred_at: EpochMs
+    #: The user (UUID); the key of the users topic.
+    user_id: str
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'event_id': self.event_id,
+            'occurred_at': self.occurred_at,
+            'user_id': self.user_id,
+        }
+
+    @classmethod
+    def from_avro(cls, v: dict[str, Any]) -> UserDeleted:
+        return cls(**v)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UserRegistered(Record):
     """A new account was registered."""
 
@@ -59,7 +109,7 @@ class UserRegistered(Record):
     user_id: str
     #: Unique login name, as typed at registration (case preserved; uniqueness is case-insensitive).
     username: str
-    #: Contact e-mail address, if one was given.
+    #: Contact e-mail address, if one was given: sealed with the user's personal-data key (pd1:..., views/personal_data.py), so deleting the account erases it; events written before sealing carry it in clear.
     email: str | None = None
     #: Always empty in new events: password hashes live in the gateway's credential store, never in the log (docs/ARCHITECTURE.md, Control plane). Events written before that carry the argon2id PHC string, which the user view keeps only to move it to the store at the account's next login.
     password_hash: str = ''
@@ -79,4 +129,4 @@ class UserRegistered(Record):
         return cls(**v)
 
 
-__all__ = ['ProfileUpdated', 'UserRegistered']
+__all__ = ['PasswordChanged', 'ProfileUpdated', 'UserDeleted', 'UserRegistered']

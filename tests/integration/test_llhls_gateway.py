@@ -64,7 +64,7 @@ def _settings(backbone: Backbone, data_dir: Path) -> Settings:
     # The doorbell on, as `glasscast up` runs it: the edge's consumer sleeps while idle and a producer's ring
     # wakes it (topics/doorbell.py).
     return platform_settings(backbone, data_dir, auth={"jwt_secret": Secret(SECRET)},
-                             transcode={"live_window": 10}, gateway={"live_edge_ready_timeout_s": 20.0},
+                             transcode={"live_window": 10}, gateway={"live_edge_ready_timeout_s": 60.0},
                              kafka={"doorbell_url": backbone.valkey_url})
 
 

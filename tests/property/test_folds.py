@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from schemas.record import Record
 from schemas.records.channel import ChannelCreated, ChannelUpdated, StreamKeyRotated
 from schemas.records.stream import StreamConfigured, StreamEnded, StreamReconnected, StreamStarted, StreamUpdated
-from schemas.records.user import ProfileUpdated, UserRegistered
+from schemas.records.user import ProfileUpdated, UserDeleted, UserRegistered
 from views.channels import CHANNEL_FOLDS, ChannelView
 from views.fold import Applied
 from views.streams import STREAM_FOLDS, StreamView
@@ -106,7 +106,11 @@ def test_user_fold() -> None:
     after = USER_FOLDS[type(upd.value)](upd, view)
     assert after is not None and after.display_name == "Alice" and after.seq == 4
     assert USER_FOLDS[type(upd.value)](upd, after) == after
-    assert "password_hash" not in after.public()
+    assert "password_hash" not in after.to_json()
+    gone = Applied(5, UserDeleted(occurred_at=3000, user_id="u1"))
+    deleted = USER_FOLDS[type(gone.value)](gone, after)
+    assert deleted is not None and deleted.deleted and deleted.display_name is None and deleted.seq == 5
+    assert USER_FOLDS[type(upd.value)](Applied(6, upd.value), deleted) == deleted  # nothing comes back
 
 
 STREAM_ID = "0b7e3c1a-5d2f-4c8e-9a61-7f3d2e1c0b9a"

@@ -112,12 +112,14 @@ def target(backbone: Backbone, tmp_path_factory: pytest.TempPathFactory) -> Iter
         with serve_app(create_app(s), s.gateway.port) as url, httpx.Client(base_url=url, timeout=30) as http:
             name = f"fuzz_{uuid.uuid4().hex[:10]}"
             assert http.post("/v1/users", json={"username": name, "password": PASSWORD}).status_code == 201
-            token = http.post("/v1/auth/login", json={"username": name, "password": PASSWORD}).json()["access_token"]
+            login = http.post("/v1/auth/login", json={"username": name, "password": PASSWORD}).json()
+            token, user_id = login["access_token"], login["user"]["id"]
             auth = {"Authorization": f"Bearer {token}"}
             channel_id = http.post("/v1/channels", headers=auth, json={"name": name}).json()["id"]
             r = http.post("/v1/streams", headers=auth, json={"channel_id": channel_id})
             assert r.status_code == 201, r.text
-            yield Target(url, token, {"channel_id": channel_id, "room": name, "stream_id": r.json()["id"]})
+            yield Target(url, token, {"channel_id": channel_id, "room": name, "stream_id": r.json()["id"],
+                                      "user_id": user_id})
 
 
 def _path(template: str, params: dict[str, str]) -> str:

@@ -1,6 +1,7 @@
 /**
  * A channel page (/c/{name}): the channel's live stream in the player, its
- * title, category, tags and viewer count, and the chat panel.  An offline
+ * title, category, tags and viewer count, the Follow button with its bell and the follower count
+ * (follow.js), and the chat panel.  An offline
  * channel says so and starts playing by itself when it goes live; its chat
  * is open all the while, as on Twitch.
  */
@@ -8,6 +9,7 @@
 import { api, ApiError, seg } from './api.js';
 import { ChatPanel, chatUrlFor } from './chat.js';
 import { byId, el, formatViewers } from './dom.js';
+import { FollowControls } from './follow.js';
 import { Heartbeats } from './heartbeats.js';
 import { Playback } from './playback.js';
 import { LivePlayer, loadHls, playerUnavailable } from './player.js';
@@ -24,6 +26,7 @@ const chat = new ChatPanel({
 });
 const watching = { streamId: null, playback: null, player: null, heartbeats: null, infoTimer: null };
 let hlsReady = Promise.resolve();
+const follow = new FollowControls();
 
 function showMessage(text, kind = '') {
   const box = byId('player-message');
@@ -145,6 +148,7 @@ async function start() {
   hlsReady = loadHls();   // evaluated while the API answers
   const channel = await loading;
   if (!channel) return;
+  follow.show(channel);
   chat.open(channel.id, chatUrlFor(channel.id));   // chat works whether or not the channel is live
   if (channel.live_stream_id) watch(channel); else waitForLive(channel);
 }

@@ -2,11 +2,13 @@
  * The live directory (/): live channels sorted by viewers, filtered by
  * category (GET /v1/categories), paged with next_cursor, and a search box
  * (GET /v1/search).  The chosen category and query stay in the URL so a
- * filtered directory can be shared and survives a reload.
+ * filtered directory can be shared and survives a reload.  A signed-in user also gets the
+ * "Followed channels" rail (followed_rail.js).
  */
 
 import { api, ApiError } from './api.js';
 import { byId, el, formatUptime, formatViewers, setStatus } from './dom.js';
+import { FollowedRail } from './followed_rail.js';
 
 const PAGE_SIZE = 24;
 const REFRESH_MS = 60_000;
@@ -183,6 +185,7 @@ function start() {
   }
   loadCategories();
   loadStreams();
+  new FollowedRail().start();
   // Viewer counts move; refresh the first page while nobody has paged further.
   setInterval(() => {
     if (!document.hidden && !state.loading && byId('streams').children.length <= PAGE_SIZE) loadStreams();

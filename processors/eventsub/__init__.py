@@ -1,0 +1,1 @@
+"""EventSub webhooks: callback verification and notification delivery (``dispatcher.py``)."""

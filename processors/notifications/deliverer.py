@@ -1,0 +1,193 @@
+"""The delivery consumer group: queued notifications, when due, to the feed, open sockets and e-mail.
+
+A loop owned by the processors worker (``app.task``) around its own consumer of
+``notifications`` (group ``{app_id}-notify``, auto-commit off).  It reads ahead
+up to ``max_pending`` records, holds each ``NotificationQueued`` until its due
+time (``notify:due:{stream}``, written by the planner; none means now), delivers
+the due ones a batch at a time and commits a partition only up to its lowest
+record not yet delivered (``pending.py``), so a killed deliverer re-delivers at
+most what it had not committed.  A delivery is:
+
+* in-app: the feed (views/notifications.py; deduplicated on the notification id,
+  so a re-delivery lists nothing twice) and, for a new item, a Valkey pub/sub push
+  that whichever gateway holds the user's notification socket forwards;
+* e-mail, when a relay is configured and the account has an address (sealed in the user view, opened
+  with the user's personal-data key; none once the account is deleted): sent
+  off the loop, tried ``smtp_attempts`` times, then given up (logged; the in-app
+  notification stands); a sent one is marked so a re-delivery does not send it again;
+
+then a ``NotificationDelivered`` per delivery, acknowledged by the log before the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import time
+from typing import Any
+
+from infra.settings import Settings
+from processors.notifications.index import NotifyIndex
+from processors.notifications.mail import Mail, MailError, mail_enabled, send_mail
+from processors.notifications.pending import PendingWindow
+from processors.notifications.planner import Acks
+from processors.retrying import until_done
+from schemas.records.notification import NotificationDelivered, NotificationQueued
+from topics.consumer import EventConsumer
+from topics.errors import DeliveryError
+from topics.producer import EventProducer
+from topics.serde import AvroSerde
+from views.errors import VALKEY_UNAVAILABLE
+from views.notifications import FeedItem, NotificationFeed
+from views.personal_data import PersonalKeys
+from views.store import ViewStore
+from views.users import UserView, profile_of
+
+log = logging.getLogger("glasscast.processors.notifications.delivery")
+
+TOPIC = "notifications"
+READ_MAX = 1000  # records per consume call
+DELIVER_MAX = 500  # notifications per delivery batch
+IDLE_WAIT_S = 0.2  # the consume wait while nothing is due
+MAIL_CONCURRENCY = 4  # SMTP sessions at once
+TRANSIENT = (*VALKEY_UNAVAILABLE, DeliveryError)
+RESTART_PAUSE_S = 1.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def mail_of(n: NotificationQueued) -> str:
+    """The e-mail text of a notification."""
+    lines = [n.title, "", n.body] if n.body else [n.title]
+    if n.url:
+        lines += ["", f"Watch: {n.url}"]
+    return "\n".join(lines) + "\n"
+
+
+class Deliverer:
+    """Delivers due notifications; ``run`` is the loop."""
+
+    def __init__(self, settings: Settings, serde: AvroSerde, views: ViewStore, index: NotifyIndex) -> None:
+        self.settings = settings
+        self.cfg = settings.notifications
+        self.serde = serde
+        self.views = views
+        self.index = index
+        self.feed = NotificationFeed(views.r, settings.valkey.key_prefix, self.cfg.feed_max)
+        self.producer = EventProducer(settings.kafka, serde)
+        self.window: PendingWindow[NotificationQueued] = PendingWindow()
+        self._keys: PersonalKeys | None = None  # opened on the first e-mail
+
+    async def run(self) -> None:
+        """Deliver until cancelled; a crash is logged and delivery starts again from the last commit."""
+        while True:
+            self.window = PendingWindow()
+            consumer: EventConsumer | None = None
+            try:
+                consumer = await asyncio.to_thread(self.open_consumer)
+                while True:
+                    await self.step(consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("notification deliverer failed; starting again from its last commit")
+            finally:
+                if consumer is not None:
+                    await asyncio.to_thread(consumer.close)
+            await asyncio.sleep(RESTART_PAUSE_S)
+
+    def open_consumer(self) -> EventConsumer:
+        """The delivery group's consumer; offsets are committed only by ``step``, never automatically."""
+        overrides: dict[str, Any] = {"enable.auto.commit": False}
+        return EventConsumer(self.settings.kafka, self.serde, [TOPIC],
+                             group_id=f"{self.settings.processors.app_id}-notify", dead_letter=self.producer,
+                             **overrides)
+
+    async def step(self, consumer: EventConsumer) -> None:
+        """Read what there is room for, deliver what is due, commit what is done."""
+        room = self.cfg.max_pending - len(self.window)
+        nxt = self.window.next_due_ms()
+        wait_s = IDLE_WAIT_S if nxt is None else min(IDLE_WAIT_S, max(0.0, (nxt - now_ms()) / 1000))
+        events = await asyncio.to_thread(consumer.consume, min(room, READ_MAX), wait_s) if room > 0 else []
+        queued: list[tuple[int, int, NotificationQueued]] = []
+        for ev in events:
+            self.window.read(ev.partition, ev.offset)
+            if isinstance(ev.value, NotificationQueued):
+                queued.append((ev.partition, ev.offset, ev.value))
+            else:
+                self.window.done(ev.partition, ev.offset)  # NotificationDelivered: nothing to do
+        if queued:
+            dues = await until_done(functools.partial(self.index.due_times, [
+                (n.stream_id or "", n.notification_id) for _, _, n in queued]),
+                "notification due times", VALKEY_UNAVAILABLE, log)
+            for (partition, offset, n), due in zip(queued, dues, strict=True):
+                self.window.hold(partition, offset, due or 0, n)  # no due time: the first tier, due now
+        due_now = self.window.take_due(now_ms(), DELIVER_MAX)
+        if due_now:
+            items = [item for _, _, item in due_now]
+            await until_done(functools.partial(self.deliver, items), "notification delivery", TRANSIENT, log)
+            for partition, offset, _ in due_now:
+                self.window.done(partition, offset)
+        for partition, position in self.window.commits().items():
+            consumer.commit_offset(TOPIC, partition, position)
+        if room <= 0 and not due_now:
+            await asyncio.sleep(wait_s)
+
+    async def deliver(self, items: list[NotificationQueued]) -> None:
+        """Deliver a batch in-app (and by e-mail), then record each delivery on the log."""
+        at = now_ms()
+        await self.feed.add([(n.user_id, FeedItem(
+            id=n.notification_id, kind=n.kind, title=n.title, body=n.body, url=n.url, channel_id=n.channel_id,
+            stream_id=n.stream_id, queued_at_ms=n.occurred_at, delivered_at_ms=at)) for n in items])
+        delivered = [NotificationDelivered(occurred_at=at, notification_id=n.notification_id, user_id=n.user_id,
+                                           delivery="IN_APP") for n in items]
+        if mail_enabled(self.cfg):
+            delivered += await self.email(items)
+        acks = Acks()
+        for d in delivered:
+            self.producer.produce(d, d.user_id, on_delivery=acks.callback)
+        await acks.flushed(self.producer, "NotificationDelivered records")
+
+    async def email(self, items: list[NotificationQueued]) -> list[NotificationDelivered]:
+        """E-mail each notification whose user has an address and was not e-mailed it yet."""
+        raws = await self.views.r.mget([self.views.k_user(n.user_id) for n in items])
+        sent = await self.index.emailed([n.notification_id for n in items])
+        users = {n.user_id: UserView.from_json(json.loads(raw)) for n, raw in zip(items, raws, strict=True)
+                 if raw is not None}
+        # The address is sealed with the user's own key (views/personal_data.py); a deleted account has none.
+        keys = await asyncio.to_thread(self._keys_of, [u for u, view in users.items() if not view.deleted])
+        todo = []
+        for n, done in zip(items, sent, strict=True):
+            view = users.get(n.user_id)
+            address = profile_of(view, keys.get(n.user_id)).email if view is not None else None
+            if address and not done:
+                todo.append((n, address))
+        gate = asyncio.Semaphore(MAIL_CONCURRENCY)
+        results = await asyncio.gather(*(self._send(gate, n, address) for n, address in todo))
+        return [r for r in results if r is not None]
+
+    def _keys_of(self, user_ids: list[str]) -> dict[str, bytes | None]:
+        """Each user's personal-data key (blocking: SQLite)."""
+        if self._keys is None:
+            self._keys = PersonalKeys.open(self.settings.data_dir)
+        return {user_id: self._keys.get(user_id) for user_id in user_ids}
+
+    async def _send(self, gate: asyncio.Semaphore, n: NotificationQueued, address: str) -> NotificationDelivered | None:
+        async with gate:
+            for attempt in range(1, self.cfg.smtp_attempts + 1):
+                try:
+                    await asyncio.to_thread(send_mail, self.cfg, Mail(address, n.title, mail_of(n)))
+                except MailError as exc:
+                    log.warning("e-mail of notification %s to user %s failed (attempt %d): %s",
+                                n.notification_id, n.user_id, attempt, exc)
+                    await asyncio.sleep(0.5 * attempt)
+                    continue
+                await self.index.mark_emailed(n.notification_id)
+                return NotificationDelivered(occurred_at=now_ms(), notification_id=n.notification_id,
+                                             user_id=n.user_id, delivery="EMAIL", attempts=attempt)
+        log.warning("e-mail of notification %s to user %s given up", n.notification_id, n.user_id)
+        return None
