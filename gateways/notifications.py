@@ -88,13 +88,10 @@ async def mark_read(request: Request) -> JSONResponse:
 
 
 async def _principal(svc: Services, token: str) -> Principal:
-    """The token's principal, whose account must exist (as ``Services.user_principal`` checks)."""
+    """The token's principal, checked as ``Services.user_principal`` checks a request's."""
     auth = svc.settings.auth
     principal = read_token(str(auth.jwt_secret), auth.jwt_issuer, token, int(svc.clock()))
-    if principal.user_id not in svc.known_users:
-        if await svc.views.get_user(principal.user_id) is None:
-            raise Unauthorized("the token's account does not exist")
-        svc.known_users.add(principal.user_id)
+    await svc.check_account(principal)  # exists, not deleted, no password change since the token
     return principal
 
 
