@@ -121,6 +121,8 @@ class EventConsumer:
         self._commit_lock = threading.Lock()
         self._polling = False  # a thread is inside poll() or consume(): commits wait for it to return
         self._deferred: dict[tuple[str, int], int] = {}
+        self._held: dict[tuple[str, int], int] = {}  # held by the caller -> where to read again; the doorbell's
+        # wake leaves them paused
         if group_id is not None:
             self._consumer.subscribe(self.topics, on_assign=self._on_assign)
 
@@ -155,6 +157,32 @@ class EventConsumer:
         # -1: no record that late; start at the end.
         self.assign_partitions([TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END)
                                 for tp in found])
+
+    def hold_partition(self, topic: str, partition: int, offset: int) -> None:
+        """Stop fetching a partition; once released it is read again from ``offset`` (a bounded read-ahead).
+
+        The doorbell's wake leaves a held partition paused; whatever else arrives from it meanwhile is to be
+        ignored by the caller, as the release seeks back to ``offset`` in any case.
+        """
+        self._held[(topic, partition)] = offset
+        tp = TopicPartition(topic, partition, offset)
+        self._consumer.pause([tp])
+        try:
+            self._consumer.seek(tp)
+        except KafkaException as exc:  # not assigned any longer (a rebalance): its new owner reads it
+            log.info("hold of %s[%d] at %d: %s", topic, partition, offset, exc)
+
+    def release_partition(self, topic: str, partition: int) -> None:
+        """Fetch a held partition again, from where it was held."""
+        offset = self._held.pop((topic, partition), None)
+        if offset is None:
+            return
+        tp = TopicPartition(topic, partition, offset)
+        try:
+            self._consumer.seek(tp)
+            self._consumer.resume([tp])
+        except KafkaException as exc:  # not assigned any longer: nothing to fetch here
+            log.info("release of %s[%d] at %d: %s", topic, partition, offset, exc)
 
     @property
     def paused(self) -> bool:
@@ -286,7 +314,7 @@ class EventConsumer:
     def _resume(self, now: float, probe: bool) -> None:
         bell = self._bell
         assert bell is not None
-        parts = self._consumer.assignment()
+        parts = [tp for tp in self._consumer.assignment() if (tp.topic, tp.partition) not in self._held]
         if bell.gate.paused and parts:
             self._consumer.resume(parts)
             try:  # a request on the broker connection makes librdkafka apply the resume now

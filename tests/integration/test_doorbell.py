@@ -143,3 +143,45 @@ def test_a_consumer_whose_doorbell_is_down_does_not_pause(rig: Callable[..., tup
     finally:
         silent.close(10)
         consumer.close()
+
+
+def test_a_held_partition_stays_held_through_a_ring_and_is_read_again_from_where_it_was_held(
+        rig: Callable[..., tuple[Settings, AvroSerde]]) -> None:
+    settings, serde = rig(idle_check_ms=500)
+    consumer = EventConsumer(settings.kafka, serde, ["users"], group_id=f"bell-{uuid.uuid4().hex[:8]}", **LATEST)
+    producer = EventProducer(settings.kafka, serde)
+    got: list[Event] = []
+
+    def read(until: Callable[[], bool], what: str) -> None:
+        def step() -> bool:
+            got.extend(consumer.consume(100, 0.1))
+            return until()
+        eventually(step, 30, what, every_s=0.0)
+
+    try:
+        read(lambda: consumer.paused, "the idle consumer to pause")
+        key = str(uuid.uuid4())  # one key: one partition, in order
+        first = [str(uuid.uuid4()) for _ in range(10)]
+        for uid in first:
+            producer.produce(registered(uid), key)
+        read(lambda: len(got) >= 10, "the first records")
+        held = got[3]
+        consumer.hold_partition("users", held.partition, held.offset)
+        read(lambda: consumer.paused, "the consumer, idle again, to pause")
+        more = [str(uuid.uuid4()) for _ in range(5)]
+        for uid in more:
+            producer.send_sync(registered(uid), key)  # each rings the topic: the doorbell wakes the consumer
+        before = len(got)
+        read(lambda: not consumer.paused, "the ring to wake the consumer")
+        for _ in range(20):  # two seconds of reads after the rings: nothing of the held partition arrives
+            got.extend(consumer.consume(100, 0.1))
+        assert not [e for e in got[before:] if e.partition == held.partition and e.key == key]
+        consumer.release_partition("users", held.partition)
+        after = len(got)
+        read(lambda: {e.value.user_id for e in got[after:] if isinstance(e.value, UserRegistered)} >= set(more),
+             "the held partition read again")
+        again = [e.value.user_id for e in got[after:] if isinstance(e.value, UserRegistered) and e.key == key]
+        assert again == first[3:] + more  # from the held offset, in order, nothing skipped
+    finally:
+        producer.close(10)
+        consumer.close()
