@@ -1,7 +1,9 @@
 """Public profiles, editing one's own, and deleting one's account (crypto-shredding).
 
 - ``GET /v1/users/{id or name}``: the public profile (display name, bio, avatar
-  URL, created_at_ms) and the user's channels.  A deleted account is a 404.
+  URL, created_at_ms) and the user's channels.  A deleted account is a 404;
+  more than ``PROFILE_READS_PER_MINUTE`` reads from one client address in a
+  minute is a 429 with Retry-After.
 - ``PATCH /v1/me`` ``{display_name?, bio?}``: a ``ProfileUpdated`` whose fields
   are sealed with the user's personal-data key (views/personal_data.py).
 - ``POST /v1/me/password`` ``{old_password, new_password}``: the old password
@@ -13,17 +15,20 @@
 - ``DELETE /v1/me`` ``{password}``: the password is checked like a login
   (throttled, one argon2 verification); then the user's key is erased, so
   their e-mail, display name and bio in every earlier event (topic, archive,
-  views, exports) no longer open, and their avatars are deleted; then ``UserDeleted`` goes on the log, the
-  credential is dropped, and every token of the account stops working (at once
-  here, on other gateways within ``KnownUsers``' time to live).  The key goes
-  first: a deletion cut short by a crash has still erased the personal data,
-  and asking again finishes it (each step is idempotent).  The username stays
-  taken; the user's channels stay (they are the channel's, not personal data).
+  views, exports) no longer open, and their avatars are deleted; then an
+  ``Unfollowed`` for each channel they follow and ``UserDeleted`` go on the log
+  (the notification processor erases their in-app feed on it), the credential
+  is dropped, and every token of the account stops working (at once here, on
+  other gateways within ``KnownUsers``' time to live).  The key goes first: a
+  deletion cut short by a crash has still erased the personal data, and asking
+  again finishes it (each step is idempotent).  The username stays taken; the
+  user's channels stay (they are the channel's, not personal data).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from typing import Any
 
@@ -36,15 +41,29 @@ from gateways.accounts import client_address
 from gateways.auth import issue_token
 from gateways.avatars import forget_avatars
 from gateways.channels import channel_json
+from gateways.chat.ratelimit import RateLimiter
 from gateways.errors import BadRequest, NotFound, TooManyRequests, Unauthorized
 from gateways.passwords import Busy
 from gateways.services import Services, json_body, services
+from schemas.records.social import Unfollowed
 from schemas.records.user import PasswordChanged, ProfileUpdated, UserDeleted
+from views.follows import FOLLOWING
 from views.personal_data import seal
 from views.users import UserView, profile_of
 
 MAX_DISPLAY_NAME = 64
 MAX_BIO = 300
+UNFOLLOW_PAGE = 200  # follows unfollowed at once when an account is deleted
+PROFILE_READS_PER_MINUTE = 300  # public profile reads per client address
+READ_WINDOW_MS = 60_000
+
+
+class ProfileReads(RateLimiter):
+    """Public profile reads per client address in a sliding minute (each opens sealed fields)."""
+
+    def __init__(self, svc: Services) -> None:
+        super().__init__(svc.redis, svc.settings.valkey.key_prefix)
+        self.prefix = f"{svc.settings.valkey.key_prefix}profiles:rate:"
 
 
 async def _user(svc: Services, ref: str) -> UserView | None:
@@ -66,6 +85,12 @@ async def profile_json(svc: Services, user: UserView) -> dict[str, Any]:
 
 async def get_profile(request: Request) -> JSONResponse:
     svc = services(request)
+    allowed, wait_ms = await ProfileReads(svc).allow("reads", client_address(request), svc.now_ms(),
+                                                     READ_WINDOW_MS, PROFILE_READS_PER_MINUTE, uuid.uuid4().hex)
+    if not allowed:
+        wait_s = max(1, math.ceil(wait_ms / 1000))
+        raise TooManyRequests(f"too many profile reads: at most {PROFILE_READS_PER_MINUTE} a minute; "
+                              f"try again in {wait_s} s", retry_after_s=wait_s)
     ref = str(request.path_params["user"])
     if not 0 < len(ref) <= 64:
         raise NotFound("no such user")
@@ -177,6 +202,7 @@ async def _delete_me(svc: Services, request: Request) -> Response:
     await _checked_password(svc, request, user, password)
     await asyncio.to_thread(svc.personal_keys.erase, user.id)
     await asyncio.to_thread(forget_avatars, svc, user.id)
+    await _unfollow_all(svc, user.id)
     ack = await svc.emit(UserDeleted(occurred_at=svc.now_ms(), user_id=user.id), user.id)
     await svc.passwords.forget(user.id)
     svc.known_users.forget(user.id)
@@ -187,6 +213,21 @@ async def _delete_me(svc: Services, request: Request) -> Response:
 
     await svc.wait_for(seen)
     return Response(status_code=204)
+
+
+async def _unfollow_all(svc: Services, user_id: str) -> None:
+    """An ``Unfollowed`` for every channel the user follows, acknowledged, before the account goes.
+
+    Follower counts, the go-live index and followers-only chat then forget the account through their usual
+    folds.  A gateway that dies half-way leaves the account undeleted; deleting again emits the rest.
+    """
+    after: str | None = None
+    while True:
+        rows, after = await svc.views.follows.page(FOLLOWING, user_id, after, UNFOLLOW_PAGE)
+        await asyncio.gather(*(svc.emit(Unfollowed(occurred_at=svc.now_ms(), follower_id=user_id,
+                                                   channel_id=r.id), f"{user_id}:{r.id}") for r in rows))
+        if after is None:
+            return
 
 
 routes = [

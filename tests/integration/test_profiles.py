@@ -29,6 +29,7 @@ import av
 import httpx
 import pytest
 
+from gateways.profiles import PROFILE_READS_PER_MINUTE
 from infra.launcher import GlasscastUp
 from tests.waiting import eventually
 from views.personal_data import PersonalKeys, open_field
@@ -156,6 +157,14 @@ def test_a_deleted_account_leaves_no_readable_personal_data(tmp_path: Path) -> N
         assert http.get(f"/v1/users/{gone_id}").status_code == 404
         kept_profile = http.get(f"/v1/users/kept_{tag}").json()
         assert (kept_profile["display_name"], kept_profile["bio"]) == (kept["display_name"], kept["bio"])
+        # Public reads are bounded per client: at most PROFILE_READS_PER_MINUTE a minute, then 429.
+        # (Up to 100 reads above fell in the same minute.)
+        codes = [http.get(f"/v1/users/{kept_id}").status_code for _ in range(PROFILE_READS_PER_MINUTE)]
+        served = codes.index(429)
+        assert served >= PROFILE_READS_PER_MINUTE - 100
+        assert set(codes[:served]) == {200} and set(codes[served:]) == {429}
+        refused = http.get(f"/v1/users/{kept_id}")
+        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
         topics = _topics(up)
 
     assert any((data_dir / "archive").rglob("*.avro")), "the archive holds the topics' records"
