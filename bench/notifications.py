@@ -3,8 +3,9 @@
 Starts an embedded broker, registry and Valkey, puts ``--followers`` synthetic
 ``Followed`` events (notifications on) for one channel on ``social.follows``,
 and marks ``--engaged`` of them as recent viewers with a signed-in Heartbeat.
-Then one ``glasscast run processors`` child folds them into its index, and a
-``StreamStarted`` of the channel starts the fan-out.  Reported:
+Then one ``glasscast run processors`` child folds them into its index and views,
+and once it has gone quiet (under a quarter of a core), a ``StreamStarted`` of
+the channel starts the fan-out.  Reported:
 
   * ``plan_s``: from the StreamStarted on the log to the planner recording the
     broadcast as notified, which it does only once every NotificationQueued was
@@ -12,8 +13,15 @@ Then one ``glasscast run processors`` child folds them into its index, and a
   * ``queued_per_s``: NotificationQueued records into the log per second of planning;
   * ``delivery_s``: first / median / last in-app delivery after the start
     (the first tier at once, the rest spread over ``--delay-min-s``..``--delay-max-s``);
+  * ``late_s``: how far after its due time (``NotificationQueued.due_at``, or its
+    queueing for the first tier) each in-app delivery was, p50 / p99 / max;
   * ``delivered_peak_per_s``: the most in-app deliveries in one second;
-  * the processor's RSS at the end and its peak (``VmHWM``).
+  * the processor's RSS at the end and its peak (``VmHWM``);
+  * the reference, measured in the same run before the processors start:
+    ``reference_produce_s``, the time fastavro schemaless encoding and a bare
+    librdkafka producer (the same settings) take to put as many
+    NotificationQueued values on a scratch topic and have them acknowledged:
+    the floor under ``plan_s``.
 
 Prints one JSON line.  The aim (issue 14): planning under 10 s and the processor under 300 MB.
 """
@@ -21,6 +29,7 @@ Prints one JSON line.  The aim (issue 14): planning under 10 s and the processor
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import statistics
@@ -36,17 +45,21 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import fastavro  # noqa: E402
 import redis  # noqa: E402
+from confluent_kafka import Producer  # noqa: E402
 
 from bench.backbone import embedded_backbone  # noqa: E402
 from infra.settings import Settings, child_env  # noqa: E402
-from schemas.records.notification import NotificationDelivered  # noqa: E402
+from schemas.records.notification import NotificationDelivered, NotificationQueued  # noqa: E402
 from schemas.records.social import Followed  # noqa: E402
 from schemas.records.stream import StreamStarted  # noqa: E402
 from schemas.records.viewer import Heartbeat  # noqa: E402
 from topics.admin import ensure_topics  # noqa: E402
-from topics.producer import EventProducer  # noqa: E402
+from topics.catalogue import TopicSpec  # noqa: E402
+from topics.producer import EventProducer, producer_config  # noqa: E402
 from topics.runtime import make_serde  # noqa: E402
+from topics.serde import without_logical_types  # noqa: E402
 from topics.tools import read_topic  # noqa: E402
 from views.readiness import ready_key  # noqa: E402
 
@@ -56,6 +69,19 @@ def memory_mb(pid: int) -> dict[str, float]:
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     return {"rss_mb": round(int(fields["VmRSS"].split()[0]) / 1024, 1),
             "peak_rss_mb": round(int(fields["VmHWM"].split()[0]) / 1024, 1)}
+
+
+QUIET_CPU = 0.25  # the processors' CPU share (of one core) below which they are done folding the follows
+
+
+def cpu_share(pid: int, over_s: float = 1.0) -> float:
+    """The process's CPU time over ``over_s`` of wall time (Linux /proc; utime + stime in clock ticks)."""
+    def ticks() -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    before = ticks()
+    time.sleep(over_s)
+    return (ticks() - before) / os.sysconf("SC_CLK_TCK") / over_s
 
 
 def wait(condition: Any, timeout_s: float, what: str, proc: subprocess.Popen[bytes]) -> None:
@@ -83,12 +109,55 @@ def produce_follows(s: Settings, channel_id: str, users: list[str], engaged: int
     producer.close()
 
 
-def collect_deliveries(s: Settings, channel_users: int, out: list[int], stop: threading.Event) -> None:
-    """occurred_at of every IN_APP NotificationDelivered, until ``channel_users`` of them arrived."""
+def reference_produce_s(s: Settings, channel_id: str, users: list[str]) -> float:
+    """Seconds for fastavro + a bare Producer to put a NotificationQueued per user on a scratch topic, acknowledged."""
+    topic = f"bench.notify.reference.{uuid.uuid4().hex[:6]}"
+    ensure_topics(s.kafka, [TopicSpec(topic, "user_id", (NotificationQueued.RECORD,), partitions=3)])
+    schema = json.loads((Path(__file__).resolve().parents[1] / "schemas/notification/NotificationQueued.avsc")
+                        .read_text())
+    parsed = fastavro.parse_schema(without_logical_types(schema))
+    stream_id, now = str(uuid.uuid4()), int(time.time() * 1000)
+    bare = Producer(producer_config(s.kafka))
+    start = time.perf_counter()
+    for i, user_id in enumerate(users):
+        value = {"event_id": str(uuid.uuid4()), "occurred_at": now, "notification_id": str(uuid.uuid4()),
+                 "user_id": user_id, "kind": "GO_LIVE", "delivery": "IN_APP", "channel_id": channel_id,
+                 "stream_id": stream_id, "title": "bench is live", "body": "bench", "url": "http://127.0.0.1/c/bench",
+                 "due_at": now + 60_000}
+        buf = io.BytesIO()
+        buf.write(b"\0\0\0\0\1")  # the wire format's magic byte and a schema id, as the framing costs
+        fastavro.schemaless_writer(buf, parsed, value)
+        while True:
+            try:
+                bare.produce(topic, buf.getvalue(), user_id.encode())
+                break
+            except BufferError:
+                bare.poll(0.01)
+        if i % 1000 == 0:
+            bare.poll(0)
+    if bare.flush(120):
+        raise SystemExit("the reference records were not all acknowledged")
+    return time.perf_counter() - start
+
+
+def collect_deliveries(s: Settings, channel_users: int, out: list[tuple[int, int]], stop: threading.Event) -> None:
+    """(delivered at, due at) of every IN_APP NotificationDelivered, until ``channel_users`` of them arrived."""
+    due: dict[str, int] = {}
     for ev in read_topic(s.kafka, make_serde(s), "notifications", start="beginning",
                          should_stop=lambda: stop.is_set() or len(out) >= channel_users):
-        if isinstance(ev.value, NotificationDelivered) and ev.value.delivery == "IN_APP":
-            out.append(ev.value.occurred_at)
+        if isinstance(ev.value, NotificationQueued):
+            due[ev.value.notification_id] = ev.value.due_at or ev.value.occurred_at
+        elif isinstance(ev.value, NotificationDelivered) and ev.value.delivery == "IN_APP":
+            out.append((ev.value.occurred_at, due.get(ev.value.notification_id, ev.value.occurred_at)))
+
+
+def late_by_due(delivered: list[tuple[int, int]], started_at: int) -> dict[str, float]:
+    """The latest delivery (s after due) among notifications due in each 10 s after the start."""
+    worst: dict[int, int] = {}
+    for at, due in delivered:
+        bucket = max(0, due - started_at) // 10_000
+        worst[bucket] = max(worst.get(bucket, 0), at - due)
+    return {f"{b * 10}s": round(w / 1000, 2) for b, w in sorted(worst.items())}
 
 
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -99,17 +168,21 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         channel_id = str(uuid.uuid4())
         users = [str(uuid.uuid4()) for _ in range(args.followers)]
         produce_follows(s, channel_id, users, args.engaged)
+        reference_s = reference_produce_s(s, channel_id, users)
         client = redis.Redis.from_url(s.valkey.url)
         key = f"{s.valkey.key_prefix}notify:followers:{channel_id}"
         with open(tmp / "processors.log", "ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "run", "processors"],
                                     env=child_env(s, os.environ), stdout=log, stderr=subprocess.STDOUT)
-        delivered: list[int] = []
+        delivered: list[tuple[int, int]] = []
         stop = threading.Event()
         reader = threading.Thread(target=collect_deliveries, args=(s, args.followers, delivered, stop), daemon=True)
         try:
             wait(lambda: client.exists(ready_key(s)), 120, "the processors", proc)
             wait(lambda: client.scard(key) >= args.followers, args.timeout_s, "the follower index", proc)
+            views = f"{s.valkey.key_prefix}view:followers:{channel_id}"
+            wait(lambda: client.zcard(views) >= args.followers, args.timeout_s, "the follow views", proc)
+            wait(lambda: cpu_share(proc.pid) < QUIET_CPU, args.timeout_s, "the processors to go quiet", proc)
             before = memory_mb(proc.pid)
             reader.start()
             producer = EventProducer(s.kafka, make_serde(s))
@@ -132,16 +205,21 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 proc.kill()
                 proc.wait()
             client.close()
-        offsets = sorted((at - started_at) / 1000 for at in delivered[:args.followers])
+        offsets = sorted((at - started_at) / 1000 for at, _ in delivered[:args.followers])
+        late = sorted(max(0, at - due) / 1000 for at, due in delivered[:args.followers])
         per_second = Counter(int(o) for o in offsets)
         return {"bench": "notifications", "followers": args.followers, "engaged": args.engaged,
                 "delay_s": [args.delay_min_s, args.delay_max_s], "plan_s": round(plan_s, 2),
                 "queued_per_s": round(args.followers / plan_s),
                 "delivery_s": {"first": round(offsets[0], 2), "median": round(statistics.median(offsets), 2),
                                "last": round(offsets[-1], 2)},
+                "late_s": {"p50": round(statistics.median(late), 2), "p99": round(late[int(0.99 * (len(late) - 1))], 2),
+                           "max": round(late[-1], 2)},
+                "late_max_s_by_due_10s": late_by_due(delivered[:args.followers], started_at),
                 "delivered_peak_per_s": max(per_second.values()),
                 "processor_rss_mb_before": before["rss_mb"], "processor_rss_mb": after["rss_mb"],
                 "processor_peak_rss_mb": after["peak_rss_mb"],
+                "reference_produce_s": round(reference_s, 2),
                 "aim": {"plan_s": 10, "processor_mb": 300}}
 
 

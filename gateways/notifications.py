@@ -8,7 +8,10 @@
   ``AUTHENTICATED`` (user, ``unread_count``, ``expires_at_ms``); then every new
   notification arrives as ``NOTIFICATION`` (``notification``, ``unread_count``).
   Pushes come through Valkey pub/sub (``notif:push:{user}``), so whichever gateway
-  holds the socket forwards them.  No auth frame within ``AUTH_TIMEOUT_S``, or a
+  holds the socket forwards them; one pub/sub connection per gateway serves all
+  its sockets (gateways/push_hub.py), and one account has at most
+  ``notifications.sockets_per_user`` sockets per gateway (the next is closed
+  with 1013 ``too_many_sockets``).  No auth frame within ``AUTH_TIMEOUT_S``, or a
   refused token, closes with 4401; so does the token's expiry, unless another auth
   frame for the same user brought a fresh token.  ``{"type": "ping"}`` gets PONG.
 """
@@ -30,6 +33,7 @@ from gateways import validation as v
 from gateways.auth import Principal, read_token
 from gateways.chat import frames
 from gateways.errors import ApiError, Unauthorized, ValidationFailed
+from gateways.push_hub import Inbox, TooManySockets
 from gateways.services import Services, json_body, services
 from views.errors import VALKEY_UNAVAILABLE
 from views.notifications import PAGE_MAX, FeedItem, NotificationFeed
@@ -132,26 +136,28 @@ async def notifications_ws(websocket: WebSocket) -> None:
     except VALKEY_UNAVAILABLE:
         await _close(websocket, "unavailable", "notifications are unavailable for a moment", CLOSE_TRY_AGAIN_LATER)
         return
-    pubsub: Any = svc.redis.pubsub()
     try:
-        await pubsub.subscribe(feed.k_push(principal.user_id))
-        await websocket.send_text(frames.encode({
-            "type": "AUTHENTICATED", "user": {"id": principal.user_id, "username": principal.username},
-            "unread_count": unread, "expires_at_ms": principal.expires_at_s * 1000}))
-        pump = asyncio.create_task(_pump(pubsub, websocket), name="notification push")
-        try:
-            await _session(svc, websocket, principal)
-        finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, *VALKEY_UNAVAILABLE):
-                await pump
+        async with svc.push_hub.attach(feed.k_push(principal.user_id)) as inbox:
+            await websocket.send_text(frames.encode({
+                "type": "AUTHENTICATED", "user": {"id": principal.user_id, "username": principal.username},
+                "unread_count": unread, "expires_at_ms": principal.expires_at_s * 1000}))
+            pump = asyncio.create_task(_pump(inbox, websocket), name="notification push")
+            session = asyncio.create_task(_session(svc, websocket, principal), name="notification socket")
+            try:
+                await asyncio.wait({pump, session}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (pump, session):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                        await task
+    except TooManySockets:
+        await _close(websocket, "too_many_sockets",
+                     f"at most {svc.settings.notifications.sockets_per_user} notification sockets per account",
+                     CLOSE_TRY_AGAIN_LATER)
     except WebSocketDisconnect:
         pass
     except VALKEY_UNAVAILABLE:
         await _close(websocket, "unavailable", "notifications are unavailable for a moment", CLOSE_TRY_AGAIN_LATER)
-    finally:
-        with contextlib.suppress(*VALKEY_UNAVAILABLE):
-            await pubsub.aclose()
 
 
 async def _close(websocket: WebSocket, code: str, reason: str, close_code: int) -> None:
@@ -160,13 +166,11 @@ async def _close(websocket: WebSocket, code: str, reason: str, close_code: int) 
         await websocket.close(close_code, reason[:120])
 
 
-async def _pump(pubsub: Any, websocket: WebSocket) -> None:
-    """Forward the user's pushes to the socket."""
-    async for message in pubsub.listen():
-        if message.get("type") != "message":
-            continue
-        data = json.loads(message["data"])
-        await websocket.send_text(frames.encode({"type": "NOTIFICATION", **data}))
+async def _pump(inbox: Inbox, websocket: WebSocket) -> None:
+    """Forward the user's pushes to the socket; when the hub gives up on it, ask the client to come back."""
+    while (data := await inbox.get()) is not None:
+        await websocket.send_text(frames.encode({"type": "NOTIFICATION", **json.loads(data)}))
+    await _close(websocket, "unavailable", "notifications are unavailable for a moment", CLOSE_TRY_AGAIN_LATER)
 
 
 async def _session(svc: Services, websocket: WebSocket, principal: Principal) -> None:

@@ -37,6 +37,7 @@ from gateways.origin_cache import OriginCache
 from gateways.passwords import PasswordPool
 from gateways.passwords_store import CredentialStore
 from gateways.playback_token import PlaybackClaims, derive_secret
+from gateways.push_hub import PushHub
 from gateways.validation import parse_object
 from infra.settings import Settings
 from media.blob import FileBlobStore
@@ -87,6 +88,7 @@ class Services:
     passwords: PasswordPool  # argon2 in its own bounded pool, and the credential store (gateways/passwords.py)
     login_throttle: LoginThrottle  # failed sign-ins per account and client, in Valkey
     personal_keys: PersonalKeys  # each user's key for their sealed e-mail, display name, bio (views/personal_data.py)
+    push_hub: PushHub  # the notification sockets' one pub/sub connection (gateways/push_hub.py)
     # The HLS origin's caches: stream id -> channel id (never changes), and tokens whose signature checked out.
     stream_channels: dict[str, str] = field(default_factory=dict)
     verified_tokens: dict[str, PlaybackClaims] = field(default_factory=dict)
@@ -183,13 +185,15 @@ async def open_services(settings: Settings, metrics: CollectorRegistry) -> Async
         passwords = PasswordPool(auth, await asyncio.to_thread(CredentialStore.open, settings.data_dir))
         stack.callback(passwords.close)
         await passwords.start()
+        push_hub = PushHub(client, settings.notifications.sockets_per_user)
+        stack.push_async_callback(push_hub.close)
         yield Services(
             settings=settings, redis=client, views=ViewStore(client, settings.valkey.key_prefix),
             producer=producer, metrics=metrics, origin=FileBlobStore(settings.data_dir / "origin"),
             origin_cache=OriginCache(settings.gateway.origin_cache_bytes), chat=chat, chat_history=history,
             heartbeats=Intake(), playlists=LastGood(settings.gateway.playlist_last_good_s, PLAYLIST_LAST_GOOD_MAX),
             edge=edge, passwords=passwords, login_throttle=LoginThrottle(client, settings.valkey.key_prefix, auth),
-            personal_keys=await asyncio.to_thread(PersonalKeys.open, settings.data_dir),
+            personal_keys=await asyncio.to_thread(PersonalKeys.open, settings.data_dir), push_hub=push_hub,
             playback_secret=derive_secret(str(auth.jwt_secret), str(auth.playback_secret)),
             stream_key_secret=stream_key_secret(str(auth.jwt_secret), str(auth.stream_key_secret)))
 

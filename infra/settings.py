@@ -469,6 +469,7 @@ class NotificationSettings:
     plan_batch: int = 5000  # followers read and produced per step of a fan-out
     max_pending: int = 50_000  # queued notifications a deliverer holds while they are not yet due
     feed_max: int = 200  # notifications kept in a user's in-app feed
+    sockets_per_user: int = 8  # open notification sockets (tabs) of one account on one gateway
     # E-mail over SMTP; an empty smtp_host sends none.
     smtp_host: str = ""
     smtp_port: int = 25
@@ -490,6 +491,7 @@ class NotificationSettings:
             ("GLASSCAST_NOTIFICATIONS_PLAN_BATCH", 1 <= self.plan_batch <= 100_000, "1 to 100000"),
             ("GLASSCAST_NOTIFICATIONS_MAX_PENDING", 1 <= self.max_pending <= 1_000_000, "1 to 1000000"),
             ("GLASSCAST_NOTIFICATIONS_FEED_MAX", 1 <= self.feed_max <= 10_000, "1 to 10000"),
+            ("GLASSCAST_NOTIFICATIONS_SOCKETS_PER_USER", 1 <= self.sockets_per_user <= 1000, "1 to 1000"),
             ("GLASSCAST_NOTIFICATIONS_SMTP_PORT", 0 < self.smtp_port < 65536, "1 to 65535"),
             ("GLASSCAST_NOTIFICATIONS_SMTP_TIMEOUT_S", self.smtp_timeout_s > 0, "positive"),
             ("GLASSCAST_NOTIFICATIONS_SMTP_ATTEMPTS", 1 <= self.smtp_attempts <= 10, "1 to 10"),

@@ -11,9 +11,12 @@ They are not under ``view:``: the deliverer writes them as it delivers, and
 read marks are no event, so ``rebuild-views`` (which drops ``view:*`` and
 replays the view folds) must leave them alone.
 
-``add`` is one Lua script per item, so a redelivered notification (at-least-once
-delivery) is recognised by its id and neither listed nor pushed twice; the feed keeps
-the newest ``feed_max`` items.  Pages go by score: the cursor is the last score seen.
+``add`` is one Lua script call per batch of items, atomic per item: a redelivered
+notification (at-least-once delivery) is recognised by its id and neither listed
+nor pushed twice, and a new one is pushed with the unread count it made; the feed
+keeps the newest ``feed_max`` items.  The script names every key it touches
+(four per item), which a single Valkey serves; a Valkey cluster would need the
+batch split by hash slot.  Pages go by score: the cursor is the last score seen.
 """
 
 from __future__ import annotations
@@ -21,25 +24,38 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis.asyncio as aioredis
 
-# KEYS: item hash, feed zset, unread set.  ARGV: id, JSON, score, feed_max.  1 if added, 0 if already there.
+# KEYS: per item its item hash, feed zset, unread set and push channel.  ARGV: feed_max, then per item its id,
+# JSON, score and push message less its end (the unread count and "}" are appended here).
+# Returns per item 1 if added (and pushed), 0 if it was there already.
 _ADD = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[1])
-local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
-if extra > 0 then
-  for _, old in ipairs(redis.call('ZRANGE', KEYS[2], 0, extra - 1)) do
-    redis.call('ZREM', KEYS[2], old)
-    redis.call('HDEL', KEYS[1], old)
-    redis.call('SREM', KEYS[3], old)
+local feed_max = tonumber(ARGV[1])
+local out = {}
+for i = 0, #KEYS / 4 - 1 do
+  local item, feed, unread, push = KEYS[4 * i + 1], KEYS[4 * i + 2], KEYS[4 * i + 3], KEYS[4 * i + 4]
+  local id = ARGV[4 * i + 2]
+  if redis.call('HSETNX', item, id, ARGV[4 * i + 3]) == 0 then
+    out[i + 1] = 0
+  else
+    redis.call('ZADD', feed, ARGV[4 * i + 4], id)
+    redis.call('SADD', unread, id)
+    local extra = redis.call('ZCARD', feed) - feed_max
+    if extra > 0 then
+      for _, old in ipairs(redis.call('ZRANGE', feed, 0, extra - 1)) do
+        redis.call('ZREM', feed, old)
+        redis.call('HDEL', item, old)
+        redis.call('SREM', unread, old)
+      end
+    end
+    redis.call('PUBLISH', push, ARGV[4 * i + 5] .. redis.call('SCARD', unread) .. '}')
+    out[i + 1] = 1
   end
 end
-return 1
+return out
 """
 
 PAGE_MAX = 100
@@ -60,7 +76,9 @@ class FeedItem:
     delivered_at_ms: int
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"id": self.id, "kind": self.kind, "title": self.title, "body": self.body, "url": self.url,
+                "channel_id": self.channel_id, "stream_id": self.stream_id, "queued_at_ms": self.queued_at_ms,
+                "delivered_at_ms": self.delivered_at_ms}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FeedItem:
@@ -107,25 +125,22 @@ class NotificationFeed:
         return f"{self.prefix}notif:push:{user_id}"
 
     async def add(self, items: Sequence[tuple[str, FeedItem]]) -> list[bool]:
-        """Add (user id, item) pairs in one pipeline; True for each that was new (and was pushed)."""
-        pipe = self.r.pipeline(transaction=False)
+        """Add (user id, item) pairs in one script call; True for each that was new (and was pushed)."""
+        if not items:
+            return []
+        keys: list[str] = []
+        args: list[str | int] = [self.feed_max]
         for user_id, item in items:
-            await self._add(keys=[self.k_item(user_id), self.k_feed(user_id), self.k_unread(user_id)],
-                            args=[item.id, json.dumps(item.to_json()), feed_score(item), self.feed_max],
-                            client=pipe)
-        added = [bool(v) for v in await pipe.execute()]
-        new = [(user_id, item) for (user_id, item), ok in zip(items, added, strict=True) if ok]
-        if new:
-            pipe = self.r.pipeline(transaction=False)
-            for user_id, _item in new:
-                pipe.scard(self.k_unread(user_id))
-            unread = await pipe.execute()
-            pipe = self.r.pipeline(transaction=False)
-            for (user_id, item), count in zip(new, unread, strict=True):
-                pipe.publish(self.k_push(user_id), json.dumps({"notification": {**item.to_json(), "read": False},
-                                                               "unread_count": int(count)}))
-            await pipe.execute()
-        return added
+            data = json.dumps(item.to_json())
+            keys += [self.k_item(user_id), self.k_feed(user_id), self.k_unread(user_id), self.k_push(user_id)]
+            # The push message: {"notification": {...item, "read": false}, "unread_count": N}
+            push = f'{{"notification": {data[:-1]}, "read": false}}, "unread_count": '
+            args += [item.id, data, feed_score(item), push]
+        return [bool(v) for v in await self._add(keys=keys, args=args)]
+
+    async def erase(self, user_id: str) -> None:
+        """Drop a user's feed, items and unread set (their account was deleted)."""
+        await self.r.delete(self.k_item(user_id), self.k_feed(user_id), self.k_unread(user_id))
 
     async def page(self, user_id: str, cursor: int | None, limit: int) -> FeedPage:
         """Items older than ``cursor`` (a score), newest first."""

@@ -2,15 +2,23 @@
 
 A loop owned by the processors worker (``app.task``) around its own consumer of
 ``notifications`` (group ``{app_id}-notify``, auto-commit off).  It reads ahead
-up to ``max_pending`` records, holds each ``NotificationQueued`` until its due
-time (``notify:due:{stream}``, written by the planner; none means now), delivers
-the due ones a batch at a time and commits a partition only up to its lowest
-record not yet delivered (``pending.py``), so a killed deliverer re-delivers at
-most what it had not committed.  A delivery is:
+up to ``max_pending`` records, holds each ``NotificationQueued`` until its
+``due_at`` (none: now), delivers the due ones a batch at a time and commits a
+partition only up to its lowest record not yet delivered (``pending.py``), so a
+killed deliverer re-delivers at most what it had not committed.  The planner
+writes a fan-out's records in due order, and a partition is read only up to
+``READ_AHEAD_MS`` ahead of the clock: at the first record due later, the
+partition is held there (paused, and read again from that record once it is
+due within ``RELEASE_AHEAD_MS``), so the read-ahead is a short stretch of every partition
+rather than a whole fan-out of whichever partition the broker served first
+(which would leave the others' records unread, and late, while the window is
+full).  A held record keeps only what delivery needs (``Held``), its shared
+text (title, body, link) once per broadcast.  A delivery is:
 
-* in-app: the feed (views/notifications.py; deduplicated on the notification id,
-  so a re-delivery lists nothing twice) and, for a new item, a Valkey pub/sub push
-  that whichever gateway holds the user's notification socket forwards;
+* in-app: the feed (views/notifications.py, one script call per batch; deduplicated
+  on the notification id, so a re-delivery lists nothing twice) and, for a new
+  item, a Valkey pub/sub push that whichever gateway holds the user's notification
+  socket forwards;
 * e-mail, when a relay is configured and the account has an address (sealed in the user view, opened
   with the user's personal-data key; none once the account is deleted): sent
   off the loop, tried ``smtp_attempts`` times, then given up (logged; the in-app
@@ -26,15 +34,16 @@ import functools
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from infra.settings import Settings
 from processors.notifications.index import NotifyIndex
 from processors.notifications.mail import Mail, MailError, mail_enabled, send_mail
 from processors.notifications.pending import PendingWindow
-from processors.notifications.planner import Acks
 from processors.retrying import until_done
 from schemas.records.notification import NotificationDelivered, NotificationQueued
+from topics.acks import AckCounter
 from topics.consumer import EventConsumer
 from topics.errors import DeliveryError
 from topics.producer import EventProducer
@@ -49,6 +58,10 @@ log = logging.getLogger("glasscast.processors.notifications.delivery")
 
 TOPIC = "notifications"
 READ_MAX = 1000  # records per consume call
+FETCH_QUEUE_KB = 4096  # librdkafka's read-ahead for this consumer (its default, 64 MB, would dwarf the window)
+CONTENT_CACHE_MAX = 4096  # distinct notification texts shared by held records
+READ_AHEAD_MS = 10_000  # a partition is read no further than records due this far ahead,
+RELEASE_AHEAD_MS = 5_000  # and once held, read again when its next record is due within this
 DELIVER_MAX = 500  # notifications per delivery batch
 IDLE_WAIT_S = 0.2  # the consume wait while nothing is due
 MAIL_CONCURRENCY = 4  # SMTP sessions at once
@@ -60,7 +73,57 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def mail_of(n: NotificationQueued) -> str:
+@dataclass(frozen=True, slots=True)
+class Content:
+    """What a notification says; one object for all notifications of a broadcast."""
+
+    kind: str
+    title: str
+    body: str
+    url: str | None
+    channel_id: str | None
+    stream_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A queued notification as the deliverer holds it until due."""
+
+    notification_id: str
+    user_id: str
+    queued_at_ms: int
+    content: Content
+
+    @property
+    def title(self) -> str:
+        return self.content.title
+
+    @property
+    def body(self) -> str:
+        return self.content.body
+
+    @property
+    def url(self) -> str | None:
+        return self.content.url
+
+
+class Contents:
+    """Shares equal Content objects between held records (bounded: cleared when full)."""
+
+    def __init__(self) -> None:
+        self._known: dict[Content, Content] = {}
+
+    def held(self, n: NotificationQueued) -> Held:
+        c = Content(n.kind, n.title, n.body, n.url, n.channel_id, n.stream_id)
+        shared = self._known.get(c)
+        if shared is None:
+            if len(self._known) >= CONTENT_CACHE_MAX:
+                self._known.clear()
+            shared = self._known[c] = c
+        return Held(n.notification_id, n.user_id, n.occurred_at, shared)
+
+
+def mail_of(n: Held) -> str:
     """The e-mail text of a notification."""
     lines = [n.title, "", n.body] if n.body else [n.title]
     if n.url:
@@ -79,13 +142,16 @@ class Deliverer:
         self.index = index
         self.feed = NotificationFeed(views.r, settings.valkey.key_prefix, self.cfg.feed_max)
         self.producer = EventProducer(settings.kafka, serde)
-        self.window: PendingWindow[NotificationQueued] = PendingWindow()
+        self.window: PendingWindow[Held] = PendingWindow()
+        self.contents = Contents()
+        self.held: dict[int, int] = {}  # partition held by the read-ahead -> when its next record comes due
         self._keys: PersonalKeys | None = None  # opened on the first e-mail
 
     async def run(self) -> None:
         """Deliver until cancelled; a crash is logged and delivery starts again from the last commit."""
         while True:
             self.window = PendingWindow()
+            self.held = {}
             consumer: EventConsumer | None = None
             try:
                 consumer = await asyncio.to_thread(self.open_consumer)
@@ -102,30 +168,36 @@ class Deliverer:
 
     def open_consumer(self) -> EventConsumer:
         """The delivery group's consumer; offsets are committed only by ``step``, never automatically."""
-        overrides: dict[str, Any] = {"enable.auto.commit": False}
+        overrides: dict[str, Any] = {"enable.auto.commit": False, "queued.max.messages.kbytes": FETCH_QUEUE_KB}
         return EventConsumer(self.settings.kafka, self.serde, [TOPIC],
                              group_id=f"{self.settings.processors.app_id}-notify", dead_letter=self.producer,
                              **overrides)
 
     async def step(self, consumer: EventConsumer) -> None:
         """Read what there is room for, deliver what is due, commit what is done."""
+        now = now_ms()
+        for partition, due in list(self.held.items()):
+            if due - RELEASE_AHEAD_MS <= now:
+                del self.held[partition]
+                consumer.release_partition(TOPIC, partition)
         room = self.cfg.max_pending - len(self.window)
-        nxt = self.window.next_due_ms()
-        wait_s = IDLE_WAIT_S if nxt is None else min(IDLE_WAIT_S, max(0.0, (nxt - now_ms()) / 1000))
+        wake = [t for t in (self.window.next_due_ms(), *(d - RELEASE_AHEAD_MS for d in self.held.values()))
+                if t is not None]
+        wait_s = IDLE_WAIT_S if not wake else min(IDLE_WAIT_S, max(0.0, (min(wake) - now) / 1000))
         events = await asyncio.to_thread(consumer.consume, min(room, READ_MAX), wait_s) if room > 0 else []
-        queued: list[tuple[int, int, NotificationQueued]] = []
+        now = now_ms()
         for ev in events:
+            if ev.partition in self.held:
+                continue  # past where the partition is held: read again from there
+            if isinstance(ev.value, NotificationQueued) and (ev.value.due_at or 0) > now + READ_AHEAD_MS:
+                self.held[ev.partition] = ev.value.due_at or 0
+                consumer.hold_partition(TOPIC, ev.partition, ev.offset)
+                continue
             self.window.read(ev.partition, ev.offset)
-            if isinstance(ev.value, NotificationQueued):
-                queued.append((ev.partition, ev.offset, ev.value))
+            if isinstance(ev.value, NotificationQueued):  # no due time: the first tier, due now
+                self.window.hold(ev.partition, ev.offset, ev.value.due_at or 0, self.contents.held(ev.value))
             else:
                 self.window.done(ev.partition, ev.offset)  # NotificationDelivered: nothing to do
-        if queued:
-            dues = await until_done(functools.partial(self.index.due_times, [
-                (n.stream_id or "", n.notification_id) for _, _, n in queued]),
-                "notification due times", VALKEY_UNAVAILABLE, log)
-            for (partition, offset, n), due in zip(queued, dues, strict=True):
-                self.window.hold(partition, offset, due or 0, n)  # no due time: the first tier, due now
         due_now = self.window.take_due(now_ms(), DELIVER_MAX)
         if due_now:
             items = [item for _, _, item in due_now]
@@ -137,22 +209,23 @@ class Deliverer:
         if room <= 0 and not due_now:
             await asyncio.sleep(wait_s)
 
-    async def deliver(self, items: list[NotificationQueued]) -> None:
+    async def deliver(self, items: list[Held]) -> None:
         """Deliver a batch in-app (and by e-mail), then record each delivery on the log."""
         at = now_ms()
         await self.feed.add([(n.user_id, FeedItem(
-            id=n.notification_id, kind=n.kind, title=n.title, body=n.body, url=n.url, channel_id=n.channel_id,
-            stream_id=n.stream_id, queued_at_ms=n.occurred_at, delivered_at_ms=at)) for n in items])
+            id=n.notification_id, kind=n.content.kind, title=n.content.title, body=n.content.body,
+            url=n.content.url, channel_id=n.content.channel_id, stream_id=n.content.stream_id,
+            queued_at_ms=n.queued_at_ms, delivered_at_ms=at)) for n in items])
         delivered = [NotificationDelivered(occurred_at=at, notification_id=n.notification_id, user_id=n.user_id,
                                            delivery="IN_APP") for n in items]
         if mail_enabled(self.cfg):
             delivered += await self.email(items)
-        acks = Acks()
+        acks = AckCounter()
         for d in delivered:
-            self.producer.produce(d, d.user_id, on_delivery=acks.callback)
-        await acks.flushed(self.producer, "NotificationDelivered records")
+            self.producer.produce_counted(d, d.user_id, acks)
+        await acks.flushed("NotificationDelivered records")
 
-    async def email(self, items: list[NotificationQueued]) -> list[NotificationDelivered]:
+    async def email(self, items: list[Held]) -> list[NotificationDelivered]:
         """E-mail each notification whose user has an address and was not e-mailed it yet."""
         raws = await self.views.r.mget([self.views.k_user(n.user_id) for n in items])
         sent = await self.index.emailed([n.notification_id for n in items])
@@ -176,7 +249,7 @@ class Deliverer:
             self._keys = PersonalKeys.open(self.settings.data_dir)
         return {user_id: self._keys.get(user_id) for user_id in user_ids}
 
-    async def _send(self, gate: asyncio.Semaphore, n: NotificationQueued, address: str) -> NotificationDelivered | None:
+    async def _send(self, gate: asyncio.Semaphore, n: Held, address: str) -> NotificationDelivered | None:
         async with gate:
             for attempt in range(1, self.cfg.smtp_attempts + 1):
                 try:

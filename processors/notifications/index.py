@@ -6,7 +6,6 @@ replay into them; the processor's consumer group folds them from the log):
     notify:followers:{channel}   set of user ids following with notifications on
     notify:engaged:{channel}     sorted set user id -> last watched or chatted (ms)
     notify:last:{channel}        JSON LastNotified: the broadcast that last notified
-    notify:due:{stream}          hash notification id -> when it is due (ms), for the later tier
     notify:emailed:{id}          set once a notification's e-mail was sent (a redelivery skips it)
 
 Follows are folded with SADD/SREM in log order (the topic is keyed by
@@ -23,9 +22,9 @@ from typing import cast
 
 import redis.asyncio as aioredis
 
-from processors.notifications.plan import LastNotified, Planned
+from processors.notifications.plan import LastNotified
 
-DUE_TTL_S = 86_400  # the later tier is due within minutes; the hash outlives any restart
+MEMBERS_MAX = 5000  # members asked about in one SMISMEMBER
 EMAILED_TTL_S = 7 * 86_400
 
 
@@ -57,9 +56,6 @@ class NotifyIndex:
 
     def k_last(self, channel_id: str) -> str:
         return f"{self.prefix}notify:last:{channel_id}"
-
-    def k_due(self, stream_id: str) -> str:
-        return f"{self.prefix}notify:due:{stream_id}"
 
     def k_emailed(self, notification_id: str) -> str:
         return f"{self.prefix}notify:emailed:{notification_id}"
@@ -104,6 +100,19 @@ class NotifyIndex:
             if int(cursor) == 0:
                 return
 
+    async def follower_count(self, channel_id: str) -> int:
+        """How many follow the channel with notifications on."""
+        return int(await self.r.scard(self.k_followers(channel_id)))
+
+    async def notified_of(self, channel_id: str, user_ids: Sequence[str]) -> list[str]:
+        """Those of ``user_ids`` who follow the channel with notifications on, in the same order."""
+        out: list[str] = []
+        for i in range(0, len(user_ids), MEMBERS_MAX):
+            chunk = list(user_ids[i:i + MEMBERS_MAX])
+            flags = await self.r.smismember(self.k_followers(channel_id), chunk)
+            out += [u for u, on in zip(chunk, flags, strict=True) if on]
+        return out
+
     async def last_notified(self, channel_id: str) -> LastNotified | None:
         raw = await self.r.get(self.k_last(channel_id))
         if raw is None:
@@ -114,22 +123,6 @@ class NotifyIndex:
     async def set_last_notified(self, channel_id: str, last: LastNotified) -> None:
         await self.r.set(self.k_last(channel_id),
                          json.dumps({"stream_id": last.stream_id, "started_at_ms": last.started_at_ms}))
-
-    async def set_due(self, stream_id: str, planned: Sequence[Planned]) -> None:
-        """Record when the later tier's notifications are due (the deliverer reads it)."""
-        later = {p.notification_id: p.due_ms for p in planned if not p.first_tier}
-        if later:
-            pipe = self.r.pipeline(transaction=False)
-            pipe.hset(self.k_due(stream_id), mapping=later)  # type: ignore[arg-type]
-            pipe.expire(self.k_due(stream_id), DUE_TTL_S)
-            await pipe.execute()
-
-    async def due_times(self, wanted: Sequence[tuple[str, str]]) -> list[int | None]:
-        """Due times of (stream id, notification id) pairs; None: due at once."""
-        pipe = self.r.pipeline(transaction=False)
-        for stream_id, nid in wanted:
-            pipe.hget(self.k_due(stream_id), nid)
-        return [None if v is None else int(v) for v in await pipe.execute()]
 
     async def emailed(self, notification_ids: Sequence[str]) -> list[bool]:
         if not notification_ids:

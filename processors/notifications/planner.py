@@ -4,19 +4,23 @@
   off, Unfollowed) into ``notify:followers:{channel}``;
 * ``index_engagement`` folds signed-in ``viewer.heartbeats`` and ``chat.messages``
   into ``notify:engaged:{channel}``;
+* ``erase_feeds`` drops the in-app feed of an account on its ``UserDeleted``
+  (``users``; the gateway unfollowed its channels first, so no fan-out plans for it again);
 * ``plan_go_live`` turns a ``StreamStarted`` that should notify (``plan.should_notify``)
-  into one ``NotificationQueued`` per follower, a batch of followers at a time
-  (SSCAN, one pipeline for the due times, the records queued to librdkafka without
-  waiting for each), flushes, and only then records the broadcast as notified.  A
-  worker killed half-way re-reads the StreamStarted and plans it again: the same
-  ids and due times, which the deliverer's feed deduplicates.
+  into one ``NotificationQueued`` per follower: first the engaged followers (due at
+  once), then the rest as SSCAN reads them, a batch at a time, with due times
+  ascending over the spread (``plan.plan_later``), each record carrying its due time.
+  Records are queued to librdkafka without waiting for each, with at most
+  ``IN_FLIGHT_MAX`` unacknowledged, so neither the plan nor the producer's memory
+  grows with the follower count; once every record is acknowledged the broadcast is
+  recorded as notified.  A worker killed half-way re-reads the StreamStarted and
+  plans it again: the same ids, which the deliverer's feed deduplicates.
 
 Every write goes through ``until_done`` with ``hold``/``release`` (processors/retrying.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import time
@@ -31,42 +35,31 @@ from processors.notifications.plan import (
     FanoutPolicy,
     GoLive,
     LastNotified,
+    Planned,
     engagement,
-    plan_batch,
-    queued,
+    plan_first,
+    plan_later,
+    queued_values,
     should_notify,
 )
 from processors.retrying import hold, release, until_done
+from schemas.records.notification import NotificationQueued
 from schemas.records.social import Followed, Unfollowed
 from schemas.records.stream import StreamStarted
+from schemas.records.user import UserDeleted
+from topics.acks import AckCounter
 from topics.errors import DeliveryError
-from topics.producer import Ack, EventProducer
+from topics.producer import EventProducer
 from topics.serde import AvroSerde
 from views.errors import VALKEY_UNAVAILABLE
+from views.notifications import NotificationFeed
 from views.store import ViewStore
 
 log = logging.getLogger("glasscast.processors.notifications")
 
 BATCH_SIZE, BATCH_WITHIN_S = 1000, 0.1
 TRANSIENT = (*VALKEY_UNAVAILABLE, DeliveryError)
-
-
-class Acks:
-    """The outcome of records produced with ``acks.callback``: ``flushed`` raises if any was not acknowledged."""
-
-    def __init__(self) -> None:
-        self.failed = 0
-        self.error: DeliveryError | None = None
-
-    def callback(self, err: DeliveryError | None, _ack: Ack | None) -> None:
-        if err is not None:  # on the producer's poll thread
-            self.failed += 1
-            self.error = self.error or err
-
-    async def flushed(self, producer: EventProducer, what: str) -> None:
-        remaining = await asyncio.to_thread(producer.flush, 30.0)
-        if remaining or self.failed:
-            raise DeliveryError(f"{remaining + self.failed} {what} not acknowledged by the log: {self.error}")
+IN_FLIGHT_MAX = 20_000  # records a fan-out keeps queued in librdkafka, not yet acknowledged
 
 
 def record_of(event: faust.EventT[Any]) -> object:
@@ -108,19 +101,30 @@ class Planner:
         planned_at = min(now_ms, started.occurred_at)
         window_ms = int(self.settings.notifications.engaged_window_s * 1000)
         engaged = await self.index.engaged(started.channel_id, started.occurred_at - window_ms)
-        total, acks = 0, Acks()
-        async for followers in self.index.followers(started.channel_id, self.settings.notifications.plan_batch):
-            planned = plan_batch(started.stream_id, followers, engaged, planned_at, self.policy)
-            await self.index.set_due(started.stream_id, planned)  # before the records: the deliverer reads it
-            for p in planned:
-                self.producer.produce(queued(p, live, planned_at), p.user_id, on_delivery=acks.callback)
-            total += len(planned)
-            await asyncio.sleep(0)  # let the worker's heartbeats and other agents run between batches
-        await acks.flushed(self.producer, "notifications")
+        batch = self.settings.notifications.plan_batch
+        first = await self.index.notified_of(started.channel_id, sorted(engaged))
+        later_total = max(0, await self.index.follower_count(started.channel_id) - len(first))
+        acks, position = AckCounter(), 0
+        for i in range(0, len(first), batch):
+            self._produce(plan_first(started.stream_id, first[i:i + batch], planned_at), live, planned_at, acks)
+            await acks.settled_to(IN_FLIGHT_MAX, "notifications")
+        skip = set(first)
+        async for followers in self.index.followers(started.channel_id, batch):
+            rest = [u for u in followers if u not in skip]
+            self._produce(plan_later(started.stream_id, rest, position, later_total, planned_at, self.policy),
+                          live, planned_at, acks)
+            position += len(rest)
+            await acks.settled_to(IN_FLIGHT_MAX, "notifications")  # also lets the worker's other agents run
+        await acks.flushed("notifications")
+        total = acks.produced
         await self.index.set_last_notified(started.channel_id, LastNotified(started.stream_id, started.occurred_at))
-        log.info("stream %s of channel %s: %d notifications queued (%d engaged followers)",
-                 started.stream_id, started.channel_id, total, len(engaged))
+        log.info("stream %s of channel %s: %d notifications queued (%d of them engaged, due at once)",
+                 started.stream_id, started.channel_id, total, len(first))
         return total
+
+    def _produce(self, planned: list[Planned], live: GoLive, planned_at: int, acks: AckCounter) -> None:
+        for p, value in zip(planned, queued_values(planned, live, planned_at), strict=True):
+            self.producer.produce_value_counted(NotificationQueued.RECORD, value, p.user_id, acks)
 
 
 def add_planning_agents(app: faust.App, settings: Settings, views: ViewStore, index: NotifyIndex,
@@ -131,6 +135,8 @@ def add_planning_agents(app: faust.App, settings: Settings, views: ViewStore, in
     follows = app.topic("social.follows", key_serializer="raw", value_serializer=codec)
     activity = app.topic("viewer.heartbeats", "chat.messages", key_serializer="raw", value_serializer=codec)
     lifecycle = app.topic("stream.lifecycle", key_serializer="raw", value_serializer=codec)
+    users = app.topic("users", key_serializer="raw", value_serializer=codec)
+    feed = NotificationFeed(views.r, settings.valkey.key_prefix, settings.notifications.feed_max)
 
     @app.agent(follows)
     async def index_follows(stream: faust.StreamT[Any]) -> None:
@@ -157,6 +163,15 @@ def add_planning_agents(app: faust.App, settings: Settings, views: ViewStore, in
                 await until_done(functools.partial(index.touch_engaged, seen, window_ms),
                                  "notification engagement index", VALKEY_UNAVAILABLE, log)
                 release(events)
+
+    @app.agent(users)
+    async def erase_feeds(stream: faust.StreamT[Any]) -> None:
+        async for event in stream.events():
+            if isinstance(deleted := record_of(event), UserDeleted):
+                hold([event])
+                await until_done(functools.partial(feed.erase, deleted.user_id), "erasing a deleted user's feed",
+                                 VALKEY_UNAVAILABLE, log)
+                release([event])
 
     @app.agent(lifecycle)
     async def plan_go_live(stream: faust.StreamT[Any]) -> None:

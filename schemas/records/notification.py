@@ -77,6 +77,8 @@ class NotificationQueued(Record):
     body: str = ''
     #: Where the notification links to.
     url: str | None = None
+    #: When it is to be delivered, UTC milliseconds since the epoch; null: at once. The deliverer holds it until then.
+    due_at: EpochMs | None = None
 
     def to_avro(self) -> dict[str, Any]:
         return {
@@ -91,6 +93,7 @@ class NotificationQueued(Record):
             'title': self.title,
             'body': self.body,
             'url': self.url,
+            'due_at': self.due_at,
         }
 
     @classmethod

@@ -13,10 +13,12 @@ The pure parts (``plan.py``, ``pending.py``) are checked first, without services
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from email.message import Message
@@ -33,7 +35,18 @@ from infra.embedded.process import free_port
 from infra.settings import Settings
 from processors.notifications.index import NotifyIndex
 from processors.notifications.pending import PendingWindow
-from processors.notifications.plan import FanoutPolicy, LastNotified, delay_ms, plan_batch, should_notify
+from processors.notifications.plan import (
+    FanoutPolicy,
+    GoLive,
+    LastNotified,
+    ids,
+    plan_first,
+    plan_later,
+    queued,
+    queued_values,
+    should_notify,
+    spread_ms,
+)
 from schemas.records.notification import NotificationQueued
 from schemas.records.social import Followed, Unfollowed
 from schemas.records.stream import StreamReconnected, StreamStarted
@@ -45,6 +58,7 @@ from topics.producer import EventProducer
 from topics.runtime import make_serde
 from topics.serde import AvroSerde
 from topics.tools import read_topic
+from views.notifications import FeedItem, NotificationFeed
 
 pytestmark = pytest.mark.integration
 
@@ -63,19 +77,26 @@ def test_a_start_notifies_once_per_broadcast_and_not_within_the_cooldown() -> No
     assert not should_notify(None, "s4", t, t + 300_001, POLICY)  # a replay of old history
 
 
-def test_the_later_tier_is_spread_deterministically_over_the_configured_range() -> None:
+def test_the_later_tier_is_spread_evenly_over_the_configured_range_in_read_order() -> None:
     users = [str(uuid.UUID(int=i)) for i in range(2000)]
-    delays = [delay_ms("stream", u, POLICY) for u in users]
-    assert all(60_000 <= d <= 120_000 for d in delays)
-    assert delays == [delay_ms("stream", u, POLICY) for u in users]
-    assert {d // 10_000 for d in delays} >= set(range(6, 12))  # every 10 s slice of the minute gets some
-    small = FanoutPolicy(delay_min_ms=1000, delay_max_ms=2000, cooldown_ms=0, max_start_age_ms=1)
-    assert all(1000 <= delay_ms("stream", u, small) <= 2000 for u in users)
-    planned = plan_batch("stream", users[:50], {users[7], users[9]}, 5_000, POLICY)
-    assert [p.user_id for p in planned[:2]] == [users[7], users[9]] and all(p.due_ms == 5_000 for p in planned[:2])
-    assert all(not p.first_tier and p.due_ms >= 65_000 for p in planned[2:])
-    assert [p.due_ms for p in planned[2:]] == sorted(p.due_ms for p in planned[2:])
-    assert len({p.notification_id for p in planned}) == 50
+    delays = [spread_ms(i, len(users), POLICY) for i in range(len(users))]
+    assert delays[0] == 60_000 and delays[-1] == 120_000 and delays == sorted(delays)
+    per_10s = Counter(d // 10_000 for d in delays[:-1])
+    assert sorted(per_10s) == list(range(6, 12)) and max(per_10s.values()) - min(per_10s.values()) <= 1
+    assert spread_ms(5000, 2000, POLICY) == 120_000 and spread_ms(0, 1, POLICY) == 60_000  # more than counted
+    first = plan_first("stream", users[:2], 5_000)
+    later = plan_later("stream", users[2:50], 100, 2000, 5_000, POLICY)
+    assert all(p.first_tier and p.due_ms == 5_000 for p in first)
+    assert all(not p.first_tier and p.due_ms >= 65_000 for p in later)
+    assert [p.due_ms for p in later] == sorted(p.due_ms for p in later)
+    planned = first + later
+    assert len({p.notification_id for p in planned} | {p.event_id for p in planned}) == 2 * 50
+    assert ids("stream", users[7]) == (planned[7].notification_id, planned[7].event_id)  # the same on a re-plan
+    assert ids("other", users[7]) != ids("stream", users[7])
+    assert all(uuid.UUID(p.notification_id).version == 8 for p in planned)
+    live = GoLive("c", "stream", "chan", "title", "https://x/c/chan")
+    assert queued(first[0], live, 5_000).due_at is None and queued(later[0], live, 5_000).due_at == later[0].due_ms
+    assert list(queued_values(planned, live, 5_000)) == [queued(p, live, 5_000).to_avro() for p in planned]
 
 
 def test_the_deliverer_commits_only_up_to_its_lowest_undelivered_record() -> None:
@@ -129,7 +150,7 @@ def notify_platform(backbone: Backbone, tmp_path_factory: pytest.TempPathFactory
     smtp.start()
     data = tmp_path_factory.mktemp("notifications")
     s = platform_settings(backbone, data, notifications={
-        "delay_min_s": DELAY_MIN_S, "delay_max_s": DELAY_MAX_S, "cooldown_s": COOLDOWN_S,
+        "delay_min_s": DELAY_MIN_S, "delay_max_s": DELAY_MAX_S, "cooldown_s": COOLDOWN_S, "sockets_per_user": 2,
         "smtp_host": "127.0.0.1", "smtp_port": smtp.port})
     try:
         with run_service(s, "processors", data / "processors.log") as proc:
@@ -314,6 +335,21 @@ async def test_a_stream_start_notifies_exactly_the_followers_who_asked_once(noti
         feed = await _feed(http, engaged)
         assert [n["stream_id"] for n in feed["notifications"]] == [after, first] and feed["unread_count"] == 1
 
+        # A follower deletes their account: their follow is withdrawn (the count, the go-live index) and the
+        # processor erases their in-app feed.
+        feed_keys = [f"{s.valkey.key_prefix}notif:{kind}:{later.id}" for kind in ("feed", "item", "unread")]
+        assert await index.r.exists(*feed_keys) == 3
+        assert (await http.get(f"/v1/channels/{channel_id}", headers=streamer.auth)).json()["followers"] == 4
+        r = await http.request("DELETE", "/v1/me", headers=later.auth, json={"password": "correct horse battery"})
+        assert r.status_code == 204, r.text
+
+        async def erased() -> bool:
+            followers = {u for batch in [b async for b in index.followers(channel_id, 100)] for u in batch}
+            return followers == {engaged.id, no_mail.id} and await index.r.exists(*feed_keys) == 0
+
+        await eventually_async(erased, 30, "the deleted follower's follow and feed gone")
+        assert (await http.get(f"/v1/channels/{channel_id}", headers=streamer.auth)).json()["followers"] == 3
+
 
 async def test_the_notification_socket_signs_in_with_a_first_frame(notify_platform: NotifyPlatform) -> None:
     ws_url = notify_platform.url.replace("http://", "ws://") + "/v1/me/notifications/ws"
@@ -331,3 +367,39 @@ async def test_the_notification_socket_signs_in_with_a_first_frame(notify_platfo
         assert (await _next_frame(ws, "ERROR"))["code"] == "unauthorized"
         await ws.wait_closed()
         assert ws.close_code == 4401
+
+
+async def test_notification_sockets_share_one_pubsub_connection_and_are_bounded_per_account(
+        notify_platform: NotifyPlatform, tools: LogTools) -> None:
+    s = notify_platform.settings
+    ws_url = notify_platform.url.replace("http://", "ws://") + "/v1/me/notifications/ws"
+    feed = NotificationFeed(tools.index.r, s.valkey.key_prefix)
+
+    async def pubsub_clients() -> int:
+        return sum(1 for c in await tools.index.r.client_list() if "P" in c.get("flags", ""))
+
+    async with httpx.AsyncClient(base_url=notify_platform.url, timeout=30) as http:
+        alice, bob = await _sign_up(http, s, "alice"), await _sign_up(http, s, "bob")
+    others = await pubsub_clients()  # the chat fan-out, the doorbell, ...: not this gateway's sockets
+    async with contextlib.AsyncExitStack() as stack:
+        sockets = []
+        for user in (alice, alice, bob):
+            ws = await stack.enter_async_context(connect(ws_url))
+            await ws.send(json.dumps({"type": "auth", "token": user.token}))
+            assert (await _next_frame(ws, "AUTHENTICATED"))["user"]["id"] == user.id
+            sockets.append(ws)
+        assert await pubsub_clients() == others + 1  # three sockets, two accounts, one gateway: one connection
+        async with connect(ws_url) as third:  # alice's third socket on this gateway
+            await third.send(json.dumps({"type": "auth", "token": alice.token}))
+            assert (await _next_frame(third, "ERROR"))["code"] == "too_many_sockets"
+            await third.wait_closed()
+            assert third.close_code == 1013
+        item = FeedItem(id=str(uuid.uuid4()), kind="SYSTEM", title="hello", body="", url=None, channel_id=None,
+                        stream_id=None, queued_at_ms=1, delivered_at_ms=int(time.time() * 1000))
+        assert await feed.add([(alice.id, item)]) == [True]
+        for ws in sockets[:2]:
+            assert (await _next_frame(ws, "NOTIFICATION"))["notification"]["id"] == item.id
+        await sockets[0].close()
+        async with connect(ws_url) as again:  # a closed socket frees its place
+            await again.send(json.dumps({"type": "auth", "token": alice.token}))
+            assert (await _next_frame(again, "AUTHENTICATED"))["user"]["id"] == alice.id
