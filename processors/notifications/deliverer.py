@@ -20,7 +20,8 @@ text (title, body, link) once per broadcast.  A delivery is:
   item, a Valkey pub/sub push that whichever gateway holds the user's notification
   socket forwards;
 * e-mail, when a relay is configured and the account has an address (sealed in the user view, opened
-  with the user's personal-data key; none once the account is deleted): sent
+  with the user's personal-data key; none once the account is deleted; a view not folded yet is waited
+  for, up to ``USER_VIEW_WAIT_MS`` after queueing): sent
   off the loop, tried ``smtp_attempts`` times, then given up (logged; the in-app
   notification stands); a sent one is marked so a re-delivery does not send it again;
 
@@ -65,7 +66,14 @@ RELEASE_AHEAD_MS = 5_000  # and once held, read again when its next record is du
 DELIVER_MAX = 500  # notifications per delivery batch
 IDLE_WAIT_S = 0.2  # the consume wait while nothing is due
 MAIL_CONCURRENCY = 4  # SMTP sessions at once
-TRANSIENT = (*VALKEY_UNAVAILABLE, DeliveryError)
+USER_VIEW_WAIT_MS = 30_000  # how long an e-mail waits for a recipient's user view to be folded
+
+
+class UserViewPending(Exception):
+    """A recipient's user view is not folded yet (a new account): the batch is tried again shortly."""
+
+
+TRANSIENT = (*VALKEY_UNAVAILABLE, DeliveryError, UserViewPending)
 RESTART_PAUSE_S = 1.0
 
 
@@ -231,6 +239,11 @@ class Deliverer:
         sent = await self.index.emailed([n.notification_id for n in items])
         users = {n.user_id: UserView.from_json(json.loads(raw)) for n, raw in zip(items, raws, strict=True)
                  if raw is not None}
+        # An account registered a moment ago may not be in the views yet: wait for it (bounded), rather than
+        # decide it has no address.  In-app delivery already happened; a retry repeats nothing of it.
+        pending = [n.user_id for n in items if n.user_id not in users and now_ms() - n.queued_at_ms < USER_VIEW_WAIT_MS]
+        if pending:
+            raise UserViewPending(f"{len(pending)} recipients' user views are not folded yet")
         # The address is sealed with the user's own key (views/personal_data.py); a deleted account has none.
         keys = await asyncio.to_thread(self._keys_of, [u for u, view in users.items() if not view.deleted])
         todo = []
