@@ -148,7 +148,8 @@ def test_a_consumer_whose_doorbell_is_down_does_not_pause(rig: Callable[..., tup
 def test_a_held_partition_stays_held_through_a_ring_and_is_read_again_from_where_it_was_held(
         rig: Callable[..., tuple[Settings, AvroSerde]]) -> None:
     settings, serde = rig(idle_check_ms=500)
-    consumer = EventConsumer(settings.kafka, serde, ["users"], group_id=f"bell-{uuid.uuid4().hex[:8]}", **LATEST)
+    consumer = EventConsumer(settings.kafka, serde, ["users"])  # assigned, no group: no rebalance moves it
+    consumer.assign("end")
     producer = EventProducer(settings.kafka, serde)
     got: list[Event] = []
 
