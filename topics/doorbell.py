@@ -39,7 +39,7 @@ import logging
 import select
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import redis
@@ -208,7 +208,9 @@ class Doorbell:
         now = time.monotonic()
         if now < self._retry_at:
             return False
-        pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
+        # Annotated, not called directly: redis types pubsub() in some releases and not in others.
+        make: Callable[[], redis.client.PubSub] = self._client.pubsub
+        pubsub = make()
         try:
             if self.pattern is not None:
                 pubsub.psubscribe(self.pattern)
@@ -284,6 +286,12 @@ class Doorbell:
         self._client.close()
 
 
+async def _aclose(pubsub: aioredis.client.PubSub) -> None:
+    # Annotated, not called directly: redis types aclose() in some releases and not in others.
+    close: Callable[[], Awaitable[None]] = pubsub.aclose
+    await close()
+
+
 class AsyncDoorbell:
     """The consumer side for an asyncio consumer (aiokafka): the same subscription on redis.asyncio."""
 
@@ -318,7 +326,7 @@ class AsyncDoorbell:
                 if msg is not None and msg.get("type") == "subscribe":
                     confirmed += 1
         except (redis.RedisError, OSError) as exc:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await _aclose(pubsub)
             if not self._warned:
                 log.warning("doorbell: not listening (%s); fetching without pauses until it answers", exc)
                 self._warned = True
@@ -333,7 +341,7 @@ class AsyncDoorbell:
         if self._pubsub is not None:
             pubsub, self._pubsub = self._pubsub, None
             try:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await _aclose(pubsub)
             except (redis.RedisError, OSError):
                 pass
 

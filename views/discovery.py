@@ -41,6 +41,7 @@ from views.directory import Audience, DirectoryEntry, apply_count, category_delt
 from views.fold import Applied
 from views.search import MAX_PREFIX_EXPANSIONS, MIN_PREFIX_LENGTH, SearchDoc, build_doc, prefix_range, rank, text_scores
 from views.streams import StreamView
+from views.transactions import multi
 
 # KEYS: a token's postings, the token set.  ARGV: the channel id, the token.
 _DROP_POSTING = """
@@ -154,7 +155,7 @@ class Discovery:
                 if new is not None and new.category:
                     await pipe.sadd(self.k_category("names"), new.category)
                 return False
-            pipe.multi()  # type: ignore[no-untyped-call]
+            multi(pipe)
             self._write_entry(pipe, stream_id, old, new)
             if audience is None:
                 pipe.delete(k_audience)
@@ -199,7 +200,7 @@ class Discovery:
                 if channel is not None and channel.category:
                     await pipe.sadd(self.k_category("names"), channel.category)
                 return False
-            pipe.multi()  # type: ignore[no-untyped-call]
+            multi(pipe)
             before = old.tokens if old is not None else {}
             after = new.tokens if new is not None else {}
             for token in before.keys() - after.keys():

@@ -48,6 +48,7 @@ from schemas.records.eventsub import (
     SubscriptionRevoked,
     SubscriptionVerified,
 )
+from views.transactions import multi, unwatch
 
 #: The types served now and their versions (Twitch's); the owner-only ones need the caller to own the channel.
 SUPPORTED: dict[str, str] = {"stream.online": "1", "stream.offline": "1", "channel.update": "2",
@@ -195,9 +196,9 @@ class EventSubViews:
                     old = None if raw is None else SubscriptionView.from_json(raw)
                     new = fold(event, old)
                     if new is None or new == old:
-                        await pipe.unwatch()  # type: ignore[no-untyped-call]
+                        await unwatch(pipe)
                         return new
-                    pipe.multi()  # type: ignore[no-untyped-call]
+                    multi(pipe)
                     pipe.set(key, new.to_json())
                     if new.status == DELETED:
                         pipe.srem(self.k_user(new.user_id), new.id)
