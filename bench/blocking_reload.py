@@ -48,7 +48,7 @@ from bench.backbone import embedded_backbone  # noqa: E402
 from bench.edge import channel_of  # noqa: E402
 from gateways.playback_token import PlaybackClaims, derive_secret, sign  # noqa: E402
 from infra.settings import Settings, child_env  # noqa: E402
-from media.blob import FileBlobStore  # noqa: E402
+from media.blob_stores import open_store  # noqa: E402
 from schemas.records.media import PartReady  # noqa: E402
 from topics.admin import ensure_topics  # noqa: E402
 from topics.producer import EventProducer  # noqa: E402
@@ -65,7 +65,7 @@ class Publisher:
     def __init__(self, settings: Settings, stream_id: str, channel_id: str) -> None:
         self.serde = make_serde(settings)
         self.producer = EventProducer(settings.kafka, self.serde)
-        self.origin = FileBlobStore(settings.data_dir / "origin")
+        self.origin = open_store(settings, "origin")
         self.stream_id, self.channel_id = stream_id, channel_id
 
     async def part(self, seq: int, index: int) -> None:

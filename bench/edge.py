@@ -49,7 +49,7 @@ from bench.backbone import embedded_backbone  # noqa: E402
 from gateways.playback_token import PlaybackClaims, derive_secret, sign  # noqa: E402
 from infra.embedded.process import free_port, port_open  # noqa: E402
 from infra.settings import Settings, child_env  # noqa: E402
-from media.blob import FileBlobStore  # noqa: E402
+from media.blob_stores import open_store  # noqa: E402
 from topics.admin import ensure_topics  # noqa: E402
 from views.store import ViewStore  # noqa: E402
 
@@ -174,7 +174,7 @@ def throughput(settings: Settings, tmp: Path, seconds: float, connections: int, 
     stream_id = asyncio.run(hb.go_live(settings))
     channel_id = asyncio.run(channel_of(settings, stream_id))
     init, segment = make_segment(tmp)
-    origin = FileBlobStore(settings.data_dir / "origin")
+    origin = open_store(settings, "origin")  # the file store: nginx serves its folder below
     origin.put(f"hls/{stream_id}/source/init.mp4", init)
     origin.put(f"hls/{stream_id}/source/00000000.m4s", segment)
     secret = derive_secret(str(settings.auth.jwt_secret), str(settings.auth.playback_secret))

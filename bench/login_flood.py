@@ -63,7 +63,7 @@ from gateways.passwords_store import CredentialStore  # noqa: E402
 from gateways.playback_token import PlaybackClaims, derive_secret, sign  # noqa: E402
 from infra.embedded.process import free_port  # noqa: E402
 from infra.settings import Settings, child_env  # noqa: E402
-from media.blob import FileBlobStore  # noqa: E402
+from media.blob_stores import open_store  # noqa: E402
 from schemas.records.media import SegmentReady  # noqa: E402
 from schemas.records.user import UserRegistered  # noqa: E402
 from topics.admin import ensure_topics  # noqa: E402
@@ -132,7 +132,7 @@ class LiveStream(threading.Thread):
     async def _grow(self) -> None:
         client = aioredis.Redis.from_url(self.settings.valkey.url)
         views = ViewStore(client, self.settings.valkey.key_prefix)
-        store = FileBlobStore(self.settings.data_dir / "origin")
+        store = open_store(self.settings, "origin")
         try:
             while not self.stop.is_set():
                 seq, now_ms = self.seq, int(time.time() * 1000)

@@ -33,7 +33,7 @@ from infra.embedded.tansu import TansuBroker
 from infra.embedded.threaded import serve_app
 from infra.embedded.valkey import ValkeyProcess
 from infra.settings import Settings
-from media.blob import FileBlobStore
+from media.blob_stores import open_store
 from media.ingest.pipeline import gop_key
 from media.transcode.worker import TranscodeWorker
 from schemas.records.media import GopAvailable, SegmentReady
@@ -61,8 +61,8 @@ async def _run(settings: Settings, jobs: list[Job], width: int, height: int, fps
     serde = make_serde(settings)
     producer = EventProducer(settings.kafka, serde)
     client = aioredis.Redis.from_url(settings.valkey.url)
-    gops = FileBlobStore(settings.data_dir / "blobs")
-    worker = TranscodeWorker(settings, serde, gops, FileBlobStore(settings.data_dir / "origin"), client)
+    gops = open_store(settings, "blobs")
+    worker = TranscodeWorker(settings, serde, gops, open_store(settings, "origin"), client)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     arrivals: dict[tuple[int, str], float] = {}

@@ -22,6 +22,7 @@ from gateways import (
     avatars,
     channels,
     chat_history,
+    clips,
     directory,
     eventsub,
     follows,
@@ -34,6 +35,7 @@ from gateways import (
     profiles,
     streams,
     thumbs,
+    videos,
     web,
 )
 from gateways.chat import moderate as chat_moderate
@@ -81,7 +83,7 @@ def create_app(settings: Settings) -> Starlette:
         routes=[*health.routes, *accounts.routes, *channels.routes, *streams.routes, *playback.routes,
                 *heartbeats.routes, *openapi.routes, *thumbs.routes, *hls.routes, *directory.routes,
                 *chat_ws.routes, *chat_moderate.routes, *chat_history.routes, *follows.routes, *notifications.routes,
-                *profiles.routes, *avatars.routes,
+                *profiles.routes, *avatars.routes, *videos.routes, *clips.routes,
                 *eventsub.routes, *web.routes],
         middleware=middleware,
         exception_handlers={ApiError: api_error_handler, HTTPException: http_exception_handler,

@@ -16,15 +16,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-import shutil
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateways.errors import NotFound, PayloadTooLarge, TooManyRequests, ValidationFailed
+from gateways.hls import read_origin_object
+from gateways.object_response import object_response
 from gateways.services import Services, services
 from media.avatar import AvatarError, make_avatar
+from media.blob import BlobNotFound
 from schemas.records.user import ProfileUpdated
 
 MAX_AVATAR_BYTES = 2 * 1024 * 1024
@@ -53,7 +55,7 @@ def avatar_dir(user_id: str) -> str:
 
 def forget_avatars(svc: Services, user_id: str) -> None:
     """Delete every avatar of the user from the origin (blocking)."""
-    shutil.rmtree(svc.origin.path(avatar_dir(user_id)), ignore_errors=True)
+    svc.origin.delete_prefix(f"{avatar_dir(user_id)}/")
 
 
 async def put_avatar(request: Request) -> JSONResponse:
@@ -86,15 +88,18 @@ async def put_avatar(request: Request) -> JSONResponse:
     return JSONResponse({"avatar_url": url}, headers={"Cache-Control": "no-store"})
 
 
-async def get_avatar(request: Request) -> FileResponse:
+async def get_avatar(request: Request) -> Response:
     svc = services(request)
     user_id, name = str(request.path_params["user_id"]), str(request.path_params["name"])
     if not AVATAR_NAME.fullmatch(name):
         raise NotFound("no such avatar")
-    path = svc.origin.path(f"{avatar_dir(user_id)}/{name}")
-    if not path.is_file():
-        raise NotFound("no such avatar")
-    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": IMMUTABLE})
+    key = f"{avatar_dir(user_id)}/{name}"
+    try:
+        # Not kept in memory: deleting the account deletes the avatar, on every gateway at once.
+        obj = await svc.origin_cache.get(key, lambda: read_origin_object(svc.origin, key), keep=False)
+    except BlobNotFound:
+        raise NotFound("no such avatar") from None
+    return object_response(request, obj, "image/jpeg", IMMUTABLE)
 
 
 routes = [

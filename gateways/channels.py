@@ -20,6 +20,7 @@ from gateways import validation as v
 from gateways.auth import Principal, derive_stream_key, new_stream_key_nonce, same_digest
 from gateways.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gateways.services import Services, json_body, services
+from infra.settings import MAX_RETENTION_DAYS
 from schemas.records.channel import ChannelCreated, ChannelUpdated, StreamKeyRotated
 from views.channels import ChannelView, hash_stream_key
 
@@ -54,7 +55,8 @@ async def channel_json(svc: Services, channel: ChannelView) -> dict[str, Any]:
     configured = await svc.views.configured_stream_of(channel.id)
     return {**channel.public(), "live_stream_id": live.id if live is not None else None,
             "configured_stream_id": configured.id if configured is not None else None,
-            "followers": await svc.views.follows.follower_count(channel.id)}
+            "followers": await svc.views.follows.follower_count(channel.id),
+            "vod_retention_days": channel.vod_retention_days or svc.settings.vod.retention_days}
 
 
 async def _seen(svc: Services, channel_id: str, offset: int) -> ChannelView | None:
@@ -104,19 +106,32 @@ async def update_channel(request: Request) -> JSONResponse:
     svc = services(request)
     principal, channel = await _owned(svc, request)
     data = await json_body(request)
-    v.only(data, {"title", "category", "tags"})
+    v.only(data, {"title", "category", "tags", "vod_retention_days"})
     if not data:
-        raise ValidationFailed("nothing to update: give title, category or tags")
+        raise ValidationFailed("nothing to update: give title, category, tags or vod_retention_days")
     title = v.title(data)
     if title == "":
         raise ValidationFailed("'title' must not be empty", field="title")
     category = v.category(data)
     tags = v.tags(data)
+    retention = _retention_days(data)
     ack = await svc.emit(ChannelUpdated(
         occurred_at=svc.now_ms(), channel_id=channel.id, updated_by_user_id=principal.user_id,
-        title=title, category=category, tags=None if tags is None else tuple(tags)), channel.id)
+        title=title, category=category, tags=None if tags is None else tuple(tags),
+        vod_retention_days=retention), channel.id)
     updated = await _seen(svc, channel.id, ack.offset)
     return JSONResponse(await channel_json(svc, updated or channel))
+
+
+def _retention_days(data: dict[str, Any]) -> int | None:
+    """``vod_retention_days``: how many days the channel's videos are kept (0: the platform default)."""
+    value = data.get("vod_retention_days")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RETENTION_DAYS:
+        raise ValidationFailed(f"'vod_retention_days' must be a whole number of days from 1 to "
+                               f"{MAX_RETENTION_DAYS} (0: the platform default)", field="vod_retention_days")
+    return value
 
 
 async def regenerate_stream_key(request: Request) -> JSONResponse:

@@ -18,7 +18,9 @@ and the app registers it as the handler of every such error class
 (``DEPENDENCY_ERRORS``), so no route catches them.  Valkey's connection-class
 errors (refused, reset, timed out, loading, read-only replica, out of memory,
 cluster down) become ``Unavailable`` with ``reason: "valkey_unavailable"`` and
-a ``Retry-After``; any other redis error is a bug and stays a 500.
+a ``Retry-After``; any other redis error is a bug and stays a 500.  A blob
+store that cannot be read (S3 unreachable or refusing) is ``Unavailable`` with
+``reason: "blob_store_unavailable"``; a missing blob is each route's own 404.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from media.blob import BlobError
 from views.errors import VALKEY_UNAVAILABLE
 
 PROBLEM_JSON = "application/problem+json"
@@ -97,7 +100,7 @@ class Unavailable(ApiError):
         self.headers = {"Retry-After": str(retry_after_s)}
 
 
-DEPENDENCY_ERRORS: tuple[type[Exception], ...] = VALKEY_UNAVAILABLE
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (*VALKEY_UNAVAILABLE, BlobError)
 
 
 def dependency_error(exc: Exception) -> ApiError:
@@ -107,6 +110,8 @@ def dependency_error(exc: Exception) -> ApiError:
     if isinstance(exc, VALKEY_UNAVAILABLE):
         return Unavailable(f"the view store (Valkey) did not answer: {type(exc).__name__}: {exc}",
                            reason="valkey_unavailable")
+    if isinstance(exc, BlobError):  # its message names the bucket and key: for the log, not the client
+        return Unavailable("the blob store did not answer", reason="blob_store_unavailable")
     return ApiError(f"{type(exc).__name__}")
 
 

@@ -42,11 +42,11 @@ GATE_GENERATION_MAX = 250_000  # sessions per generation; more rotates early (bo
 
 
 class StreamChannels:
-    """A bounded, expiring map of stream id -> channel id (None: the stream is unknown)."""
+    """A bounded, expiring map of stream id -> channel id (None: the stream is unknown), and whether it ended."""
 
     def __init__(self, maxsize: int = STREAM_CACHE_SIZE) -> None:
         self.maxsize = maxsize
-        self._entries: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, str | None, bool]] = OrderedDict()
         self._pending: dict[str, asyncio.Future[str | None]] = {}
 
     def get(self, stream_id: str, now_s: float) -> tuple[bool, str | None]:
@@ -56,9 +56,14 @@ class StreamChannels:
             return False, None
         return True, entry[1]
 
-    def put(self, stream_id: str, channel_id: str | None, now_s: float) -> None:
+    def ended(self, stream_id: str) -> bool:
+        """Whether the stream had ended when its entry was read (a beat for it is VOD playback)."""
+        entry = self._entries.get(stream_id)
+        return entry is not None and entry[2]
+
+    def put(self, stream_id: str, channel_id: str | None, now_s: float, ended: bool = False) -> None:
         ttl = STREAM_CACHE_TTL_S if channel_id is not None else UNKNOWN_STREAM_TTL_S
-        self._entries[stream_id] = (now_s + ttl, channel_id)
+        self._entries[stream_id] = (now_s + ttl, channel_id, ended)
         self._entries.move_to_end(stream_id)
         while len(self._entries) > self.maxsize:
             self._entries.popitem(last=False)  # the oldest insertion goes first
@@ -76,7 +81,7 @@ class StreamChannels:
         try:
             stream = await views.get_stream(stream_id)
             channel_id = stream.channel_id if stream is not None else None
-            self.put(stream_id, channel_id, time.monotonic())
+            self.put(stream_id, channel_id, time.monotonic(), stream is not None and stream.ended)
             future.set_result(channel_id)
             return channel_id
         except BaseException as exc:

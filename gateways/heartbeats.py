@@ -37,6 +37,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from gateways import validation as v
+from gateways.channels import UUID_RE
 from gateways.errors import (
     ApiError,
     Forbidden,
@@ -50,11 +51,11 @@ from gateways.errors import (
 from gateways.heartbeat_intake import Admitted, SessionGate, retry_after_s, too_soon_s, vouches
 from gateways.playback_token import TokenRefused, verify_session
 from gateways.services import Services
-from schemas.records.viewer import Heartbeat
+from schemas.records.viewer import Heartbeat, PlaybackKind
 from topics.errors import DeliveryError
 
 FIELDS = {"session_id", "token", "rendition", "buffer_health_s", "bitrate_kbps", "latency_ms", "dropped_frames",
-          "channel_id"}
+          "channel_id", "clip_id"}
 MAX_SESSION_ID_LENGTH = 64
 MAX_TOKEN_LENGTH = 1024
 MAX_RENDITION_LENGTH = 32
@@ -95,6 +96,7 @@ class HeartbeatFields(TypedDict):
     bitrate_kbps: int
     latency_ms: int | None
     dropped_frames: int | None
+    clip_id: str | None
 
 
 def heartbeat_fields(data: dict[str, Any]) -> HeartbeatFields:
@@ -106,13 +108,17 @@ def heartbeat_fields(data: dict[str, Any]) -> HeartbeatFields:
     rendition = v.string(data, "rendition", max_length=MAX_RENDITION_LENGTH)
     assert rendition is not None  # required: v.string raises when it is missing
     v.string(data, "channel_id", required=False, max_length=36)
+    clip_id = v.string(data, "clip_id", required=False, max_length=36)
+    if clip_id is not None and not UUID_RE.match(clip_id):
+        raise ValidationFailed("'clip_id' must be a clip id (a UUID)", field="clip_id")
     bitrate = _integer(data, "bitrate_kbps")
     assert bitrate is not None  # required
     return {"session_id": session_id, "rendition": rendition,
             "buffer_health_s": _number(data, "buffer_health_s", 0.0, MAX_BUFFER_HEALTH_S),
             "bitrate_kbps": bitrate,
             "latency_ms": _integer(data, "latency_ms", required=False),
-            "dropped_frames": _integer(data, "dropped_frames", required=False)}
+            "dropped_frames": _integer(data, "dropped_frames", required=False),
+            "clip_id": clip_id}
 
 
 def _headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
@@ -188,9 +194,12 @@ async def accept_heartbeat(scope: Scope, receive: Receive) -> None:
     interval_s = svc.settings.viewers.heartbeat_interval_s
     admitted = admit_session(intake.sessions, svc.playback_secret, interval_s, fields["session_id"], token,
                              channel_id, time.monotonic(), svc.clock())
+    # What the player plays: a clip when it says so, the video once the broadcast has ended, else live.
+    playback: PlaybackKind = "CLIP" if fields["clip_id"] else "VOD" if intake.streams.ended(stream_id) else "LIVE"
     try:
         svc.producer.produce(Heartbeat(event_id=intake.event_id(), occurred_at=svc.now_ms(), channel_id=channel_id,
-                                       stream_id=stream_id, user_id=user_id, **fields), channel_id)
+                                       stream_id=stream_id, user_id=user_id, playback=playback, **fields),
+                             channel_id)
     except DeliveryError as exc:
         raise Unavailable(f"the event log did not take the heartbeat: {exc}", reason="log_unavailable") from exc
     intake.sessions.admit(fields["session_id"], admitted, interval_s)

@@ -6,8 +6,9 @@ cached for a second.  Segments and init segments never change once listed:
 they are served immutable, with Range and conditional requests.  A whole
 object comes from memory (gateways/origin_cache.py: concurrent requests for
 one object share a single store read, and recent objects stay in a bounded
-LRU); a Range request is served from the file, as Starlette's
-``FileResponse`` does it, with the same validators.
+LRU), and so does a Range request, cut from those bytes with the validators
+and statuses Starlette's ``FileResponse`` gives (gateways/object_response.py),
+whichever blob store holds them.
 Paths are matched strictly (uuid stream id, lowercase rendition name, seq and
 part numbers of bounded ASCII digits, else a 404 with the reason), so no
 request can name a file outside the origin.
@@ -45,23 +46,22 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateways.errors import BadRequest, Forbidden, NotFound, Unavailable
 from gateways.live_edge import EdgeSegment, IndexTail, RenditionEdge, Target
+from gateways.object_response import object_response
 from gateways.origin_cache import OriginObject
 from gateways.playback_token import TokenRefused, verify
 from gateways.services import Services, services
 from gateways.validation import ascii_int
-from media.blob import BlobNotFound, FileBlobStore
+from media.blob import BlobError, BlobNotFound, BlobStore
 from media.package.playlist import (
     LowLatency,
     OpenSegment,
@@ -114,6 +114,9 @@ async def _authorize(request: Request, fresh: bool | None = None) -> tuple[Strea
         stream = await svc.views.get_stream(stream_id)
         if stream is None:
             raise NotFound(f"stream {stream_id} does not exist")
+        if stream.ended and fresh and await _deleted(svc, stream_id):
+            # Its playlists go with it; the segments its clips use stay servable (gateways/clips.py).
+            raise NotFound(f"video {stream_id} was deleted")
         channel_id = stream.channel_id
         if len(cache) >= CHANNEL_CACHE_MAX:
             cache.clear()
@@ -121,6 +124,11 @@ async def _authorize(request: Request, fresh: bool | None = None) -> tuple[Strea
     token = _token(request)
     _check_token(svc, token, channel_id)
     return stream, token
+
+
+async def _deleted(svc: Services, video_id: str) -> bool:
+    video = await svc.views.videos.get(video_id)
+    return video is not None and video.deleted
 
 
 def _path_number(request: Request, name: str, max_value: int) -> int:
@@ -160,6 +168,13 @@ def _check_token(svc: Services, token: str, channel_id: str) -> None:
     if len(verified) >= VERIFIED_TOKENS_MAX:
         verified.clear()
     verified[token] = claims
+
+
+def playback_token(request: Request, channel_id: str) -> str:
+    """The request's playback token, checked for ``channel_id`` (403 otherwise)."""
+    token = _token(request)
+    _check_token(services(request), token, channel_id)
+    return token
 
 
 async def _variants(request: Request, playlist: str, token: str) -> list[VariantInfo]:
@@ -428,9 +443,14 @@ async def vod_playlist(request: Request) -> Response:
     return Response(body, media_type=M3U8, headers={"Cache-Control": VOD_PLAYLIST_CACHE})
 
 
-async def read_origin_object(store: FileBlobStore, key: str) -> OriginObject:
+async def read_origin_object(store: BlobStore, key: str) -> OriginObject:
     """One store read, off the event loop."""
-    blob = await asyncio.to_thread(store.get_object, store.ref(key))
+    try:
+        blob = await asyncio.to_thread(store.get_object, store.ref(key))
+    except BlobError as exc:
+        if not isinstance(exc, BlobNotFound):  # the client gets a 503 (gateways/errors.py); the reason is here
+            log.warning("origin read of %s failed: %s", key, exc)
+        raise
     return OriginObject.from_stat(blob.data, blob.modified_s)
 
 
@@ -444,42 +464,15 @@ def _not_found(request: Request, name: str) -> NotFound:
     return NotFound(f"{rendition}/{name} of stream {stream_id} does not exist")
 
 
-def _origin_file(request: Request, name: str) -> Path:
-    path = services(request).origin.path(_origin_key(request, name))
-    if not path.is_file():
-        raise _not_found(request, name)
-    return path
-
-
-def _not_modified(request: Request, etag: str) -> Response | None:
-    """304 when If-None-Match lists the object's ETag (RFC 9110 13.1.2)."""
-    if etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
-        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": IMMUTABLE})
-    return None
-
-
-def _send_file(request: Request, path: Path, media_type: str) -> Response:
-    """The file with Range support (Starlette), answering a matching If-None-Match with 304."""
-    response = FileResponse(path, media_type=media_type, headers={"Cache-Control": IMMUTABLE},
-                            stat_result=os.stat(path))
-    return _not_modified(request, response.headers["etag"]) or response
-
-
 async def _send_immutable(request: Request, name: str, media_type: str) -> Response:
-    """A segment or init segment: whole from the origin cache, ranges from the file."""
-    if "range" in request.headers:
-        return _send_file(request, _origin_file(request, name), media_type)
+    """A segment or init segment from the origin cache, whole or a range of it."""
     svc = services(request)
     key = _origin_key(request, name)
     try:
         obj = await svc.origin_cache.get(key, lambda: read_origin_object(svc.origin, key))
     except BlobNotFound:
         raise _not_found(request, name) from None
-    # The headers FileResponse sends for the whole file, so either path answers alike.
-    headers = {"Cache-Control": IMMUTABLE, "accept-ranges": "bytes", "content-length": str(len(obj.body)),
-               "last-modified": obj.last_modified, "etag": obj.etag}
-    return _not_modified(request, obj.etag) or Response(
-        b"" if request.method == "HEAD" else obj.body, media_type=media_type, headers=headers)
+    return object_response(request, obj, media_type, IMMUTABLE)
 
 
 async def init_segment(request: Request) -> Response:

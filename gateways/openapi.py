@@ -54,7 +54,8 @@ COMPONENTS: dict[str, Any] = {
     "Channel": obj(["id", "name", "owner_user_id", "title", "tags"], id=UUID, name=S, owner_user_id=UUID, title=S,
                    category=nullable(S), tags=TAGS, created_at_ms=I, updated_at_ms=I,
                    live_stream_id=nullable(UUID), configured_stream_id=nullable(UUID),
-                   followers={**I, "description": "How many users follow the channel."}),
+                   followers={**I, "description": "How many users follow the channel."},
+                   vod_retention_days={**I, "description": "Days its videos are kept after they end."}),
     "StreamKey": obj(["id", "stream_key", "rtmp_url"], id=UUID, stream_key=S,
                      rtmp_url={**S, "description": "The OBS 'Server' field."}),
     "Stream": obj(["id", "channel_id", "status", "title", "tags"], id=UUID, channel_id=UUID, channel_name=nullable(S),
@@ -96,6 +97,22 @@ COMPONENTS: dict[str, Any] = {
                                                  "notification_failures_exceeded"},
                                 type=S, version=S, condition={"type": "object", "additionalProperties": S},
                                 transport=obj(["method", "callback"], method=S, callback=S), created_at=S, cost=I),
+    "Video": obj(["id", "channel_id", "title", "duration_ms", "view_count", "url"], id=UUID, channel_id=UUID,
+                 channel_name=nullable(S), title=S, category=nullable(S), started_at_ms=nullable(I),
+                 ended_at_ms=nullable(I), duration_ms=I, thumbnail_url=S, view_count=I, url=S,
+                 owner={**B, "description": "Whether the caller (bearer token) owns the channel."},
+                 storyboard=nullable(obj(["vtt_url", "sprite_url"], vtt_url=S, sprite_url=S, interval_s=I,
+                                         tile_width=I, tile_height=I, columns=I)),
+                 playback=obj(["token", "session_id", "hls"], token=S, session_id=S, heartbeat_interval_s=N,
+                              expires_at_s=I, hls=obj(["vod"], vod=S))),
+    "Clip": obj(["id", "channel_id", "video_id", "title", "offset_ms", "duration_ms", "url", "mp4_status"],
+                id=UUID, channel_id=UUID, channel_name=nullable(S), video_id=UUID, title=S,
+                created_by_user_id=UUID, created_at_ms=I, offset_ms=I, duration_ms=I, from_live=B, view_count=I,
+                url=S, thumbnail_url=nullable(S),
+                mp4_url={**nullable(S), "description": "Null until the MP4 is made (mp4_status)."},
+                mp4_status={"type": "string", "enum": ["processing", "ready", "failed"]},
+                playback=obj(["token", "session_id", "hls"], token=S, session_id=S, heartbeat_interval_s=N,
+                             expires_at_s=I, hls=obj(["master"], master=S), start_offset_s=N)),
     "SearchResult": obj(["channel_id", "channel_name", "live"], channel_id=UUID, channel_name=S, title=S,
                         category=nullable(S), tags=TAGS, live=B, stream_id=nullable(UUID), viewers=I, score=N),
 }
@@ -219,9 +236,12 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
     "/v1/channels/{channel_id}": {
         "get": op("A channel, with its live and configured stream ids", "Channels",
                   {**ok(ref("Channel")), **problems(404)}, params=[CHANNEL]),
-        "patch": op("Change a channel's title, category or tags", "Channels",
+        "patch": op("Change a channel's title, category, tags or video retention", "Channels",
                     {**ok(ref("Channel")), **problems(400, 401, 403, 404, 422)}, params=[CHANNEL],
-                    request=body(obj(title=S, category=S, tags=TAGS)), auth=True),
+                    request=body(obj(title=S, category=S, tags=TAGS, vod_retention_days={
+                        "type": "integer", "minimum": 0, "maximum": 3650,
+                        "description": "Days the channel's videos are kept (0: the platform default)."})),
+                    auth=True),
     },
     "/v1/channels/{channel_id}/stream-key": {"get": op("Reveal the stream key (owner only)", "Channels", {
         **ok(ref("StreamKey")), **problems(401, 403, 404, 409)}, params=[CHANNEL], auth=True)},
@@ -280,12 +300,19 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
         **ok(obj(["channel_id", "actions"], channel_id=UUID, actions={"type": "array", "items": {"type": "object"}})),
         **problems(401, 403, 404, 422)}, params=[ROOM, query("limit", I, "Most actions (default 100).")],
         auth=True)},
-    "/v1/chat/{room}/messages": {"get": op("Chat replay around a moment (VOD chat)", "Chat", {
-        **ok(obj(["channel_id", "messages"], channel_id=UUID, around_timestamp=I,
-                 messages={"type": "array", "items": ref("ChatMessage")})), **problems(400, 404, 422, 503)},
-        params=[ROOM, query("around_timestamp", S, "Epoch milliseconds or ISO 8601.", required=True),
-                query("before", I, "Messages at or before the moment (default 50)."),
-                query("after", I, "Messages after it (default 50).")])},
+    "/v1/chat/{room}/messages": {"get": op("Chat replay around a moment (VOD chat), paged by cursor", "Chat", {
+        **ok(obj(["channel_id", "messages", "prev_cursor", "next_cursor"], channel_id=UUID, around_timestamp=I,
+                 messages={"type": "array", "items": ref("ChatMessage")}, prev_cursor=nullable(S),
+                 next_cursor=nullable(S))), **problems(400, 404, 422, 503)},
+        params=[ROOM, query("around_timestamp", S, "Epoch milliseconds or ISO 8601 (required without a cursor)."),
+                query("before", I, "Messages at or before the moment (default 50, at most 200)."),
+                query("after", I, "Messages after it (default 50, at most 200)."),
+                query("cursor", S, "prev_cursor or next_cursor of an earlier answer: the page before or after it "
+                                   "(not with around_timestamp, before or after; a malformed one is a 400)."),
+                query("limit", {"type": "integer", "minimum": 0, "maximum": 200},
+                      "Messages in a cursor's page (default 50).")],
+        description="Oldest first. Deleted messages, and what a user said up to being banned or timed out in the "
+                    "channel, are never in it. A cursor is opaque and belongs to its channel.")},
     "/v1/users/{user_id}/follows": {
         "post": op("Follow a channel (following it again changes nothing)", "Follows", {
             **ok(ref("Follow"), 201, "Followed"), **ok(ref("Follow"), 200, "Already followed"),
@@ -349,6 +376,55 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
     "/v1/eventsub/subscriptions/{subscription_id}": {"delete": op("Delete an EventSub subscription", "EventSub", {
         "204": {"description": "Deleted"}, **problems(401, 404, 503)}, params=[path_param("subscription_id")],
         auth=True)},
+    "/v1/channels/{channel_id}/videos": {"get": op("A channel's videos (ended broadcasts)", "Videos", {
+        **ok(obj(["data", "cursor"], data={"type": "array", "items": ref("Video")}, cursor=nullable(S))),
+        **problems(400, 401, 404)}, params=[
+        CHANNEL, query("sort", {"type": "string", "enum": ["time", "views"]}, "Newest (default) or most viewed."),
+        query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Page size (default 20)."),
+        query("cursor", S, "cursor of the previous page (a malformed one is a 400).")])},
+    "/v1/videos/{video_id}": {
+        "get": op("A video, with signed playback URLs", "Videos", {**ok(ref("Video")), **problems(401, 404, 429)},
+                  params=[path_param("video_id")], description="404 once deleted, and while still live."),
+        "delete": op("Delete a video (its owner)", "Videos", {"204": {"description": "Deleted"},
+                                                              **problems(401, 403, 404, 503)},
+                     params=[path_param("video_id")], auth=True,
+                     description="The video leaves every list and its playlists answer 404 at once; its objects "
+                                 "are purged from the store after, except the segments its clips use."),
+    },
+    "/vod/{video_id}/{name}": {"get": op("A video's previews: thumb.jpg, sprite.jpg or storyboard.vtt", "Videos", {
+        **ok({"type": "string"}, media="image/jpeg"), "304": {"description": "Not modified (If-None-Match)"},
+        **problems(404)}, params=[path_param("video_id"), path_param("name", S, "thumb.jpg, sprite.jpg or "
+                                                                           "storyboard.vtt")])},
+    "/v1/clips": {"post": op("Make a clip of a live stream or of a video", "Clips", {
+        **ok(ref("Clip"), 201, "Made (the MP4 follows)"), **problems(400, 401, 404, 409, 413, 422, 429, 503)},
+        request=body(obj(broadcaster_id={**S, "description": "Clip the live stream of this channel (id or name)."},
+                         video_id={**UUID, "description": "Or clip this video..."},
+                         offset_s={**N, "description": "...from this playhead second."},
+                         duration_s={"type": "number", "minimum": 5, "maximum": 60,
+                                     "description": "Default 30."},
+                         title={**S, "maxLength": 140})), auth=True,
+        description="A live clip is the last duration_s; a channel that is not live is a 409. A clip outside the "
+                    "video is a 422. Clips per user are bounded per minute (429).")},
+    "/v1/clips/{clip_id}": {"get": op("A clip, with signed playback URLs", "Clips", {
+        **ok(ref("Clip")), **problems(404, 429)}, params=[path_param("clip_id")])},
+    "/v1/clips/{clip_id}.mp4": {"get": op("A clip's MP4 (stream copy of its segments)", "Clips", {
+        **ok({"type": "string"}, media="video/mp4"), "304": {"description": "Not modified (If-None-Match)"},
+        **problems(404)}, params=[path_param("clip_id")])},
+    "/v1/clips/{clip_id}/thumb.jpg": {"get": op("A clip's thumbnail", "Clips", {
+        **ok({"type": "string"}, media="image/jpeg"), "304": {"description": "Not modified (If-None-Match)"},
+        **problems(404)}, params=[path_param("clip_id")])},
+    "/v1/channels/{channel_id}/clips": {"get": op("A channel's clips", "Clips", {
+        **ok(obj(["data", "cursor"], data={"type": "array", "items": ref("Clip")}, cursor=nullable(S))),
+        **problems(400, 404)}, params=[
+        CHANNEL, query("sort", {"type": "string", "enum": ["views", "time"]}, "Most viewed (default) or newest."),
+        query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Page size (default 20)."),
+        query("cursor", S, "cursor of the previous page (a malformed one is a 400).")])},
+    "/hls/clips/{clip_id}/master.m3u8": {"get": op("A clip's master playlist", HLS_TAG, {
+        **ok({"type": "string"}, media=M3U8), **problems(403, 404)}, params=[path_param("clip_id"), TOKEN])},
+    "/hls/clips/{clip_id}/{rendition}.m3u8": {"get": op(
+        "A clip's media playlist: whole segments, EXT-X-START at the clip's start", HLS_TAG, {
+            **ok({"type": "string"}, media=M3U8), **problems(403, 404)},
+        params=[path_param("clip_id"), path_param("rendition", S, "source or audio"), TOKEN])},
     "/thumbs/{stream_id}.jpg": {"get": op("Latest thumbnail of a live stream", "Discovery", {
         **ok({"type": "string"}, media="image/jpeg"), **problems(404)}, params=[STREAM])},
     "/hls/{stream_id}/master.m3u8": {"get": hls_file("Live master playlist", M3U8)},

@@ -12,6 +12,7 @@ refreshes (or reloads with its last token) stays one viewer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -46,10 +47,31 @@ async def _issue_session(svc: Services, request: Request, channel_id: str) -> st
     return issued.session_id
 
 
+@dataclass(frozen=True)
+class Grant:
+    """A playback token for a channel's media and the viewer session it is bound to."""
+
+    token: str
+    session_id: str
+    expires_at_s: int
+    heartbeat_interval_s: float
+
+
+def _sign(svc: Services, channel_id: str, session_id: str) -> Grant:
+    expires = int(svc.clock()) + svc.settings.auth.playback_ttl_s
+    token = sign(svc.playback_secret, PlaybackClaims(channel_id, expires, session_id, session_issued=True))
+    return Grant(token, session_id, expires, svc.settings.viewers.heartbeat_interval_s)
+
+
+async def grant(svc: Services, request: Request, channel_id: str) -> Grant:
+    """A new viewer session and its playback token, for the VOD and clip players as for live (else 429)."""
+    return _sign(svc, channel_id, await _issue_session(svc, request, channel_id))
+
+
 def _answer(request: Request, svc: Services, stream: StreamView, session_id: str) -> dict[str, Any]:
     now = int(svc.clock())
-    expires = now + svc.settings.auth.playback_ttl_s
-    token = sign(svc.playback_secret, PlaybackClaims(stream.channel_id, expires, session_id, session_issued=True))
+    signed = _sign(svc, stream.channel_id, session_id)
+    token, expires = signed.token, signed.expires_at_s
     base = str(request.base_url).rstrip("/")
     ws_base = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
     hls = {"master": f"{base}/hls/{stream.id}/master.m3u8?token={token}"}

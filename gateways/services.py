@@ -40,7 +40,8 @@ from gateways.playback_token import PlaybackClaims, derive_secret
 from gateways.push_hub import PushHub
 from gateways.validation import parse_object
 from infra.settings import Settings
-from media.blob import FileBlobStore
+from media.blob import BlobStore
+from media.blob_stores import open_store
 from schemas.record import Record
 from topics.admin import ensure_topics
 from topics.catalogue import CATALOGUE
@@ -76,7 +77,7 @@ class Services:
     views: ViewStore
     producer: EventProducer
     metrics: CollectorRegistry
-    origin: FileBlobStore
+    origin: BlobStore
     origin_cache: OriginCache  # single-flight reads and an LRU in front of ``origin`` (HLS, thumbnails)
     chat: ChatContext  # rooms, fan-out, rate limiter, classifier
     chat_history: HistoryStore | None  # None: the store did not open; replay answers 503
@@ -189,7 +190,7 @@ async def open_services(settings: Settings, metrics: CollectorRegistry) -> Async
         stack.push_async_callback(push_hub.close)
         yield Services(
             settings=settings, redis=client, views=ViewStore(client, settings.valkey.key_prefix),
-            producer=producer, metrics=metrics, origin=FileBlobStore(settings.data_dir / "origin"),
+            producer=producer, metrics=metrics, origin=await asyncio.to_thread(open_store, settings, "origin"),
             origin_cache=OriginCache(settings.gateway.origin_cache_bytes), chat=chat, chat_history=history,
             heartbeats=Intake(), playlists=LastGood(settings.gateway.playlist_last_good_s, PLAYLIST_LAST_GOOD_MAX),
             edge=edge, passwords=passwords, login_throttle=LoginThrottle(client, settings.valkey.key_prefix, auth),

@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True)
 
     sub.add_parser("rebuild-views", help="drop the views and replay the log into them")
+    sub.add_parser("videos", help="list the videos kept and the storage their objects use")
 
     live = sub.add_parser("go-live", help="push a synthetic test stream (moving bars and a tone)")
     live.add_argument("--key", help="stream key of an existing channel (default: create a demo channel)")
@@ -212,6 +213,12 @@ def _tool(settings: Settings, args: argparse.Namespace) -> int:
 
         report = asyncio.run(rebuild_views(settings, _serde(settings)))
         print(f"dropped {report.dropped_keys} view keys; replayed {report.events} events")
+        return 0
+    if args.command == "videos":
+        from media.vod.report import format_report, storage_report
+
+        for line in format_report(asyncio.run(storage_report(settings))):
+            print(line)
         return 0
     raise AssertionError(args.command)
 

@@ -501,6 +501,56 @@ class NotificationSettings:
 
 
 @dataclass(frozen=True)
+class VodSettings:
+    # Videos and clips (media/vod/, docs/ARCHITECTURE.md "Videos and clips").  A video is kept retention_days
+    # after its broadcast ends unless its channel sets its own (PATCH /v1/channels/{id} vod_retention_days);
+    # the media workers sweep expired ones every sweep_interval_s.  Clips are 5..60 s (default 30); each user
+    # may make clips_per_minute.  A storyboard waits up to storyboard_wait_s after the end for the last
+    # thumbnails.
+    retention_days: int = 60
+    sweep_interval_s: float = 60.0
+    storyboard_wait_s: float = 30.0
+    clips_per_minute: int = 10
+    clip_default_s: int = 30
+
+    def __post_init__(self) -> None:
+        for var, ok, rule in (
+            ("GLASSCAST_VOD_RETENTION_DAYS", 1 <= self.retention_days <= MAX_RETENTION_DAYS,
+             f"1 to {MAX_RETENTION_DAYS}"),
+            ("GLASSCAST_VOD_SWEEP_INTERVAL_S", self.sweep_interval_s > 0, "positive"),
+            ("GLASSCAST_VOD_STORYBOARD_WAIT_S", self.storyboard_wait_s >= 0, "0 or more"),
+            ("GLASSCAST_VOD_CLIPS_PER_MINUTE", 1 <= self.clips_per_minute <= 1000, "1 to 1000"),
+            ("GLASSCAST_VOD_CLIP_DEFAULT_S", MIN_CLIP_S <= self.clip_default_s <= MAX_CLIP_S,
+             f"{MIN_CLIP_S} to {MAX_CLIP_S}"),
+        ):
+            if not ok:
+                raise SettingsError(f"{var}: value out of range (must be {rule})")
+
+
+MAX_RETENTION_DAYS = 3650
+MIN_CLIP_S, MAX_CLIP_S = 5, 60
+
+
+@dataclass(frozen=True)
+class BlobSettings:
+    # Where GOPs, segments, parts, thumbnails and avatars are stored (media/blob_stores.py).
+    # file: under the data directory (<data_dir>/blobs, <data_dir>/origin); s3: one bucket, each area a
+    # key prefix (<prefix>blobs/, <prefix>origin/), on S3 or an S3-compatible server (endpoint_url: MinIO).
+    # Credentials come from boto3's standard chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE).
+    backend: Literal["file", "s3"] = "file"
+    bucket: str = ""
+    prefix: str = ""  # "" or a folder such as "glasscast/" (ends with "/")
+    endpoint_url: str = ""  # "" means AWS itself
+    region: str = ""  # "" means boto3's default (AWS_DEFAULT_REGION, the profile's)
+
+    def __post_init__(self) -> None:
+        if self.backend == "s3" and not self.bucket:
+            raise SettingsError("GLASSCAST_BLOB_BUCKET: required with GLASSCAST_BLOB_BACKEND=s3")
+        if self.prefix and (not self.prefix.endswith("/") or self.prefix.startswith("/") or "//" in self.prefix):
+            raise SettingsError(f"GLASSCAST_BLOB_PREFIX={self.prefix!r}: expected '' or a folder ending with '/'")
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("data")
     log: LogSettings = field(default_factory=LogSettings)
@@ -519,6 +569,8 @@ class Settings:
     chat: ChatSettings = field(default_factory=ChatSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     eventsub: EventSubSettings = field(default_factory=EventSubSettings)
+    blob: BlobSettings = field(default_factory=BlobSettings)
+    vod: VodSettings = field(default_factory=VodSettings)
 
     @property
     def rtmp_url(self) -> str:

@@ -2,9 +2,12 @@
 
 Events never carry media bytes (docs/ARCHITECTURE.md, "Events"): the ingest stores a GOP
 here and publishes its ``blob_ref`` (a claim check).  The interface is the
-four calls an object store offers (put, get, head, delete), so an S3-backed
-store can implement ``BlobStore`` with ``PutObject``/``GetObject``/
-``HeadObject``/``DeleteObject`` and keys that are valid S3 keys unchanged.
+calls an object store offers (put, get, head, delete, list), and keys are
+valid S3 keys unchanged.  Two stores implement it: ``FileBlobStore`` here (the
+default) and ``S3BlobStore`` (media/blob_s3.py: S3 or MinIO); every process opens
+its stores with ``media/blob_stores.py:open_store(settings, area)``, so nothing
+above this layer knows which one it has.  tests/contract/test_blob_store.py
+holds both to the same contract.
 
 ``FileBlobStore`` keeps blobs under one directory (``<data_dir>/blobs``).  A put
 is atomic: the bytes go to a temporary file in the destination directory,
@@ -33,6 +36,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -67,8 +71,25 @@ class StoredBlob:
     modified_s: float  # seconds since the epoch, as os.stat's st_mtime
 
 
+@dataclass(frozen=True)
+class BlobInfo:
+    """One stored blob as a listing shows it (S3 ``ListObjectsV2``'s Key, Size and LastModified)."""
+
+    key: str
+    size: int
+    modified_s: float
+
+
 class BlobStore(Protocol):
     """Write-once-read-many bytes by key (files here; S3 or similar in production)."""
+
+    def ref(self, key: str) -> str:
+        """The ref ``put`` returns for ``key``."""
+        ...
+
+    def key(self, ref: str) -> str:
+        """The key inside a ref of this store; raises ``InvalidBlobKey`` for another store's ref."""
+        ...
 
     def put(self, key: str, data: bytes) -> str:
         """Store ``data`` under ``key`` atomically, replacing any blob there; return its ref."""
@@ -84,6 +105,18 @@ class BlobStore(Protocol):
 
     def delete(self, ref: str) -> None:
         """Remove the blob behind ``ref``; deleting a missing blob is not an error."""
+        ...
+
+    def get_object(self, ref: str) -> StoredBlob:
+        """The bytes behind ``ref`` and when they were stored; raises ``BlobNotFound``."""
+        ...
+
+    def list(self, prefix: str) -> Iterator[BlobInfo]:
+        """Every blob whose key starts with ``prefix`` (a folder: ends with "/"), in key order."""
+        ...
+
+    def delete_prefix(self, prefix: str, keep: frozenset[str] = frozenset()) -> int:
+        """Delete every blob under ``prefix`` except the keys in ``keep``; return how many were deleted."""
         ...
 
 
@@ -125,7 +158,7 @@ class FileBlobStore:
         return validate_key(ref[len(REF_SCHEME):])
 
     def path(self, key: str) -> Path:
-        """Where the blob for ``key`` lives (for servers that send files with sendfile)."""
+        """Where the blob for ``key`` lives on disk (for tests and tools that look at the files)."""
         return self.root / validate_key(key)
 
     def put(self, key: str, data: bytes) -> str:
@@ -175,6 +208,37 @@ class FileBlobStore:
             return
         _fsync_dir(path.parent)
 
+    def list(self, prefix: str) -> Iterator[BlobInfo]:
+        base = self.root / _folder(prefix)
+        if not base.is_dir():
+            return
+        found: list[BlobInfo] = []
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                if name.startswith(".tmp-"):
+                    continue  # a put in progress (or one a crash cut off)
+                path = Path(dirpath) / name
+                try:
+                    st = path.stat()
+                except FileNotFoundError:
+                    continue  # deleted while listing
+                found.append(BlobInfo(path.relative_to(self.root).as_posix(), st.st_size, st.st_mtime))
+        yield from sorted(found, key=lambda b: b.key)
+
+    def delete_prefix(self, prefix: str, keep: frozenset[str] = frozenset()) -> int:
+        deleted = 0
+        for blob in list(self.list(prefix)):
+            if blob.key not in keep:
+                self.delete(self.ref(blob.key))
+                deleted += 1
+        base = self.root / _folder(prefix)
+        for dirpath, _dirs, _files in sorted(os.walk(base, topdown=False), key=lambda w: -len(w[0])):
+            try:
+                os.rmdir(dirpath)  # only empty folders go; a concurrent put's folder stays
+            except OSError:
+                pass
+        return deleted
+
     def _make_dirs(self, directory: Path) -> None:
         # A new directory's entry lives in its parent, so each one created is
         # fsynced into its parent, or a crash could lose the blob's whole path.
@@ -185,6 +249,13 @@ class FileBlobStore:
         for d in reversed(missing):
             d.mkdir(exist_ok=True)
             _fsync_dir(d.parent)
+
+
+def _folder(prefix: str) -> str:
+    """A listing prefix as a folder key: "a/b/" -> "a/b"; a prefix must name whole path segments."""
+    if not prefix.endswith("/"):
+        raise InvalidBlobKey(f"prefix {prefix!r} must end with '/' (a folder)")
+    return validate_key(prefix[:-1])
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -30,12 +30,15 @@ from infra.settings import Settings
 from processors.codec import Decoded, Undecodable
 from processors.retrying import hold, release, until_done
 from schemas.record import new_event_id
+from schemas.records.clip import ClipViewsCounted
+from schemas.records.video import VideoViewsCounted
 from schemas.records.viewer import Heartbeat, ViewerCountUpdated
 from topics.consumer import dead_letter_record
 from topics.errors import DeliveryError, RegistryError
 from topics.producer import EventProducer
 from views.errors import VALKEY_UNAVAILABLE
 from views.store import ViewStore
+from views.view_counts import CLIP, VIDEO, Kind, PlaybackCounts, group_plays
 from views.viewers import ViewerCounts, apply_viewer_count, group_beats, recent_buckets, snapshot
 
 log = logging.getLogger("glasscast.processors.viewers")
@@ -79,12 +82,49 @@ class CountReporter:
         return len(reports)
 
 
+def play_of(beat: Heartbeat) -> tuple[Kind, str, str, str] | None:
+    """(kind, channel, item, session) for a VOD or clip beat; None for a live one."""
+    if beat.playback == "VOD" and beat.stream_id is not None:
+        return VIDEO, beat.channel_id, beat.stream_id, beat.session_id
+    if beat.playback == "CLIP" and beat.clip_id is not None:
+        return CLIP, beat.channel_id, beat.clip_id, beat.session_id
+    return None
+
+
+class PlayReporter:
+    """Each tick, the view counts of the videos and clips whose counts grew (any worker may report them)."""
+
+    BATCH = 1000
+
+    def __init__(self, counts: PlaybackCounts, producer: EventProducer) -> None:
+        self.counts = counts
+        self.producer = producer
+        self._prepared = False
+
+    async def tick(self, now_ms: int) -> int:
+        items = await self.counts.changed(self.BATCH)
+        if not items:
+            return 0
+        if not self._prepared:  # the first encode registers the schemas: keep those HTTP calls off the loop
+            for topic, record in (("videos", VideoViewsCounted.RECORD), ("clips", ClipViewsCounted.RECORD)):
+                await asyncio.to_thread(self.producer.serde.prepare, topic, record)
+            self._prepared = True
+        await asyncio.gather(*(self.producer.send(
+            VideoViewsCounted(occurred_at=now_ms, video_id=item.item_id, channel_id=item.channel_id,
+                              views=item.views) if item.kind == VIDEO else
+            ClipViewsCounted(occurred_at=now_ms, clip_id=item.item_id, channel_id=item.channel_id,
+                             views=item.views), item.item_id) for item in items))
+        await self.counts.reported(items)
+        return len(items)
+
+
 def add_viewer_agents(app: faust.App, settings: Settings, views: ViewStore, producer: EventProducer,
                       codec: str) -> None:
     """Add the heartbeat, snapshot and viewer-view loops to ``app``."""
     cfg = settings.viewers
     group = settings.processors.app_id
     counts = ViewerCounts(views.r, settings.valkey.key_prefix, cfg.bucket_s, cfg.window_s)
+    play_counts = PlaybackCounts(views.r, settings.valkey.key_prefix)
     heartbeats = app.topic("viewer.heartbeats", key_serializer="raw", value_serializer=codec)
     snapshots = app.topic("viewer.counts", key_serializer="raw", value_serializer=codec)
 
@@ -93,21 +133,30 @@ def add_viewer_agents(app: faust.App, settings: Settings, views: ViewStore, prod
         batches = cast("faust.Stream[Any]", stream).take_events(cfg.batch_size, within=cfg.batch_within_s)
         async for events in batches:
             beats = []
+            plays: list[tuple[Kind, str, str, str]] = []
             for event in events:
                 value = decoded(event, producer, group)
                 if value is not None and isinstance(beat := value.value, Heartbeat):
-                    beats.append((beat.channel_id, beat.occurred_at, beat.session_id))
+                    play = play_of(beat)
+                    if play is None:
+                        beats.append((beat.channel_id, beat.occurred_at, beat.session_id))
+                    else:
+                        plays.append(play)
             oldest = recent_buckets(int(time.time() * 1000), cfg.bucket_s, cfg.window_s)[0]
             grouped = group_beats(beats, cfg.bucket_s, oldest)
             hold(events)  # a write cut short leaves the batch uncommitted (processors/retrying.py)
             await until_done(functools.partial(counts.add, grouped), "viewer buckets write", VALKEY_UNAVAILABLE, log)
+            await until_done(functools.partial(play_counts.add, group_plays(plays)), "view counts write",
+                             VALKEY_UNAVAILABLE, log)
             release(events)
 
     reporter = CountReporter(counts, producer, cfg.snapshot_interval_s)
+    play_reporter = PlayReporter(play_counts, producer)
 
     async def snapshot_viewer_counts() -> None:
         try:
             await reporter.tick(int(time.time() * 1000))
+            await play_reporter.tick(int(time.time() * 1000))
         except (redis.RedisError, DeliveryError, RegistryError) as exc:  # a missed tick; the next one reports
             log.warning("viewer-count snapshot skipped: %s", exc)
 

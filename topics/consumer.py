@@ -180,7 +180,12 @@ class EventConsumer:
         tp = TopicPartition(topic, partition, offset)
         try:
             self._consumer.seek(tp)
+        except KafkaException as exc:  # not assigned any longer, or not fetching yet: the resume still stands
+            log.info("release of %s[%d] at %d: %s", topic, partition, offset, exc)
+        try:
             self._consumer.resume([tp])
+            # librdkafka applies a resume at its next wake-up; a request on the connection is one now.
+            self._consumer.list_topics(topic, timeout=doorbell.SOCKET_TIMEOUT_S)
         except KafkaException as exc:  # not assigned any longer: nothing to fetch here
             log.info("release of %s[%d] at %d: %s", topic, partition, offset, exc)
 

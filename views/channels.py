@@ -29,6 +29,7 @@ class ChannelView:
     updated_at_ms: int
     seq: int
     stream_key_nonce: str | None = None  # what the owner's key is derived from (None: not revealable)
+    vod_retention_days: int | None = None  # None: the platform's default (settings.vod.retention_days)
 
     def to_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -59,7 +60,11 @@ def apply_channel_created(event: Applied[ChannelCreated], view: ChannelView | No
 def apply_channel_updated(event: Applied[ChannelUpdated], view: ChannelView | None) -> ChannelView | None:
     if view is None or is_redelivery(event, view.seq):
         return view
-    return replace(view, seq=event.offset, updated_at_ms=event.value.occurred_at, **metadata_changes(event.value))
+    retention: dict[str, Any] = {}
+    if event.value.vod_retention_days is not None:
+        retention["vod_retention_days"] = event.value.vod_retention_days or None  # 0: back to the default
+    return replace(view, seq=event.offset, updated_at_ms=event.value.occurred_at, **metadata_changes(event.value),
+                   **retention)
 
 
 def apply_stream_key_rotated(event: Applied[StreamKeyRotated], view: ChannelView | None) -> ChannelView | None:

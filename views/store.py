@@ -38,12 +38,14 @@ from schemas.records.media import SegmentReady
 from schemas.records.stream import StreamHealth
 from views.channels import CHANNEL_FOLDS, ChannelView
 from views.chat_rooms import CHAT_ROOM_RECORDS, ChatRooms
+from views.clips import Clips
 from views.discovery import Discovery
 from views.fold import Applied, Fold
 from views.follows import FOLLOW_RECORDS, Follows
 from views.segments import SegmentIndex
 from views.streams import CONFIGURED, STREAM_FOLDS, StreamView
 from views.users import USER_FOLDS, UserView
+from views.videos import Videos
 
 V = TypeVar("V")
 
@@ -79,6 +81,8 @@ class ViewStore:
         self.discovery = Discovery(client, prefix)
         self.chat_rooms = ChatRooms(client, prefix)
         self.follows = Follows(client, prefix, self.k_channel_live)
+        self.videos = Videos(client, prefix)
+        self.clips = Clips(client, prefix)
         aggregates: tuple[Aggregate[Any], ...] = (
             Aggregate[UserView](lambda e: e.user_id, self.get_user, USER_FOLDS, self._put_user),
             Aggregate[ChannelView](lambda e: e.channel_id, self.get_channel, CHANNEL_FOLDS, self._put_channel),
@@ -192,6 +196,8 @@ class ViewStore:
         changed = await self._fold(event)
         if type(event.value) in FOLLOW_RECORDS:  # after the chat rooms' fold of the same event (views/follows.py)
             changed = await self.follows.apply(event) or changed
+        changed = await self.videos.apply(event) or changed
+        changed = await self.clips.apply(event) or changed
         # Discovery reads the views just written, and runs on a redelivery too: its write may be
         # the one a crash cut off after the view's own.
         return await self.discovery.apply(event, self) or changed
@@ -290,5 +296,5 @@ class ViewStore:
 
 
 VIEW_TOPICS: tuple[str, ...] = ("users", "channels", "stream.lifecycle", "media.segments", "viewer.counts",
-                                 "chat.moderation", "social.follows", "billing.subscriptions")
+                                 "chat.moderation", "social.follows", "billing.subscriptions", "videos", "clips")
 

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from media.blob import BlobError, BlobStore, FileBlobStore
+from media.blob import BlobError, BlobStore
 from media.ingest import events, flv
 from media.ingest.flv import parse_aac_config, parse_audio, parse_avc_config, parse_video
 from media.ingest.gop import Gop, GopSplitter, MediaTag, gop_to_flv
@@ -60,10 +60,9 @@ def continue_after_stored(blobs: BlobStore, stream: LiveStream) -> LiveStream:
     """``stream`` moved past every GOP already stored at or after its ``next_seq``.
 
     A GOP is stored before it is announced, so no announced seq is reused even if the owner
-    that stored it could not record so (Valkey was down when it died).  Blocking: run in a thread.
+    that stored it could not record so (Valkey was down when it died).  Any store whose put is atomic
+    answers this (a file rename, an S3 PutObject): a blob that exists is whole.  Blocking: run in a thread.
     """
-    if not isinstance(blobs, FileBlobStore):  # BlobStore has no key -> ref; other stores rely on the lease
-        return stream
     seq, end = stream.next_seq, stream.timeline_end_ms
     while blobs.exists(ref := blobs.ref(gop_key(stream.stream_id, seq))):
         try:
@@ -84,7 +83,7 @@ def settle_stored(blobs: BlobStore, stream: LiveStream) -> LiveStream:
     whether that GOP made it.  Blocking: run in a thread.
     """
     moved = continue_after_stored(blobs, stream)
-    if moved.next_seq != stream.next_seq or not isinstance(blobs, FileBlobStore) or stream.next_seq == 0:
+    if moved.next_seq != stream.next_seq or stream.next_seq == 0:
         return moved
     last = stream.next_seq - 1
     return stream if blobs.exists(blobs.ref(gop_key(stream.stream_id, last))) else replace(stream, next_seq=last)

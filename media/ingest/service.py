@@ -13,7 +13,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from infra.settings import Settings
-from media.blob import FileBlobStore
+from media.blob_stores import open_store
 from media.ingest.server import IngestServer
 from topics.admin import ensure_topics
 from topics.catalogue import CATALOGUE
@@ -40,8 +40,8 @@ async def open_ingest(settings: Settings) -> AsyncIterator[IngestServer]:
     client = aioredis.Redis.from_url(settings.valkey.url, socket_timeout=VALKEY_SOCKET_TIMEOUT_S,
                                      socket_connect_timeout=VALKEY_SOCKET_TIMEOUT_S,
                                      retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2))
-    server = IngestServer(settings, FileBlobStore(settings.data_dir / "blobs"), producer, client,
-                          origin=FileBlobStore(settings.data_dir / "origin"))
+    server = IngestServer(settings, open_store(settings, "blobs"), producer, client,
+                          origin=open_store(settings, "origin"))
     await server.start()
     try:
         yield server

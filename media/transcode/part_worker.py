@@ -171,7 +171,7 @@ class PartTranscoder:
         return _Gop(part.seq, 0, encoder, pdt)
 
     def origin_ref(self, key: str) -> str:
-        return f"file:{key}"
+        return self.origin.ref(key)
 
     async def _transcode(self, part: PartReady, gop: _Gop, index: int, last: bool, redo: bool = False) -> None:
         if gop.encoder is None:

@@ -8,8 +8,9 @@ import signal
 import redis.asyncio as aioredis
 
 from infra.settings import Settings
-from media.blob import FileBlobStore
+from media.blob_stores import open_store
 from media.transcode.worker import TranscodeWorker
+from media.vod.worker import VodWorker
 from schemas.records.media import PartReady, SegmentReady
 from topics.admin import ensure_topics
 from topics.runtime import make_serde
@@ -27,15 +28,18 @@ async def serve_worker(settings: Settings) -> None:
     # falls back to the last audience read or retries the GOP (media/transcode/retry.py).
     client = aioredis.Redis.from_url(settings.valkey.url, socket_timeout=VALKEY_TIMEOUT_S,
                                      socket_connect_timeout=VALKEY_TIMEOUT_S)
-    worker = TranscodeWorker(settings, serde, FileBlobStore(settings.data_dir / "blobs"),
-                             FileBlobStore(settings.data_dir / "origin"), client)
+    gops, origin = open_store(settings, "blobs"), open_store(settings, "origin")
+    worker = TranscodeWorker(settings, serde, gops, origin, client)
+    # Videos and clips after the fact (media/vod/worker.py): storyboards, purges, retention, clip MP4s.
+    vod = VodWorker(settings, serde, origin, gops, client)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await worker.run(stop)
+        await asyncio.gather(worker.run(stop), vod.run(stop))
     finally:
         await asyncio.to_thread(worker.close)
+        await asyncio.to_thread(vod.close)
         await client.aclose()
         serde.close()

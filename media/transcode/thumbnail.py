@@ -11,28 +11,80 @@ YUV 4:2:0, which every browser shows.
 ``ThumbnailSchedule`` is the pure policy: at most one thumbnail per GOP, and
 never one for a GOP older than the last one thumbnailed (GOPs of one stream
 may finish out of order across a worker's pool).
+
+Storyboards (media/vod/storyboard.py) need a picture for every
+``STORYBOARD_INTERVAL_S`` of media: the first GOP that starts in interval
+``index`` (media time = the GOP's start minus GOP 0's start, the time a VOD
+player shows, since the VOD playlist starts at GOP 0) also writes
+``thumbs/{stream_id}/{index:06d}.jpg``, at most 160x90.  Which GOP that is
+depends only on its start, GOP 0's and the previous GOP's
+(``storyboard_index``), all fixed once the ingest has stored them, so a
+redelivered or retried GOP makes the same decision and the same JPEG under
+the same key.  ``GopStarts`` remembers those starts as a worker sees GOPs
+arrive (one stream's GOPs arrive in order, on one partition); a worker that
+missed them (it just started) reads them from the stored GOPs
+(``gop_flv_start_ms``).  Intervals in which no GOP starts (a GOP longer than
+10 s) are left without a thumbnail.
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from fractions import Fraction
 
 import av
 from av.video.reformatter import ColorRange, Interpolation
 
-from media.transcode.source import SourceGop, parse_gop_flv
+from media.ingest import flv as flv_tags
+from media.transcode.source import TIMESTAMP_WRAP, SourceGop, parse_gop_flv
+from media.transcode.timeline import ExactMs
 
-__all__ = ["ThumbnailSchedule", "gop_thumbnail", "thumbnail_jpeg", "thumbnail_key", "thumbnail_size"]
+__all__ = ["GopStarts", "STORYBOARD_INTERVAL_S", "STORYBOARD_MAX_HEIGHT", "STORYBOARD_MAX_WIDTH",
+           "ThumbnailSchedule", "gop_flv_start_ms", "gop_thumbnail", "storyboard_index", "storyboard_thumb_key",
+           "thumbnail_jpeg", "thumbnail_key", "thumbnail_size"]
 
 MAX_WIDTH, MAX_HEIGHT = 320, 180
 JPEG_QSCALE = 5  # MJPEG quantiser, as ffmpeg's -q:v (2 best .. 31 worst): about 6 KB at 320x180
 SCHEDULED_STREAMS = 10_000  # streams remembered by a worker's schedule; the oldest are forgotten
+STORYBOARD_INTERVAL_S = 10  # one storyboard thumbnail per this much media
+STORYBOARD_MAX_WIDTH, STORYBOARD_MAX_HEIGHT = 160, 90
+GOP_STARTS_KEPT = 8  # per stream, the newest GOP starts remembered besides GOP 0's
 
 
 def thumbnail_key(stream_id: str) -> str:
     """Where a stream's thumbnail lives in the origin store."""
     return f"thumbs/{stream_id}.jpg"
+
+
+def storyboard_thumb_key(stream_id: str, index: int) -> str:
+    """Where a stream's storyboard thumbnail for [10 index, 10 (index + 1)) s of media lives in the origin store."""
+    return f"thumbs/{stream_id}/{index:06d}.jpg"
+
+
+def storyboard_index(start_ms: ExactMs, previous_start_ms: ExactMs | None, origin_ms: ExactMs) -> int | None:
+    """The storyboard interval a GOP starting at ``start_ms`` opens, or None if an earlier GOP opened it.
+
+    ``origin_ms`` is GOP 0's start and ``previous_start_ms`` the previous GOP's
+    (None for GOP 0), all on the stream timeline.
+    """
+    offset_ms = start_ms - origin_ms
+    if offset_ms < 0:
+        return None
+    index = math.floor(offset_ms / (STORYBOARD_INTERVAL_S * 1000))
+    if previous_start_ms is not None and previous_start_ms - origin_ms >= index * STORYBOARD_INTERVAL_S * 1000:
+        return None
+    return index
+
+
+def gop_flv_start_ms(data: bytes, near_ms: int) -> int:
+    """The stream-timeline start of a stored GOP FLV: its keyframe's 32-bit time, unwrapped nearest ``near_ms``."""
+    for tag_type, timestamp_ms, body in flv_tags.iter_file_tags(data):
+        if tag_type == flv_tags.TAG_VIDEO and flv_tags.parse_video(body).packet_type == "nalu":
+            # The signed 32-bit difference: the stored time is the timeline mod 2**32 (FLV spec E.4.1).
+            delta = (timestamp_ms - near_ms) % TIMESTAMP_WRAP
+            return near_ms + (delta - TIMESTAMP_WRAP if delta >= TIMESTAMP_WRAP // 2 else delta)
+    raise ValueError("GOP FLV has no video frame")
 
 
 def thumbnail_size(width: int, height: int, max_width: int = MAX_WIDTH,
@@ -96,3 +148,27 @@ class ThumbnailSchedule:
         while len(self._latest) > self.max_streams:
             self._latest.popitem(last=False)
         return True
+
+
+class GopStarts:
+    """Per stream, GOP 0's start and the newest GOPs' starts (ms on the stream timeline), as a worker sees them."""
+
+    def __init__(self, max_streams: int = SCHEDULED_STREAMS, kept: int = GOP_STARTS_KEPT) -> None:
+        self.max_streams = max_streams
+        self.kept = kept
+        self._starts: OrderedDict[str, dict[int, ExactMs]] = OrderedDict()
+
+    def observe(self, stream_id: str, seq: int, start_ms: ExactMs) -> None:
+        """Remember where GOP ``seq`` starts (the same again changes nothing)."""
+        starts = self._starts.setdefault(stream_id, {})
+        starts[seq] = start_ms
+        self._starts.move_to_end(stream_id)
+        if len(starts) > self.kept + 1:
+            for old in sorted(s for s in starts if s)[:len(starts) - self.kept - 1]:
+                del starts[old]
+        while len(self._starts) > self.max_streams:
+            self._starts.popitem(last=False)
+
+    def start(self, stream_id: str, seq: int) -> ExactMs | None:
+        """Where GOP ``seq`` starts, if remembered."""
+        return self._starts.get(stream_id, {}).get(seq)

@@ -5,8 +5,10 @@ Workers share a consumer group on ``media.gops``.  Each GOP is planned
 work never runs on the event loop), stored in the origin under deterministic
 names, then announced.  The newest GOP of each live stream also refreshes
 the stream's thumbnail (media/transcode/thumbnail.py), beside the remuxes and
-never in the way of an announcement.  Offsets are committed only past GOPs
-whose segments are all announced, so a worker that dies mid-GOP leaves that
+never in the way of an announcement; the first GOP of every 10 s of media
+also stores a storyboard thumbnail (media/transcode/storyboard_thumbs.py).
+Offsets are committed only past GOPs whose segments are all announced, so a
+worker that dies mid-GOP leaves that
 GOP to be done again: the same segment names are overwritten atomically with
 the same content, and the segment index lists each (rendition, seq) once.
 GOP times are read in the event's own time base (``time_base_num/den``),
@@ -56,6 +58,7 @@ from media.transcode.ladder import Rendition, gop_kbps, plan_ladder
 from media.transcode.offsets import OffsetTracker
 from media.transcode.part_worker import PartTranscoder
 from media.transcode.retry import TranscodeFailed, Verdict, ViewersUnknown
+from media.transcode.storyboard_thumbs import StoryboardThumbnails
 from media.transcode.thumbnail import ThumbnailSchedule, gop_thumbnail, thumbnail_key
 from media.transcode.timeline import gop_ms
 from schemas.records.media import GopAvailable, PartReady, SegmentReady
@@ -171,6 +174,7 @@ class TranscodeWorker:
                                       **{"enable.auto.commit": False, "enable.partition.eof": False})
         self.offsets = OffsetTracker()
         self.thumbnails = ThumbnailSchedule()
+        self.storyboard = StoryboardThumbnails(gops, origin)
         self.latencies_ms: list[float] = []
         self.done = 0
         self.stale = 0  # GOPs that arrived too late for the ladder and got their remuxes only
@@ -222,6 +226,7 @@ class TranscodeWorker:
         GOP keeps the ladder and the age it had on its first attempt.
         """
         started = time.perf_counter()
+        self.storyboard.observe(gop)  # before any await: GOPs are observed in arrival order
         job = job or Job(gop, time.time())
         if job.renditions is None:
             planned = await self.plan(gop)
@@ -250,6 +255,7 @@ class TranscodeWorker:
         # A backlog GOP is history: the thumbnail shows the live picture.
         if live and self.thumbnails.claim(stream_id, seq):
             work.append(self._thumbnail(stream_id, seq, flv))
+        work.append(self.storyboard.write(gop, flv))  # every 10 s of media, backlog too: the VOD needs it
         await asyncio.gather(*work)
         self.latencies_ms.append((time.perf_counter() - started) * 1000)
         self.done += 1
@@ -284,7 +290,7 @@ class TranscodeWorker:
         missing = renditions
         while missing:
             missing = [r for r in missing if not await asyncio.to_thread(
-                self.origin.exists, f"file:{segment_key(gop.stream_id, r.name, gop.seq)}")]
+                self.origin.exists, self.origin.ref(segment_key(gop.stream_id, r.name, gop.seq)))]
             if not missing or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.2)
@@ -305,7 +311,7 @@ class TranscodeWorker:
 
     def _store(self, stream_id: str, seq: int, out: RenditionOutput) -> None:
         init = init_key(stream_id, out.rendition)
-        if not self.origin.exists(f"file:{init}"):
+        if not self.origin.exists(self.origin.ref(init)):
             self.origin.put(init, out.init)
         self.origin.put(segment_key(stream_id, out.rendition, seq), out.segment)
 

@@ -17,7 +17,7 @@ from schemas.records.chat import (
     UserTimedOut,
     UserUnbanned,
 )
-from schemas.records.clip import ClipCreated
+from schemas.records.clip import ClipCreated, ClipRendered, ClipViewsCounted
 from schemas.records.eventsub import SubscriptionCreated, SubscriptionDeleted, SubscriptionRevoked, SubscriptionVerified
 from schemas.records.media import GopAvailable, PartReady, SegmentReady
 from schemas.records.notification import NotificationDelivered, NotificationQueued
@@ -32,6 +32,7 @@ from schemas.records.stream import (
     StreamUpdated,
 )
 from schemas.records.user import PasswordChanged, ProfileUpdated, UserDeleted, UserRegistered
+from schemas.records.video import StoryboardReady, VideoDeleted, VideoPurged, VideoViewsCounted
 from schemas.records.viewer import Heartbeat, ViewerCountUpdated
 
 RECORD_TYPES: dict[str, type[Record]] = {cls.RECORD: cls for cls in (
@@ -42,6 +43,8 @@ RECORD_TYPES: dict[str, type[Record]] = {cls.RECORD: cls for cls in (
     ChatModeChanged,
     ChatRoleChanged,
     ClipCreated,
+    ClipRendered,
+    ClipViewsCounted,
     DeadLetter,
     Followed,
     GopAvailable,
@@ -52,6 +55,7 @@ RECORD_TYPES: dict[str, type[Record]] = {cls.RECORD: cls for cls in (
     PasswordChanged,
     ProfileUpdated,
     SegmentReady,
+    StoryboardReady,
     StreamConfigured,
     StreamEnded,
     StreamHealth,
@@ -72,7 +76,10 @@ RECORD_TYPES: dict[str, type[Record]] = {cls.RECORD: cls for cls in (
     UserRegistered,
     UserTimedOut,
     UserUnbanned,
+    VideoDeleted,
+    VideoPurged,
+    VideoViewsCounted,
     ViewerCountUpdated,
 )}
 
-__all__ = ['RECORD_TYPES', 'Record', 'ChannelCreated', 'ChannelUpdated', 'ChatMessageDeleted', 'ChatMessageSent', 'ChatModeChanged', 'ChatRoleChanged', 'ClipCreated', 'DeadLetter', 'Followed', 'GopAvailable', 'Heartbeat', 'NotificationDelivered', 'NotificationQueued', 'PartReady', 'PasswordChanged', 'ProfileUpdated', 'SegmentReady', 'StreamConfigured', 'StreamEnded', 'StreamHealth', 'StreamKeyRotated', 'StreamReconnected', 'StreamStarted', 'StreamUpdated', 'SubscriptionCreated', 'SubscriptionDeleted', 'SubscriptionEnded', 'SubscriptionRenewed', 'SubscriptionRevoked', 'SubscriptionStarted', 'SubscriptionVerified', 'Unfollowed', 'UserBanned', 'UserDeleted', 'UserRegistered', 'UserTimedOut', 'UserUnbanned', 'ViewerCountUpdated']
+__all__ = ['RECORD_TYPES', 'Record', 'ChannelCreated', 'ChannelUpdated', 'ChatMessageDeleted', 'ChatMessageSent', 'ChatModeChanged', 'ChatRoleChanged', 'ClipCreated', 'ClipRendered', 'ClipViewsCounted', 'DeadLetter', 'Followed', 'GopAvailable', 'Heartbeat', 'NotificationDelivered', 'NotificationQueued', 'PartReady', 'PasswordChanged', 'ProfileUpdated', 'SegmentReady', 'StoryboardReady', 'StreamConfigured', 'StreamEnded', 'StreamHealth', 'StreamKeyRotated', 'StreamReconnected', 'StreamStarted', 'StreamUpdated', 'SubscriptionCreated', 'SubscriptionDeleted', 'SubscriptionEnded', 'SubscriptionRenewed', 'SubscriptionRevoked', 'SubscriptionStarted', 'SubscriptionVerified', 'Unfollowed', 'UserBanned', 'UserDeleted', 'UserRegistered', 'UserTimedOut', 'UserUnbanned', 'VideoDeleted', 'VideoPurged', 'VideoViewsCounted', 'ViewerCountUpdated']

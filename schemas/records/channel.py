@@ -78,6 +78,8 @@ class ChannelUpdated(Record):
     category: str | None = None
     #: New full tag list; null leaves the tags unchanged, an empty list clears them.
     tags: tuple[str, ...] | None = None
+    #: Days the channel's videos are kept after their broadcast ends; null leaves it unchanged, 0 returns to the platform default.
+    vod_retention_days: int | None = None
 
     def to_avro(self) -> dict[str, Any]:
         return {
@@ -88,6 +90,7 @@ class ChannelUpdated(Record):
             'title': self.title,
             'category': self.category,
             'tags': None if self.tags is None else list(self.tags),
+            'vod_retention_days': self.vod_retention_days,
         }
 
     @classmethod

@@ -41,6 +41,12 @@ class ClipCreated(Record):
     last_segment_seq: int
     #: URI of an MP4 remux of the clip, when one was made.
     mp4_uri: str | None = None
+    #: Where the clip starts in its video's playhead time (milliseconds from the video's first segment).
+    offset_ms: int = 0
+    #: Milliseconds from the first segment's start (a keyframe) to the clip's start; the clip playlist starts there and the MP4's edit list hides it.
+    lead_in_ms: int = 0
+    #: Whether the clip was made from the live stream (else from the video).
+    from_live: bool = False
 
     def to_avro(self) -> dict[str, Any]:
         return {
@@ -56,6 +62,9 @@ class ClipCreated(Record):
             'first_segment_seq': self.first_segment_seq,
             'last_segment_seq': self.last_segment_seq,
             'mp4_uri': self.mp4_uri,
+            'offset_ms': self.offset_ms,
+            'lead_in_ms': self.lead_in_ms,
+            'from_live': self.from_live,
         }
 
     @classmethod
@@ -63,4 +72,75 @@ class ClipCreated(Record):
         return cls(**v)
 
 
-__all__ = ['ClipCreated']
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClipRendered(Record):
+    """A clip's MP4 was made by remuxing its segments (stream copy, no decode or encode), or could not be."""
+
+    RECORD: ClassVar[str] = 'glasscast.clip.ClipRendered'
+
+    #: Unique id of this event (UUID); consumers deduplicate redelivered events on it.
+    event_id: str = field(default_factory=new_event_id)
+    #: When the fact happened, UTC milliseconds since the epoch; folds take time from here, never from a clock.
+    occurred_at: EpochMs
+    #: The clip (UUID); the key of the clips topic.
+    clip_id: str
+    #: Origin-store key of the MP4; null when it failed.
+    mp4_key: str | None = None
+    #: Size of the MP4, bytes.
+    byte_size: int = 0
+    #: Origin-store key of the clip's thumbnail (the video's preview nearest its start, copied); null when there was none.
+    thumbnail_key: str | None = None
+    #: Duration of the MP4 as its edit list presents it, milliseconds.
+    duration_ms: int = 0
+    #: Why no MP4 could be made; null on success.
+    error: str | None = None
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'event_id': self.event_id,
+            'occurred_at': self.occurred_at,
+            'clip_id': self.clip_id,
+            'mp4_key': self.mp4_key,
+            'byte_size': self.byte_size,
+            'thumbnail_key': self.thumbnail_key,
+            'duration_ms': self.duration_ms,
+            'error': self.error,
+        }
+
+    @classmethod
+    def from_avro(cls, v: dict[str, Any]) -> ClipRendered:
+        return cls(**v)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClipViewsCounted(Record):
+    """A clip's view count: the distinct playback sessions that sent it a CLIP heartbeat (HyperLogLog estimate), reported when it grows."""
+
+    RECORD: ClassVar[str] = 'glasscast.clip.ClipViewsCounted'
+
+    #: Unique id of this event (UUID); consumers deduplicate redelivered events on it.
+    event_id: str = field(default_factory=new_event_id)
+    #: When the fact happened, UTC milliseconds since the epoch; folds take time from here, never from a clock.
+    occurred_at: EpochMs
+    #: The clip (UUID); the key of the clips topic.
+    clip_id: str
+    #: The channel (UUID).
+    channel_id: str
+    #: Distinct viewer sessions so far (absolute, never a delta).
+    views: int
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'event_id': self.event_id,
+            'occurred_at': self.occurred_at,
+            'clip_id': self.clip_id,
+            'channel_id': self.channel_id,
+            'views': self.views,
+        }
+
+    @classmethod
+    def from_avro(cls, v: dict[str, Any]) -> ClipViewsCounted:
+        return cls(**v)
+
+
+__all__ = ['ClipCreated', 'ClipRendered', 'ClipViewsCounted']

@@ -19,7 +19,8 @@ def beat(**changes: Any) -> dict[str, Any]:
 
 def test_fields_fill_the_heartbeat_schema() -> None:
     assert heartbeat_fields(beat()) == {"session_id": "s-1", "rendition": "720p30", "buffer_health_s": 4.0,
-                                        "bitrate_kbps": 3000, "latency_ms": None, "dropped_frames": None}
+                                        "bitrate_kbps": 3000, "latency_ms": None, "dropped_frames": None,
+                                        "clip_id": None}
     got = heartbeat_fields(beat(latency_ms=1800, dropped_frames=0, channel_id=str(uuid.uuid4())))
     assert got["latency_ms"] == 1800 and got["dropped_frames"] == 0 and "channel_id" not in got
 

@@ -46,7 +46,7 @@ def fields(name: str) -> dict[str, str]:
 
 def test_every_catalogue_record_has_exactly_one_schema_and_vice_versa() -> None:
     records = all_records()
-    assert len(records) == len(set(records)) == 38
+    assert len(records) == len(set(records)) == 44
     assert sorted(SCHEMAS) == sorted(records)
     assert len(schema_files()) == len(records)
 
@@ -126,7 +126,7 @@ def test_events_carry_references_never_bytes(name: str) -> None:
                                               "stream_key_nonce": "null|string"}),
         ("glasscast.channel.ChannelUpdated", {"channel_id": "uuid", "updated_by_user_id": "uuid",
                                               "title": "null|string", "category": "null|string",
-                                              "tags": "null|array<string>"}),
+                                              "tags": "null|array<string>", "vod_retention_days": "null|int"}),
         ("glasscast.channel.StreamKeyRotated", {"channel_id": "uuid", "rotated_by_user_id": "uuid",
                                                 "stream_key_hash": "string", "stream_key_nonce": "null|string"}),
         ("glasscast.stream.StreamConfigured", {"stream_id": "uuid", "channel_id": "uuid",
