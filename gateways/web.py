@@ -1,5 +1,7 @@
-"""The web app: the live directory (``/``), channel pages (``/c/{name}``), profiles (``/u/{name}``) and the
-creator dashboard (``/dashboard``).  Every page has the signed-in user's notification menu.
+"""The web app: the live directory (``/``), channel pages (``/c/{name}``, with their Videos and Clips
+tabs), past broadcasts (``/videos/{id}``, chat replayed beside the video), clips (``/clips/{id}``, also
+``?embed=1`` for other sites' iframes), profiles (``/u/{name}``) and the creator dashboard
+(``/dashboard``).  Every page but an embedded clip has the signed-in user's notification menu.
 
 Pages are static HTML (gateways/web/pages/); what they show comes from the
 REST API through plain ES modules (gateways/web/static/), so the gateway keeps
@@ -16,6 +18,8 @@ in every chat line and change only with a release, so browsers and caches
 keep them for a day and revalidate by ETag after that.  Pages carry a
 Content-Security-Policy that runs scripts from this origin only and no inline
 script, so text from other users (chat, titles) can never run as script.
+Only the clip page may be framed by other sites (``frame-ancestors *``), so a
+clip can be embedded as on Twitch; every other page refuses framing.
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
+EMBEDDABLE_POLICY = CONTENT_SECURITY_POLICY.replace("frame-ancestors 'none'", "frame-ancestors *")
+EMBEDDABLE_HEADERS = {**PAGE_HEADERS, "Content-Security-Policy": EMBEDDABLE_POLICY}
 
 
 def hls_version(package_dir: Path = HLS_PACKAGE) -> str | None:
@@ -93,12 +99,12 @@ def _not_modified(request: Request, etag: str) -> bool:
     return etag in {tag.strip().removeprefix("W/") for tag in wanted.split(",")}
 
 
-async def _page(request: Request, name: str) -> Response:
+async def _page(request: Request, name: str, headers: dict[str, str] = PAGE_HEADERS) -> Response:
     body = (await asyncio.to_thread(_read_page, name)).encode()
     etag = _etag(body)
     if _not_modified(request, etag):
-        return Response(status_code=304, headers={**PAGE_HEADERS, "ETag": etag})
-    return HTMLResponse(body, headers={**PAGE_HEADERS, "ETag": etag})
+        return Response(status_code=304, headers={**headers, "ETag": etag})
+    return HTMLResponse(body, headers={**headers, "ETag": etag})
 
 
 async def directory_page(request: Request) -> Response:
@@ -121,6 +127,14 @@ async def profile_page(request: Request) -> Response:
 
 async def dashboard_page(request: Request) -> Response:
     return await _page(request, "dashboard.html")
+
+
+async def video_page(request: Request) -> Response:
+    return await _page(request, "video.html")
+
+
+async def clip_page(request: Request) -> Response:
+    return await _page(request, "clip.html", EMBEDDABLE_HEADERS)
 
 
 async def vendor_file(request: Request) -> Response:
@@ -169,6 +183,8 @@ routes = [
     Route("/c/{channel_name}", channel_page, methods=["GET"]),
     Route("/u/{user_name}", profile_page, methods=["GET"]),
     Route("/dashboard", dashboard_page, methods=["GET"]),
+    Route("/videos/{video_id:uuid}", video_page, methods=["GET"]),
+    Route("/clips/{clip_id:uuid}", clip_page, methods=["GET"]),
     Route("/static/vendor/{name}", vendor_file, methods=["GET"]),
     Mount("/static", app=AppFiles(directory=STATIC_DIR), name="static"),
 ]

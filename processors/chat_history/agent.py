@@ -1,6 +1,6 @@
-"""The chat archiver: ``chat.messages`` into the history store, a batch at a time.
+"""The chat archiver: ``chat.messages`` (and ``chat.moderation``'s bans and timeouts) into the history store.
 
-Each batch becomes its appends and deletions (``events.py``) and is written
+Each batch becomes its appends, deletions and clears (``events.py``) and is written
 before any of its records is acknowledged, so the consumer group commits an
 offset only once what it covers is stored: a message the gateway accepted
 while the processors were down is archived when they come back.
@@ -43,7 +43,7 @@ log = logging.getLogger("glasscast.processors.chat_history")
 
 T = TypeVar("T")
 
-TOPIC = "chat.messages"
+TOPICS = ("chat.messages", "chat.moderation")
 BATCH_SIZE = 500  # records per store write
 BATCH_WITHIN_S = 0.1  # a partial batch is written after this long
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 10.0
@@ -56,18 +56,20 @@ async def until_done(attempt: Callable[[], Awaitable[T]], what: str, first_delay
 
 
 async def store_batch(store: HistoryStore, batch: HistoryBatch) -> None:
-    """Write a batch: its appends, then its deletions (they commute; ``store.py``)."""
+    """Write a batch: its appends, then its deletions and clears (they commute; ``store.py``)."""
     await store.append(batch.messages)
     for d in batch.deletions:
         await store.delete(d.channel_id, d.message_id)
+    for c in batch.clears:
+        await store.clear_user(c.channel_id, c.user_id, c.through_ms)
 
 
 def add_chat_history_agent(app: faust.App, settings: Settings, dead_letters: EventProducer, codec: str) -> None:
-    """Add the agent that archives ``chat.messages`` to ``app``."""
+    """Add the agent that archives ``chat.messages`` (and the clears of ``chat.moderation``) to ``app``."""
     if settings.chat.history_backend == "cassandra":
         cassandra_target(settings.chat)  # bad settings stop the worker at start, naming the variable
     group = settings.processors.app_id
-    topic = app.topic(TOPIC, key_serializer="raw", value_serializer=codec)
+    topic = app.topic(*TOPICS, key_serializer="raw", value_serializer=codec)
 
     @app.agent(topic)
     async def archive_chat(stream: faust.StreamT[Any]) -> None:

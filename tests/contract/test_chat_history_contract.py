@@ -227,3 +227,60 @@ async def test_another_store_on_the_same_backend_sees_the_history(
 async def test_a_negative_window_is_refused(history: HistoryStore) -> None:
     with pytest.raises(ValueError):
         await history.around(str(uuid.uuid4()), T0, -1, 5)
+
+
+async def test_a_window_around_a_key_pages_without_repeats_or_gaps(
+        history: HistoryStore, make: Callable[..., ArchivedMessage]) -> None:
+    messages = [make(T0 + 1000 * (i // 4) + HOUR_MS * (i // 10)) for i in range(40)]  # ties, and several hours
+    await history.append(messages)
+    ordered = sorted(messages, key=ArchivedMessage.sort_key)
+    channel = messages[0].channel_id
+    # Forward from before the first, three at a time, each page starting after the last key seen.
+    seen: list[ArchivedMessage] = []
+    key = (T0 - 1, "")
+    while True:
+        window = await history.window(channel, key, 0, 3)
+        assert window.older == ()
+        if not window.newer:
+            break
+        seen.extend(window.newer)
+        key = window.newer[-1].sort_key()
+    assert seen == ordered
+    # Backward from after the last.
+    seen = []
+    key = (T0 + 10 * HOUR_MS, "")
+    while True:
+        window = await history.window(channel, key, 7, 0)
+        if not window.older:
+            break
+        seen[:0] = window.older
+        key = window.older[0].sort_key()
+    assert seen == ordered
+    # A message's own key is on neither side.
+    middle = ordered[17]
+    window = await history.window(channel, middle.sort_key(), 2, 2)
+    assert window.older == tuple(ordered[15:17]) and window.newer == tuple(ordered[18:20])
+
+
+async def test_a_cleared_user_disappears_up_to_the_moment_of_the_clear(
+        history: HistoryStore, make: Callable[..., ArchivedMessage]) -> None:
+    bystander = make(T0, text="bystander")
+    channel = bystander.channel_id
+    troll = str(uuid.uuid4())
+
+    def by_troll(at: int) -> ArchivedMessage:
+        return ArchivedMessage(channel_id=channel, message_id=str(uuid.uuid4()), user_id=troll, username="troll",
+                               text=f"at {at}", sent_at_ms=at)
+
+    early, at_the_ban, after_unban = by_troll(T0 - 2 * HOUR_MS), by_troll(T0 + 10), by_troll(T0 + 20)
+    late_arrival = by_troll(T0 + 5)  # archived only after the clear (another topic, another pace)
+    elsewhere = ArchivedMessage(channel_id=str(uuid.uuid4()), message_id=str(uuid.uuid4()), user_id=troll,
+                                username="troll", text="in another channel", sent_at_ms=T0)
+    await history.append([bystander, early, at_the_ban, after_unban, elsewhere])
+    await history.clear_user(channel, troll, T0 + 10)
+    await history.clear_user(channel, troll, T0 + 3)  # an older clear replayed: changes nothing
+    await history.append([late_arrival, early])  # the log replayed from before the clear
+    assert await history.around(channel, T0, WIDE, WIDE) == [bystander, after_unban]
+    assert await history.around(elsewhere.channel_id, T0, WIDE, WIDE) == [elsewhere]
+    await history.clear_user(channel, str(uuid.uuid4()), T0 + 99)  # someone who never chatted
+    assert await history.around(channel, T0, WIDE, WIDE) == [bystander, after_unban]

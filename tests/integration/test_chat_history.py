@@ -28,7 +28,7 @@ from starlette.applications import Starlette
 from infra.embedded.threaded import serve_app
 from infra.settings import Settings
 from schemas.records.channel import ChannelCreated
-from schemas.records.chat import ChatMessageDeleted, ChatMessageSent, Emote
+from schemas.records.chat import ChatMessageDeleted, ChatMessageSent, Emote, UserBanned, UserUnbanned
 from tests.conftest import wait_processors_assigned
 from tests.factories import Backbone, platform_settings
 from tests.servers import run_service
@@ -44,7 +44,7 @@ from views.store import ViewStore
 pytestmark = pytest.mark.integration
 
 T0 = 1_789_992_000_000  # 2026-09-21T12:00:00Z, an hour boundary
-ChatEvent = ChannelCreated | ChatMessageSent | ChatMessageDeleted
+ChatEvent = ChannelCreated | ChatMessageSent | ChatMessageDeleted | UserBanned | UserUnbanned
 
 
 @dataclass
@@ -231,12 +231,15 @@ async def test_replay_answers_problems(history_platform: HistoryPlatform) -> Non
         await client.aclose()
     async with httpx.AsyncClient(base_url=p.url) as http:
         r = await http.get(f"/v1/chat/{name}/messages?around_timestamp={T0}")
-        assert r.status_code == 200 and r.json() == {"channel_id": channel_id, "around_timestamp": T0, "messages": []}
+        assert r.status_code == 200 and r.json() == {"channel_id": channel_id, "around_timestamp": T0, "messages": [],
+                                                     "prev_cursor": None, "next_cursor": None}
         for query, status, field in [("around_timestamp=noon", 422, "around_timestamp"),
                                      ("before=5", 422, "around_timestamp"),
                                      (f"around_timestamp={T0}&before=201", 422, "before"),
                                      (f"around_timestamp={T0}&after=-1", 422, "after"),
-                                     ("limit=5", 400, "limit"), ("before=1&before=2", 400, "before")]:
+                                     ("limit=5", 400, "limit"), ("before=1&before=2", 400, "before"),
+                                     ("cursor=not-a-cursor", 400, "cursor"), ("cursor=", 400, "cursor"),
+                                     (f"cursor=abc&around_timestamp={T0}", 400, "around_timestamp")]:
             r = await http.get(f"/v1/chat/{name}/messages?{query}")
             assert r.status_code == status, (query, r.text)
             assert r.headers["content-type"] == "application/problem+json" and r.json()["field"] == field
@@ -251,3 +254,68 @@ async def test_replay_answers_problems(history_platform: HistoryPlatform) -> Non
             assert r.status_code == 503 and "chat history" in r.json()["detail"]
         finally:
             services.chat_history = store
+
+
+async def _page(http: httpx.AsyncClient, room: str, **params: Any) -> dict[str, Any]:
+    r = await http.get(f"/v1/chat/{room}/messages", params=params)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def test_replay_pages_by_cursor_and_leaves_banned_users_out(history_platform: HistoryPlatform) -> None:
+    p, s = history_platform, history_platform.settings
+    channel_id, name = str(uuid.uuid4()), f"paging{uuid.uuid4().hex[:8]}"
+    other_id, other_name = str(uuid.uuid4()), f"other{uuid.uuid4().hex[:8]}"
+    chat = [sent(channel_id, T0 + 1000 * (i // 2), f"message {i}") for i in range(25)]  # two per second
+    troll = sent(channel_id, T0 + 4500, "a troll, banned an hour later")
+    back = sent(channel_id, T0 + HOUR_MS + 10, "the troll after the unban")
+    back = ChatMessageSent(**{**back.to_avro(), "user_id": troll.user_id, "username": "troll", "emotes": ()})
+    ban = UserBanned(occurred_at=T0 + HOUR_MS, channel_id=channel_id, user_id=troll.user_id,
+                     moderator_user_id=str(uuid.uuid4()), reason="trolling")
+    unban = UserUnbanned(occurred_at=T0 + HOUR_MS + 5, channel_id=channel_id, user_id=troll.user_id,
+                         moderator_user_id=str(uuid.uuid4()))
+    await produce(s, channel_created(channel_id, name), channel_created(other_id, other_name), *chat, troll)
+    async with httpx.AsyncClient(base_url=p.url) as http:
+        with processors(p):
+            async def archived() -> bool:
+                return len(await replayed(http, name, around_timestamp=T0)) == 26
+            await eventually_async(archived, 60, "the channel's messages archived")
+
+            # Around the moment of message 10 (sent with 11 at T0 + 5 s): two before, three after.
+            everything = await replayed(http, name, around_timestamp=T0)
+            first = await _page(http, name, around_timestamp=T0 + 5000, before=2, after=3)
+            shown = [m["message_id"] for m in first["messages"]]
+            at = max(everything.index(chat[10].message_id), everything.index(chat[11].message_id)) + 1
+            assert shown == everything[at - 2:at + 3]
+            assert first["prev_cursor"] and first["next_cursor"]
+
+            # Forward by cursor to the end, then back to the start: every message once, in order.
+            forward, cursor = list(shown), first["next_cursor"]
+            while cursor is not None:
+                page = await _page(http, channel_id, cursor=cursor, limit=4)
+                assert "around_timestamp" not in page and len(page["messages"]) <= 4
+                forward += [m["message_id"] for m in page["messages"]]
+                cursor = page["next_cursor"]
+            backward, cursor = [], first["prev_cursor"]
+            while cursor is not None:
+                page = await _page(http, name, cursor=cursor, limit=3)
+                backward[:0] = [m["message_id"] for m in page["messages"]]
+                cursor = page["prev_cursor"]
+            assert backward + forward == everything and len(everything) == 26
+
+            # A cursor is the channel's own; a tampered or foreign one is a 400 that says so.
+            r = await http.get(f"/v1/chat/{other_name}/messages", params={"cursor": first["next_cursor"]})
+            assert r.status_code == 400 and "another channel" in r.json()["detail"] and r.json()["field"] == "cursor"
+            r = await http.get(f"/v1/chat/{name}/messages", params={"cursor": first["next_cursor"][:-3] + "!!!"})
+            assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json"
+
+            # Banned an hour after the message: it leaves replay too; what the user says after an unban stays.
+            await produce(s, ban, unban, back)
+
+            async def hidden() -> bool:
+                got = await replayed(http, name, around_timestamp=T0)
+                return troll.message_id not in got and back.message_id in got and len(got) == 26
+            await eventually_async(hidden, 30, "the banned user's earlier message hidden")
+            assert await replayed(http, name, around_timestamp=T0) == [
+                i for i in everything if i != troll.message_id] + [back.message_id]

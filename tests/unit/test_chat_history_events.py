@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors.chat_history import agent
-from processors.chat_history.events import Deletion, HistoryBatch, archived_message, plan_batch
+from processors.chat_history.events import Clear, Deletion, HistoryBatch, archived_message, plan_batch
 from schemas.record import Record
-from schemas.records.chat import ChatMessageDeleted, ChatMessageSent, UserBanned
+from schemas.records.chat import ChatMessageDeleted, ChatMessageSent, UserBanned, UserTimedOut, UserUnbanned
 from schemas.records.chat import Emote as EmoteRecord
 from views.chat_history.errors import HistoryUnavailable
 from views.chat_history.sqlite_store import SqliteHistory
@@ -41,9 +41,17 @@ def _deleted(message_id: str) -> ChatMessageDeleted:
                               deleted_by_user_id=str(uuid.uuid4()), user_id=None, reason=None)
 
 
-def _banned() -> UserBanned:
-    return UserBanned(occurred_at=1_790_000_000_600, channel_id=CHANNEL, user_id=str(uuid.uuid4()),
+SPEEDY = "0b8e9a52-55a4-4be4-9f2a-3a2fe1b1d6a1"  # the user of _sent's messages
+
+
+def _banned(user_id: str | None = None, occurred_at: int = 1_790_000_000_600) -> UserBanned:
+    return UserBanned(occurred_at=occurred_at, channel_id=CHANNEL, user_id=user_id or str(uuid.uuid4()),
                       moderator_user_id=str(uuid.uuid4()))
+
+
+def _unbanned(user_id: str) -> UserUnbanned:
+    return UserUnbanned(occurred_at=1_790_000_000_700, channel_id=CHANNEL, user_id=user_id,
+                        moderator_user_id=str(uuid.uuid4()))
 
 
 def _message(sent_at_ms: int = 1_790_000_000_000, **changes: Any) -> ArchivedMessage:
@@ -65,11 +73,21 @@ def test_a_sent_event_becomes_the_message_it_announces() -> None:
 
 def test_a_batch_keeps_each_message_and_deletion_once_and_ignores_other_records() -> None:
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
-    batch = plan_batch([_sent(a), _deleted(b), _sent(a, text="redelivered"), _sent(b), _deleted(b), _banned()])
+    user = str(uuid.uuid4())
+    batch = plan_batch([_sent(a), _deleted(b), _sent(a, text="redelivered"), _sent(b), _deleted(b), _unbanned(user)])
     assert [m.message_id for m in batch.messages] == [a, b]
     assert batch.messages[0].text == "Kappa gg"  # the first copy wins
-    assert batch.deletions == (Deletion(CHANNEL, b),)
-    assert batch and not plan_batch([_banned()]) and not HistoryBatch()
+    assert batch.deletions == (Deletion(CHANNEL, b),) and batch.clears == ()
+    assert batch and not plan_batch([_unbanned(user)]) and not HistoryBatch()
+
+
+def test_bans_and_timeouts_clear_the_user_up_to_their_moment_and_the_latest_wins() -> None:
+    timed_out = UserTimedOut(occurred_at=1_790_000_000_900, channel_id=CHANNEL, user_id=SPEEDY,
+                             moderator_user_id=str(uuid.uuid4()), duration_s=600)
+    other = str(uuid.uuid4())
+    batch = plan_batch([_banned(SPEEDY, 1_790_000_000_600), timed_out, _banned(SPEEDY, 1_790_000_000_100),
+                        _banned(other), _banned(other)])
+    assert batch.clears == (Clear(CHANNEL, SPEEDY, 1_790_000_000_900), Clear(CHANNEL, other, 1_790_000_000_600))
 
 
 def test_hour_buckets_split_at_the_hour() -> None:
@@ -98,12 +116,13 @@ async def test_until_done_retries_what_the_store_refused() -> None:
         await agent.until_done(broken, "write", first_delay_s=0.01)
 
 
-async def test_store_batch_appends_then_deletes(tmp_path: Path) -> None:
+async def test_store_batch_appends_then_deletes_and_clears(tmp_path: Path) -> None:
     store = await SqliteHistory.open(tmp_path / "h.sqlite3")
     try:
-        kept, gone = _message(1000), _message(2000)
-        # The deletion arrives in the same batch as its message, even ahead of it.
-        await agent.store_batch(store, HistoryBatch((kept, gone), (Deletion(CHANNEL, gone.message_id),)))
+        kept, gone, banned = _message(1000), _message(2000), _message(1500, user_id=SPEEDY)
+        # The deletion and the ban arrive in the same batch as their messages, even ahead of them.
+        await agent.store_batch(store, HistoryBatch((kept, gone, banned), (Deletion(CHANNEL, gone.message_id),),
+                                                    (Clear(CHANNEL, SPEEDY, 1500),)))
         assert await store.around(CHANNEL, 1500, 10, 10) == [kept]
     finally:
         await store.close()
@@ -134,6 +153,24 @@ def test_any_order_and_batching_of_the_same_events_archives_the_same_history(
     records: list[Record] = [_sent(mid, occurred_at=1000 + IDS.index(mid)) if r is ChatMessageSent else _deleted(mid)
                              for r, mid in ops]
     expected = [mid for mid in IDS if (ChatMessageSent, mid) in ops and (ChatMessageDeleted, mid) not in ops]
+    shuffled = order.sample(records, len(records))
+    with tempfile.TemporaryDirectory() as tmp:
+        assert asyncio.run(_replay(Path(tmp) / "a.sqlite3", records, batch_sizes)) == expected
+        assert asyncio.run(_replay(Path(tmp) / "b.sqlite3", shuffled + records, [])) == expected
+
+
+CLEAR_OPS = st.lists(st.tuples(st.sampled_from([ChatMessageSent, UserBanned]), st.integers(0, 5)), max_size=20)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops=CLEAR_OPS, batch_sizes=st.lists(st.integers(1, 5), max_size=6), order=st.randoms(use_true_random=False))
+def test_a_ban_hides_what_was_said_before_it_in_any_order_and_batching(
+        ops: list[tuple[type[Record], int]], batch_sizes: list[int], order: random.Random) -> None:
+    # Bans come on chat.moderation, so the archiver may read one before or after the messages it hides.
+    records: list[Record] = [_sent(IDS[i], occurred_at=1000 + i) if r is ChatMessageSent
+                             else _banned(SPEEDY, occurred_at=1000 + i) for r, i in ops]
+    banned_through = max((1000 + i for r, i in ops if r is UserBanned), default=0)
+    expected = [IDS[i] for i in range(6) if (ChatMessageSent, i) in ops and 1000 + i > banned_through]
     shuffled = order.sample(records, len(records))
     with tempfile.TemporaryDirectory() as tmp:
         assert asyncio.run(_replay(Path(tmp) / "a.sqlite3", records, batch_sizes)) == expected

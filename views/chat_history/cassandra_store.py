@@ -12,6 +12,13 @@ Tables (created with ``IF NOT EXISTS`` when the store opens):
   the message's row; an append reads it first and leaves a deleted (or already
   archived) message alone.  The read before the write is safe because one
   channel's events arrive in order on one partition of ``chat.messages``.
+* ``chat_messages_by_user``: per ``(channel_id, user_id)``, the keys of the
+  user's messages there, so a clear (a ban or timeout) finds the rows it hides.
+* ``chat_clears``: per ``(channel_id, user_id)``, the latest moment up to which
+  the user's messages are hidden; an append reads it and leaves a hidden message
+  out.  Clears come from ``chat.moderation``, one partition per channel too.
+
+Windows are slices on the clustering key, ``(sent_at_ms, message_id) < (?, ?)``.
 
 An append writes the message's by-id entry last, so an entry means its row is
 there; a batch cut short is written again by the processors, whose offsets are
@@ -37,7 +44,7 @@ from cassandra.query import PreparedStatement
 from infra.errors import SettingsError
 from infra.settings import ChatSettings
 from views.chat_history.errors import HistoryError, HistoryUnavailable
-from views.chat_history.store import ArchivedMessage, Emote, check_window, hour_bucket
+from views.chat_history.store import ArchivedMessage, Emote, Key, Window, check_window, hour_bucket, pivot
 
 CQL_PORT = 9042  # the native protocol's default port
 KEYSPACE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")  # CQL: unquoted names, at most 48 characters
@@ -105,6 +112,11 @@ def schema(keyspace: str, replication_factor: int) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {ks}.chat_messages_by_id ("
         " channel_id text, message_id text, bucket int, sent_at_ms bigint, deleted boolean,"
         " PRIMARY KEY ((channel_id, message_id)))",
+        f"CREATE TABLE IF NOT EXISTS {ks}.chat_messages_by_user ("
+        " channel_id text, user_id text, sent_at_ms bigint, message_id text,"
+        " PRIMARY KEY ((channel_id, user_id), sent_at_ms, message_id))",
+        f"CREATE TABLE IF NOT EXISTS {ks}.chat_clears ("
+        " channel_id text, user_id text, through_ms bigint, PRIMARY KEY ((channel_id, user_id)))",
     ]
 
 
@@ -128,10 +140,16 @@ def statements(keyspace: str) -> dict[str, str]:
                          "ORDER BY bucket DESC LIMIT ?",
         "buckets_newer": f"SELECT bucket FROM {ks}.chat_buckets WHERE channel_id = ? AND bucket >= ? "
                          "ORDER BY bucket ASC LIMIT ?",
-        "older": f"SELECT {COLUMNS} FROM {ks}.chat_messages WHERE channel_id = ? AND bucket = ? AND sent_at_ms <= ? "
-                 "ORDER BY sent_at_ms DESC, message_id DESC LIMIT ?",
-        "newer": f"SELECT {COLUMNS} FROM {ks}.chat_messages WHERE channel_id = ? AND bucket = ? AND sent_at_ms > ? "
-                 "ORDER BY sent_at_ms ASC, message_id ASC LIMIT ?",
+        "older": f"SELECT {COLUMNS} FROM {ks}.chat_messages WHERE channel_id = ? AND bucket = ? "
+                 "AND (sent_at_ms, message_id) < (?, ?) ORDER BY sent_at_ms DESC, message_id DESC LIMIT ?",
+        "newer": f"SELECT {COLUMNS} FROM {ks}.chat_messages WHERE channel_id = ? AND bucket = ? "
+                 "AND (sent_at_ms, message_id) > (?, ?) ORDER BY sent_at_ms ASC, message_id ASC LIMIT ?",
+        "add_by_user": f"INSERT INTO {ks}.chat_messages_by_user (channel_id, user_id, sent_at_ms, message_id) "
+                       "VALUES (?, ?, ?, ?)",
+        "by_user": f"SELECT sent_at_ms, message_id FROM {ks}.chat_messages_by_user "
+                   "WHERE channel_id = ? AND user_id = ? AND sent_at_ms <= ?",
+        "cleared": f"SELECT through_ms FROM {ks}.chat_clears WHERE channel_id = ? AND user_id = ?",
+        "set_cleared": f"UPDATE {ks}.chat_clears SET through_ms = ? WHERE channel_id = ? AND user_id = ?",
     }
 
 
@@ -226,16 +244,22 @@ class CassandraHistory:
         except Exception as exc:  # what the errback reports: the cluster or the network
             raise _translate(exc, name) from exc
 
+    async def _cleared_through(self, channel_id: str, user_id: str) -> int | None:
+        rows = await self._execute("cleared", (channel_id, user_id))
+        return rows[0].through_ms if rows else None
+
     async def _append_one(self, m: ArchivedMessage) -> None:
         entry = await self._execute("entry", (m.channel_id, m.message_id))
         bucket = hour_bucket(m.sent_at_ms)
-        if entry and entry[0].deleted:
+        cleared = await self._cleared_through(m.channel_id, m.user_id)
+        if (entry and entry[0].deleted) or (cleared is not None and cleared >= m.sent_at_ms):
             # Deleted before it arrived; removing the row too covers a row written before the deletion was.
             await self._execute("remove", (m.channel_id, bucket, m.sent_at_ms, m.message_id))
             return
         if entry and entry[0].sent_at_ms is not None:
             return  # archived already: a replay changes nothing
-        await _all([self._execute("insert", message_values(m)), self._execute("add_bucket", (m.channel_id, bucket))])
+        await _all([self._execute("insert", message_values(m)), self._execute("add_bucket", (m.channel_id, bucket)),
+                    self._execute("add_by_user", (m.channel_id, m.user_id, m.sent_at_ms, m.message_id))])
         await self._execute("locate", (bucket, m.sent_at_ms, m.channel_id, m.message_id))
 
     async def append(self, messages: Sequence[ArchivedMessage]) -> None:
@@ -253,19 +277,29 @@ class CassandraHistory:
         if entry and entry[0].sent_at_ms is not None:
             await self._execute("remove", (channel_id, entry[0].bucket, entry[0].sent_at_ms, message_id))
 
-    async def _side(self, channel_id: str, ts_ms: int, limit: int, older: bool) -> list[ArchivedMessage]:
-        """Up to ``limit`` messages nearest ``ts_ms`` on one side, nearest first.
+    async def clear_user(self, channel_id: str, user_id: str, through_ms: int) -> None:
+        cleared = await self._cleared_through(channel_id, user_id)
+        if cleared is None or cleared < through_ms:
+            await self._execute("set_cleared", (through_ms, channel_id, user_id))
+        rows = await self._execute("by_user", (channel_id, user_id, through_ms))
+        await _all([self._execute("remove", (channel_id, hour_bucket(r.sent_at_ms), r.sent_at_ms, r.message_id))
+                    for r in rows])
 
-        Walks the channel's non-empty hours away from ``ts_ms``, a page of hours at a time.
+    async def _side(self, channel_id: str, key: Key, limit: int, older: bool) -> list[ArchivedMessage]:
+        """Up to ``limit`` messages nearest ``key`` on one side, nearest first.
+
+        Walks the channel's non-empty hours away from ``key``, a page of hours at a time.
         """
         found: list[ArchivedMessage] = []
-        start = hour_bucket(ts_ms)
+        if limit == 0:
+            return found
+        start = hour_bucket(key[0])
         while len(found) < limit:
             hours = await self._execute("buckets_older" if older else "buckets_newer",
                                         (channel_id, start, BUCKET_PAGE))
             for row in hours:
                 rows = await self._execute("older" if older else "newer",
-                                           (channel_id, row.bucket, ts_ms, limit - len(found)))
+                                           (channel_id, row.bucket, key[0], key[1], limit - len(found)))
                 found.extend(message_from_row(r) for r in rows)
                 if len(found) >= limit:
                     break
@@ -274,11 +308,15 @@ class CassandraHistory:
             start = hours[-1].bucket - 1 if older else hours[-1].bucket + 1
         return found
 
-    async def around(self, channel_id: str, ts_ms: int, before: int, after: int) -> list[ArchivedMessage]:
+    async def window(self, channel_id: str, key: Key, before: int, after: int) -> Window:
         check_window(before, after)
-        older, newer = await asyncio.gather(self._side(channel_id, ts_ms, before, older=True),
-                                            self._side(channel_id, ts_ms, after, older=False))
-        return [*reversed(older), *newer]
+        older, newer = await asyncio.gather(self._side(channel_id, key, before, older=True),
+                                            self._side(channel_id, key, after, older=False))
+        return Window(tuple(reversed(older)), tuple(newer))
+
+    async def around(self, channel_id: str, ts_ms: int, before: int, after: int) -> list[ArchivedMessage]:
+        w = await self.window(channel_id, pivot(ts_ms), before, after)
+        return [*w.older, *w.newer]
 
     async def close(self) -> None:
         await asyncio.to_thread(self._cluster.shutdown)

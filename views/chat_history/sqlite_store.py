@@ -9,8 +9,11 @@ thread, so no call blocks the event loop.
 A message's primary key is ``(channel_id, sent_at_ms, message_id)``, so a
 replay window is one range scan; a unique index on ``(channel_id, message_id)``
 makes a second append of the same message an ignored insert.  Deletions are
-remembered in their own table, and an append skips a message that is there:
-a deletion read before its message still wins.  ``synchronous=FULL`` because
+remembered in their own table, and so are clears (a user's messages up to a
+moment, by ban or timeout; the latest moment per user and channel): an append
+skips a message either hides, so a deletion or a ban read before its message
+still wins.  Windows compare row values, ``(sent_at_ms, message_id) < (?, ?)``,
+which SQLite answers from the primary key as a range scan.  ``synchronous=FULL`` because
 the processors commit their Kafka offsets once a batch is stored.
 """
 
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from views.chat_history.errors import HistoryError, HistoryUnavailable
-from views.chat_history.store import ArchivedMessage, Emote, check_window
+from views.chat_history.store import ArchivedMessage, Emote, Key, Window, check_window, pivot
 
 T = TypeVar("T")
 
@@ -50,6 +53,13 @@ CREATE TABLE IF NOT EXISTS chat_deletions (
     message_id TEXT NOT NULL,
     PRIMARY KEY (channel_id, message_id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chat_messages_by_user ON chat_messages (channel_id, user_id, sent_at_ms);
+CREATE TABLE IF NOT EXISTS chat_clears (
+    channel_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    through_ms INTEGER NOT NULL,
+    PRIMARY KEY (channel_id, user_id)
+) WITHOUT ROWID;
 COMMIT;
 """
 
@@ -57,12 +67,19 @@ APPEND = """
 INSERT OR IGNORE INTO chat_messages (channel_id, sent_at_ms, message_id, user_id, username, text, emotes, badges)
 SELECT :channel_id, :sent_at_ms, :message_id, :user_id, :username, :text, :emotes, :badges
 WHERE NOT EXISTS (SELECT 1 FROM chat_deletions WHERE channel_id = :channel_id AND message_id = :message_id)
+  AND NOT EXISTS (SELECT 1 FROM chat_clears
+                  WHERE channel_id = :channel_id AND user_id = :user_id AND through_ms >= :sent_at_ms)
+"""
+
+CLEAR = """
+INSERT INTO chat_clears (channel_id, user_id, through_ms) VALUES (?, ?, ?)
+ON CONFLICT (channel_id, user_id) DO UPDATE SET through_ms = max(through_ms, excluded.through_ms)
 """
 
 COLUMNS = "channel_id, sent_at_ms, message_id, user_id, username, text, emotes, badges"
-OLDER = (f"SELECT {COLUMNS} FROM chat_messages WHERE channel_id = ? AND sent_at_ms <= ? "
+OLDER = (f"SELECT {COLUMNS} FROM chat_messages WHERE channel_id = ? AND (sent_at_ms, message_id) < (?, ?) "
          "ORDER BY sent_at_ms DESC, message_id DESC LIMIT ?")
-NEWER = (f"SELECT {COLUMNS} FROM chat_messages WHERE channel_id = ? AND sent_at_ms > ? "
+NEWER = (f"SELECT {COLUMNS} FROM chat_messages WHERE channel_id = ? AND (sent_at_ms, message_id) > (?, ?) "
          "ORDER BY sent_at_ms ASC, message_id ASC LIMIT ?")
 
 
@@ -161,15 +178,26 @@ class SqliteHistory:
 
         self._write(conn, body)
 
-    def _around(self, channel_id: str, ts_ms: int, before: int, after: int) -> list[ArchivedMessage]:
+    def _clear_user(self, channel_id: str, user_id: str, through_ms: int) -> None:
+        conn = self.conn
+
+        def body() -> None:
+            conn.execute(CLEAR, (channel_id, user_id, through_ms))
+            conn.execute("DELETE FROM chat_messages WHERE channel_id = ? AND user_id = ? AND sent_at_ms <= ?",
+                         (channel_id, user_id, through_ms))
+
+        self._write(conn, body)
+
+    def _window(self, channel_id: str, key: Key, before: int, after: int) -> Window:
         conn = self.conn
         conn.execute("BEGIN")  # one snapshot for both halves of the window
         try:
-            older = conn.execute(OLDER, (channel_id, ts_ms, before)).fetchall()
-            newer = conn.execute(NEWER, (channel_id, ts_ms, after)).fetchall()
+            older = conn.execute(OLDER, (channel_id, *key, before)).fetchall()
+            newer = conn.execute(NEWER, (channel_id, *key, after)).fetchall()
         finally:
             conn.execute("COMMIT")
-        return [message_from_row(row) for row in (*reversed(older), *newer)]
+        return Window(tuple(message_from_row(row) for row in reversed(older)),
+                      tuple(message_from_row(row) for row in newer))
 
     async def append(self, messages: Sequence[ArchivedMessage]) -> None:
         if messages:
@@ -178,9 +206,16 @@ class SqliteHistory:
     async def delete(self, channel_id: str, message_id: str) -> None:
         await self._run(self._delete, channel_id, message_id)
 
-    async def around(self, channel_id: str, ts_ms: int, before: int, after: int) -> list[ArchivedMessage]:
+    async def clear_user(self, channel_id: str, user_id: str, through_ms: int) -> None:
+        await self._run(self._clear_user, channel_id, user_id, through_ms)
+
+    async def window(self, channel_id: str, key: Key, before: int, after: int) -> Window:
         check_window(before, after)
-        return await self._run(self._around, channel_id, ts_ms, before, after)
+        return await self._run(self._window, channel_id, key, before, after)
+
+    async def around(self, channel_id: str, ts_ms: int, before: int, after: int) -> list[ArchivedMessage]:
+        w = await self.window(channel_id, pivot(ts_ms), before, after)
+        return [*w.older, *w.newer]
 
     async def close(self) -> None:
         def close() -> None:

@@ -3,11 +3,15 @@
  * title, category, tags and viewer count, the Follow button with its bell and the follower count
  * (follow.js), and the chat panel.  An offline
  * channel says so and starts playing by itself when it goes live; its chat
- * is open all the while, as on Twitch.
+ * is open all the while, as on Twitch.  Under the player, a "Clip" button
+ * clips the last 30 s of the live stream, and the Videos and Clips tabs list
+ * the channel's past broadcasts and clips (channel_library.js).
  */
 
 import { api, ApiError, seg } from './api.js';
+import { ChannelLibrary } from './channel_library.js';
 import { ChatPanel, chatUrlFor } from './chat.js';
+import { CLIP_S, ClipButton } from './clip_request.js';
 import { byId, el, formatViewers } from './dom.js';
 import { FollowControls } from './follow.js';
 import { Heartbeats } from './heartbeats.js';
@@ -27,6 +31,10 @@ const chat = new ChatPanel({
 const watching = { streamId: null, playback: null, player: null, heartbeats: null, infoTimer: null };
 let hlsReady = Promise.resolve();
 const follow = new FollowControls();
+const library = new ChannelLibrary();
+let channelId = null;   // the Clip button (shown while live) clips this channel's live stream
+new ClipButton(byId('clip-button'), byId('clip-status'),
+  () => (channelId ? { broadcaster_id: channelId, duration_s: CLIP_S } : null), () => library.reload());
 
 function showMessage(text, kind = '') {
   const box = byId('player-message');
@@ -41,6 +49,7 @@ function showInfo({ title, category, tags, viewers, live }) {
   byId('stream-tags').replaceChildren(...(tags || []).map((t) => el('li', {}, t)));
   byId('viewer-count').textContent = live && Number.isFinite(viewers) ? formatViewers(viewers) : '';
   byId('live-badge').hidden = !live;
+  byId('clip-button').hidden = !live;
   document.title = `${channelName}${title ? ` · ${title}` : ''} · Glasscast`;
 }
 
@@ -149,6 +158,8 @@ async function start() {
   const channel = await loading;
   if (!channel) return;
   follow.show(channel);
+  channelId = channel.id;
+  library.open(channel.id);
   chat.open(channel.id, chatUrlFor(channel.id));   // chat works whether or not the channel is live
   if (channel.live_stream_id) watch(channel); else waitForLive(channel);
 }

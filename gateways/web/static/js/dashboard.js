@@ -1,8 +1,9 @@
 /**
  * The creator dashboard (/dashboard): sign up or log in, create channels,
- * the OBS server and stream key of each, and the stream controls and live
- * health.  The access token stays in localStorage until it expires; a 401
- * from any call signs the creator out with a message saying why.
+ * the OBS server and stream key of each, the stream controls and live
+ * health, and how long each channel's videos are kept.  The access token
+ * stays in localStorage until it expires; a 401 from any call signs the
+ * creator out with a message saying why.
  */
 
 import { api, ApiError } from './api.js';
@@ -11,6 +12,7 @@ import { onSubmit } from './forms.js';
 import { clearSession, currentSession, saveSession } from './session.js';
 import { StreamControls } from './stream_controls.js';
 import { StreamKeyPanel } from './stream_key.js';
+import { RetentionSettings } from './vod_retention.js';
 
 const ME_POLL_MS = 5000;
 
@@ -52,14 +54,15 @@ function showStudio() {
 function channelCard(channel, given) {
   const key = new StreamKeyPanel(channel, ctx, given);
   const stream = new StreamControls(channel, ctx);
+  const retention = new RetentionSettings(channel, ctx);
   const pageLink = el('a', { href: `/c/${encodeURIComponent(channel.name)}`, className: 'channel-page-link' },
     'View channel page');
   const badge = el('span', { className: 'badge' });
   const title = el('p', { className: 'channel-title' });
   const node = el('article', { className: 'panel channel-card', dataset: { channelId: channel.id, channel: channel.name } },
     el('header', { className: 'card-head' }, el('h2', {}, channel.name), badge, pageLink),
-    title, key.node, stream.node);
-  const card = { node, key, stream, badge, title };
+    title, key.node, stream.node, retention.node);
+  const card = { node, key, stream, badge, title, retention };
   updateCard(card, channel);
   return card;
 }
@@ -70,6 +73,7 @@ function updateCard(card, channel) {
   card.badge.textContent = live ? 'LIVE' : 'Offline';
   card.title.textContent = [channel.title, channel.category].filter(Boolean).join(' · ');
   card.stream.update(channel);
+  card.retention.update(channel);
 }
 
 function showChannels(channels, given = {}) {

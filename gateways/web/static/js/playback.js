@@ -52,6 +52,18 @@ export class Playback {
     return this.answer;
   }
 
+  /**
+   * Use a playback grant another answer carried (a video's or a clip's `playback`: {token, session_id,
+   * heartbeat_interval_s, expires_at_s}) and renew it as open() would.
+   */
+  adopt(grant) {
+    const expiresIn = Number(grant.expires_at_s) - Date.now() / 1000;
+    this.answer = { ...grant, expires_in: Number.isFinite(expiresIn) ? Math.max(0, expiresIn) : 0 };
+    saveToken(this.streamId, this.answer.token);
+    this.schedule();
+    return this.answer;
+  }
+
   schedule() {
     clearTimeout(this.timer);
     const lifetime = Number(this.answer?.expires_in) || 0;
