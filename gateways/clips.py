@@ -30,7 +30,7 @@ from gateways.channels import UUID_RE, find_channel
 from gateways.directory import limit, params
 from gateways.errors import Conflict, NotFound, TooManyRequests, ValidationFailed
 from gateways.hls import M3U8, VOD_PLAYLIST_CACHE, playback_token, read_origin_object
-from gateways.playback import grant
+from gateways.playback import grant_or_none
 from gateways.services import Services, json_body, services
 from gateways.videos import cursor_of, sort_of
 from media.blob import BlobNotFound
@@ -173,12 +173,13 @@ async def get_clip(request: Request) -> JSONResponse:
     svc = services(request)
     clip = await _clip(svc, str(request.path_params["clip_id"]))
     body = clip_json(clip, await svc.views.get_channel(clip.channel_id))
-    signed = await grant(svc, request, clip.channel_id)
+    signed = await grant_or_none(svc, request, clip.channel_id)
     base = str(request.base_url).rstrip("/")
-    body["playback"] = {"token": signed.token, "session_id": signed.session_id,
-                        "heartbeat_interval_s": signed.heartbeat_interval_s, "expires_at_s": signed.expires_at_s,
-                        "hls": {"master": f"{base}/hls/clips/{clip.id}/master.m3u8?token={signed.token}"},
-                        "start_offset_s": clip.lead_in_ms / 1000}
+    body["playback"] = None if signed is None else {
+        "token": signed.token, "session_id": signed.session_id,
+        "heartbeat_interval_s": signed.heartbeat_interval_s, "expires_at_s": signed.expires_at_s,
+        "hls": {"master": f"{base}/hls/clips/{clip.id}/master.m3u8?token={signed.token}"},
+        "start_offset_s": clip.lead_in_ms / 1000}
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 

@@ -103,16 +103,17 @@ COMPONENTS: dict[str, Any] = {
                  owner={**B, "description": "Whether the caller (bearer token) owns the channel."},
                  storyboard=nullable(obj(["vtt_url", "sprite_url"], vtt_url=S, sprite_url=S, interval_s=I,
                                          tile_width=I, tile_height=I, columns=I)),
-                 playback=obj(["token", "session_id", "hls"], token=S, session_id=S, heartbeat_interval_s=N,
-                              expires_at_s=I, hls=obj(["vod"], vod=S))),
+                 playback=nullable(obj(["token", "session_id", "hls"], token=S, session_id=S,
+                                       heartbeat_interval_s=N, expires_at_s=I, hls=obj(["vod"], vod=S)))),
     "Clip": obj(["id", "channel_id", "video_id", "title", "offset_ms", "duration_ms", "url", "mp4_status"],
                 id=UUID, channel_id=UUID, channel_name=nullable(S), video_id=UUID, title=S,
                 created_by_user_id=UUID, created_at_ms=I, offset_ms=I, duration_ms=I, from_live=B, view_count=I,
                 url=S, thumbnail_url=nullable(S),
                 mp4_url={**nullable(S), "description": "Null until the MP4 is made (mp4_status)."},
                 mp4_status={"type": "string", "enum": ["processing", "ready", "failed"]},
-                playback=obj(["token", "session_id", "hls"], token=S, session_id=S, heartbeat_interval_s=N,
-                             expires_at_s=I, hls=obj(["master"], master=S), start_offset_s=N)),
+                playback=nullable(obj(["token", "session_id", "hls"], token=S, session_id=S,
+                                      heartbeat_interval_s=N, expires_at_s=I, hls=obj(["master"], master=S),
+                                      start_offset_s=N))),
     "SearchResult": obj(["channel_id", "channel_name", "live"], channel_id=UUID, channel_name=S, title=S,
                         category=nullable(S), tags=TAGS, live=B, stream_id=nullable(UUID), viewers=I, score=N),
 }
@@ -383,8 +384,9 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
         query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Page size (default 20)."),
         query("cursor", S, "cursor of the previous page (a malformed one is a 400).")])},
     "/v1/videos/{video_id}": {
-        "get": op("A video, with signed playback URLs", "Videos", {**ok(ref("Video")), **problems(401, 404, 429)},
-                  params=[path_param("video_id")], description="404 once deleted, and while still live."),
+        "get": op("A video, with signed playback URLs", "Videos", {**ok(ref("Video")), **problems(401, 404)},
+                  params=[path_param("video_id")], description="404 once deleted, and while still live. "
+                  "playback is null when this client has had its playback sessions for the minute."),
         "delete": op("Delete a video (its owner)", "Videos", {"204": {"description": "Deleted"},
                                                               **problems(401, 403, 404, 503)},
                      params=[path_param("video_id")], auth=True,
@@ -406,7 +408,8 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
         description="A live clip is the last duration_s; a channel that is not live is a 409. A clip outside the "
                     "video is a 422. Clips per user are bounded per minute (429).")},
     "/v1/clips/{clip_id}": {"get": op("A clip, with signed playback URLs", "Clips", {
-        **ok(ref("Clip")), **problems(404, 429)}, params=[path_param("clip_id")])},
+        **ok(ref("Clip")), **problems(404)}, params=[path_param("clip_id")],
+        description="playback is null when this client has had its playback sessions for the minute.")},
     "/v1/clips/{clip_id}.mp4": {"get": op("A clip's MP4 (stream copy of its segments)", "Clips", {
         **ok({"type": "string"}, media="video/mp4"), "304": {"description": "Not modified (If-None-Match)"},
         **problems(404)}, params=[path_param("clip_id")])},

@@ -68,6 +68,15 @@ async def grant(svc: Services, request: Request, channel_id: str) -> Grant:
     return _sign(svc, channel_id, await _issue_session(svc, request, channel_id))
 
 
+async def grant_or_none(svc: Services, request: Request, channel_id: str) -> Grant | None:
+    """``grant``, or None once this client has had its sessions for the minute (a page polling a clip or
+    a video for its state still gets the state)."""
+    try:
+        return await grant(svc, request, channel_id)
+    except TooManyRequests:
+        return None
+
+
 def _answer(request: Request, svc: Services, stream: StreamView, session_id: str) -> dict[str, Any]:
     now = int(svc.clock())
     signed = _sign(svc, stream.channel_id, session_id)

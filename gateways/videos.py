@@ -25,7 +25,7 @@ from gateways.channels import find_channel
 from gateways.directory import choice, limit, params
 from gateways.errors import BadRequest, Forbidden, NotFound
 from gateways.hls import read_origin_object
-from gateways.playback import grant
+from gateways.playback import grant_or_none
 from gateways.services import Services, services
 from media.blob import BlobNotFound
 from schemas.records.video import VideoDeleted
@@ -108,11 +108,12 @@ async def get_video(request: Request) -> JSONResponse:
     channel = await svc.views.get_channel(video.channel_id)
     body = video_json(video, await svc.views.get_stream(video.id), channel,
                       channel is not None and viewer == channel.owner_user_id)
-    signed = await grant(svc, request, video.channel_id)
+    signed = await grant_or_none(svc, request, video.channel_id)
     base = str(request.base_url).rstrip("/")
-    body["playback"] = {"token": signed.token, "session_id": signed.session_id,
-                        "heartbeat_interval_s": signed.heartbeat_interval_s, "expires_at_s": signed.expires_at_s,
-                        "hls": {"vod": f"{base}/hls/{video.id}/vod.m3u8?token={signed.token}"}}
+    body["playback"] = None if signed is None else {
+        "token": signed.token, "session_id": signed.session_id,
+        "heartbeat_interval_s": signed.heartbeat_interval_s, "expires_at_s": signed.expires_at_s,
+        "hls": {"vod": f"{base}/hls/{video.id}/vod.m3u8?token={signed.token}"}}
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 

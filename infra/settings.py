@@ -504,11 +504,13 @@ class NotificationSettings:
 class VodSettings:
     # Videos and clips (media/vod/, docs/ARCHITECTURE.md "Videos and clips").  A video is kept retention_days
     # after its broadcast ends unless its channel sets its own (PATCH /v1/channels/{id} vod_retention_days);
-    # the media workers sweep expired ones every sweep_interval_s.  Clips are 5..60 s (default 30); each user
+    # the media workers sweep expired ones every sweep_interval_s.  compact_after_s after a broadcast ends,
+    # the copies only live playback needs (LL-HLS parts, the ingest's GOPs) are deleted; segments stay.  Clips are 5..60 s (default 30); each user
     # may make clips_per_minute.  A storyboard waits up to storyboard_wait_s after the end for the last
     # thumbnails.
     retention_days: int = 60
     sweep_interval_s: float = 60.0
+    compact_after_s: float = 600.0  # after its end, a video's LL-HLS parts and GOPs (live-only copies) go
     storyboard_wait_s: float = 30.0
     clips_per_minute: int = 10
     clip_default_s: int = 30
@@ -518,6 +520,7 @@ class VodSettings:
             ("GLASSCAST_VOD_RETENTION_DAYS", 1 <= self.retention_days <= MAX_RETENTION_DAYS,
              f"1 to {MAX_RETENTION_DAYS}"),
             ("GLASSCAST_VOD_SWEEP_INTERVAL_S", self.sweep_interval_s > 0, "positive"),
+            ("GLASSCAST_VOD_COMPACT_AFTER_S", self.compact_after_s >= 0, "0 or more"),
             ("GLASSCAST_VOD_STORYBOARD_WAIT_S", self.storyboard_wait_s >= 0, "0 or more"),
             ("GLASSCAST_VOD_CLIPS_PER_MINUTE", 1 <= self.clips_per_minute <= 1000, "1 to 1000"),
             ("GLASSCAST_VOD_CLIP_DEFAULT_S", MIN_CLIP_S <= self.clip_default_s <= MAX_CLIP_S,

@@ -33,7 +33,9 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import av
 import redis
@@ -56,10 +58,12 @@ from views.clips import ClipView
 from views.store import ViewStore
 
 log = logging.getLogger("glasscast.media.vod")
+T = TypeVar("T")
 
 VIDEOS_GROUP, CLIPS_GROUP = "glasscast-vod-videos", "glasscast-vod-clips"
 SOURCE, AUDIO = "source", "audio"
 BATCH, POLL_S = 50, 1.0
+POOL_THREADS = 4  # two consumers polling, and the work they hand out
 RETRY_S = 1.0
 DAY_MS = 86_400_000
 MIN_RETENTION_DAYS = 1
@@ -117,6 +121,13 @@ class VodWorker:
         self.clock = clock
         self.producer = EventProducer(settings.kafka, serde)
         self._consumers: list[EventConsumer] = []
+        # Its own threads: the transcoder in the same process keeps asyncio's default pool busy while a
+        # stream is live, and a clip must not wait for it.
+        self._pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="vod")
+
+    def _blocking(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run a blocking call (a consumer poll, the store, a remux) on the worker's own threads."""
+        return asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args))
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -124,9 +135,9 @@ class VodWorker:
     async def run(self, stop: asyncio.Event) -> None:
         for topic, record in (("videos", StoryboardReady.RECORD), ("videos", VideoPurged.RECORD),
                               ("videos", VideoDeleted.RECORD), ("clips", ClipRendered.RECORD)):
-            await asyncio.to_thread(self.serde.prepare, topic, record)
-        videos = await asyncio.to_thread(self._consumer, ["stream.lifecycle", "videos"], VIDEOS_GROUP)
-        clips = await asyncio.to_thread(self._consumer, ["clips"], CLIPS_GROUP)
+            await self._blocking(self.serde.prepare, topic, record)
+        videos = await self._blocking(self._consumer, ["stream.lifecycle", "videos"], VIDEOS_GROUP)
+        clips = await self._blocking(self._consumer, ["clips"], CLIPS_GROUP)
         tasks = [asyncio.create_task(self._loop(videos, self.handle_video_event, stop)),
                  asyncio.create_task(self._loop(clips, self.handle_clip_event, stop)),
                  asyncio.create_task(self._sweeps(stop))]
@@ -147,12 +158,13 @@ class VodWorker:
         for consumer in self._consumers:
             consumer.close()
         self.producer.close(10.0)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _loop(self, consumer: EventConsumer, handle: Callable[[Event], Awaitable[None]],
                     stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                events = await asyncio.to_thread(consumer.consume, BATCH, POLL_S)
+                events = await self._blocking(consumer.consume, BATCH, POLL_S)
             except TopicsError as exc:
                 log.warning("vod consumer error: %s", exc)
                 await asyncio.sleep(RETRY_S)
@@ -184,16 +196,22 @@ class VodWorker:
         elif isinstance(value, VideoDeleted):
             await self.purge(value)
 
+    def k_compact(self) -> str:
+        """Sorted set: video id -> when its live-only copies may go (ms)."""
+        return f"{self.settings.valkey.key_prefix}vod-compact"
+
     async def storyboard(self, ended: StreamEnded, wait_s: float | None = None) -> bool:
         """Make and announce the video's storyboard; False when there is nothing to make it from."""
         video_id = ended.stream_id
+        due = ended.occurred_at + int(self.settings.vod.compact_after_s * 1000)
+        await self.r.zadd(self.k_compact(), {video_id: due}, nx=True)
         video = await self.views.videos.get(video_id)
         if video is not None and (video.storyboard is not None or video.deleted):
             return False
         wanted = max(1, -(-max(0, ended.duration_ms) // (STORYBOARD_INTERVAL_S * 1000)))
         deadline = time.monotonic() + (self.settings.vod.storyboard_wait_s if wait_s is None else wait_s)
         while True:
-            listed = await asyncio.to_thread(lambda: list(self.origin.list(f"thumbs/{video_id}/")))
+            listed = await self._blocking(lambda: list(self.origin.list(f"thumbs/{video_id}/")))
             if len(listed) >= wanted or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(1.0)  # the last GOPs' thumbnails are still being made by the workers
@@ -202,17 +220,17 @@ class VodWorker:
             stem = blob.key.rsplit("/", 1)[1].split(".", 1)[0]
             if stem.isdigit():
                 try:
-                    thumbs.append((int(stem), await asyncio.to_thread(self.origin.get, self.origin.ref(blob.key))))
+                    thumbs.append((int(stem), await self._blocking(self.origin.get, self.origin.ref(blob.key))))
                 except BlobNotFound:
                     continue
         if not thumbs:
             log.info("video %s: no thumbnails, no storyboard", video_id)
             return False
-        board = await asyncio.to_thread(build_storyboard, thumbs, "sprite.jpg")
+        board = await self._blocking(build_storyboard, thumbs, "sprite.jpg")
         first = min(thumbs)[1] if len(thumbs) == 1 else sorted(thumbs)[min(1, len(thumbs) - 1)][1]
         keys = (f"vod/{video_id}/sprite.jpg", f"vod/{video_id}/storyboard.vtt", f"vod/{video_id}/thumb.jpg")
         for key, data in zip(keys, (board.sprite_jpeg, board.vtt.encode(), first), strict=True):
-            await asyncio.to_thread(self.origin.put, key, data)
+            await self._blocking(self.origin.put, key, data)
         await self._emit(StoryboardReady(
             occurred_at=self.now_ms(), video_id=video_id, channel_id=ended.channel_id, sprite_key=keys[0],
             vtt_key=keys[1], thumbnail_key=keys[2], interval_s=board.interval_s, tile_width=board.tile_width,
@@ -228,7 +246,7 @@ class VodWorker:
         keep: frozenset[str] = frozenset()
         for clip in await self.views.clips.of_stream(video_id):
             keep |= clip_keys(clip)
-        purged = await asyncio.to_thread(self._purge_objects, video_id, deleted.channel_id, keep)
+        purged = await self._blocking(self._purge_objects, video_id, deleted.channel_id, keep)
         await self._emit(purged, video_id)
         return purged
 
@@ -254,6 +272,7 @@ class VodWorker:
         interval = self.settings.vod.sweep_interval_s
         while not stop.is_set():
             try:
+                await self.compact(self.now_ms())
                 await self.sweep(self.now_ms())
             except TRANSIENT as exc:
                 log.warning("video retention sweep skipped: %s", exc)
@@ -261,6 +280,28 @@ class VodWorker:
                 await asyncio.wait_for(stop.wait(), interval)
             except TimeoutError:
                 pass
+
+    async def compact(self, now_ms: int) -> list[str]:
+        """Delete the LL-HLS parts and GOPs of the videos ended long enough ago; the ids compacted.
+
+        Live playback and the transcoders need them; a video plays from its segments.  Each video is
+        taken off the schedule only once its copies are gone, so a worker that dies meanwhile leaves it
+        for the next one (deleting twice deletes nothing more).
+        """
+        due = [m.decode() if isinstance(m, bytes) else str(m)
+               for m in await self.r.zrangebyscore(self.k_compact(), "-inf", now_ms, start=0, num=SWEEP_PAGE)]
+        for video_id in due:
+            removed = await self._blocking(self._compact_objects, video_id)
+            await self.r.zrem(self.k_compact(), video_id)
+            log.info("video %s: deleted %d live-only objects", video_id, removed)
+        return due
+
+    def _compact_objects(self, video_id: str) -> int:
+        parts = frozenset(b.key for b in self.origin.list(f"hls/{video_id}/")
+                          if b.key.rsplit("/", 1)[1].count(".") == 2)  # <seq>.<part>.m4s
+        segments = frozenset(b.key for b in self.origin.list(f"hls/{video_id}/")) - parts
+        return self.origin.delete_prefix(f"hls/{video_id}/", keep=segments) + self.gops.delete_prefix(
+            f"gops/{video_id}/")
 
     async def sweep(self, now_ms: int) -> list[str]:
         """Delete the videos past their channel's retention at ``now_ms``; the ids deleted."""
@@ -296,7 +337,7 @@ class VodWorker:
         if seen is not None and seen.mp4_key is not None:
             return None
         clip = clip_from(created)
-        rendered = await asyncio.to_thread(self._render, clip)
+        rendered = await self._blocking(self._render, clip)
         await self._emit(rendered, clip.id)
         return rendered
 

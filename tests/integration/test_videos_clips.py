@@ -270,6 +270,17 @@ async def test_videos_clips_deletion_retention_and_rebuild(settings_factory: Cal
             sweeper = VodWorker(s, serde, origin, gops, client)
             try:
                 now = sweeper.now_ms()
+                # Ten minutes after its end a video keeps only what VOD playback needs: no parts, no GOPs.
+                assert any(b.key.count(".") == 2 for b in origin.list(f"hls/{second}/source/"))
+                assert second in await sweeper.compact(now + 3_600_000)
+                assert not [b.key for b in origin.list(f"hls/{second}/") if b.key.rsplit("/", 1)[1].count(".") == 2]
+                assert not list(gops.list(f"gops/{second}/")) and list(origin.list(f"hls/{second}/source/"))
+                r = await http.get(f"/v1/videos/{second}")
+                vod_master = await http.get(r.json()["playback"]["hls"]["vod"])
+                source = next(v["URI"] for v in parse_master_playlist(vod_master.text) if v["URI"].startswith("source"))
+                vod_media = await http.get(f"/hls/{second}/{source}")
+                for segment in parse_media_playlist(vod_media.text).segments:
+                    assert (await http.get(f"/hls/{second}/source/{segment.uri}")).status_code == 200
                 assert await sweeper.sweep(now + DAY_MS // 2) == []
                 assert await sweeper.sweep(now + 2 * DAY_MS) == [second]
             finally:
