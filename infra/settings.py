@@ -505,9 +505,9 @@ class VodSettings:
     # Videos and clips (media/vod/, docs/ARCHITECTURE.md "Videos and clips").  A video is kept retention_days
     # after its broadcast ends unless its channel sets its own (PATCH /v1/channels/{id} vod_retention_days);
     # the media workers sweep expired ones every sweep_interval_s.  compact_after_s after a broadcast ends,
-    # the copies only live playback needs (LL-HLS parts, the ingest's GOPs) are deleted; segments stay.  Clips are 5..60 s (default 30); each user
-    # may make clips_per_minute.  A storyboard waits up to storyboard_wait_s after the end for the last
-    # thumbnails.
+    # the copies only live playback needs (LL-HLS parts, the ingest's GOPs) are deleted; segments stay.
+    # Clips are 5..60 s (default 30); each user may make clips_per_minute.  A storyboard waits up to
+    # storyboard_wait_s after the end for the last thumbnails.
     retention_days: int = 60
     sweep_interval_s: float = 60.0
     compact_after_s: float = 600.0  # after its end, a video's LL-HLS parts and GOPs (live-only copies) go

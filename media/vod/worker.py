@@ -339,6 +339,8 @@ class VodWorker:
         clip = clip_from(created)
         rendered = await self._blocking(self._render, clip)
         await self._emit(rendered, clip.id)
+        log.info("clip %s: %s %.1f s after it was made", clip.id, "MP4 ready" if rendered.mp4_key else "no MP4",
+                 (self.now_ms() - created.occurred_at) / 1000)
         return rendered
 
     def _track(self, clip: ClipView, rendition: str) -> Track:
