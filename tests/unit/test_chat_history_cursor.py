@@ -23,7 +23,8 @@ from views.chat_history.cursor import (
 )
 from views.chat_history.store import ArchivedMessage, Window, pivot
 
-CHANNEL = str(uuid.uuid4())
+# Fixed, not random: a parameter is built from it, and every xdist worker must collect the same ones.
+CHANNEL = "6a1f0c6e-3a52-4d2b-9c39-5b0e2f7d8a11"
 
 
 def _messages(n: int) -> list[ArchivedMessage]:
