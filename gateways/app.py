@@ -20,20 +20,25 @@ from starlette.middleware.cors import CORSMiddleware
 from gateways import (
     accounts,
     avatars,
+    bits,
     channels,
     chat_history,
     clips,
     directory,
+    donations,
     eventsub,
     follows,
     health,
     heartbeats,
     hls,
+    hosting,
     notifications,
     openapi,
     playback,
     profiles,
+    raids,
     streams,
+    subscriptions,
     thumbs,
     videos,
     web,
@@ -48,6 +53,7 @@ from gateways.errors import (
     http_exception_handler,
 )
 from gateways.middleware import HotRoutes, RequestContextMiddleware, RequestMetrics
+from gateways.payments import webhook as payments_webhook
 from gateways.services import open_services
 from infra.errors import SettingsError
 from infra.settings import Settings
@@ -84,7 +90,9 @@ def create_app(settings: Settings) -> Starlette:
                 *heartbeats.routes, *openapi.routes, *thumbs.routes, *hls.routes, *directory.routes,
                 *chat_ws.routes, *chat_moderate.routes, *chat_history.routes, *follows.routes, *notifications.routes,
                 *profiles.routes, *avatars.routes, *videos.routes, *clips.routes,
-                *eventsub.routes, *web.routes],
+                *eventsub.routes, *raids.routes, *hosting.routes,
+                *subscriptions.routes, *bits.routes, *donations.routes,
+                *payments_webhook.routes, *web.routes],
         middleware=middleware,
         exception_handlers={ApiError: api_error_handler, HTTPException: http_exception_handler,
                             # Valkey down: 503 with a reason, never a 500 (gateways/errors.py).

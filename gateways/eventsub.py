@@ -4,8 +4,9 @@
 transport: {method: "webhook", callback, secret}}`` and answers 202 with the
 subscription ``webhook_callback_verification_pending``; the processors'
 EventSub dispatcher then sends the challenge (processors/eventsub/).  The
-caller must be signed in; ``channel.follow`` and ``channel.chat.message``
-need the caller to own the condition's channel (Twitch asks for scopes there),
+caller must be signed in; ``channel.follow``, ``channel.chat.message``,
+``channel.subscribe`` and ``channel.subscription.gift`` need the caller to own
+the condition's channel (Twitch asks for scopes there),
 the stream and channel types take any channel.  The secret goes on the log
 sealed only (views/eventsub.py) and is never echoed or logged.  Bad input is a
 400 that says what is wrong, as Twitch answers it.
@@ -72,8 +73,24 @@ def _type_and_version(data: dict[str, Any]) -> tuple[str, str]:
     return type_, SUPPORTED[type_]
 
 
+def _raid_condition(cond: dict[str, Any]) -> dict[str, Any]:
+    """channel.raid names one side (Twitch: from_broadcaster_user_id or to_broadcaster_user_id); as a
+    broadcaster_user_id, with ``user_id`` marking the raiding side (views/eventsub.py ``condition``)."""
+    _only(cond, {"from_broadcaster_user_id", "to_broadcaster_user_id"}, "condition.")
+    given = {k: v for k, v in cond.items() if v not in (None, "")}
+    if len(given) != 1:
+        raise BadRequest("channel.raid takes one of condition.from_broadcaster_user_id and "
+                         "condition.to_broadcaster_user_id", field="condition")
+    (side, channel_id), = given.items()
+    return {"broadcaster_user_id": channel_id, "raiding": side == "from_broadcaster_user_id"}
+
+
 async def _condition(svc: Services, type_: str, data: dict[str, Any], user_id: str) -> dict[str, str | None]:
     cond = _object(data, "condition")
+    raiding = False
+    if type_ == "channel.raid":
+        cond = _raid_condition(cond)
+        raiding = bool(cond.pop("raiding"))
     extra = EXTRA_CONDITION.get(type_)
     _only(cond, {"broadcaster_user_id", *([extra] if extra else [])}, "condition.")
     broadcaster = cond.get("broadcaster_user_id")
@@ -90,6 +107,8 @@ async def _condition(svc: Services, type_: str, data: dict[str, Any], user_id: s
         if value is not None and value != user_id:
             raise Forbidden(f"condition.{extra} must be your own user id", field=f"condition.{extra}")
         out[extra] = value
+    if raiding:
+        out["user_id"] = broadcaster
     return out
 
 

@@ -189,6 +189,25 @@ def with_problems(operation: dict[str, Any], *codes: int) -> dict[str, Any]:
     return {**operation, "responses": {**operation["responses"], **problems(*codes)}}
 
 
+SUBSCRIPTION = obj(["subscription_id", "user_id", "channel_id", "tier", "months_total", "expires_at_ms", "status"],
+                   subscription_id=UUID, user_id=UUID, channel_id=UUID, channel_name=nullable(S), username=nullable(S),
+                   tier={"type": "string", "enum": ["1000", "2000", "3000"]}, months_total=I, started_at_ms=I,
+                   expires_at_ms=I, is_gift=B, gifted_by_user_id=nullable(UUID), cancelled=B, active=B,
+                   status={"type": "string", "enum": ["active", "cancelled", "ended"]}, end_reason=nullable(S))
+SUB_CHECKOUT = obj(["order_id", "provider", "sandbox", "status"], order_id=UUID, provider=S, sandbox=B,
+                   checkout_url=nullable(S), status={"type": "string", "enum": ["pending", "completed"]},
+                   channel_id=UUID, tier=S, amount_minor=I, currency=S,
+                   gift_to_user_ids={"type": "array", "items": UUID})
+
+RAID = obj(["id", "from_broadcaster_id", "to_broadcaster_id", "status", "deadline_at_ms"], id=UUID,
+           from_broadcaster_id=UUID, to_broadcaster_id=UUID,
+           status={"type": "string", "enum": ["pending", "completing", "completed", "cancelled"]},
+           created_at=S, created_at_ms=I, deadline_at_ms=I, seconds_left=I, viewers=nullable(I), is_mature=B)
+HOST = obj(["channel_id", "hosting"], channel_id=UUID, hosting=nullable(obj(
+    ["channel_id", "channel_name", "live_stream_id"], channel_id=UUID, channel_name=S, title=S,
+    live_stream_id=UUID, started_at_ms=I)))
+
+
 OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
     "/healthz": {"get": op("Liveness", "Operations", ok(obj(status=S)))},
     "/readyz": {"get": op("Readiness: log, registry, Valkey and processors reachable", "Operations",
@@ -345,6 +364,81 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
         params=[CHANNEL, query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Page size (default 20)."),
                 query("cursor", S, "next_cursor of the previous page (owner).")],
         description="Without the owner's bearer token the answer holds the count only.")},
+    "/v1/subscriptions": {"post": op("Subscribe to a channel, or gift subscriptions to its viewers", "Subscriptions", {
+        **ok(SUB_CHECKOUT, 201, "Ordered: completed at once by the sandbox provider, else pay at checkout_url"),
+        **problems(400, 401, 409, 413, 422, 503)},
+        request=body(obj(["channel_id", "tier"], channel_id={**S, "description": "Channel id or name."},
+                         tier={"type": ["integer", "string"], "enum": [1000, 2000, 3000, "1000", "2000", "3000"]},
+                         gift_to={**S, "description": "Gift one subscription to this user (id or name)."},
+                         gift_count={**I, "minimum": 1, "description": "Gift this many to random eligible viewers."},
+                         message={**S, "maxLength": 500, "description": "Shown with the announcement in chat."})),
+        auth=True, description="Refusals charge nothing: an unknown tier, your own channel, a gift to a banned user, "
+                               "yourself or the broadcaster, more gifts than eligible viewers (signed-in viewers who "
+                               "watched or chatted recently, not banned, not subscribed) are a 422 with a reason; "
+                               "a subscription already running is a 409.")},
+    "/v1/me/subscriptions": {"get": op("The caller's running subscriptions", "Subscriptions", {
+        **ok(obj(["total", "subscriptions"], total=I, subscriptions={"type": "array", "items": SUBSCRIPTION})),
+        **problems(400, 401, 503)}, auth=True)},
+    "/v1/me/subscriptions/{channel_id}": {"delete": op("Cancel at period end: no renewal, it ends at expires_at",
+                                                       "Subscriptions", {
+        **ok(SUBSCRIPTION), **problems(401, 404, 503)}, params=[CHANNEL], auth=True)},
+    "/v1/me/subscriptions/{channel_id}/renewal": {"post": op(
+        "Sandbox provider only: pay the next period now (the stand-in for a provider's renewal)", "Subscriptions", {
+            **ok(SUB_CHECKOUT, 201, "Renewed"), **problems(401, 403, 404, 409, 503)}, params=[CHANNEL], auth=True)},
+    "/v1/channels/{channel_id}/subscriptions": {"get": op(
+        "The owner's view of a channel's subscribers: tiers, total, and points (tier 1000 = 1, 2000 = 2, 3000 = 6)",
+        "Subscriptions", {
+            **ok(obj(["channel_id", "total", "points", "by_tier", "subscribers"], channel_id=UUID, total=I, points=I,
+                     by_tier={"type": "object", "properties": {"1000": I, "2000": I, "3000": I}},
+                     subscribers={"type": "array", "items": SUBSCRIPTION})), **problems(400, 401, 403, 404, 422)},
+        params=[CHANNEL, query("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
+                               "Most subscribers listed (default 100).")], auth=True)},
+    "/v1/bits/purchases": {"post": op("Buy a bit pack", "Bits", {
+        **ok(obj(["order_id", "provider", "sandbox", "status", "pack", "bits"], order_id=UUID, provider=S, sandbox=B,
+                 checkout_url=nullable(S), status={"type": "string", "enum": ["pending", "completed"]}, pack=S,
+                 bits=I, amount_minor=I, currency=S), 201,
+            "Ordered: completed at once by the sandbox provider, else pay at checkout_url"),
+        **problems(400, 401, 413, 422, 503)},
+        request=body(obj(["pack"], pack={**S, "description": "The pack's bits: 100, 500, 1000, ..."})), auth=True,
+        description="An unknown pack is a 422 (reason unknown_pack) and charges nothing. An Idempotency-Key header "
+                    "makes a retried request the same order.")},
+    "/v1/me/bits": {"get": op("The caller's bits: balance (never negative), owed after a reversal, held by cheers "
+                              "in flight, and the packs on sale", "Bits", {
+        **ok(obj(["balance", "owed", "held", "packs"], balance=I, owed=I, held=I, bought=I, spent=I, reversed=I,
+                 currency=S, provider=S, sandbox=B, packs={"type": "array", "items": obj(pack=S, bits=I,
+                                                                                        amount_minor=I)})),
+        **problems(401, 503)}, auth=True)},
+    "/v1/channels/{channel_id}/bits/leaderboard": {"get": op("A channel's top cheerers", "Bits", {
+        **ok(obj(["channel_id", "period", "entries"], channel_id=UUID, period=S,
+                 entries={"type": "array", "items": obj(rank=I, user_id=UUID, username=nullable(S), bits=I)})),
+        **problems(400, 404, 503)},
+        params=[CHANNEL, query("period", {"type": "string", "enum": ["day", "week", "month", "all"]},
+                               "UTC day, ISO week, calendar month or all time (default all)."),
+                query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Entries (default 10).")])},
+    "/v1/donations": {"post": op("Donate to a channel, with a message shown in its chat", "Bits", {
+        **ok(obj(["order_id", "provider", "sandbox", "status"], order_id=UUID, provider=S, sandbox=B,
+                 checkout_url=nullable(S), status={"type": "string", "enum": ["pending", "completed"]},
+                 channel_id=UUID, amount_minor=I, currency=S, message=nullable(S)), 201, "Ordered"),
+        **problems(400, 401, 413, 422, 503)},
+        request=body(obj(["channel_id", "amount_minor"], channel_id={**S, "description": "Channel id or name."},
+                         amount_minor={**I, "description": "In the currency's minor unit (cents)."},
+                         currency={**S, "description": "The platform's currency (default)."},
+                         message={**S, "maxLength": 300})), auth=True,
+        description="Out-of-range amounts, another currency and your own channel are a 422 and charge nothing.")},
+    "/v1/channels/{channel_id}/donations": {"get": op("A channel's last donations", "Bits", {
+        **ok(obj(["channel_id", "donations"], channel_id=UUID, donations={"type": "array", "items": obj(
+            order_id=UUID, user_id=UUID, amount_minor=I, currency=S, message=nullable(S), at_ms=I)})),
+        **problems(400, 404, 503)},
+        params=[CHANNEL, query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Entries (default 20).")])},
+    "/v1/payments/stripe/webhook": {"post": op("Stripe's webhook endpoint (signed with the endpoint secret)",
+                                               "Payments", {
+        **ok(obj(["received", "duplicate"], received=B, duplicate=B, type=nullable(S))),
+        **problems(400, 404, 413, 503)},
+        request=body(obj(id=S, type=S, data={"type": "object"})),
+        description="Verified with the Stripe-Signature header (t=..., v1=HMAC-SHA256 of 't.body'); a bad or stale "
+                    "signature is a 400 and changes nothing. Idempotent by the Stripe event id: a replay is a 200 "
+                    "with duplicate true. 404 when the platform does not use Stripe; 503 (payment_not_yet_known) "
+                    "for a reversal of a payment not reported yet, which Stripe delivers again later.")},
     "/v1/me/notifications": {"get": op("The signed-in user's notifications, newest first", "Notifications", {
         **ok(obj(["notifications", "unread_count", "next_cursor"], unread_count=I, next_cursor=nullable(S),
                  notifications={"type": "array", "items": {"type": "object"}})), **problems(400, 401, 503)},
@@ -365,7 +459,8 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
                              transport=obj(["method", "callback", "secret"], method=S, callback=S, secret=S))),
             description="Types: stream.online 1, stream.offline 1, channel.update 2, channel.follow 2 and "
                         "channel.chat.message 1 (the last two on your own channels). The callback must be https on "
-                        "a public address and echo the challenge; the secret is 10-100 ASCII characters."),
+                        "a public address and echo the challenge; the secret is 10-100 ASCII characters. "
+                        "channel.raid 1 takes condition.from_broadcaster_user_id or to_broadcaster_user_id."),
         "get": op("The caller's EventSub subscriptions", "EventSub", {
             **ok(obj(["data"], data={"type": "array", "items": ref("EventSubSubscription")}, total=I, total_cost=I,
                      max_total_cost=I, pagination={"type": "object"})), **problems(401)},
@@ -397,6 +492,33 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
         **ok({"type": "string"}, media="image/jpeg"), "304": {"description": "Not modified (If-None-Match)"},
         **problems(404)}, params=[path_param("video_id"), path_param("name", S, "thumb.jpg, sprite.jpg or "
                                                                            "storyboard.vtt")])},
+    "/v1/raids": {
+        "post": op("Start a raid: a 90-second countdown, then the channel's viewers move to the target", "Raids", {
+            **ok(obj(["data"], data={"type": "array", "items": RAID})), **problems(400, 401, 403, 409, 413, 422, 429,
+                                                                                  503)}, auth=True,
+            request=body(obj(["from_broadcaster_id", "to_broadcaster_id"], from_broadcaster_id=S,
+                             to_broadcaster_id=S)),
+            description="As Twitch's Start a raid: you own the raiding channel, the target is live and not yours, at "
+                        "most 10 raids per 10 minutes per channel (429); one raid at a time (409)."),
+        "get": op("The channel's raid counting down", "Raids", {
+            **ok(obj(["data"], data={"type": "array", "items": RAID})), **problems(400, 401, 403, 404, 422)},
+            params=[query("broadcaster_id", S, "The raiding channel (yours).", required=True)], auth=True),
+        "delete": op("Cancel the channel's raid", "Raids", {
+            "204": {"description": "Cancelled"}, **problems(400, 401, 403, 404, 409, 422, 503)},
+            params=[query("broadcaster_id", S, "The raiding channel (yours).", required=True)], auth=True),
+    },
+    "/v1/raids/{raid_id}/go": {"post": op("Raid Now: go ahead before the countdown ends", "Raids", {
+        **ok(obj(["data"], data={"type": "array", "items": RAID})), **problems(401, 403, 404, 409, 503)},
+        params=[path_param("raid_id")], auth=True)},
+    "/v1/channels/{channel_id}/host": {
+        "post": op("Host a live channel on your offline channel's page", "Raids", {
+            **ok(HOST), **problems(400, 401, 403, 404, 409, 413, 422, 503)}, params=[CHANNEL], auth=True,
+            request=body(obj(["target_channel_id"], target_channel_id=S))),
+        "get": op("What the channel's page plays while it hosts (hosting is null otherwise)", "Raids", {
+            **ok(HOST), **problems(404)}, params=[CHANNEL]),
+        "delete": op("Stop hosting", "Raids", {"204": {"description": "Not hosting"},
+                                               **problems(401, 403, 404, 503)}, params=[CHANNEL], auth=True),
+    },
     "/v1/clips": {"post": op("Make a clip of a live stream or of a video", "Clips", {
         **ok(ref("Clip"), 201, "Made (the MP4 follows)"), **problems(400, 401, 404, 409, 413, 422, 429, 503)},
         request=body(obj(broadcaster_id={**S, "description": "Clip the live stream of this channel (id or name)."},

@@ -36,6 +36,8 @@ from gateways.login_throttle import LoginThrottle
 from gateways.origin_cache import OriginCache
 from gateways.passwords import PasswordPool
 from gateways.passwords_store import CredentialStore
+from gateways.payments.provider import PaymentProvider
+from gateways.payments.providers import open_provider
 from gateways.playback_token import PlaybackClaims, derive_secret
 from gateways.push_hub import PushHub
 from gateways.validation import parse_object
@@ -52,6 +54,7 @@ from topics.serde import AvroSerde
 from views.chat_history.backends import open_history
 from views.chat_history.errors import HistoryUnavailable
 from views.chat_history.store import HistoryStore
+from views.ledger_store import LedgerStore
 from views.personal_data import PersonalKeys
 from views.store import ViewStore
 
@@ -90,6 +93,8 @@ class Services:
     login_throttle: LoginThrottle  # failed sign-ins per account and client, in Valkey
     personal_keys: PersonalKeys  # each user's key for their sealed e-mail, display name, bio (views/personal_data.py)
     push_hub: PushHub  # the notification sockets' one pub/sub connection (gateways/push_hub.py)
+    payments: PaymentProvider  # sandbox or Stripe (gateways/payments/)
+    ledger: LedgerStore  # bits balances, cheer holds, leaderboards (views/ledger_store.py)
     # The HLS origin's caches: stream id -> channel id (never changes), and tokens whose signature checked out.
     stream_channels: dict[str, str] = field(default_factory=dict)
     verified_tokens: dict[str, PlaybackClaims] = field(default_factory=dict)
@@ -188,6 +193,8 @@ async def open_services(settings: Settings, metrics: CollectorRegistry) -> Async
         await passwords.start()
         push_hub = PushHub(client, settings.notifications.sockets_per_user)
         stack.push_async_callback(push_hub.close)
+        payments = open_provider(settings.payments)
+        stack.push_async_callback(payments.close)
         yield Services(
             settings=settings, redis=client, views=ViewStore(client, settings.valkey.key_prefix),
             producer=producer, metrics=metrics, origin=await asyncio.to_thread(open_store, settings, "origin"),
@@ -195,6 +202,7 @@ async def open_services(settings: Settings, metrics: CollectorRegistry) -> Async
             heartbeats=Intake(), playlists=LastGood(settings.gateway.playlist_last_good_s, PLAYLIST_LAST_GOOD_MAX),
             edge=edge, passwords=passwords, login_throttle=LoginThrottle(client, settings.valkey.key_prefix, auth),
             personal_keys=await asyncio.to_thread(PersonalKeys.open, settings.data_dir), push_hub=push_hub,
+            payments=payments, ledger=LedgerStore(client, settings.valkey.key_prefix),
             playback_secret=derive_secret(str(auth.jwt_secret), str(auth.playback_secret)),
             stream_key_secret=stream_key_secret(str(auth.jwt_secret), str(auth.stream_key_secret)))
 

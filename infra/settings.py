@@ -121,6 +121,8 @@ class GatewaySettings:
     # spread over this many seconds, so that a deploy does not make every client reconnect at once
     # (gateways/drain.py); keep it well under GLASSCAST_SUPERVISOR_STOP_TIMEOUT_S.
     drain_window_s: float = 5.0
+    # A raid's countdown before the raiding channel's viewers move (Twitch: 90 s; gateways/raids.py).
+    raid_countdown_s: float = 90.0
     # The LL-HLS live edge each gateway folds from media.parts (gateways/live_edge.py): where a starting
     # gateway begins reading (seconds back), how many complete segments it keeps per rendition, after how
     # long without a part a stream is dropped, and how long the start waits to catch up before serving.
@@ -155,6 +157,7 @@ class GatewaySettings:
             ("GLASSCAST_GATEWAY_LIVE_EDGE_SEGMENTS", 1 <= self.live_edge_segments <= 100, "1 to 100"),
             ("GLASSCAST_GATEWAY_LIVE_EDGE_IDLE_S", 1 <= self.live_edge_idle_s <= 86400, "1 to 86400"),
             ("GLASSCAST_GATEWAY_LIVE_EDGE_READY_TIMEOUT_S", 0 <= self.live_edge_ready_timeout_s <= 300, "0 to 300"),
+            ("GLASSCAST_GATEWAY_RAID_COUNTDOWN_S", 1 <= self.raid_countdown_s <= 600, "1 to 600"),
         ):
             if not ok:
                 raise SettingsError(f"{var}: value out of range ({rule})")
@@ -535,6 +538,32 @@ MIN_CLIP_S, MAX_CLIP_S = 5, 60
 
 
 @dataclass(frozen=True)
+class SubscriptionSettings:
+    # Paid subscriptions (gateways/subscriptions.py, processors/subscriptions/).  A paid period lasts period_s
+    # (30 days; short in tests and demos).  The expiry timer looks every expiry_check_s for periods that ran out
+    # and, on the one worker holding its lease, ends them; a subscription the provider renews on its own (a
+    # Stripe subscription not cancelled) is given renewal_grace_s more for the renewal's payment to arrive.
+    # Prices are GLASSCAST_PAYMENTS_SUBSCRIPTION_PRICES.  gift_viewer_window_s: how recently a signed-in viewer
+    # must have watched or chatted to be picked for a random gift; gift_count_max: gifts in one order.
+    period_s: float = 30 * 86400.0
+    expiry_check_s: float = 5.0
+    renewal_grace_s: float = 3600.0
+    gift_viewer_window_s: float = 600.0
+    gift_count_max: int = 100
+
+    def __post_init__(self) -> None:
+        for var, ok, rule in (
+            ("GLASSCAST_SUBSCRIPTIONS_PERIOD_S", self.period_s >= 1, "at least 1"),
+            ("GLASSCAST_SUBSCRIPTIONS_EXPIRY_CHECK_S", 0 < self.expiry_check_s <= 3600, "in (0, 3600]"),
+            ("GLASSCAST_SUBSCRIPTIONS_RENEWAL_GRACE_S", self.renewal_grace_s >= 0, "0 or more"),
+            ("GLASSCAST_SUBSCRIPTIONS_GIFT_VIEWER_WINDOW_S", self.gift_viewer_window_s > 0, "positive"),
+            ("GLASSCAST_SUBSCRIPTIONS_GIFT_COUNT_MAX", 1 <= self.gift_count_max <= 1000, "1 to 1000"),
+        ):
+            if not ok:
+                raise SettingsError(f"{var}: value out of range (must be {rule})")
+
+
+@dataclass(frozen=True)
 class BlobSettings:
     # Where GOPs, segments, parts, thumbnails and avatars are stored (media/blob_stores.py).
     # file: under the data directory (<data_dir>/blobs, <data_dir>/origin); s3: one bucket, each area a
@@ -551,6 +580,42 @@ class BlobSettings:
             raise SettingsError("GLASSCAST_BLOB_BUCKET: required with GLASSCAST_BLOB_BACKEND=s3")
         if self.prefix and (not self.prefix.endswith("/") or self.prefix.startswith("/") or "//" in self.prefix):
             raise SettingsError(f"GLASSCAST_BLOB_PREFIX={self.prefix!r}: expected '' or a folder ending with '/'")
+
+
+@dataclass(frozen=True)
+class PaymentSettings:
+    # Payments (gateways/payments/): "sandbox" completes every checkout at once and says so; "stripe" uses
+    # Checkout Sessions and webhooks.  Packs and prices are "<bits or tier>:<amount in minor units>";
+    # stripe_prices optionally names a Stripe price id per item ("bits_100=price_...", "tier_1000=price_..."),
+    # else the session carries the amount.  stripe_api_base points the SDK elsewhere (a stand-in in tests).
+    provider: Literal["sandbox", "stripe"] = "sandbox"
+    currency: str = "USD"
+    bit_packs: tuple[str, ...] = ("100:140", "500:700", "1000:1000", "1500:1995", "5000:6440", "10000:12600",
+                                  "25000:30800")
+    subscription_prices: tuple[str, ...] = ("1000:499", "2000:999", "3000:2499")
+    donation_min_minor: int = 100
+    donation_max_minor: int = 1_000_000
+    max_cheer_bits: int = 100_000  # bits one chat message may cheer
+    hold_ttl_s: int = 30  # how long a cheer's hold outlives a gateway that died before logging it
+    stripe_secret_key: Secret = Secret("")
+    stripe_webhook_secret: Secret = Secret("")
+    stripe_prices: tuple[str, ...] = ()
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_webhook_tolerance_s: int = 300  # how old a signed webhook may be (Stripe's own default)
+
+    def __post_init__(self) -> None:
+        if len(self.currency) != 3 or not self.currency.isalpha():
+            raise SettingsError(f"GLASSCAST_PAYMENTS_CURRENCY={self.currency!r}: expected an ISO 4217 code")
+        for var, items in (("GLASSCAST_PAYMENTS_BIT_PACKS", self.bit_packs),
+                           ("GLASSCAST_PAYMENTS_SUBSCRIPTION_PRICES", self.subscription_prices)):
+            for item in items:
+                name, _, amount = item.partition(":")
+                if not (name.isdigit() and amount.isdigit() and int(name) > 0 and int(amount) > 0):
+                    raise SettingsError(f"{var}: {item!r} is not '<count or tier>:<amount in minor units>'")
+        if not 1 <= self.donation_min_minor <= self.donation_max_minor:
+            raise SettingsError("GLASSCAST_PAYMENTS_DONATION_MIN_MINOR: must be 1 to DONATION_MAX_MINOR")
+        if self.hold_ttl_s < 10 or self.max_cheer_bits < 1:
+            raise SettingsError("GLASSCAST_PAYMENTS_HOLD_TTL_S (>= 10) or MAX_CHEER_BITS (>= 1) out of range")
 
 
 @dataclass(frozen=True)
@@ -574,6 +639,8 @@ class Settings:
     eventsub: EventSubSettings = field(default_factory=EventSubSettings)
     blob: BlobSettings = field(default_factory=BlobSettings)
     vod: VodSettings = field(default_factory=VodSettings)
+    subscriptions: SubscriptionSettings = field(default_factory=SubscriptionSettings)
+    payments: PaymentSettings = field(default_factory=PaymentSettings)
 
     @property
     def rtmp_url(self) -> str:

@@ -20,9 +20,12 @@ from infra.settings import KafkaSettings, Settings
 from processors.chat_history.agent import add_chat_history_agent
 from processors.codec import Decoded, Undecodable, register_codec
 from processors.eventsub.dispatcher import add_eventsub_dispatcher
+from processors.ledger.worker import add_ledger_worker
 from processors.notifications.agents import add_notification_agents
+from processors.raids.worker import add_raid_worker
 from processors.retrying import hold, release, until_done
 from processors.stream import IdleStream
+from processors.subscriptions.processor import add_subscription_processor
 from processors.transport import SCHEME
 from processors.transport import register as register_transport
 from processors.viewers_agent import add_viewer_agents
@@ -97,7 +100,10 @@ def build_processors(settings: Settings, serde: AvroSerde) -> ProcessorsApp:
     add_viewer_agents(app, settings, res.views, res.dead_letters, CODEC)
     add_chat_history_agent(app, settings, res.dead_letters, CODEC)
     add_eventsub_dispatcher(app, settings, serde)  # its own consumer group: a slow webhook holds no view back
+    add_ledger_worker(app, settings, serde)  # its own consumer group: commits only after the ledger is written
     add_notification_agents(app, settings, res.views, res.dead_letters, CODEC)
+    add_raid_worker(app, settings, serde)  # its own consumer group; completes raids whose countdown ended
+    add_subscription_processor(app, settings, serde)  # its own consumer group, committed after its work
     view_topic = app.topic(*VIEW_TOPICS, key_serializer="raw", value_serializer=CODEC)
 
     @app.agent(view_topic)

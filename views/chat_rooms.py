@@ -10,7 +10,7 @@ in a few small Valkey hashes and sets per channel:
     view:chat:words:{channel}     JSON list: the channel's banned words
     view:chat:modlog:{channel}    sorted set of moderation actions by time (JSON, event id inside)
     view:follows:{channel}        hash user id -> followed at (ms)
-    view:subs:{channel}           hash user id -> "tier:expires at (ms)"
+    view:subs:{channel}           hash user id -> "tier:expires at (ms):months"
 
 Every write is idempotent (set membership, hash fields, a sorted-set member
 that carries its event id), so replaying the log after a restart, or the
@@ -68,6 +68,7 @@ class Chatter:
     followed_at_ms: int | None = None
     sub_tier: str | None = None  # TIER_1..3 while the subscription has not expired
     sub_expires_ms: int = 0
+    sub_months: int = 0  # cumulative months subscribed (the badge's months, Twitch's badge-info)
 
     def subscribed(self, now_ms: int) -> bool:
         return self.sub_tier is not None and self.sub_expires_ms > now_ms
@@ -156,13 +157,26 @@ def _unfollowed(e: Unfollowed, prefix: str) -> list[Op]:
     return [("hdel", (k.follows, e.follower_id))]
 
 
+# A subscription's months only grow: a period granted again later in the log (a decision produced twice) is
+# not written over a later one, and the expiry of a period since renewed leaves the renewal.  An entry written
+# before months were kept ("tier:expires") counts as month 0.
+_GRANT = ("local cur = redis.call('hget', KEYS[1], ARGV[1]) local months = 0 "
+          "if cur then months = tonumber(string.match(cur, '^[^:]*:[^:]*:(%d+)$') or '0') end "
+          "if tonumber(ARGV[3]) > months then redis.call('hset', KEYS[1], ARGV[1], ARGV[2]) end return 0")
+_EXPIRE = ("local cur = redis.call('hget', KEYS[1], ARGV[1]) "
+           "if cur and tonumber(string.match(cur, '^[^:]*:(%d+)') or '0') <= tonumber(ARGV[2]) then "
+           "redis.call('hdel', KEYS[1], ARGV[1]) end return 0")
+
+
 def _subscribed(e: SubscriptionStarted | SubscriptionRenewed, prefix: str) -> list[Op]:
     k = RoomKeys(prefix, e.channel_id)
-    return [("hset", (k.subs, e.user_id, f"{e.tier}:{e.expires_at}"))]
+    return [("eval", (_GRANT, 1, k.subs, e.user_id, f"{e.tier}:{e.expires_at}:{e.months_total}", e.months_total))]
 
 
 def _subscription_ended(e: SubscriptionEnded, prefix: str) -> list[Op]:
     k = RoomKeys(prefix, e.channel_id)
+    if e.reason == "EXPIRED":  # occurred_at is the end of the period that expired
+        return [("eval", (_EXPIRE, 1, k.subs, e.user_id, e.occurred_at))]
     return [("hdel", (k.subs, e.user_id))]
 
 
@@ -227,10 +241,12 @@ class ChatRooms:
 
     @staticmethod
     def _chatter(role: Any, banned: Any, until: Any, followed: Any, sub: Any) -> Chatter:
-        tier, _, expires = (sub.decode() if sub else "").partition(":")
+        tier, _, rest = (sub.decode() if sub else "").partition(":")
+        expires, _, months = rest.partition(":")  # values written before months were kept have none
         return Chatter(role=role.decode() if role else None, banned=bool(banned),
                        timed_out_until_ms=int(until or 0), followed_at_ms=int(followed) if followed else None,
-                       sub_tier=tier or None, sub_expires_ms=int(expires or 0))
+                       sub_tier=tier or None, sub_expires_ms=int(expires or 0),
+                       sub_months=int(months or (1 if tier else 0)))
 
     async def chatter(self, channel_id: str, user_id: str) -> Chatter:
         """Everything the send path checks about a user, in one round trip."""

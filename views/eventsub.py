@@ -52,8 +52,10 @@ from views.transactions import multi, unwatch
 
 #: The types served now and their versions (Twitch's); the owner-only ones need the caller to own the channel.
 SUPPORTED: dict[str, str] = {"stream.online": "1", "stream.offline": "1", "channel.update": "2",
-                             "channel.follow": "2", "channel.chat.message": "1"}
-OWNER_ONLY = frozenset({"channel.follow", "channel.chat.message"})
+                             "channel.follow": "2", "channel.chat.message": "1", "channel.subscribe": "1",
+                             "channel.subscription.gift": "1", "channel.raid": "1"}
+# Twitch asks the broadcaster's channel:read:subscriptions scope for the subscription types.
+OWNER_ONLY = frozenset({"channel.follow", "channel.chat.message", "channel.subscribe", "channel.subscription.gift"})
 
 PENDING = "webhook_callback_verification_pending"
 ENABLED = "enabled"
@@ -99,6 +101,10 @@ class SubscriptionView:
             cond["moderator_user_id"] = self.moderator_user_id or self.user_id
         elif self.type == "channel.chat.message":
             cond["user_id"] = self.condition_user_id or self.user_id
+        elif self.type == "channel.raid":  # one side given, the other "": condition_user_id marks "from"
+            raiding = self.condition_user_id is not None
+            return {"from_broadcaster_user_id": self.broadcaster_user_id if raiding else "",
+                    "to_broadcaster_user_id": "" if raiding else self.broadcaster_user_id}
         return cond
 
 

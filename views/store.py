@@ -16,6 +16,7 @@ Key layout under ``settings.valkey.key_prefix`` (default ``gc:``):
     view:directory:..., view:search:...      the live directory, categories and search (views/discovery.py)
     view:chat:..., view:follows:..., view:subs:...  chat room state (views/chat_rooms.py)
     view:follow:..., view:following:..., view:followers:...  the follow graph and its counts (views/follows.py)
+    view:subscription:..., view:*-subscri...  paid subscriptions (views/subscriptions.py)
     claim:username:{name}          user id: reserves a name before its event exists
     claim:channel:{name}           channel id
 
@@ -44,6 +45,7 @@ from views.fold import Applied, Fold
 from views.follows import FOLLOW_RECORDS, Follows
 from views.segments import SegmentIndex
 from views.streams import CONFIGURED, STREAM_FOLDS, StreamView
+from views.subscriptions import Subscriptions
 from views.users import USER_FOLDS, UserView
 from views.videos import Videos
 
@@ -83,6 +85,7 @@ class ViewStore:
         self.follows = Follows(client, prefix, self.k_channel_live)
         self.videos = Videos(client, prefix)
         self.clips = Clips(client, prefix)
+        self.subscriptions = Subscriptions(client, prefix)
         aggregates: tuple[Aggregate[Any], ...] = (
             Aggregate[UserView](lambda e: e.user_id, self.get_user, USER_FOLDS, self._put_user),
             Aggregate[ChannelView](lambda e: e.channel_id, self.get_channel, CHANNEL_FOLDS, self._put_channel),
@@ -198,6 +201,7 @@ class ViewStore:
             changed = await self.follows.apply(event) or changed
         changed = await self.videos.apply(event) or changed
         changed = await self.clips.apply(event) or changed
+        changed = await self.subscriptions.apply(event) or changed
         # Discovery reads the views just written, and runs on a redelivery too: its write may be
         # the one a crash cut off after the view's own.
         return await self.discovery.apply(event, self) or changed

@@ -37,6 +37,11 @@ def badges(chatter: Chatter, is_broadcaster: bool, now_ms: int) -> list[str]:
     return out
 
 
+def badge_info(chatter: Chatter, now_ms: int) -> dict[str, int]:
+    """What the badges count, as Twitch's badge-info: the subscriber badge's cumulative months."""
+    return {"subscriber": chatter.sub_months} if chatter.subscribed(now_ms) and chatter.sub_months else {}
+
+
 def privileged(user_badges: list[str]) -> bool:
     """Broadcaster and moderators: exempt from room modes, see every message."""
     return any(b in PRIVILEGED for b in user_badges)

@@ -17,12 +17,19 @@ over WebSocket does with its lines); JSON never contains a raw newline.
     AUTHENTICATED  to an auth frame: the user, their badges and standing, and when the token expires
                (``expires_at_ms``); the socket closes with 4401 "token expired" then, unless another auth
                frame brought a fresh token
-    MESSAGE    a chat message (id, user, badges, text, emotes with positions, nonce, sent_at_ms)
-    ACK        to the sender only: the message was accepted (nonce, id, duplicate)
-    NOTICE     to the sender only: a message was refused, and why (code, reason)
+    MESSAGE    a chat message (id, user, badges, text, emotes with positions, nonce, sent_at_ms); a cheer
+               (``cheer100 GG``) also has ``bits``, the bits it spent (gateways/chat/cheers.py)
+    DONATION   a paid donation (user, amount_minor, currency, message, sandbox) (gateways/payments/checkout.py)
+    ACK        to the sender only: the message was accepted (nonce, id, duplicate; a cheer's ``bits``)
+    NOTICE     to the sender only: a message was refused, and why (code, reason; a cheer short of bits:
+               ``insufficient_bits``, nothing charged)
     CLEARMSG   a moderator deleted a message
     CLEARCHAT  a user was banned or timed out: hide their messages
     ROOMSTATE  room settings changed (slow mode, followers-only...)
+    SUBSCRIPTION  a new sub, a resub (``months``, optional ``message``) or gifted subs (``recipients``, ``count``):
+               ``kind`` is Twitch's sub | resub | subgift | submysterygift (processors/subscriptions/announce.py)
+    RAID       a raid (views/raids.py): ``kind`` countdown | cancelled | outgoing (in the raiding room: the page
+               moves to ``target``) | incoming (announced in the target's room), with ``raider`` and ``viewers``
     ERROR      a bad frame (binary, too large, not JSON, unknown type); the socket stays open
     PONG
     RECONNECT  the gateway is going away (a deploy): reconnect after ``delay_ms`` (reason); the server then

@@ -27,7 +27,7 @@ import logging
 import math
 import uuid
 
-from gateways.chat import checks, frames
+from gateways.chat import checks, cheers, frames
 from gateways.chat.emotes import only_emotes, parse_emotes
 from gateways.chat.fanout import MESSAGE
 from gateways.services import Services
@@ -76,6 +76,9 @@ async def send_message(svc: Services, channel_id: str, user_id: str, username: s
     if chat.classifier is not None and not checks.privileged(user_badges):
         if await chat.classifier.score(text) >= cfg.ml_threshold:
             return notice("filtered", "Your message was held by the chat filter for offensive language.", nonce)
+    bits = cheers.cheered_bits(text)
+    if bits:  # the charge and the message are one logged fact (gateways/chat/cheers.py)
+        return await cheers.send_cheer(svc, channel_id, user_id, username, text, nonce, user_badges, emotes, now, bits)
     claim_s = math.ceil(chat.log_timeout_s + LOG_GRACE_S + 1)
     if nonce and not await r.set(chat.k_nonce(channel_id, user_id, nonce), message_id, nx=True, ex=claim_s):
         first = await r.get(chat.k_nonce(channel_id, user_id, nonce))
@@ -95,8 +98,10 @@ async def send_message(svc: Services, channel_id: str, user_id: str, username: s
         log.warning("chat: message refused, the log did not take it: %s", reason)
         return notice("unavailable", "Chat cannot record messages right now, so yours was not sent; "
                                      f"try again in a moment. ({reason})", nonce)
-    message = {"type": "MESSAGE", "id": message_id, "channel_id": channel_id,
-               "user": {"id": user_id, "username": username, "badges": user_badges},
+    user: dict[str, object] = {"id": user_id, "username": username, "badges": user_badges}
+    if info := checks.badge_info(chatter, now):  # only where a badge counts something (subscriber months)
+        user["badge_info"] = info
+    message = {"type": "MESSAGE", "id": message_id, "channel_id": channel_id, "user": user,
                "text": text, "emotes": emotes, "nonce": nonce, "sent_at_ms": now}
     payload = frames.encode(message)
     try:

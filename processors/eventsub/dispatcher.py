@@ -39,9 +39,11 @@ import redis.asyncio as aioredis
 from infra.settings import Settings
 from processors.eventsub import messages as m
 from processors.eventsub.delivery import Attempt, Sender
+from processors.eventsub.raids import raid_event, raid_triggers, wants
 from processors.retrying import until_done
 from schemas.record import Record
 from schemas.records.eventsub import SubscriptionCreated, SubscriptionRevoked, SubscriptionVerified
+from schemas.records.raid import RaidCompleted
 from topics.consumer import Event, EventConsumer
 from topics.errors import DeliveryError, TopicsError
 from topics.producer import EventProducer
@@ -61,7 +63,8 @@ from views.store import ViewStore
 
 log = logging.getLogger("glasscast.processors.eventsub")
 
-TOPICS = ("eventsub", "stream.lifecycle", "channels", "social.follows", "chat.messages")
+TOPICS = ("eventsub", "stream.lifecycle", "channels", "social.follows", "chat.messages", "billing.subscriptions",
+          "billing.payments", "raids")
 BATCH_SIZE = 500
 POLL_S = 0.5
 RESTART_PAUSE_S = 1.0
@@ -132,6 +135,9 @@ class Dispatcher:
                 if isinstance(record, SubscriptionCreated) and view is not None and view.status == PENDING:
                     verifications.append(view)
                 continue
+            if isinstance(record, RaidCompleted):  # channel.raid: either side's subscriptions (raids.py)
+                await self._raid(record, queues)
+                continue
             trigger = m.trigger_of(record)
             if trigger is None:
                 continue
@@ -149,6 +155,20 @@ class Dispatcher:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+
+    async def _raid(self, record: RaidCompleted, queues: dict[str, tuple[SubscriptionView, list[Delivery]]]) -> None:
+        event: dict[str, Any] | None = None
+        for trigger in raid_triggers(record):
+            for sub in await self.subs.matching(trigger.type, trigger.broadcaster_user_id):
+                if (sub.status != ENABLED or trigger.occurred_at_ms < sub.created_at_ms
+                        or not wants(sub, trigger, record)):
+                    continue
+                if event is None:
+                    sides = [await self.views.get_channel(c) for c in (record.from_channel_id, record.to_channel_id)]
+                    names = [(c.name.lower(), c.name) if c else (i, i)
+                             for c, i in zip(sides, (record.from_channel_id, record.to_channel_id), strict=True)]
+                    event = raid_event(record, names[0], names[1])
+                queues.setdefault(sub.id, (sub, []))[1].append((trigger, event))
 
     async def _names(self, record: Record, trigger: m.Trigger) -> m.Names:
         channel = await self.views.get_channel(trigger.broadcaster_user_id)

@@ -11,7 +11,10 @@ counting up, so a receiver deduplicates on the id.
 
 The source records map to the types (``trigger_of``) and the event objects
 follow Twitch's shapes for ``stream.online`` v1, ``stream.offline`` v1,
-``channel.update`` v2, ``channel.follow`` v2 and ``channel.chat.message`` v1;
+``channel.update`` v2, ``channel.follow`` v2, ``channel.chat.message`` v1,
+``channel.subscribe`` v1 (a ``SubscriptionStarted``: new subs and each gifted
+one, never resubs, as Twitch) and ``channel.subscription.gift`` v1 (a gift
+order's ``PaymentSucceeded``: one notification per gift, with its total);
 names come from the user and channel views (``Names``).
 """
 
@@ -25,11 +28,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.record import Record
+from schemas.records.billing import PaymentSucceeded, SubscriptionStarted
 from schemas.records.channel import ChannelUpdated
 from schemas.records.chat import ChatMessageSent
 from schemas.records.social import Followed
 from schemas.records.stream import StreamEnded, StreamStarted
 from views.eventsub import SubscriptionView, rfc3339, subscription_object
+from views.subscriptions import TIER_IDS
 
 NOTIFICATION = "notification"
 VERIFICATION = "webhook_callback_verification"
@@ -83,24 +88,44 @@ def trigger_of(record: Record) -> Trigger | None:
         return Trigger("channel.follow", record.channel_id, record.occurred_at, record.event_id)
     if isinstance(record, ChatMessageSent):
         return Trigger("channel.chat.message", record.channel_id, record.occurred_at, record.event_id)
+    if isinstance(record, SubscriptionStarted):
+        return Trigger("channel.subscribe", record.channel_id, record.occurred_at, record.event_id)
+    if _gift(record):
+        assert isinstance(record, PaymentSucceeded) and record.channel_id is not None
+        return Trigger("channel.subscription.gift", record.channel_id, record.occurred_at, record.event_id)
     return None
+
+
+def _gift(record: Record) -> bool:
+    """A paid order of gift subscriptions."""
+    return (isinstance(record, PaymentSucceeded) and record.kind == "SUBSCRIPTION" and not record.renewal
+            and bool(record.gift_to_user_ids) and record.channel_id is not None)
 
 
 def acting_user_id(record: Record) -> str | None:
     """The user whose names the event object carries (follower, chatter), if any."""
     if isinstance(record, Followed):
         return record.follower_id
-    if isinstance(record, ChatMessageSent):
+    if isinstance(record, ChatMessageSent | SubscriptionStarted | PaymentSucceeded):
         return record.user_id
     return None
 
 
 def event_object(record: Record, names: Names) -> dict[str, Any]:
     """The ``event`` of a notification for ``record``."""
-    if not isinstance(record, StreamStarted | StreamEnded | ChannelUpdated | Followed | ChatMessageSent):
+    if not isinstance(record, StreamStarted | StreamEnded | ChannelUpdated | Followed | ChatMessageSent
+                      | SubscriptionStarted | PaymentSucceeded):
         raise TypeError(f"no EventSub event for {record.RECORD}")
     broadcaster = {"broadcaster_user_id": record.channel_id, "broadcaster_user_login": names.broadcaster_login,
                    "broadcaster_user_name": names.broadcaster_name}
+    if isinstance(record, SubscriptionStarted | PaymentSucceeded):
+        login = names.user_login or record.user_id
+        user = {"user_id": record.user_id, "user_login": login, "user_name": names.user_name or login}
+        if isinstance(record, SubscriptionStarted):
+            return {**user, **broadcaster, "tier": str(TIER_IDS[record.tier]), "is_gift": record.is_gift}
+        # cumulative_total is null when the gifter does not share it (Twitch); it is not kept here.
+        return {**user, **broadcaster, "total": len(record.gift_to_user_ids), "tier": str(record.tier),
+                "cumulative_total": None, "is_anonymous": False}
     if isinstance(record, StreamStarted):
         return {"id": record.stream_id, **broadcaster, "type": "live", "started_at": rfc3339(record.occurred_at)}
     if isinstance(record, StreamEnded):

@@ -10,9 +10,423 @@ from typing import Any, ClassVar, Literal
 
 from schemas.record import EpochMs, Record, new_event_id
 
+PaymentKind = Literal['SUBSCRIPTION', 'BITS', 'DONATION', 'UNKNOWN']
+
+ReversalKind = Literal['REFUND', 'CHARGEBACK', 'UNKNOWN']
+
+SubscriptionCancelSource = Literal['USER', 'PROVIDER']
+
 SubscriptionEndReason = Literal['EXPIRED', 'CANCELLED', 'PAYMENT_FAILED', 'REFUNDED', 'UNKNOWN']
 
 SubscriptionTier = Literal['TIER_1', 'TIER_2', 'TIER_3']
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BitsChargedBack(Record):
+    """The bits of a charged-back bit pack were taken back (the balance may then owe)."""
+
+    RECORD: ClassVar[str] = 'glasscast.billing.BitsChargedBack'
+
+    #: Unique id of this event (UUID), derived from what caused it; consumers deduplicate redelivered events on it.
+    event_id: str = field(default_factory=new_event_id)
+    #: When the fact happened, UTC milliseconds since the epoch; folds take time from here, never from a clock.
+    occurred_at: EpochMs
+    #: The buyer (UUID); the ledger's key.
+    user_id: str
+    #: The reversed order (UUID); an order is reversed at most once.
+    order_id: str
+    #: Bits taken back: all of the pack's.
+    bits: int
+    #: The provider's event that reported the reversal.
+    provider_event_id: str
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'event_id': self.event_id,
+            'occurred_at': self.occurred_at,
+            'user_id': self.user_id,
+            'order_id': self.order_id,
+            'bits': self.bits,
+            'provider_event_id': self.provider_event_id,
+        }
+
+    @classmethod
+    def from_avro(cls, v: dict[str, Any]) -> BitsChargedBack:
+        return cls(**v)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BitsCheered(Record):
+    """A user cheered bits in a channel's chat: the charge and the chat message are this one fact."""
+
+    RECORD: ClassVar[str] = 'glasscast.billing.BitsCheered'
+
+    #: Unique id of this event (UUID), derived from what caused it; consumers deduplicate redelivered events on it.
+    event_id: str = field(default_factory=new_event_id)
+    #: When the fact happened, UTC milliseconds since the epoch; folds take time from here, never from a clock.
+    occurred_at: EpochMs
+    #: The cheer (UUID), also the chat message's id; derived from the user, channel and client nonce so a retry is the same cheer.
+    cheer_id: str
+    #: Who cheered (UUID); the ledger's key.
+    user_id: str
+    #: Their username when they cheered.
+    username: str
+    #: The channel cheered in (UUID).
+    channel_id: str
+    #: Bits spent.
+    bits: int
+    #: The chat message, cheer tokens included (e.g. 'cheer100 GG').
+    text: str
+    #: The client's nonce for the message, if it sent one.
+    nonce: str | None = None
+    #: The badges shown beside the message.
+    badges: tuple[str, ...] = ()
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'event_id': self.event_id,
+            'occurred_at': self.occurred_at,
+            'cheer_id': self.cheer_id,
+            'user_id': self.user_id,
+            'username': self.username,
+            'channel_id': self.channel_id,
+            'bits': self.bits,
+            'text': self.text,
+            'nonce': self.nonce,
+            'badges': list(self.badges),
+        }
+
+    @classmethod
+    def from_avro(cls, v: dict[str, Any]) -> BitsCheered:
+        v['badges'] = tuple(v['badges'])
+        return cls(**v)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BitsPurchased(Record):
+    """Bits were credited to a user for a paid bit pack (the ledger)."""
+
+    RECORD: ClassVar[str] = 'glasscast.billing.BitsPurchased'
+
+    #: Unique id of this event (UUID), derived from what caused it; consumers deduplicate redelivered events on it.
+    event_id: str = field(default_factory=new_event_id)
+    #: When the fact happened, UTC milliseconds since the epoch; folds take time from here, never from a clock.
+    occurred_at: EpochMs
+    #: The buyer (UUID); the ledger's key.
+    user_id: str
+    #: The paid order (UUID); one purchase per order.
+    order_id: str
+    #: Bits credited.
+    bits: int
+    #: What was paid, in the currency's minor unit.
+    amount_minor: int
+    #: ISO 4217 currency code of amount_minor.
+    currency: str
+    #: The payment provider: 'sandbox' or 'stripe'.
+    provider: str
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'event_id': self.event_id,
+            'occurred_at': self.occurred_at,
+            'user_id': self.user_id,
+            'order_id': self.order_id,
+            'bits': self.bits,
+            'amount_minor': self.amount_minor,
+            'currency': self.currency,
+            'provider': self.provider,
+        }
+
+    @classmethod
+    def from_avro(cls, v: dict[str, Any]) -> BitsPurchased:
+        return cls(**v)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BitsRefunded(Record):
+    """The bits of a refunded bit pack were taken back (the balance may then owe)."""
+
+    RECORD: ClassVar[str] = 'glasscast.billing.BitsRefunded'
+
+    #: Unique id of this event (UUID), derived from what caused it; consumers deduplicate redelivered events on it.
+    event_id: str = field(default_factory=new_event_id)
+    #: When the fact happened, UTC milliseconds since the epoch; folds take time from here, never from a clock.
+    occurred_at: EpochMs
+    #: The buyer (UUID); the ledger's key.
+    user_id: str
+    #: The reversed order (UUID); an order is reversed at most once.
+    order_id: str
+    #: Bits taken back: all of the pack's.
+    bits: int
+    #: The provider's event that reported the reversal.
+    provider_event_id: str
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'event_id': self.event_id,
+            'occurred_at': self.occurred_at,
+            'user_id': self.user_id,
+            'order_id': self.order_id,
+            'bits': self.bits,
+            'provider_event_id': self.provider_event_id,
+        }
+
+    @classmethod
+    def from_avro(cls, v: dict[str, Any]) -> BitsRefunded:
+        return cls(**v)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DonationMade(Record):
+    """A user donated money to a channel, with a message (the ledger)."""
+
+    RECORD: ClassVar[str] = 'glasscast.billing.DonationMade'
+
+    #: Unique id of this event (UUID), derived from what caused it; consumers deduplicate redelivered events on it.
+    event_id: str = field(default_factory=new_event_id)
+    #: When the fact happened, UTC milliseconds since the epoch; folds take time from here, never from a clock.
+    occurred_at: EpochMs
+    #: The donor (UUID); the ledger's key.
+    user_id: str
+    #: The paid order (UUID); one donation per order.
+    order_id: str
+    #: The channel donated to (UUID).
+    channel_id: str
+    #: Amount in the currency's minor unit.
+    amount_minor: int
+    #: ISO 4217 currency code of amount_minor.
+    currency: str
+    #: The donor's message, shown in chat.
+    message: str | None = None
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'event_id': self.event_id,
+            'occurred_at': self.occurred_at,
+            'user_id': self.user_id,
+            'order_id': self.order_id,
+            'channel_id': self.channel_id,
+            'amount_minor': self.amount_minor,
+            'currency': self.currency,
+            'message': self.message,
+        }
+
+    @classmethod
+    def from_avro(cls, v: dict[str, Any]) -> DonationMade:
+        return cls(**v)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderPlaced(Record):
+    """An order was placed and its checkout opened; nothing is charged yet."""
+
+    RECORD: ClassVar[str] = 'glasscast.billing.OrderPlaced'
+
+    #: Unique id of this event (UUID), derived from what caused it; consumers deduplicate redelivered events on it.
+    event_id: str = field(default_factory=new_event_id)
+    #: When the fact happened, UTC milliseconds since the epoch; folds take time from here, never from a clock.
+    occurred_at: EpochMs
+    #: Our order (UUID): the provider's idempotency key and the key of billing.payments.
+    order_id: str
+    #: The payment provider: 'sandbox' or 'stripe'.
+    provider: str
+    #: What the order buys.
+    kind: PaymentKind = 'UNKNOWN'
+    #: The paying user (UUID).
+    user_id: str
+    #: The channel a subscription or donation is for (UUID).
+    channel_id: str | None = None
+    #: Subscription tier: 1000, 2000 or 3000.
+    tier: int | None = None
+    #: Bits in a bit pack.
+    bits: int | None = None
+    #: Users a gift subscription goes to (UUIDs); empty when not a gift.
+    gift_to_user_ids: tuple[str, ...] = ()
+    #: The buyer's message (a donation's or a resub's).
+    message: str | None = None
+    #: Amount in the currency's minor unit (e.g. cents).
+    amount_minor: int
+    #: ISO 4217 currency code of amount_minor (e.g. 'USD').
+    currency: str
+    #: What the buyer sees on the checkout page.
+    description: str
+    #: The provider's checkout (e.g. a Stripe Checkout Session id).
+    checkout_id: str | None = None
+    #: True when the sandbox provider takes it: no money moves.
+    sandbox: bool = False
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'event_id': self.event_id,
+            'occurred_at': self.occurred_at,
+            'order_id': self.order_id,
+            'provider': self.provider,
+            'kind': self.kind,
+            'user_id': self.user_id,
+            'channel_id': self.channel_id,
+            'tier': self.tier,
+            'bits': self.bits,
+            'gift_to_user_ids': list(self.gift_to_user_ids),
+            'message': self.message,
+            'amount_minor': self.amount_minor,
+            'currency': self.currency,
+            'description': self.description,
+            'checkout_id': self.checkout_id,
+            'sandbox': self.sandbox,
+        }
+
+    @classmethod
+    def from_avro(cls, v: dict[str, Any]) -> OrderPlaced:
+        v['gift_to_user_ids'] = tuple(v['gift_to_user_ids'])
+        return cls(**v)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentReversed(Record):
+    """Money taken for an order went back: a refund or a chargeback (dispute)."""
+
+    RECORD: ClassVar[str] = 'glasscast.billing.PaymentReversed'
+
+    #: Unique id of this event (UUID), derived from what caused it; consumers deduplicate redelivered events on it.
+    event_id: str = field(default_factory=new_event_id)
+    #: When the fact happened, UTC milliseconds since the epoch; folds take time from here, never from a clock.
+    occurred_at: EpochMs
+    #: The order whose payment was reversed (UUID).
+    order_id: str
+    #: The payment provider: 'sandbox' or 'stripe'.
+    provider: str
+    #: The provider's id of the event that reported the reversal.
+    provider_event_id: str
+    #: Refund or chargeback.
+    kind: ReversalKind = 'UNKNOWN'
+    #: Amount reversed in the currency's minor unit.
+    amount_minor: int
+    #: ISO 4217 currency code of amount_minor.
+    currency: str
+    #: The paying user (UUID), when the reversal names the order's buyer.
+    user_id: str | None = None
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'event_id': self.event_id,
+            'occurred_at': self.occurred_at,
+            'order_id': self.order_id,
+            'provider': self.provider,
+            'provider_event_id': self.provider_event_id,
+            'kind': self.kind,
+            'amount_minor': self.amount_minor,
+            'currency': self.currency,
+            'user_id': self.user_id,
+        }
+
+    @classmethod
+    def from_avro(cls, v: dict[str, Any]) -> PaymentReversed:
+        return cls(**v)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentSucceeded(Record):
+    """The provider took a payment for an order: once per provider event (webhooks deduplicated on it) and once per order for its first payment."""
+
+    RECORD: ClassVar[str] = 'glasscast.billing.PaymentSucceeded'
+
+    #: Unique id of this event (UUID), derived from what caused it; consumers deduplicate redelivered events on it.
+    event_id: str = field(default_factory=new_event_id)
+    #: When the fact happened, UTC milliseconds since the epoch; folds take time from here, never from a clock.
+    occurred_at: EpochMs
+    #: The order paid (UUID).
+    order_id: str
+    #: The payment provider: 'sandbox' or 'stripe'.
+    provider: str
+    #: The provider's id of the event that reported the payment (a Stripe event id; the order id for the sandbox).
+    provider_event_id: str
+    #: What the payment buys.
+    kind: PaymentKind = 'UNKNOWN'
+    #: The paying user (UUID).
+    user_id: str
+    #: The channel a subscription or donation is for (UUID).
+    channel_id: str | None = None
+    #: Subscription tier: 1000, 2000 or 3000.
+    tier: int | None = None
+    #: Bits in a bit pack.
+    bits: int | None = None
+    #: Users a gift subscription goes to (UUIDs); empty when not a gift.
+    gift_to_user_ids: tuple[str, ...] = ()
+    #: The buyer's message (a donation's or a resub's).
+    message: str | None = None
+    #: Amount in the currency's minor unit (e.g. cents).
+    amount_minor: int
+    #: ISO 4217 currency code of amount_minor (e.g. 'USD').
+    currency: str
+    #: True for a Stripe subscription renewal (invoice.paid after the first period).
+    renewal: bool = False
+    #: The provider's subscription (a Stripe subscription id), for renewals and cancellations.
+    provider_subscription_ref: str | None = None
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'event_id': self.event_id,
+            'occurred_at': self.occurred_at,
+            'order_id': self.order_id,
+            'provider': self.provider,
+            'provider_event_id': self.provider_event_id,
+            'kind': self.kind,
+            'user_id': self.user_id,
+            'channel_id': self.channel_id,
+            'tier': self.tier,
+            'bits': self.bits,
+            'gift_to_user_ids': list(self.gift_to_user_ids),
+            'message': self.message,
+            'amount_minor': self.amount_minor,
+            'currency': self.currency,
+            'renewal': self.renewal,
+            'provider_subscription_ref': self.provider_subscription_ref,
+        }
+
+    @classmethod
+    def from_avro(cls, v: dict[str, Any]) -> PaymentSucceeded:
+        v['gift_to_user_ids'] = tuple(v['gift_to_user_ids'])
+        return cls(**v)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubscriptionCancelRequested(Record):
+    """A subscription is cancelled at the end of its paid period: no renewal is taken after this, and it ends (EXPIRED) when its period runs out."""
+
+    RECORD: ClassVar[str] = 'glasscast.billing.SubscriptionCancelRequested'
+
+    #: Unique id of this event (UUID); consumers deduplicate redelivered events on it.
+    event_id: str = field(default_factory=new_event_id)
+    #: When the cancellation was asked for, UTC milliseconds since the epoch.
+    occurred_at: EpochMs
+    #: The subscription (UUID), stable across renewals.
+    subscription_id: str
+    #: The subscriber (UUID).
+    user_id: str
+    #: The channel subscribed to (UUID).
+    channel_id: str
+    #: USER: the subscriber (DELETE /v1/me/subscriptions/{channel_id}); PROVIDER: the payment provider stopped the recurring payment (e.g. a Stripe subscription deleted).
+    source: SubscriptionCancelSource = 'USER'
+    #: When the paid period ends and the subscription with it, as known when it was cancelled.
+    expires_at: EpochMs | None = None
+    #: The payment provider's recurring subscription to stop renewing (e.g. a Stripe subscription id), if it has one.
+    provider_subscription_ref: str | None = None
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'event_id': self.event_id,
+            'occurred_at': self.occurred_at,
+            'subscription_id': self.subscription_id,
+            'user_id': self.user_id,
+            'channel_id': self.channel_id,
+            'source': self.source,
+            'expires_at': self.expires_at,
+            'provider_subscription_ref': self.provider_subscription_ref,
+        }
+
+    @classmethod
+    def from_avro(cls, v: dict[str, Any]) -> SubscriptionCancelRequested:
+        return cls(**v)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +491,14 @@ class SubscriptionRenewed(Record):
     currency: str
     #: Payment provider reference (e.g. a Stripe invoice id).
     payment_ref: str | None = None
+    #: True when another user paid for this period.
+    is_gift: bool = False
+    #: The user who paid for a gifted period (UUID).
+    gifted_by_user_id: str | None = None
+    #: What the subscriber chose to say with it in chat (a resub message), if anything.
+    message: str | None = None
+    #: The payment provider's recurring subscription (e.g. a Stripe subscription id); null for one-off periods (sandbox, gifts).
+    provider_subscription_ref: str | None = None
 
     def to_avro(self) -> dict[str, Any]:
         return {
@@ -91,6 +513,10 @@ class SubscriptionRenewed(Record):
             'amount_minor': self.amount_minor,
             'currency': self.currency,
             'payment_ref': self.payment_ref,
+            'is_gift': self.is_gift,
+            'gifted_by_user_id': self.gifted_by_user_id,
+            'message': self.message,
+            'provider_subscription_ref': self.provider_subscription_ref,
         }
 
     @classmethod
@@ -128,6 +554,12 @@ class SubscriptionStarted(Record):
     currency: str
     #: Payment provider reference (e.g. a Stripe invoice id).
     payment_ref: str | None = None
+    #: Cumulative months subscribed, this period included (a subscription started again after a gap keeps counting).
+    months_total: int = 1
+    #: What the subscriber chose to say with it in chat (a resub message), if anything.
+    message: str | None = None
+    #: The payment provider's recurring subscription (e.g. a Stripe subscription id); null for one-off periods (sandbox, gifts).
+    provider_subscription_ref: str | None = None
 
     def to_avro(self) -> dict[str, Any]:
         return {
@@ -143,6 +575,9 @@ class SubscriptionStarted(Record):
             'amount_minor': self.amount_minor,
             'currency': self.currency,
             'payment_ref': self.payment_ref,
+            'months_total': self.months_total,
+            'message': self.message,
+            'provider_subscription_ref': self.provider_subscription_ref,
         }
 
     @classmethod
@@ -150,4 +585,4 @@ class SubscriptionStarted(Record):
         return cls(**v)
 
 
-__all__ = ['SubscriptionEndReason', 'SubscriptionEnded', 'SubscriptionRenewed', 'SubscriptionStarted', 'SubscriptionTier']
+__all__ = ['BitsChargedBack', 'BitsCheered', 'BitsPurchased', 'BitsRefunded', 'DonationMade', 'OrderPlaced', 'PaymentKind', 'PaymentReversed', 'PaymentSucceeded', 'ReversalKind', 'SubscriptionCancelRequested', 'SubscriptionCancelSource', 'SubscriptionEndReason', 'SubscriptionEnded', 'SubscriptionRenewed', 'SubscriptionStarted', 'SubscriptionTier']

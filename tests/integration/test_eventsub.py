@@ -313,7 +313,7 @@ def test_bad_subscriptions_are_refused(hooks: Hooks, receiver: Receiver) -> None
     _, _, other = signup(hooks.url)
     cond = {"broadcaster_user_id": channel}
 
-    r = subscribe(hooks.url, token, "channel.raid", "1", cond, f"{receiver.url}/x")
+    r = subscribe(hooks.url, token, "channel.ban", "1", cond, f"{receiver.url}/x")
     assert r.status_code == 400 and "supported: stream.online" in r.json()["detail"], r.text
     r = subscribe(hooks.strict_url, token, "stream.online", "1", cond, "http://example.com/hook")
     assert r.status_code == 400 and "https" in r.json()["detail"], r.text

@@ -119,7 +119,7 @@ def target(backbone: Backbone, tmp_path_factory: pytest.TempPathFactory) -> Iter
             r = http.post("/v1/streams", headers=auth, json={"channel_id": channel_id})
             assert r.status_code == 201, r.text
             yield Target(url, token, {"channel_id": channel_id, "room": name, "stream_id": r.json()["id"],
-                                      "user_id": user_id})
+                                      "user_id": user_id, "raid_id": str(uuid.uuid4())})
 
 
 def _path(template: str, params: dict[str, str]) -> str:

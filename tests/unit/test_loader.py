@@ -46,7 +46,7 @@ def fields(name: str) -> dict[str, str]:
 
 def test_every_catalogue_record_has_exactly_one_schema_and_vice_versa() -> None:
     records = all_records()
-    assert len(records) == len(set(records)) == 44
+    assert len(records) == len(set(records)) == 58
     assert sorted(SCHEMAS) == sorted(records)
     assert len(schema_files()) == len(records)
 
@@ -163,6 +163,32 @@ def test_agreed_contracts_are_exact(name: str, expected: dict[str, str]) -> None
         ("glasscast.chat.ChatMessageSent", {
             "message_id": "uuid", "channel_id": "uuid", "user_id": "uuid", "username": "string",
             "text": "string", "nonce": "null|string", "emotes": "array<Emote>", "badges": "array<string>"}),
+        ("glasscast.billing.SubscriptionStarted", {
+            "subscription_id": "uuid", "user_id": "uuid", "channel_id": "uuid", "tier": "SubscriptionTier",
+            "expires_at": "timestamp-millis", "is_gift": "boolean", "gifted_by_user_id": "null|uuid",
+            "amount_minor": "long", "currency": "string", "months_total": "int", "message": "null|string"}),
+        ("glasscast.billing.SubscriptionRenewed", {
+            "subscription_id": "uuid", "user_id": "uuid", "channel_id": "uuid", "tier": "SubscriptionTier",
+            "expires_at": "timestamp-millis", "months_total": "int", "is_gift": "boolean",
+            "message": "null|string"}),
+        ("glasscast.billing.SubscriptionCancelRequested", {
+            "subscription_id": "uuid", "user_id": "uuid", "channel_id": "uuid",
+            "source": "SubscriptionCancelSource", "provider_subscription_ref": "null|string"}),
+        ("glasscast.billing.PaymentSucceeded", {
+            "order_id": "uuid", "provider": "string", "provider_event_id": "string", "kind": "PaymentKind",
+            "user_id": "uuid", "channel_id": "null|uuid", "tier": "null|int", "bits": "null|int",
+            "gift_to_user_ids": "array<uuid>", "message": "null|string", "amount_minor": "long",
+            "currency": "string", "renewal": "boolean", "provider_subscription_ref": "null|string"}),
+        ("glasscast.billing.PaymentReversed", {
+            "order_id": "uuid", "provider": "string", "provider_event_id": "string", "kind": "ReversalKind",
+            "amount_minor": "long", "currency": "string"}),
+        ("glasscast.billing.BitsCheered", {
+            "cheer_id": "uuid", "user_id": "uuid", "channel_id": "uuid", "bits": "long", "text": "string"}),
+        ("glasscast.raid.RaidStarted", {
+            "raid_id": "uuid", "from_channel_id": "uuid", "to_channel_id": "uuid", "requested_by": "uuid",
+            "deadline_at": "timestamp-millis"}),
+        ("glasscast.raid.RaidCompleted", {
+            "raid_id": "uuid", "from_channel_id": "uuid", "to_channel_id": "uuid", "viewers": "long"}),
         ("glasscast.ops.DeadLetter", {
             "source_topic": "string", "partition": "int", "offset": "long", "timestamp": "null|timestamp-millis",
             "key": "null|bytes", "value": "null|bytes", "error": "string", "consumer_group": "string"}),

@@ -15,6 +15,7 @@ import { CLIP_S, ClipButton } from './clip_request.js';
 import { byId, el, formatViewers } from './dom.js';
 import { FollowControls } from './follow.js';
 import { Heartbeats } from './heartbeats.js';
+import { CheerPicker, SubscribeControls } from './money_controls.js';
 import { Playback } from './playback.js';
 import { LivePlayer, loadHls, playerUnavailable } from './player.js';
 
@@ -32,6 +33,15 @@ const watching = { streamId: null, playback: null, player: null, heartbeats: nul
 let hlsReady = Promise.resolve();
 const follow = new FollowControls();
 const library = new ChannelLibrary();
+const subscribe = new SubscribeControls({
+  tier: byId('sub-tier'), subscribe: byId('subscribe-button'), gift: byId('gift-button'), giftCount: byId('gift-count'),
+  status: byId('subscribe-status'),
+});
+new CheerPicker({
+  root: byId('cheer-bar'), balance: byId('bits-balance'), amount: byId('cheer-amount'), button: byId('cheer-button'),
+  input: byId('chat-input'), form: byId('chat-form'),
+});
+const RAID_MOVE_MS = 1500;   // the "Raiding X" line is shown this long before the page moves
 let channelId = null;   // the Clip button (shown while live) clips this channel's live stream
 new ClipButton(byId('clip-button'), byId('clip-status'),
   () => (channelId ? { broadcaster_id: channelId, duration_s: CLIP_S } : null), () => library.reload());
@@ -72,17 +82,60 @@ function stopWatching() {
   Object.assign(watching, { streamId: null, playback: null, player: null, heartbeats: null, infoTimer: null });
 }
 
+/** The channel is raiding: show it, and once the raid goes ahead, move this viewer to the target's page. */
+function raided(frame) {
+  const banner = byId('raid-banner');
+  const target = frame.target?.name || frame.target?.id || '';
+  if (frame.kind === 'countdown') {
+    banner.textContent = `${channelName} is about to raid ${target}`;
+    banner.hidden = false;
+  } else if (frame.kind === 'cancelled') {
+    banner.hidden = true;
+  } else if (frame.kind === 'outgoing' && target) {
+    banner.textContent = `Raiding ${target} with ${frame.viewers ?? 0} viewers…`;
+    banner.hidden = false;
+    setTimeout(() => location.assign(`/c/${encodeURIComponent(target)}`), RAID_MOVE_MS);
+  }
+}
+
+/** Host mode: the offline channel's page plays the stream it hosts, under a banner; false when not hosting. */
+async function hostOf(channel) {
+  try {
+    const answer = await api(`/v1/channels/${seg(channel.id)}/host`);
+    return answer.hosting;
+  } catch {
+    return null;
+  }
+}
+
+function showHost(hosting) {
+  const banner = byId('host-banner');
+  banner.replaceChildren();
+  banner.hidden = !hosting;
+  if (!hosting) return;
+  banner.append(`${channelName} is hosting `,
+    el('a', { href: `/c/${encodeURIComponent(hosting.channel_name)}` }, hosting.channel_name));
+}
+
 async function waitForLive(channel, message = `${channel.name} is offline.`) {
   showInfo({ title: channel.title, category: channel.category, tags: channel.tags, live: false });
   showMessage(message);
+  const hosting = await hostOf(channel);
+  showHost(hosting);
+  if (hosting) {
+    watch({ name: hosting.channel_name, live_stream_id: hosting.live_stream_id }, channel);
+    return;
+  }
   const check = async () => {
     const fresh = await loadChannel();
-    if (fresh?.live_stream_id) watch(fresh); else setTimeout(check, OFFLINE_POLL_MS);
+    if (fresh?.live_stream_id) watch(fresh);
+    else if (await hostOf(channel)) waitForLive(channel, message);
+    else setTimeout(check, OFFLINE_POLL_MS);
   };
   setTimeout(check, OFFLINE_POLL_MS);
 }
 
-async function refreshInfo(channel) {
+async function refreshInfo(channel, home = channel) {
   const { streamId } = watching;
   try {
     const stream = await api(`/v1/streams/${seg(streamId)}`);
@@ -90,13 +143,14 @@ async function refreshInfo(channel) {
     showInfo({ ...stream, live: stream.status === 'live' });
     if (stream.status === 'ended') {
       stopWatching();
-      waitForLive(channel, `The stream has ended. ${channel.name} is offline.`);
+      showHost(null);
+      waitForLive(home, `The stream has ended. ${home.name} is offline.`);
       return;
     }
   } catch {
     showInfo({ title: channel.title, category: channel.category, tags: channel.tags, live: true });
   }
-  watching.infoTimer = setTimeout(() => refreshInfo(channel), INFO_POLL_MS);
+  watching.infoTimer = setTimeout(() => refreshInfo(channel, home), INFO_POLL_MS);
 }
 
 async function openPlayback(streamId) {
@@ -110,16 +164,18 @@ async function openPlayback(streamId) {
   }
 }
 
-async function watch(channel) {
+/** Play the channel's live stream; `home` is this page's channel when it plays a hosted one. */
+async function watch(channel, home = channel) {
   stopWatching();
   const streamId = channel.live_stream_id;
   watching.streamId = streamId;
-  refreshInfo(channel);
+  if (home === channel) showHost(null);
+  refreshInfo(channel, home);
   const playback = await openPlayback(streamId);
   if (!playback || watching.streamId !== streamId) return;
   watching.playback = playback;
   const answer = playback.answer;
-  chat.useUrl(answer.chat_ws_url);
+  if (home === channel) chat.useUrl(answer.chat_ws_url);   // a hosting page keeps its own chat
   await hlsReady;
   if (watching.streamId !== streamId) return;
   const problem = playerUnavailable();
@@ -158,10 +214,12 @@ async function start() {
   const channel = await loading;
   if (!channel) return;
   follow.show(channel);
+  subscribe.show(channel);
   channelId = channel.id;
   library.open(channel.id);
   chat.open(channel.id, chatUrlFor(channel.id));   // chat works whether or not the channel is live
   if (channel.live_stream_id) watch(channel); else waitForLive(channel);
 }
 
+byId('chat-panel').addEventListener('glasscast:raid', (event) => raided(event.detail));
 start();

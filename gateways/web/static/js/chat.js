@@ -19,6 +19,7 @@
  */
 
 import { ModMenu } from './chat_moderation.js';
+import { announcementLine } from './chat_announce.js';
 import { formatDuration, markDeleted, messageLine, roomStateLabels, senderOf, systemLine } from './chat_render.js';
 import { clearSession, currentSession, SESSION_KEY } from './session.js';
 
@@ -252,9 +253,17 @@ export class ChatPanel {
         case 'CLEARCHAT': this.clearChat(frame); break;
         case 'ROOMSTATE': this.showRoomState(frame.settings); break;
         case 'RECONNECT': this.restartSoon(frame); break;
+        case 'SUBSCRIPTION': case 'DONATION': case 'RAID': this.announce(frame); break;
         default: break;   // PONG, and types this page does not know yet
       }
     }
+  }
+
+  /** A room announcement (a sub, a donation, a raid); a raid's frames also go to the page as "glasscast:raid". */
+  announce(frame) {
+    const line = announcementLine(frame);
+    if (line) this.append(line);
+    if (frame.type === 'RAID') this.root.dispatchEvent(new CustomEvent('glasscast:raid', { detail: frame }));
   }
 
   /** The gateway is going away: reconnect after its suggested delay once it closes this socket. */

@@ -125,6 +125,9 @@ export function messageLine(message, { pending = false } = {}) {
   sender.name ? el('span', { className: 'chat-name', dataset: { colour: colourOf(sender.id || sender.name) } },
     sender.name) : null,
   el('span', { className: 'chat-text' }, textWithEmotes(message.text ?? message.body, message.emotes)));
+  if (Number(message.bits) > 0) {   // a cheer: its amount beside the text
+    line.querySelector('.chat-text').before(el('span', { className: 'chat-bits' }, `${message.bits} bits`));
+  }
   if (pending) line.append(el('span', { className: 'chat-pending', attrs: { 'aria-label': 'sending' } }, 'sending…'));
   if (!pending && message.id && sender.id) {
     line.append(el('button', {

@@ -12,7 +12,9 @@ import { onSubmit } from './forms.js';
 import { clearSession, currentSession, saveSession } from './session.js';
 import { StreamControls } from './stream_controls.js';
 import { StreamKeyPanel } from './stream_key.js';
+import { RaidPanel } from './raid_panel.js';
 import { RetentionSettings } from './vod_retention.js';
+import { RevenuePanel } from './revenue_panel.js';
 
 const ME_POLL_MS = 5000;
 
@@ -55,14 +57,16 @@ function channelCard(channel, given) {
   const key = new StreamKeyPanel(channel, ctx, given);
   const stream = new StreamControls(channel, ctx);
   const retention = new RetentionSettings(channel, ctx);
+  const raids = new RaidPanel(channel, ctx);
+  const revenue = new RevenuePanel(channel, ctx);
   const pageLink = el('a', { href: `/c/${encodeURIComponent(channel.name)}`, className: 'channel-page-link' },
     'View channel page');
   const badge = el('span', { className: 'badge' });
   const title = el('p', { className: 'channel-title' });
   const node = el('article', { className: 'panel channel-card', dataset: { channelId: channel.id, channel: channel.name } },
     el('header', { className: 'card-head' }, el('h2', {}, channel.name), badge, pageLink),
-    title, key.node, stream.node, retention.node);
-  const card = { node, key, stream, badge, title, retention };
+    title, key.node, stream.node, raids.node, revenue.node, retention.node);
+  const card = { node, key, stream, badge, title, retention, raids };
   updateCard(card, channel);
   return card;
 }

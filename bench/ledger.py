@@ -1,0 +1,257 @@
+"""Cheers through ONE gateway process: cheers/s and the latency a cheer adds to a chat message.
+
+Starts an embedded broker, registry and Valkey, the processors (``glasscast
+run processors``: the ledger worker folds every cheer) and the real gateway
+(``glasscast run gateway``, one uvicorn process) as children; creates through
+the REST API ``--channels`` channels and ``--users`` users, each of whom buys
+bits with the sandbox provider; then opens ``--sockets-per-user`` chat
+sockets per user, spread over the channels.  Several sockets of one user
+cheer at once, so the balance check (the Lua hold, views/ledger_store.py)
+runs under contention on every user's account.
+
+Each socket sends one message, waits for its answer (ACK or NOTICE) and
+sends the next, for ``--seconds``: a cheer (``cheer1 ...``) takes the whole
+path (the chat rules, the hold, the ``BitsCheered`` acknowledged by the log,
+the room's publish, the ACK); the reference, in the same run and on the same
+sockets, is a plain message (the rules, the ``ChatMessageSent``
+acknowledged, the publish, the ACK).  The two alternate ``--repeat`` times
+and the medians are reported: messages/s, p50/p99 send-to-ACK latency, and
+the p99 a cheer adds (cheer p99 minus plain p99; aim: under 20 ms) and
+cheers/s (aim: at least 2,000).  At the end the ledger must have folded
+exactly the cheers that were ACKed (``spent`` equals them, nothing held).
+
+The load generator is this Python process (websockets); its CPU is reported
+beside the gateway's, to show which was the limit on a shared machine, and
+the gateway's CPU per answered message (cheer and plain) is a figure that
+holds however busy the machine is.
+Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
+
+from bench.backbone import embedded_backbone  # noqa: E402
+from bench.chat import child, wait_ready_key  # noqa: E402
+from bench.heartbeats import cpu_s, wait_http  # noqa: E402
+from infra.settings import Settings, child_env  # noqa: E402
+
+AIM_CHEERS_PER_S = 2000.0
+AIM_ADDED_P99_MS = 20.0
+PASSWORD = "correct horse battery staple"
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+
+async def setup(base: str, channels: int, users: int, pack: str, packs_each: int) -> tuple[list[str], list[str]]:
+    """Channels and users who bought bits: (channel ids, user tokens)."""
+    tag = uuid.uuid4().hex[:6]
+    gate = asyncio.Semaphore(4)
+    async with httpx.AsyncClient(base_url=base, timeout=60) as api:
+        async def user(name: str) -> str:
+            async with gate:
+                (await api.post("/v1/users", json={"username": name, "password": PASSWORD})).raise_for_status()
+                deadline = time.monotonic() + 30
+                while True:
+                    r = await api.post("/v1/auth/login", json={"username": name, "password": PASSWORD})
+                    if r.status_code == 200 or time.monotonic() > deadline:
+                        r.raise_for_status()
+                        return str(r.json()["access_token"])
+                    await asyncio.sleep(0.1)
+
+        owner = await user(f"bench_caster_{tag}")
+        ids = []
+        for i in range(channels):
+            r = await api.post("/v1/channels", headers={"Authorization": f"Bearer {owner}"},
+                               json={"name": f"bench_cheer_{tag}_{i}"})
+            r.raise_for_status()
+            ids.append(str(r.json()["id"]))
+        tokens = list(await asyncio.gather(*(user(f"bench_c{i}_{tag}") for i in range(users))))
+        for token in tokens:
+            for _ in range(packs_each):
+                r = await api.post("/v1/bits/purchases", headers={"Authorization": f"Bearer {token}"},
+                                   json={"pack": pack})
+                r.raise_for_status()
+        want = int(pack) * packs_each
+        deadline = time.monotonic() + 60
+        for token in tokens:
+            while (await api.get("/v1/me/bits", headers={"Authorization": f"Bearer {token}"})).json()[
+                    "balance"] < want:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the ledger never credited the purchases")
+                await asyncio.sleep(0.1)
+        for cid in ids:
+            while (await api.get(f"/v1/channels/{cid}")).status_code != 200:
+                await asyncio.sleep(0.1)
+    return ids, tokens
+
+
+async def open_socket(url: str, token: str) -> ClientConnection:
+    ws = await connect(url, max_size=None)
+    await ws.send(json.dumps({"type": "auth", "token": token}))
+    while True:
+        lines = str(await ws.recv()).split("\n")
+        if any(json.loads(line)["type"] == "AUTHENTICATED" for line in lines):
+            return ws
+
+
+async def drive(sockets: list[ClientConnection], text: str, seconds: float) -> dict[str, Any]:
+    """Every socket: send, wait for its answer, again, for ``seconds``."""
+    latencies: list[float] = []
+    counts = {"ACK": 0, "NOTICE": 0}
+    codes: dict[str, int] = {}
+    stop_at = time.monotonic() + seconds
+
+    async def loop(ws: ClientConnection) -> None:
+        n = 0
+        while time.monotonic() < stop_at:
+            nonce = f"{uuid.uuid4().hex[:12]}-{n}"
+            n += 1
+            t0 = time.perf_counter()
+            await ws.send(json.dumps({"type": "send", "text": text, "nonce": nonce}))
+            while True:
+                frame = await ws.recv()
+                answer = next((m for m in map(json.loads, str(frame).split("\n"))
+                               if m["type"] in ("ACK", "NOTICE") and m.get("nonce") == nonce), None)
+                if answer is not None:
+                    break
+            latencies.append((time.perf_counter() - t0) * 1000)
+            counts[answer["type"]] += 1
+            if answer["type"] == "NOTICE":
+                codes[answer["code"]] = codes.get(answer["code"], 0) + 1
+
+    started = time.monotonic()
+    await asyncio.gather(*(loop(ws) for ws in sockets))
+    elapsed = time.monotonic() - started
+    return {"per_s": round(counts["ACK"] / elapsed, 1), "acks": counts["ACK"], "notices": codes,
+            "p50_ms": pct(latencies, 0.5), "p99_ms": pct(latencies, 0.99)}
+
+
+async def measure(settings: Settings, args: argparse.Namespace, gateway_pid: int) -> dict[str, Any]:
+    base = f"http://127.0.0.1:{settings.gateway.port}"
+    channels, tokens = await setup(base, args.channels, args.users, args.pack, args.packs_each)
+    sockets = []
+    for i, token in enumerate(tokens):
+        for j in range(args.sockets_per_user):
+            cid = channels[(i * args.sockets_per_user + j) % len(channels)]
+            sockets.append(await open_socket(f"ws://127.0.0.1:{settings.gateway.port}/v1/chat/ws?channel={cid}",
+                                             token))
+    runs: dict[str, list[dict[str, Any]]] = {"plain": [], "cheer": []}
+    me = os.getpid()
+    await drive(sockets, "warm up", args.warmup)
+    warm = await drive(sockets, "cheer1 warm up", args.warmup)
+    for _ in range(args.repeat):
+        for kind, text in (("plain", "good game, well played"), ("cheer", "cheer1 good game, well played")):
+            g0, l0, t0 = cpu_s(gateway_pid), cpu_s(me), time.monotonic()
+            runs[kind].append(await drive(sockets, text, args.seconds))
+            dt = time.monotonic() - t0
+            runs[kind][-1]["gateway_cpu_pct"] = round(100 * (cpu_s(gateway_pid) - g0) / dt, 1)
+            runs[kind][-1]["loadgen_cpu_pct"] = round(100 * (cpu_s(me) - l0) / dt, 1)
+            done = runs[kind][-1]["acks"] + sum(runs[kind][-1]["notices"].values())
+            # Gateway CPU per answered message: what a cheer costs, whatever else the machine runs.
+            runs[kind][-1]["gateway_cpu_ms_per_msg"] = round(1000 * (cpu_s(gateway_pid) - g0) / max(1, done), 3)
+    for ws in sockets:
+        await ws.close()
+    acked = sum(r["acks"] for r in runs["cheer"]) + warm["acks"]
+    spent, held = await folded(base, tokens)
+    return {"runs": runs, "spent": spent, "held": held, "cheers_acked": acked}
+
+
+async def folded(base: str, tokens: list[str]) -> tuple[int, int]:
+    """Bits spent and still held over every user, once the ledger has settled."""
+    async with httpx.AsyncClient(base_url=base, timeout=60) as api:
+        async def totals() -> tuple[int, int]:
+            spent = held = 0
+            for token in tokens:
+                b = (await api.get("/v1/me/bits", headers={"Authorization": f"Bearer {token}"})).json()
+                spent, held = spent + int(b["spent"]), held + int(b["held"])
+            return spent, held
+        return await settle(totals)
+
+
+async def settle(read: Callable[[], Awaitable[tuple[int, int]]], timeout_s: float = 60) -> tuple[int, int]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        spent, held = await read()
+        if held == 0 or time.monotonic() > deadline:
+            return spent, held
+        await asyncio.sleep(0.2)
+
+
+def med(runs: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return round(statistics.median(values), 2) if values else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, default=16, help="cheering users")
+    parser.add_argument("--sockets-per-user", type=int, default=4, help="sockets of one user cheering at once")
+    parser.add_argument("--channels", type=int, default=8, help="rooms the sockets are spread over")
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of each kind before measuring")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each kind, alternating (medians reported)")
+    parser.add_argument("--pack", default="25000", help="the bit pack each user buys")
+    parser.add_argument("--packs-each", type=int, default=4, help="packs each user buys")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        with embedded_backbone(tmp) as (s, _valkey):
+            s = s.with_section("processors", app_id=f"bench-ledger-{uuid.uuid4().hex[:6]}")
+            s = s.with_section("chat", ml_filter=False, user_messages_per_window=1_000_000, rate_window_s=1.0)
+            env = child_env(s, os.environ)
+            cli = [sys.executable, "-m", "infra.cli", "run"]
+            with child(cli + ["processors"], env, tmp / "processors.log") as processors:
+                wait_ready_key(s, processors)
+                with child(cli + ["gateway"], env, tmp / "gateway.log") as gateway:
+                    wait_http(f"http://127.0.0.1:{s.gateway.port}/healthz", gateway)
+                    out = asyncio.run(measure(s, args, gateway.pid))
+    runs = out["runs"]
+    plain_p99, cheer_p99 = med(runs["plain"], "p99_ms"), med(runs["cheer"], "p99_ms")
+    added = round(cheer_p99 - plain_p99, 2) if plain_p99 is not None and cheer_p99 is not None else None
+    cheers_per_s = med(runs["cheer"], "per_s")
+    print(json.dumps({
+        "bench": "ledger", "sockets": args.users * args.sockets_per_user, "users": args.users,
+        "channels": args.channels, "seconds": args.seconds, "repeat": args.repeat,
+        "cheers_per_s": cheers_per_s, "plain_per_s": med(runs["plain"], "per_s"),
+        "cheer_p50_ms": med(runs["cheer"], "p50_ms"), "cheer_p99_ms": cheer_p99,
+        "plain_p50_ms": med(runs["plain"], "p50_ms"), "plain_p99_ms": plain_p99, "added_p99_ms": added,
+        "gateway_cpu_pct": {"cheer": med(runs["cheer"], "gateway_cpu_pct"),
+                            "plain": med(runs["plain"], "gateway_cpu_pct")},
+        "gateway_cpu_ms_per_msg": {"cheer": med(runs["cheer"], "gateway_cpu_ms_per_msg"),
+                                   "plain": med(runs["plain"], "gateway_cpu_ms_per_msg")},
+        "loadgen_cpu_pct": {"cheer": med(runs["cheer"], "loadgen_cpu_pct"),
+                            "plain": med(runs["plain"], "loadgen_cpu_pct")},
+        # Every ACKed cheer (1 bit each) folded exactly once, and no hold left over.
+        "ledger_consistent": out["held"] == 0 and out["spent"] == out["cheers_acked"],
+        "ledger_spent": out["spent"], "ledger_held": out["held"], "cheers_acked": out["cheers_acked"],
+        "aim": {"cheers_per_s": AIM_CHEERS_PER_S, "added_p99_ms": AIM_ADDED_P99_MS,
+                "met": bool(cheers_per_s and added is not None and cheers_per_s >= AIM_CHEERS_PER_S
+                            and added <= AIM_ADDED_P99_MS)},
+        "runs": runs}))
+
+
+if __name__ == "__main__":
+    main()

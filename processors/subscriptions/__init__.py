@@ -1,0 +1,1 @@
+"""Paid subscriptions: payments into periods, cancellation at period end, expiry (see processor.py)."""

@@ -1,0 +1,230 @@
+"""The bits ledger in Valkey: folded accounts, cheer holds, leaderboards and order states.
+
+Key layout under the key prefix:
+
+    ledger:acct:{user}               hash: bought, spent, reversed, donated_minor (views/ledger.py ``Account``)
+    ledger:seen:{user}               set: the ledger event ids already folded into the account
+    ledger:holds:{user}              hash: cheer id -> "bits|expires_ms" (0: logged, kept until folded)
+    ledger:board:{channel}:{bucket}  sorted set: bits cheered per user (all, d:YYYYMMDD, w:YYYYWW, m:YYYYMM)
+    ledger:order:{order}             JSON: the order's ``OrderState``
+    ledger:donations:{channel}       list: the channel's last donations (JSON), newest first
+
+All but the holds are derived from ``billing.ledger`` and ``billing.payments``
+by the ledger worker (processors/ledger/), whose consumer group holds its
+place in the log; they sit outside ``view:`` so that ``glasscast
+rebuild-views``, which replays only the view topics, leaves them whole
+(to rebuild them, delete ``ledger:*`` and the group's offsets together).
+
+Both scripts mirror the pure rules of views/ledger.py: ``_HOLD`` is
+``admit_cheer`` (the balance minus live holds must cover the cheer; Valkey
+runs a script alone, so concurrent cheers from one user on any number of
+gateways never overdraw), and ``_APPLY`` is ``apply_ledger`` (an event id
+is added to the seen set and its amount to the account in one step, and a
+cheer's hold goes in that same step, so nothing is ever counted twice or
+not at all).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass
+from typing import cast
+
+import redis.asyncio as aioredis
+
+from schemas.records.billing import (
+    BitsChargedBack,
+    BitsCheered,
+    BitsPurchased,
+    BitsRefunded,
+    DonationMade,
+    PaymentReversed,
+)
+from views.ledger import Account, Admission, LedgerEvent, OrderState, cheer_event_id
+
+PERIODS = ("day", "week", "month", "all")
+BOARD_TTL_S = {"day": 3 * 86_400, "week": 15 * 86_400, "month": 63 * 86_400}
+DONATIONS_KEPT = 100
+
+# KEYS: acct, seen, holds.  ARGV: cheer id, its event id, bits, now (ms), expires (ms; 0 = until folded).
+# Returns {1, available after} held; {0, available} short; {2, available} duplicate (folded, or logged and held);
+# {3, available} pending: held by an attempt not yet logged (in flight, or its gateway died: it expires).
+_HOLD = """
+local a = redis.call('hmget', KEYS[1], 'bought', 'spent', 'reversed')
+local net = (tonumber(a[1]) or 0) - (tonumber(a[2]) or 0) - (tonumber(a[3]) or 0)
+local now, held = tonumber(ARGV[4]), 0
+local all = redis.call('hgetall', KEYS[3])
+for i = 1, #all, 2 do
+  local bits, exp = string.match(all[i + 1], '^(%d+)|(%d+)$')
+  exp = tonumber(exp)
+  if exp ~= 0 and exp <= now then
+    redis.call('hdel', KEYS[3], all[i])
+  else
+    held = held + tonumber(bits)
+  end
+end
+if redis.call('sismember', KEYS[2], ARGV[2]) == 1 then return {2, net - held} end
+local mine = redis.call('hget', KEYS[3], ARGV[1])
+if mine then
+  if string.match(mine, '|0$') then return {2, net - held} end
+  return {3, net - held}
+end
+local want = tonumber(ARGV[3])
+if net - held < want then return {0, net - held} end
+redis.call('hset', KEYS[3], ARGV[1], ARGV[3] .. '|' .. ARGV[5])
+return {1, net - held - want}
+"""
+
+# KEYS: acct, seen, holds, then the leaderboard buckets.  ARGV: event id, field, amount, cheer id or '',
+# user id, then each bucket's TTL in seconds (0: kept).  Returns 1 when applied, 0 when seen before.
+_APPLY = """
+if redis.call('sadd', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('hincrby', KEYS[1], ARGV[2], ARGV[3])
+if ARGV[4] ~= '' then redis.call('hdel', KEYS[3], ARGV[4]) end
+for i = 4, #KEYS do
+  redis.call('zincrby', KEYS[i], ARGV[3], ARGV[5])
+  local ttl = tonumber(ARGV[6 + i - 4])
+  if ttl > 0 then redis.call('expire', KEYS[i], ttl) end
+end
+return 1
+"""
+
+# KEYS: holds.  ARGV: cheer id, bits.  Marks a hold as logged (kept until its fold removes it).
+_LOGGED = """
+if redis.call('hexists', KEYS[1], ARGV[1]) == 1 then redis.call('hset', KEYS[1], ARGV[1], ARGV[2] .. '|0') end
+return 1
+"""
+
+
+def buckets(occurred_at_ms: int) -> dict[str, str]:
+    """The leaderboard bucket of each period an instant falls in (UTC; weeks are ISO weeks)."""
+    t = dt.datetime.fromtimestamp(occurred_at_ms / 1000, dt.UTC)
+    year, week, _ = t.isocalendar()
+    return {"day": t.strftime("d:%Y%m%d"), "week": f"w:{year}{week:02d}", "month": t.strftime("m:%Y%m"),
+            "all": "all"}
+
+
+@dataclass(frozen=True)
+class Balance:
+    """A user's account as the API shows it."""
+
+    balance: int
+    owed: int
+    held: int
+    bought: int
+    spent: int
+    reversed: int
+
+
+class LedgerStore:
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.r = client
+        self.prefix = prefix
+        self._hold = client.register_script(_HOLD)
+        self._apply = client.register_script(_APPLY)
+        self._logged = client.register_script(_LOGGED)
+
+    def k_acct(self, user_id: str) -> str:
+        return f"{self.prefix}ledger:acct:{user_id}"
+
+    def k_seen(self, user_id: str) -> str:
+        return f"{self.prefix}ledger:seen:{user_id}"
+
+    def k_holds(self, user_id: str) -> str:
+        return f"{self.prefix}ledger:holds:{user_id}"
+
+    def k_board(self, channel_id: str, bucket: str) -> str:
+        return f"{self.prefix}ledger:board:{channel_id}:{bucket}"
+
+    def k_order(self, order_id: str) -> str:
+        return f"{self.prefix}ledger:order:{order_id}"
+
+    def k_donations(self, channel_id: str) -> str:
+        return f"{self.prefix}ledger:donations:{channel_id}"
+
+    def _keys(self, user_id: str) -> list[str]:
+        return [self.k_acct(user_id), self.k_seen(user_id), self.k_holds(user_id)]
+
+    async def hold(self, user_id: str, cheer: str, bits: int, now_ms: int, expires_ms: int) -> Admission:
+        """Hold ``bits`` of the user's balance for a cheer, atomically against every other hold."""
+        code, available = await self._hold(keys=self._keys(user_id),
+                                           args=[cheer, cheer_event_id(cheer), bits, now_ms, expires_ms])
+        outcome = {1: "held", 0: "short", 2: "duplicate", 3: "pending"}[int(code)]
+        return Admission(outcome, int(available) if outcome != "short" else max(0, int(available)))
+
+    async def mark_logged(self, user_id: str, cheer: str, bits: int,
+                          pipeline: aioredis.client.Pipeline | None = None) -> None:
+        """The cheer is on the log: keep its hold until the ledger fold takes it over (queued on ``pipeline``)."""
+        await self._logged(keys=[self.k_holds(user_id)], args=[cheer, bits], client=pipeline)
+
+    async def release(self, user_id: str, cheer: str) -> None:
+        """Drop a hold whose cheer was not logged."""
+        await self.r.hdel(self.k_holds(user_id), cheer)
+
+    async def apply(self, event: LedgerEvent) -> bool:
+        """Fold one ledger event into its account (and leaderboards); False when it was applied before."""
+        cheer, boards, ttls = "", [], []
+        if isinstance(event, BitsPurchased):
+            field_name, amount = "bought", event.bits
+        elif isinstance(event, BitsCheered):
+            field_name, amount, cheer = "spent", event.bits, event.cheer_id
+            for period, bucket in buckets(event.occurred_at).items():
+                boards.append(self.k_board(event.channel_id, bucket))
+                ttls.append(BOARD_TTL_S.get(period, 0))
+        elif isinstance(event, BitsRefunded | BitsChargedBack):
+            field_name, amount = "reversed", event.bits
+        else:
+            field_name, amount = "donated_minor", event.amount_minor
+        applied = await self._apply(keys=[*self._keys(event.user_id), *boards],
+                                    args=[event.event_id, field_name, amount, cheer, event.user_id, *ttls])
+        if applied and isinstance(event, DonationMade):
+            entry = json.dumps({"order_id": event.order_id, "user_id": event.user_id,
+                                "amount_minor": event.amount_minor, "currency": event.currency,
+                                "message": event.message, "at_ms": event.occurred_at})
+            async with self.r.pipeline(transaction=True) as tx:
+                tx.lpush(self.k_donations(event.channel_id), entry)
+                tx.ltrim(self.k_donations(event.channel_id), 0, DONATIONS_KEPT - 1)
+                await tx.execute()
+        return bool(applied)
+
+    async def balance(self, user_id: str, now_ms: int) -> Balance:
+        """The user's folded account and the live holds against it."""
+        async with self.r.pipeline(transaction=False) as p:
+            p.hmget(self.k_acct(user_id), ["bought", "spent", "reversed"])
+            p.hgetall(self.k_holds(user_id))
+            (bought, spent, rev), holds = await p.execute()
+        acct = Account(bought=int(bought or 0), spent=int(spent or 0), reversed=int(rev or 0))
+        held = 0
+        for value in holds.values():
+            bits, _, exp = (value.decode() if isinstance(value, bytes) else value).partition("|")
+            if int(exp) == 0 or int(exp) > now_ms:
+                held += int(bits)
+        return Balance(balance=max(0, acct.net - held), owed=acct.owed, held=held, bought=acct.bought,
+                       spent=acct.spent, reversed=acct.reversed)
+
+    async def leaderboard(self, channel_id: str, period: str, now_ms: int, limit: int) -> list[tuple[str, int]]:
+        """The channel's top cheerers of the period now running, most bits first."""
+        rows = await self.r.zrevrange(self.k_board(channel_id, buckets(now_ms)[period]), 0, limit - 1,
+                                      withscores=True)
+        board: list[tuple[str, int]] = []
+        for member, score in cast(list[tuple[bytes | str, float]], rows):
+            board.append((member.decode() if isinstance(member, bytes) else member, int(score)))
+        return board
+
+    async def donations(self, channel_id: str, limit: int) -> list[dict[str, object]]:
+        raw = await self.r.lrange(self.k_donations(channel_id), 0, limit - 1)
+        return [json.loads(x) for x in raw]
+
+    async def load_order(self, order_id: str) -> OrderState | None:
+        raw = await self.r.get(self.k_order(order_id))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        rev = data.pop("reversal")
+        return OrderState(**data, reversal=PaymentReversed.from_avro(rev) if rev else None)
+
+    async def store_order(self, state: OrderState) -> None:
+        data = asdict(state)
+        data["reversal"] = state.reversal.to_avro() if state.reversal else None
+        await self.r.set(self.k_order(state.order_id), json.dumps(data))
