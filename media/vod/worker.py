@@ -5,18 +5,19 @@ offset only once its work is done (a worker killed mid-way does it again on
 restart; every step is idempotent: same keys, same bytes, events the views
 fold once):
 
-* ``glasscast-vod-videos`` on ``stream.lifecycle`` and ``videos``:
+* ``<transcode group>-vod-videos`` on ``stream.lifecycle`` and ``videos``:
   - ``StreamEnded``: the storyboard.  The media workers wrote a thumbnail
     every 10 s of media while the stream was live
     (media/transcode/thumbnail.py); once they are all there (or
     ``vod.storyboard_wait_s`` has passed) they become one sprite sheet and a
     WebVTT track (media/vod/storyboard.py), stored under ``vod/<video>/`` and
-    announced by ``StoryboardReady``.
+    announced by ``StoryboardReady``.  The wait runs from the end, so an end
+    read long after it waits for nothing.
   - ``VideoDeleted``: the purge.  Every object of the video goes from both
     stores (GOPs, segments, parts, thumbnails, storyboard) except the source
     and audio segments (and init segments) a clip still covers; then
     ``VideoPurged`` says what went.
-* ``glasscast-vod-clips`` on ``clips``: ``ClipCreated`` -> the clip's MP4,
+* ``<transcode group>-vod-clips`` on ``clips``: ``ClipCreated`` -> the clip's MP4,
   remuxed from its segments without a decode (media/vod/remux.py), and its
   thumbnail (the preview nearest its start, copied), announced by
   ``ClipRendered``.
@@ -60,7 +61,6 @@ from views.store import ViewStore
 log = logging.getLogger("glasscast.media.vod")
 T = TypeVar("T")
 
-VIDEOS_GROUP, CLIPS_GROUP = "glasscast-vod-videos", "glasscast-vod-clips"
 SOURCE, AUDIO = "source", "audio"
 BATCH, POLL_S = 50, 1.0
 POOL_THREADS = 4  # two consumers polling, and the work they hand out
@@ -136,8 +136,10 @@ class VodWorker:
         for topic, record in (("videos", StoryboardReady.RECORD), ("videos", VideoPurged.RECORD),
                               ("videos", VideoDeleted.RECORD), ("clips", ClipRendered.RECORD)):
             await self._blocking(self.serde.prepare, topic, record)
-        videos = await self._blocking(self._consumer, ["stream.lifecycle", "videos"], VIDEOS_GROUP)
-        clips = await self._blocking(self._consumer, ["clips"], CLIPS_GROUP)
+        # Beside the transcoders' own groups: <transcode group>-vod-videos and -vod-clips.
+        group = self.settings.transcode.group_id
+        videos = await self._blocking(self._consumer, ["stream.lifecycle", "videos"], f"{group}-vod-videos")
+        clips = await self._blocking(self._consumer, ["clips"], f"{group}-vod-clips")
         tasks = [asyncio.create_task(self._loop(videos, self.handle_video_event, stop)),
                  asyncio.create_task(self._loop(clips, self.handle_clip_event, stop)),
                  asyncio.create_task(self._sweeps(stop))]
@@ -189,11 +191,15 @@ class VodWorker:
 
     # -- videos --------------------------------------------------------------------------------------
 
+    async def _ours(self, channel_id: str) -> bool:
+        """Whether this platform knows the channel (a broker shared by several platforms carries others')."""
+        return await self.views.get_channel(channel_id) is not None
+
     async def handle_video_event(self, event: Event) -> None:
         value = event.value
-        if isinstance(value, StreamEnded):
+        if isinstance(value, StreamEnded) and await self._ours(value.channel_id):
             await self.storyboard(value)
-        elif isinstance(value, VideoDeleted):
+        elif isinstance(value, VideoDeleted) and await self._ours(value.channel_id):
             await self.purge(value)
 
     def k_compact(self) -> str:
@@ -209,10 +215,13 @@ class VodWorker:
         if video is not None and (video.storyboard is not None or video.deleted):
             return False
         wanted = max(1, -(-max(0, ended.duration_ms) // (STORYBOARD_INTERVAL_S * 1000)))
-        deadline = time.monotonic() + (self.settings.vod.storyboard_wait_s if wait_s is None else wait_s)
+        # The wait runs from the end itself: an end read long after (a replay, a worker catching up) waits
+        # for nothing, as its thumbnails are all made by then.
+        wait_ms = int((self.settings.vod.storyboard_wait_s if wait_s is None else wait_s) * 1000)
+        deadline_ms = ended.occurred_at + wait_ms
         while True:
             listed = await self._blocking(lambda: list(self.origin.list(f"thumbs/{video_id}/")))
-            if len(listed) >= wanted or time.monotonic() >= deadline:
+            if len(listed) >= wanted or self.now_ms() >= deadline_ms:
                 break
             await asyncio.sleep(1.0)  # the last GOPs' thumbnails are still being made by the workers
         thumbs: list[tuple[int, bytes]] = []
@@ -328,7 +337,7 @@ class VodWorker:
     # -- clips ---------------------------------------------------------------------------------------
 
     async def handle_clip_event(self, event: Event) -> None:
-        if isinstance(event.value, ClipCreated):
+        if isinstance(event.value, ClipCreated) and await self._ours(event.value.channel_id):
             await self.render(event.value)
 
     async def render(self, created: ClipCreated) -> ClipRendered | None:

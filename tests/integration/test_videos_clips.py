@@ -266,9 +266,9 @@ async def test_videos_clips_deletion_retention_and_rebuild(settings_factory: Cal
             assert r.status_code == 422
             second = await _broadcast(ingest, key, channel_id, 6, tmp_path)
 
-            async def second_listed() -> bool:
+            async def second_listed() -> bool:  # with its storyboard: the VOD worker has taken its end
                 video = await views.videos.get(second)
-                return video is not None and video.listed
+                return video is not None and video.listed and video.storyboard is not None
             await eventually_async(second_listed, 90, "the second video", every_s=0.5)
             serde = make_serde(s)
             sweeper = VodWorker(s, serde, origin, gops, client)
