@@ -169,8 +169,9 @@ async def test_videos_clips_deletion_retention_and_rebuild(settings_factory: Cal
         assert vtt.startswith("WEBVTT") and "00:00:00.000 --> 00:00:10.000" in vtt and "sprite.jpg#xywh=0,0," in vtt
 
         # `glasscast videos` reports what the video's objects take in the store.
-        report = await storage_report(s)
-        assert [(r.video_id, r.channel_id) for r in report] == [(first, channel_id)]
+        # (The session's broker is shared: the views also hold other tests' broadcasts.)
+        report = [r for r in await storage_report(s) if r.channel_id == channel_id]
+        assert [r.video_id for r in report] == [first]
         assert report[0].objects > 20 and report[0].bytes > 500_000
         assert "GB per hour of video" in format_report(report)[-1]
 

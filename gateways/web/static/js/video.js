@@ -128,6 +128,14 @@ async function start() {
   media.addEventListener('seeked', () => replay.seek(playheadMs()));
   media.addEventListener('ended', () => replay.update(video.ended_at_ms));
   setInterval(() => { if (!media.seeking) replay.update(playheadMs()); }, TICK_MS);
+  // And with every frame presented, where the browser can say so: a timer may run late on a busy machine.
+  if ('requestVideoFrameCallback' in media) {
+    const onFrame = () => {
+      if (!media.seeking) replay.update(playheadMs());
+      media.requestVideoFrameCallback(onFrame);
+    };
+    media.requestVideoFrameCallback(onFrame);
+  }
   window.glasscastVod = { video, player, replay, seekBar, playback };   // for the console and the browser tests
   replay.seek(video.started_at_ms);
   player.load(video.playback.hls.vod, 0);
