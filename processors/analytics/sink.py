@@ -55,6 +55,7 @@ from processors.analytics.rows import Row, row_for
 from topics.admin import admin_client, ensure_topics
 from topics.consumer import Event, EventConsumer
 from topics.serde import AvroSerde
+from views.analytics.errors import QueryRefused
 from views.analytics.store import AnalyticsStore
 from views.analytics.tables import BY_NAME, TABLES, TOPICS, create_tables
 
@@ -138,9 +139,29 @@ async def load(store: AnalyticsStore, batch: Batch) -> None:
     """Insert a batch: one block per table, then the watermarks (the order the module docstring relies on)."""
     for name, rows in batch.rows.items():
         if rows:
-            await store.insert(name, BY_NAME[name].columns, rows)
+            try:
+                await store.insert(name, BY_NAME[name].columns, rows)
+            except QueryRefused as exc:
+                await insert_each(store, name, rows, exc)
     await store.insert("sink_offsets", ("topic", "partition", "offset"),
                        [(topic, partition, offset) for (topic, partition), offset in sorted(batch.last.items())])
+
+
+async def insert_each(store: AnalyticsStore, table: str, rows: list[Row], refused: QueryRefused) -> None:
+    """A block the store refused: its rows one at a time, so a row it cannot take costs that row, not the sink.
+
+    In offset order, as a block would have been, so a restart in the middle keeps "offset <= the largest in
+    the table" meaning "already there".  Each refused row is logged with its coordinates.
+    """
+    log.warning("analytics: the store refused a block of %d %s rows (%s); loading them one by one",
+                len(rows), table, refused)
+    columns = BY_NAME[table].columns
+    for row in rows:
+        try:
+            await store.insert(table, columns, [row])
+        except QueryRefused as exc:
+            log.error("analytics: %s row from partition %s offset %s refused, skipped: %s", table, row[-2],
+                      row[-1], exc)
 
 
 class AnalyticsSink:

@@ -223,3 +223,41 @@ def test_the_readme_has_sql_examples() -> None:
 @pytest.mark.parametrize("example", readme_examples(), ids=lambda s: " ".join(s.split())[:40])
 async def test_readme_sql_examples_run(store: AnalyticsStore, example: str) -> None:
     await store.query(example, readonly=True)
+
+
+async def test_a_time_outside_the_usual_range_is_stored_not_refused(store: AnalyticsStore) -> None:
+    """Events with early or absurd times (a test's occurred_at of 1 s, a client's far future) load like any other,
+    at that time or at the edge of DateTime64's range, instead of failing their whole batch."""
+    from views.analytics.tables import BY_NAME
+
+    follows = BY_NAME["follows"]
+    channel = str(uuid.uuid4())
+    times = [0, 1_000, -5, 1_796_394_949_120, 2**62]
+    assert follows.columns == ("occurred_at", "channel_id", "follower_id", "followed", "src_partition", "src_offset")
+    rows = [[t, channel, f"user-{i}", 1, 0, i] for i, t in enumerate(times)]
+    await store.insert("follows", follows.columns, rows)
+    got = await store.query("SELECT follower_id, toUnixTimestamp64Milli(occurred_at) FROM follows "
+                            "WHERE channel_id = {c:String} ORDER BY follower_id", {"c": channel})
+    stored = {str(u): int(str(t)) for u, t in got.rows}
+    assert stored["user-0"] == 0 and stored["user-1"] == 1_000 and stored["user-2"] == -5
+    assert stored["user-3"] == 1_796_394_949_120
+    assert stored["user-4"] == 10_413_791_999_999  # the last millisecond of 2299
+
+
+async def test_a_row_the_store_refuses_costs_that_row_not_the_batch(store: AnalyticsStore,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    channel, at = str(uuid.uuid4()), now_minute_ms()
+    batch = Batch()
+    batch.add([Event("viewer.heartbeats", 9, 100 + i, at, channel,
+                     Heartbeat(occurred_at=at, channel_id=channel, session_id=f"s{i}", rendition="source",
+                               buffer_health_s=1.0, bitrate_kbps=1)) for i in range(3)], Positions(), 0.0)
+    rows = batch.rows["heartbeats"]
+    bad = list(rows[1])
+    bad[HEARTBEATS.columns.index("bitrate_kbps")] = "not a number"  # what no engine takes into a UInt32
+    rows[1] = tuple(bad)
+    await load(store, batch)
+    got = await store.query("SELECT session_id FROM heartbeats WHERE channel_id = {c:String} ORDER BY session_id",
+                            {"c": channel})
+    assert [str(r[0]) for r in got.rows] == ["s0", "s2"]
+    assert (await read_positions(store)).start("viewer.heartbeats", 9) == 103
+    assert "partition 9 offset 101 refused" in caplog.text

@@ -23,6 +23,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,23 @@ def classify(exc: Exception) -> AnalyticsError:
     return AnalyticsError(message)
 
 
+# DateTime64's range; a time outside it is stored at its edge rather than refusing the row's whole batch.
+MIN_MS, MAX_MS = -2_208_988_800_000, 10_413_791_999_999  # 1900-01-01T00:00:00Z, 2299-12-31T23:59:59.999Z
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def ms_text(value: object) -> object:
-    """An epoch-milliseconds int as ``seconds.millis`` text (how JSON input reads a DateTime64); else as is."""
+    """An epoch-milliseconds int as text JSON input reads as that DateTime64; anything else as is.
+
+    ``seconds.millis`` for ten-digit seconds (2001 to 2286, every real event); JSON input takes shorter
+    numbers for dates (``1000.000`` does not parse), so other times are written out in full, in UTC.
+    """
     if isinstance(value, int) and not isinstance(value, bool):
         seconds, millis = divmod(value, 1000)
-        return f"{seconds}.{millis:03d}"
+        if 1_000_000_000 <= seconds < 10_000_000_000:
+            return f"{seconds}.{millis:03d}"
+        when = _EPOCH + timedelta(milliseconds=min(max(value, MIN_MS), MAX_MS))
+        return f"{when:%Y-%m-%d %H:%M:%S}.{when.microsecond // 1000:03d}"
     return value
 
 
