@@ -39,8 +39,8 @@ from views.analytics.store import QueryResult
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-HEARTBEATS = 30_000
-CHAT = 3_000
+HEARTBEATS = 6_000
+CHAT = 600
 
 
 def analytics_settings(backbone: Backbone, data: Path, **analytics: object) -> Settings:
@@ -72,7 +72,7 @@ def wait_healthy(settings: Settings, proc: subprocess.Popen[bytes], log: Path) -
 
 @pytest.fixture
 def settings(backbone: Backbone, tmp_path: Path) -> Settings:
-    return analytics_settings(backbone, tmp_path / "data", batch_max_rows=300, batch_max_ms=100)
+    return analytics_settings(backbone, tmp_path / "data", batch_max_rows=100, batch_max_ms=100)
 
 
 def counts(settings: Settings, channel: str) -> tuple[int, int, int, int]:
@@ -114,7 +114,7 @@ def test_sink_loads_every_offset_once_across_a_kill_9(settings: Settings, tmp_pa
     log = tmp_path / "analytics.log"
     with run_service(settings, "analytics", log) as first:
         wait_healthy(settings, first, log)
-        # Kill it as soon as part of the load is in: batches of 300 rows, so most of it is still to come.
+        # Kill it as soon as part of the load is in: batches of 100 rows, so most of it is still to come.
         seen = eventually(lambda: (c := counts(settings, channel))[0] > 0 and c, 120, "the first rows")
         os.kill(first.pid, signal.SIGKILL)
         first.wait()

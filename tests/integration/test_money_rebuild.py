@@ -178,14 +178,21 @@ async def test_rebuild_views_gives_the_money_views_again(stripe_platform: Stripe
         today = time.strftime("%Y%m%d", time.gmtime())
         day, expires = before[f"{prefix}ledger:day:{channel}:{today}"]
         assert day == "155" and expires > time.time() * 1000 + 30 * 86_400_000
-        raids = [v for k, (v, _) in before.items() if ":view:raid:" in k]
+        # (The session's raids topic also holds other tests' raids: this test's are those of its channel.)
+        raids = [v for k, (v, _) in before.items() if ":view:raid:" in k and v.get("from_channel_id") == channel]
         assert sorted(r["status"] for r in raids) == ["cancelled", "completed"]
         assert next(r for r in raids if r["status"] == "completed")["early"] is True
 
         report = await rebuild_views(s, serde)
         assert report.events > 0 and report.dropped_keys >= len(before)
         after = await snapshot(client, prefix)
-        assert after == before
+        # The session's topics also hold other tests' money and raids, which this namespace's processors folded
+        # while catching up on two topics at once; this test's own keys must come back exactly.
+        ids = (channel, target, hosting, owner.id, star.id, fan.id, fan2.id)
+
+        def mine(snap: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in snap.items() if any(i in k or i in json.dumps(v[0]) for i in ids)}
+        assert mine(after) == mine(before) and len(mine(before)) >= 10
         r = await http.get(f"/v1/channels/{channel}/subscriptions", headers=owner.auth)
         assert r.json()["bits_by_day"][-1] == {"day": f"{today[:4]}-{today[4:6]}-{today[6:]}", "bits": 155}
         assert r.json()["by_tier"]["1000"] == 1
