@@ -46,3 +46,16 @@ def test_every_glasscast_variable_is_a_real_setting() -> None:
                 assert var in known, f"{name} sets {var}, which is not a setting"
                 seen.add(var)
     assert {"GLASSCAST_KAFKA_BOOTSTRAP_SERVERS", "GLASSCAST_REGISTRY_URL", "GLASSCAST_VALKEY_URL"} <= seen
+
+
+def test_the_image_carries_every_package_and_the_web_assets() -> None:
+    """The Dockerfile copies every package pyproject installs, and the web app's npm packages."""
+    import re
+    import tomllib
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    copied = set(re.findall(r"^COPY (\w+) \1$", dockerfile, re.MULTILINE))
+    assert {p.rstrip("*") for p in include} <= copied
+    assert "COPY --from=web /web/node_modules gateways/web/node_modules" in dockerfile
+    assert "pip install --no-cache-dir -e ." in dockerfile
