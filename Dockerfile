@@ -1,7 +1,7 @@
 # One image for every Glasscast service; the command picks the service:
-#   glasscast run gateway | processors | registry | ingest | media-worker
+#   glasscast run gateway | processors | registry | ingest | media-worker | analytics
 
-# The web app's pinned npm packages (hls.js), which the gateway serves under /static/vendor/.
+# The web app's pinned npm packages (hls.js, uPlot), which the gateway serves under /static/vendor/.
 FROM node:20-slim AS web
 WORKDIR /web
 COPY gateways/web/package.json gateways/web/package-lock.json ./

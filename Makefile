@@ -35,7 +35,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	@touch $@
 
-# hls.js for the web app, exactly as package-lock.json pins it (again whenever the lock changes).
+# hls.js and uPlot for the web app, exactly as package-lock.json pins them (again whenever the lock changes).
 $(WEB)/node_modules/.installed: $(WEB)/package-lock.json
 	@command -v npm >/dev/null 2>&1 || { \
 	  echo "installing npm (apt-get)"; \

@@ -19,6 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from gateways import (
     accounts,
+    analytics,
     avatars,
     bits,
     channels,
@@ -37,6 +38,7 @@ from gateways import (
     playback,
     profiles,
     raids,
+    recommendations,
     streams,
     subscriptions,
     thumbs,
@@ -90,8 +92,8 @@ def create_app(settings: Settings) -> Starlette:
                 *heartbeats.routes, *openapi.routes, *thumbs.routes, *hls.routes, *directory.routes,
                 *chat_ws.routes, *chat_moderate.routes, *chat_history.routes, *follows.routes, *notifications.routes,
                 *profiles.routes, *avatars.routes, *videos.routes, *clips.routes,
-                *eventsub.routes, *raids.routes, *hosting.routes,
-                *subscriptions.routes, *bits.routes, *donations.routes,
+                *eventsub.routes, *raids.routes, *hosting.routes, *recommendations.routes,
+                *subscriptions.routes, *bits.routes, *donations.routes, *analytics.routes,
                 *payments_webhook.routes, *web.routes],
         middleware=middleware,
         exception_handlers={ApiError: api_error_handler, HTTPException: http_exception_handler,

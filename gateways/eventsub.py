@@ -5,9 +5,9 @@ transport: {method: "webhook", callback, secret}}`` and answers 202 with the
 subscription ``webhook_callback_verification_pending``; the processors'
 EventSub dispatcher then sends the challenge (processors/eventsub/).  The
 caller must be signed in; ``channel.follow``, ``channel.chat.message``,
-``channel.subscribe`` and ``channel.subscription.gift`` need the caller to own
-the condition's channel (Twitch asks for scopes there),
-the stream and channel types take any channel.  The secret goes on the log
+``channel.subscribe``, ``channel.subscription.gift`` and ``channel.cheer`` need
+the caller to own the condition's channel (Twitch asks for scopes there); the
+stream, channel and raid types take any channel.  The secret goes on the log
 sealed only (views/eventsub.py) and is never echoed or logged.  Bad input is a
 400 that says what is wrong, as Twitch answers it.
 """

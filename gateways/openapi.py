@@ -105,6 +105,19 @@ COMPONENTS: dict[str, Any] = {
                                          tile_width=I, tile_height=I, columns=I)),
                  playback=nullable(obj(["token", "session_id", "hls"], token=S, session_id=S,
                                        heartbeat_interval_s=N, expires_at_s=I, hls=obj(["vod"], vod=S)))),
+    "Analytics": obj(
+        ["channel_id", "stream_id", "from", "to", "viewers_per_minute", "peak_viewers", "avg_viewers", "unique_viewers",
+         "watch_time_s", "avg_watch_time_s", "chat_per_minute", "chat_messages", "chatters", "new_followers",
+         "new_subscribers", "renditions", "rebuffering_ratio", "ingest"],
+        channel_id=UUID, stream_id=nullable(UUID), **{"from": I, "to": I},
+        viewers_per_minute={"type": "array", "items": obj(["t", "viewers"], t=I, viewers=I)},
+        peak_viewers=I, avg_viewers=N, unique_viewers=I, watch_time_s=N, avg_watch_time_s=N,
+        chat_per_minute={"type": "array", "items": obj(["t", "messages"], t=I, messages=I)},
+        chat_messages=I, chatters=I, new_followers=I, new_subscribers=I,
+        renditions={"type": "array", "items": obj(["rendition", "share"], rendition=S, share=N)},
+        rebuffering_ratio=N,
+        ingest={"type": "array", "items": obj(["t", "bitrate_kbps", "fps", "dropped_frames"], t=I, bitrate_kbps=I,
+                                              fps=N, dropped_frames=I)}),
     "Clip": obj(["id", "channel_id", "video_id", "title", "offset_ms", "duration_ms", "url", "mp4_status"],
                 id=UUID, channel_id=UUID, channel_name=nullable(S), video_id=UUID, title=S,
                 created_by_user_id=UUID, created_at_ms=I, offset_ms=I, duration_ms=I, from_live=B, view_count=I,
@@ -187,6 +200,12 @@ def hls_file(summary: str, media: str, extra: list[dict[str, Any]] | None = None
 def with_problems(operation: dict[str, Any], *codes: int) -> dict[str, Any]:
     """``operation`` with more problem answers."""
     return {**operation, "responses": {**operation["responses"], **problems(*codes)}}
+
+
+ANALYTICS_OK = {"200": {"description": "OK", "content": {JSON: {"schema": ref("Analytics")},
+                                                        "text/csv": {"schema": S}}}}
+ANALYTICS_FORMAT = query("format", {"type": "string", "enum": ["json", "csv"]},
+                         "csv: the per-minute series as text/csv, one row per minute.")
 
 
 SUBSCRIPTION = obj(["subscription_id", "user_id", "channel_id", "tier", "months_total", "expires_at_ms", "status"],
@@ -305,6 +324,15 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
                 query("sort", {"type": "string", "enum": ["viewers", "recent"]}, "Order (default viewers)."),
                 query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Page size (default 24)."),
                 query("cursor", S, "next_cursor of the previous page.")])},
+    "/v1/recommendations": {"get": op(
+        "Live streams for the signed-in viewer: co-watched channels first, then popular ones", "Discovery", {
+            **ok(obj(["recommendations", "personalized"], recommendations={"type": "array", "items": {
+                "allOf": [ref("DirectoryEntry"), obj(["score", "reason"], score=N, reason={
+                    "type": "string", "enum": ["cowatch", "popular"]})]}},
+                personalized={**B, "description": "false: the analytics store did not answer (cold start)."})),
+            **problems(400, 401)},
+        params=[query("limit", {"type": "integer", "minimum": 1, "maximum": 50}, "How many (default 12).")],
+        auth=True)},
     "/v1/categories": {"get": op("Categories with live stream and viewer totals", "Discovery", ok(obj(
         ["categories"], categories={"type": "array", "items": ref("Category")})))},
     "/v1/search": {"get": op("Search channels by name, title and tags; live streams first", "Discovery", {
@@ -388,9 +416,12 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
     "/v1/channels/{channel_id}/subscriptions": {"get": op(
         "The owner's view of a channel's subscribers: tiers, total, and points (tier 1000 = 1, 2000 = 2, 3000 = 6)",
         "Subscriptions", {
-            **ok(obj(["channel_id", "total", "points", "by_tier", "subscribers"], channel_id=UUID, total=I, points=I,
-                     by_tier={"type": "object", "properties": {"1000": I, "2000": I, "3000": I}},
-                     subscribers={"type": "array", "items": SUBSCRIPTION})), **problems(400, 401, 403, 404, 422)},
+            **ok(obj(["channel_id", "total", "points", "by_tier", "subscribers", "bits_by_day"], channel_id=UUID,
+                     total=I, points=I, by_tier={"type": "object", "properties": {"1000": I, "2000": I, "3000": I}},
+                     subscribers={"type": "array", "items": SUBSCRIPTION},
+                     bits_by_day={"type": "array", "description": "Bits cheered in the channel per UTC day, the last "
+                                  "30 days, oldest first", "items": obj(["day", "bits"], day=S, bits=I)})),
+            **problems(400, 401, 403, 404, 422)},
         params=[CHANNEL, query("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
                                "Most subscribers listed (default 100).")], auth=True)},
     "/v1/bits/purchases": {"post": op("Buy a bit pack", "Bits", {
@@ -550,6 +581,16 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
         "A clip's media playlist: whole segments, EXT-X-START at the clip's start", HLS_TAG, {
             **ok({"type": "string"}, media=M3U8), **problems(403, 404)},
         params=[path_param("clip_id"), path_param("rendition", S, "source or audio"), TOKEN])},
+    "/v1/streams/{stream_id}/analytics": {"get": op(
+        "A broadcast's analytics (the channel owner only)", "Analytics", {
+            **ANALYTICS_OK, **problems(400, 401, 403, 404, 503)},
+        params=[STREAM, ANALYTICS_FORMAT], auth=True)},
+    "/v1/channels/{channel_id}/analytics": {"get": op(
+        "A channel's analytics over a time range (the owner only)", "Analytics", {
+            **ANALYTICS_OK, **problems(400, 401, 403, 404, 503)},
+        params=[CHANNEL, query("from", S, "Start: epoch ms or ISO 8601 (default: 7 days before to)."),
+                query("to", S, "End, excluded: epoch ms or ISO 8601 (default: now); at most 366 days after from."),
+                ANALYTICS_FORMAT], auth=True)},
     "/thumbs/{stream_id}.jpg": {"get": op("Latest thumbnail of a live stream", "Discovery", {
         **ok({"type": "string"}, media="image/jpeg"), **problems(404)}, params=[STREAM])},
     "/hls/{stream_id}/master.m3u8": {"get": hls_file("Live master playlist", M3U8)},

@@ -51,6 +51,8 @@ from topics.errors import DeliveryError, SerializationError
 from topics.producer import Ack, EventProducer
 from topics.runtime import make_serde
 from topics.serde import AvroSerde
+from views.analytics.cowatch import NeighbourCache
+from views.analytics.store import AnalyticsStore, open_analytics
 from views.chat_history.backends import open_history
 from views.chat_history.errors import HistoryUnavailable
 from views.chat_history.store import HistoryStore
@@ -95,6 +97,8 @@ class Services:
     push_hub: PushHub  # the notification sockets' one pub/sub connection (gateways/push_hub.py)
     payments: PaymentProvider  # sandbox or Stripe (gateways/payments/)
     ledger: LedgerStore  # bits balances, cheer holds, leaderboards (views/ledger_store.py)
+    analytics: AnalyticsStore  # ClickHouse or the analytics process (views/analytics/store.py); connects lazily
+    cowatch: NeighbourCache  # channel-to-channel co-watching for recommendations (gateways/recommendations.py)
     # The HLS origin's caches: stream id -> channel id (never changes), and tokens whose signature checked out.
     stream_channels: dict[str, str] = field(default_factory=dict)
     verified_tokens: dict[str, PlaybackClaims] = field(default_factory=dict)
@@ -195,6 +199,8 @@ async def open_services(settings: Settings, metrics: CollectorRegistry) -> Async
         stack.push_async_callback(push_hub.close)
         payments = open_provider(settings.payments)
         stack.push_async_callback(payments.close)
+        analytics = open_analytics(settings)
+        stack.push_async_callback(analytics.close)
         yield Services(
             settings=settings, redis=client, views=ViewStore(client, settings.valkey.key_prefix),
             producer=producer, metrics=metrics, origin=await asyncio.to_thread(open_store, settings, "origin"),
@@ -202,7 +208,8 @@ async def open_services(settings: Settings, metrics: CollectorRegistry) -> Async
             heartbeats=Intake(), playlists=LastGood(settings.gateway.playlist_last_good_s, PLAYLIST_LAST_GOOD_MAX),
             edge=edge, passwords=passwords, login_throttle=LoginThrottle(client, settings.valkey.key_prefix, auth),
             personal_keys=await asyncio.to_thread(PersonalKeys.open, settings.data_dir), push_hub=push_hub,
-            payments=payments, ledger=LedgerStore(client, settings.valkey.key_prefix),
+            payments=payments, ledger=LedgerStore(client, settings.valkey.key_prefix), analytics=analytics,
+            cowatch=NeighbourCache(analytics),
             playback_secret=derive_secret(str(auth.jwt_secret), str(auth.playback_secret)),
             stream_key_secret=stream_key_secret(str(auth.jwt_secret), str(auth.stream_key_secret)))
 

@@ -3,8 +3,10 @@
     POST   /v1/subscriptions                      {channel_id, tier, gift_to?, gift_count?, message?}  201
     GET    /v1/me/subscriptions                   the caller's running subscriptions
     DELETE /v1/me/subscriptions/{channel_id}      cancel at period end: no renewal after, it ends at expires_at
+                                                  (the provider is told too: Stripe's cancel_at_period_end)
     POST   /v1/me/subscriptions/{channel_id}/renewal   sandbox provider only: pay the next period now
-    GET    /v1/channels/{channel_id}/subscriptions     the owner's: subscribers, tiers, total, points
+    GET    /v1/channels/{channel_id}/subscriptions     the owner's revenue: subscribers, tiers, total, points,
+                                                       and bits cheered per UTC day of the last 30 (the ledger's)
 
 A subscription is bought through the payment provider (gateways/payments/:
 ``start_checkout`` records the order and opens the checkout); the processor
@@ -62,6 +64,7 @@ from views.subscriptions import TIERS, SubscriptionView, points
 RENEWAL_NAMESPACE = uuid.UUID("a9c3e7d4-5b21-4f0e-8c6a-1d2e3f4a5b6c")
 MAX_MESSAGE_LENGTH = 500  # as a chat message
 PAGE_LIMIT, PAGE_MAX_LIMIT = 100, 1000
+REVENUE_DAYS = 30  # the revenue page's bits by day
 
 
 def parse_tier(data: dict[str, Any]) -> int:
@@ -234,6 +237,9 @@ async def cancel(request: Request) -> JSONResponse:
     svc = services(request)
     principal = await svc.user_principal(request)
     channel, current = await _mine(svc, principal, request)
+    # The provider first: a refusal there (503) records nothing, and a cancellation taken there but not
+    # recorded here comes back as the provider's own event (Stripe's customer.subscription.updated).
+    stop = await svc.payments.cancel_at_period_end(current.provider_subscription_ref)
     if not current.cancelled:
         event = SubscriptionCancelRequested(
             occurred_at=svc.now_ms(), subscription_id=current.subscription_id, user_id=principal.user_id,
@@ -247,7 +253,8 @@ async def cancel(request: Request) -> JSONResponse:
         await svc.wait_for(cancelled)
         current = await svc.views.subscriptions.get(principal.user_id, channel.id) or current
     return JSONResponse({**current.public(svc.now_ms()), "cancelled": True, "status": "cancelled",
-                         "channel_name": channel.name}, headers={"Cache-Control": "no-store"})
+                         "channel_name": channel.name, "provider": stop.provider, "sandbox": stop.sandbox,
+                         "cancelled_at_provider": stop.at_provider}, headers={"Cache-Control": "no-store"})
 
 
 async def sandbox_renewal(request: Request) -> JSONResponse:
@@ -284,9 +291,11 @@ async def channel_subscriptions(request: Request) -> JSONResponse:
     by_tier = {str(t): sum(s.tier == symbol for s in every) for t, symbol in TIERS.items()}
     found = every[:count]
     users = [await svc.views.get_user(s.user_id) for s in found]
+    days = await svc.ledger.bits_by_day(channel.id, now, REVENUE_DAYS)
     return JSONResponse({"channel_id": channel.id, "total": len(every), "points": points(every), "by_tier": by_tier,
                          "subscribers": [{**s.public(now), "username": u.username if u is not None else None}
-                                         for s, u in zip(found, users, strict=True)]},
+                                         for s, u in zip(found, users, strict=True)],
+                         "bits_by_day": [{"day": f"{d[:4]}-{d[4:6]}-{d[6:]}", "bits": bits} for d, bits in days]},
                         headers={"Cache-Control": "private, no-store"})
 
 

@@ -8,6 +8,7 @@
     glasscast export TOPIC --out FILE.avro                          topic to an Avro file
     glasscast rebuild-views                                         replay the log into views
     glasscast settings                                              every GLASSCAST_ variable
+    glasscast sql "SELECT ..." [--format table|csv|json]            read-only SQL over the analytics store
 
 Settings come from GLASSCAST_* variables; flags override them.  Tools find a
 running embedded platform through the data directory.
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 
 # Services `glasscast run` knows (each is a container in infra/docker-compose.yml).
-SERVICES = ("gateway", "processors", "registry", "ingest", "media-worker")
+SERVICES = ("gateway", "processors", "registry", "ingest", "media-worker", "analytics")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     live.add_argument("--fps", type=int, default=30)
     live.add_argument("--url", help="RTMP server URL (default: the running platform's)")
     sub.add_parser("settings", help="list every GLASSCAST_ setting")
+    sql = sub.add_parser("sql", help="run read-only SQL (SELECT, WITH, SHOW, DESCRIBE) over the analytics store")
+    sql.add_argument("statement")
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
     sub.add_parser("kcat", help="run the system's kcat against the platform's broker "
                                 "(the arguments after it are kcat's)")
     return parser
@@ -123,6 +127,10 @@ def _run_service(settings: Settings, service: str) -> int:
         from media.ingest.service import serve_ingest
 
         asyncio.run(serve_ingest(settings))
+    elif service == "analytics":
+        from processors.analytics.service import serve_analytics
+
+        serve_analytics(settings)
     elif service == "registry":
         from infra.embedded.registry.app import serve_registry
 
@@ -171,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(replace(settings.log, level="WARNING"), "cli")
         if args.command == "go-live":
             return _go_live(settings, args)
+        if args.command == "sql":
+            return _sql(settings, args)
         settings = resolve(settings)
         return _tool(settings, args)
     except (InfraError, TopicsError) as exc:
@@ -221,6 +231,19 @@ def _tool(settings: Settings, args: argparse.Namespace) -> int:
             print(line)
         return 0
     raise AssertionError(args.command)
+
+
+def _sql(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.analytics_sql import sql_command
+    from infra.runstate import resolve_analytics
+    from views.analytics.errors import AnalyticsError
+
+    try:
+        print(sql_command(resolve_analytics(settings), args.statement, args.format), end="")
+    except AnalyticsError as exc:
+        print(f"glasscast sql: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _kcat(settings: Settings, args: list[str]) -> int:

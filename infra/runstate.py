@@ -40,6 +40,7 @@ class RunState:
     rtmp_url: str
     processes: dict[str, ProcessState] = field(default_factory=dict)  # by name, in start order
     started_at_ms: int = 0
+    analytics_url: str = ""  # the analytics process's API (processors/analytics/service.py), with its password
 
 
 def state_path(data_dir: Path) -> Path:
@@ -88,3 +89,14 @@ def resolve(settings: Settings) -> Settings:
     if not settings.valkey.url:
         settings = settings.with_section("valkey", url=found.valkey_url)
     return settings
+
+
+def resolve_analytics(settings: Settings) -> Settings:
+    """Fill the embedded analytics process's address from a running ``glasscast up``; explicit settings win."""
+    if settings.analytics.backend != "chdb" or settings.analytics.url:
+        return settings
+    found = read_state(settings.data_dir)
+    if found is None or not pid_alive(found.supervisor_pid) or not found.analytics_url:
+        raise ServiceError(f"no running analytics process found in {settings.data_dir} (start `glasscast up`, or "
+                           "set GLASSCAST_ANALYTICS_URL, or GLASSCAST_ANALYTICS_BACKEND=clickhouse)")
+    return settings.with_section("analytics", url=found.analytics_url)

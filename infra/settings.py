@@ -619,6 +619,41 @@ class PaymentSettings:
 
 
 @dataclass(frozen=True)
+class AnalyticsSettings:
+    # Analytics (views/analytics/, processors/analytics/; docs/ARCHITECTURE.md "Analytics").  backend chdb: the
+    # embedded ClickHouse engine, owned by one process (chDB locks its data directory, <data_dir>/analytics), the
+    # analytics process `glasscast up` runs; every other process reaches it at url
+    # (http://glasscast:PASSWORD@127.0.0.1:PORT, filled in by `glasscast up`; empty: open chDB in this process).
+    # backend clickhouse: a ClickHouse server at url (http://USER:PASSWORD@HOST:8123), through clickhouse-connect.
+    # The sink (consumer group group_id) loads a batch when it has batch_max_rows rows or batch_max_ms passed.
+    # Raw heartbeats and chat rows are kept retention_days (a TTL); the per-minute aggregates stay.
+    backend: Literal["chdb", "clickhouse"] = "chdb"
+    url: str = ""
+    database: str = "glasscast"
+    port: int = 0  # the embedded analytics process's HTTP port on 127.0.0.1; 0 picks a free one
+    group_id: str = "glasscast-analytics"
+    batch_max_rows: int = 50_000
+    batch_max_ms: int = 500
+    retention_days: int = 30
+    query_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        for var, ok, rule in (
+            ("GLASSCAST_ANALYTICS_BATCH_MAX_ROWS", 1 <= self.batch_max_rows <= 10_000_000, "1 to 10000000"),
+            ("GLASSCAST_ANALYTICS_BATCH_MAX_MS", 1 <= self.batch_max_ms <= 60_000, "1 to 60000"),
+            ("GLASSCAST_ANALYTICS_RETENTION_DAYS", 1 <= self.retention_days <= MAX_RETENTION_DAYS,
+             f"1 to {MAX_RETENTION_DAYS}"),
+            ("GLASSCAST_ANALYTICS_QUERY_TIMEOUT_S", 0 < self.query_timeout_s <= 3600, "in (0, 3600]"),
+            ("GLASSCAST_ANALYTICS_PORT", 0 <= self.port < 65536, "0 to 65535"),
+            ("GLASSCAST_ANALYTICS_DATABASE", self.database.isidentifier(), "a plain name"),
+        ):
+            if not ok:
+                raise SettingsError(f"{var}: value out of range (must be {rule})")
+        if self.backend == "clickhouse" and not self.url:
+            raise SettingsError("GLASSCAST_ANALYTICS_URL: required with GLASSCAST_ANALYTICS_BACKEND=clickhouse")
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("data")
     log: LogSettings = field(default_factory=LogSettings)
@@ -641,6 +676,7 @@ class Settings:
     vod: VodSettings = field(default_factory=VodSettings)
     subscriptions: SubscriptionSettings = field(default_factory=SubscriptionSettings)
     payments: PaymentSettings = field(default_factory=PaymentSettings)
+    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
 
     @property
     def rtmp_url(self) -> str:

@@ -1,7 +1,8 @@
 """``glasscast up``: one supervisor for the whole platform on one machine.
 
 Start order: broker keeper (Tansu + archive; rehydrated before it reports
-ready), Valkey, topics, Schema Registry, gateway, processors.  Each piece can be
+ready), Valkey, topics, Schema Registry, the analytics process, gateway,
+processors.  Each piece can be
 external instead: a non-empty ``kafka.bootstrap_servers``, ``registry.url`` or
 ``valkey.url`` is used as given and nothing is started for it.
 
@@ -60,7 +61,8 @@ from topics.errors import TopicsError
 log = logging.getLogger("glasscast.supervisor")
 
 WATCH_INTERVAL_S = 0.2  # how soon an exit is noticed; a due restart wakes the loop sooner
-STOP_ORDER = ("ingest", "media-worker", "processors", "gateway", "registry", "valkey")  # then keeper, undertaker
+# Then the keeper and the undertaker.
+STOP_ORDER = ("ingest", "media-worker", "processors", "gateway", "analytics", "registry", "valkey")
 
 
 class StartInterrupted(ServiceError):
@@ -198,6 +200,7 @@ class Supervisor:
             url = with_password(f"http://127.0.0.1:{port}", embedded_secret(self.data_dir, "registry"), REGISTRY_USER)
             s = s.with_section("registry", port=port, url=url)  # the registry requires what its URL carries
             self._spawn("registry", s).wait_ready(self._unless_stopping(_http_ok(f"{s.registry.url}/subjects")), 60)
+        s = self._start_analytics(s)
         self.settings = s
         # The tools can reach the log and the views from here on.
         self._write_state()
@@ -211,6 +214,23 @@ class Supervisor:
         self._spawn("media-worker", s)
         return self._write_state()
 
+    def _start_analytics(self, s: Settings) -> Settings:
+        """The analytics process (processors/analytics/service.py): the sink, and chDB's one owner.
+
+        With the embedded engine every other process reaches it at the URL set here, whose password is
+        the embedded secret ``analytics``; with a ClickHouse server it runs only the sink.
+        """
+        port = s.analytics.port or free_port()
+        if s.analytics.backend == "chdb" and not s.analytics.url:
+            url = with_password(f"http://127.0.0.1:{port}", embedded_secret(self.data_dir, "analytics"),
+                                REGISTRY_USER)
+            s = s.with_section("analytics", port=port, url=url)
+        else:
+            s = s.with_section("analytics", port=port)
+        self._spawn("analytics", s).wait_ready(
+            self._unless_stopping(_http_ok(f"http://127.0.0.1:{port}/healthz")), 120)
+        return s
+
     def _write_state(self) -> RunState:
         s = self.settings
         processes = {
@@ -220,7 +240,8 @@ class Supervisor:
         state = RunState(
             supervisor_pid=os.getpid(), bootstrap_servers=s.kafka.bootstrap_servers,
             registry_url=s.registry.url, valkey_url=s.valkey.url, gateway_url=s.gateway_url,
-            rtmp_url=s.rtmp_url, started_at_ms=self.started_at_ms, processes=processes)
+            rtmp_url=s.rtmp_url, started_at_ms=self.started_at_ms, processes=processes,
+            analytics_url=s.analytics.url if s.analytics.backend == "chdb" else "")
         write_state(self.data_dir, state)
         return state
 

@@ -53,9 +53,10 @@ from views.transactions import multi, unwatch
 #: The types served now and their versions (Twitch's); the owner-only ones need the caller to own the channel.
 SUPPORTED: dict[str, str] = {"stream.online": "1", "stream.offline": "1", "channel.update": "2",
                              "channel.follow": "2", "channel.chat.message": "1", "channel.subscribe": "1",
-                             "channel.subscription.gift": "1", "channel.raid": "1"}
-# Twitch asks the broadcaster's channel:read:subscriptions scope for the subscription types.
-OWNER_ONLY = frozenset({"channel.follow", "channel.chat.message", "channel.subscribe", "channel.subscription.gift"})
+                             "channel.subscription.gift": "1", "channel.raid": "1", "channel.cheer": "1"}
+# Twitch asks the broadcaster's channel:read:subscriptions scope for the subscription types, bits:read for cheers.
+OWNER_ONLY = frozenset({"channel.follow", "channel.chat.message", "channel.subscribe", "channel.subscription.gift",
+                        "channel.cheer"})
 
 PENDING = "webhook_callback_verification_pending"
 ENABLED = "enabled"

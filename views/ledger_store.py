@@ -6,14 +6,21 @@ Key layout under the key prefix:
     ledger:seen:{user}               set: the ledger event ids already folded into the account
     ledger:holds:{user}              hash: cheer id -> "bits|expires_ms" (0: logged, kept until folded)
     ledger:board:{channel}:{bucket}  sorted set: bits cheered per user (all, d:YYYYMMDD, w:YYYYWW, m:YYYYMM)
+    ledger:day:{channel}:{YYYYMMDD}  bits cheered in the channel that UTC day (the revenue page's bars)
     ledger:order:{order}             JSON: the order's ``OrderState``
-    ledger:donations:{channel}       list: the channel's last donations (JSON), newest first
+    ledger:donated:{channel}         sorted set: the channel's last donations (JSON) by when they were made
 
-All but the holds are derived from ``billing.ledger`` and ``billing.payments``
-by the ledger worker (processors/ledger/), whose consumer group holds its
-place in the log; they sit outside ``view:`` so that ``glasscast
-rebuild-views``, which replays only the view topics, leaves them whole
-(to rebuild them, delete ``ledger:*`` and the group's offsets together).
+All but the holds and the orders are folded from ``billing.ledger`` by the
+ledger worker (processors/ledger/), in the one Lua step that remembers the
+event's id, so each event counts once in each of them.  A bucket expires at a
+time its name fixes (its start plus ``BOARD_TTL_S``, a day's bars
+``DAY_KEPT_S`` after the day began), and donations are ordered by when they
+were made, so the fold gives the same keys whatever order events from several
+users arrive in and however late they are read again: ``glasscast
+rebuild-views`` drops them (``READ_SIDE``) and replays ``billing.ledger``
+(processors/rebuild.py).  The holds (the gateway's cheers in flight) and the
+orders (the worker's record of which ledger events each payment caused, so
+that none is produced twice) are the command side and are left whole.
 
 Both scripts mirror the pure rules of views/ledger.py: ``_HOLD`` is
 ``admit_cheer`` (the balance minus live holds must cover the cheer; Valkey
@@ -44,8 +51,11 @@ from schemas.records.billing import (
 from views.ledger import Account, Admission, LedgerEvent, OrderState, cheer_event_id
 
 PERIODS = ("day", "week", "month", "all")
-BOARD_TTL_S = {"day": 3 * 86_400, "week": 15 * 86_400, "month": 63 * 86_400}
+BOARD_TTL_S = {"day": 3 * 86_400, "week": 15 * 86_400, "month": 63 * 86_400}  # from the bucket's start
+DAY_KEPT_S = 32 * 86_400  # a channel's bits of one day, kept from the day's start (the page shows 30 days)
 DONATIONS_KEPT = 100
+#: The folded keys (patterns after the prefix) that ``rebuild-views`` drops and replays.
+READ_SIDE = ("ledger:acct:*", "ledger:seen:*", "ledger:board:*", "ledger:day:*", "ledger:donated:*")
 
 # KEYS: acct, seen, holds.  ARGV: cheer id, its event id, bits, now (ms), expires (ms; 0 = until folded).
 # Returns {1, available after} held; {0, available} short; {2, available} duplicate (folded, or logged and held);
@@ -76,16 +86,27 @@ redis.call('hset', KEYS[3], ARGV[1], ARGV[3] .. '|' .. ARGV[5])
 return {1, net - held - want}
 """
 
-# KEYS: acct, seen, holds, then the leaderboard buckets.  ARGV: event id, field, amount, cheer id or '',
-# user id, then each bucket's TTL in seconds (0: kept).  Returns 1 when applied, 0 when seen before.
+# KEYS: acct, seen, holds, then a cheer's leaderboard buckets and its channel's day, or a donation's channel list.
+# ARGV: event id, field, amount, cheer id or '', user id, what follows ('c': a cheer, each further key's expiry
+# in UTC ms, 0 kept; 'd': a donation, its entry and when it was made; '': nothing).  Returns 1 when applied,
+# 0 when seen before.  An expiry already past deletes the key at once: a bucket long over stays away on a replay.
 _APPLY = """
 if redis.call('sadd', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('hincrby', KEYS[1], ARGV[2], ARGV[3])
 if ARGV[4] ~= '' then redis.call('hdel', KEYS[3], ARGV[4]) end
-for i = 4, #KEYS do
-  redis.call('zincrby', KEYS[i], ARGV[3], ARGV[5])
-  local ttl = tonumber(ARGV[6 + i - 4])
-  if ttl > 0 then redis.call('expire', KEYS[i], ttl) end
+if ARGV[6] == 'c' then
+  for i = 4, #KEYS do
+    if i == #KEYS then
+      redis.call('incrby', KEYS[i], ARGV[3])
+    else
+      redis.call('zincrby', KEYS[i], ARGV[3], ARGV[5])
+    end
+    local at = tonumber(ARGV[7 + i - 4])
+    if at > 0 then redis.call('pexpireat', KEYS[i], at) end
+  end
+elseif ARGV[6] == 'd' then
+  redis.call('zadd', KEYS[4], ARGV[8], ARGV[7])
+  redis.call('zremrangebyrank', KEYS[4], 0, -(tonumber(ARGV[9]) + 1))
 end
 return 1
 """
@@ -97,12 +118,48 @@ return 1
 """
 
 
+# ARGV: key patterns.  Deletes every key matching one, in one step; returns how many.
+_DROP = """
+local n = 0
+for _, pattern in ipairs(ARGV) do
+  local cursor = '0'
+  repeat
+    local page = redis.call('scan', cursor, 'match', pattern, 'count', 1000)
+    cursor = page[1]
+    for _, key in ipairs(page[2]) do n = n + redis.call('del', key) end
+  until cursor == '0'
+end
+return n
+"""
+
+
 def buckets(occurred_at_ms: int) -> dict[str, str]:
     """The leaderboard bucket of each period an instant falls in (UTC; weeks are ISO weeks)."""
     t = dt.datetime.fromtimestamp(occurred_at_ms / 1000, dt.UTC)
     year, week, _ = t.isocalendar()
     return {"day": t.strftime("d:%Y%m%d"), "week": f"w:{year}{week:02d}", "month": t.strftime("m:%Y%m"),
             "all": "all"}
+
+
+def bucket_expiry_ms(period: str, occurred_at_ms: int) -> int:
+    """When the ``period`` bucket an instant falls in expires (UTC ms; 0: never): its start plus its TTL."""
+    if period not in BOARD_TTL_S:
+        return 0
+    t = dt.datetime.fromtimestamp(occurred_at_ms / 1000, dt.UTC)
+    start = dt.datetime(t.year, t.month, t.day if period != "month" else 1, tzinfo=dt.UTC)
+    if period == "week":
+        start -= dt.timedelta(days=t.weekday())  # ISO weeks start on Monday
+    return int(start.timestamp() * 1000) + BOARD_TTL_S[period] * 1000
+
+
+def day_of(ms: int) -> str:
+    """The UTC day an instant falls in, ``YYYYMMDD``."""
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y%m%d")
+
+
+def day_expiry_ms(occurred_at_ms: int) -> int:
+    """When a channel's day of bits expires: ``DAY_KEPT_S`` after the day began."""
+    return occurred_at_ms - occurred_at_ms % 86_400_000 + DAY_KEPT_S * 1000
 
 
 @dataclass(frozen=True)
@@ -140,8 +197,11 @@ class LedgerStore:
     def k_order(self, order_id: str) -> str:
         return f"{self.prefix}ledger:order:{order_id}"
 
+    def k_day(self, channel_id: str, day: str) -> str:
+        return f"{self.prefix}ledger:day:{channel_id}:{day}"
+
     def k_donations(self, channel_id: str) -> str:
-        return f"{self.prefix}ledger:donations:{channel_id}"
+        return f"{self.prefix}ledger:donated:{channel_id}"
 
     def _keys(self, user_id: str) -> list[str]:
         return [self.k_acct(user_id), self.k_seen(user_id), self.k_holds(user_id)]
@@ -163,29 +223,30 @@ class LedgerStore:
         await self.r.hdel(self.k_holds(user_id), cheer)
 
     async def apply(self, event: LedgerEvent) -> bool:
-        """Fold one ledger event into its account (and leaderboards); False when it was applied before."""
-        cheer, boards, ttls = "", [], []
+        """Fold one ledger event into its account (and leaderboards, bits by day, donations) in one step; False
+        when it was applied before."""
+        cheer, more, extra = "", list[str](), list[str | int]()  # the keys and arguments past the account's
         if isinstance(event, BitsPurchased):
             field_name, amount = "bought", event.bits
         elif isinstance(event, BitsCheered):
             field_name, amount, cheer = "spent", event.bits, event.cheer_id
             for period, bucket in buckets(event.occurred_at).items():
-                boards.append(self.k_board(event.channel_id, bucket))
-                ttls.append(BOARD_TTL_S.get(period, 0))
+                more.append(self.k_board(event.channel_id, bucket))
+                extra.append(bucket_expiry_ms(period, event.occurred_at))
+            more.append(self.k_day(event.channel_id, day_of(event.occurred_at)))  # the last key: the day
+            extra.append(day_expiry_ms(event.occurred_at))
         elif isinstance(event, BitsRefunded | BitsChargedBack):
             field_name, amount = "reversed", event.bits
         else:
             field_name, amount = "donated_minor", event.amount_minor
-        applied = await self._apply(keys=[*self._keys(event.user_id), *boards],
-                                    args=[event.event_id, field_name, amount, cheer, event.user_id, *ttls])
-        if applied and isinstance(event, DonationMade):
-            entry = json.dumps({"order_id": event.order_id, "user_id": event.user_id,
-                                "amount_minor": event.amount_minor, "currency": event.currency,
-                                "message": event.message, "at_ms": event.occurred_at})
-            async with self.r.pipeline(transaction=True) as tx:
-                tx.lpush(self.k_donations(event.channel_id), entry)
-                tx.ltrim(self.k_donations(event.channel_id), 0, DONATIONS_KEPT - 1)
-                await tx.execute()
+            more.append(self.k_donations(event.channel_id))
+            extra += [json.dumps({"order_id": event.order_id, "user_id": event.user_id,
+                                  "amount_minor": event.amount_minor, "currency": event.currency,
+                                  "message": event.message, "at_ms": event.occurred_at}, sort_keys=True),
+                      event.occurred_at, DONATIONS_KEPT]
+        mode = "c" if isinstance(event, BitsCheered) else "d" if isinstance(event, DonationMade) else ""
+        applied = await self._apply(keys=[*self._keys(event.user_id), *more],
+                                    args=[event.event_id, field_name, amount, cheer, event.user_id, mode, *extra])
         return bool(applied)
 
     async def balance(self, user_id: str, now_ms: int) -> Balance:
@@ -213,8 +274,23 @@ class LedgerStore:
         return board
 
     async def donations(self, channel_id: str, limit: int) -> list[dict[str, object]]:
-        raw = await self.r.lrange(self.k_donations(channel_id), 0, limit - 1)
+        """The channel's last donations, newest first."""
+        raw = cast("list[bytes]", await self.r.zrevrange(self.k_donations(channel_id), 0, limit - 1))
         return [json.loads(x) for x in raw]
+
+    async def bits_by_day(self, channel_id: str, now_ms: int, days: int) -> list[tuple[str, int]]:
+        """Bits cheered in the channel on each of the last ``days`` UTC days, oldest first (today last)."""
+        names = [day_of(now_ms - back * 86_400_000) for back in range(days - 1, -1, -1)]
+        raw = await self.r.mget([self.k_day(channel_id, d) for d in names]) if names else []
+        return [(d, int(v or 0)) for d, v in zip(names, raw, strict=True)]
+
+    async def drop_read_side(self) -> int:
+        """Delete every folded ledger key (``READ_SIDE``), leaving holds and orders; returns how many.
+
+        One script, so no fold runs half-way through it: an event folded before it is gone from every key
+        (and is folded again by the replay), one folded after it is in every key (and the replay skips it).
+        """
+        return int(await self.r.eval(_DROP, 0, *[f"{self.prefix}{p}" for p in READ_SIDE]))
 
     async def load_order(self, order_id: str) -> OrderState | None:
         raw = await self.r.get(self.k_order(order_id))

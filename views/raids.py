@@ -39,6 +39,7 @@ from views.viewers import viewers_key
 
 PENDING, COMPLETING, COMPLETED, CANCELLED = "pending", "completing", "completed", "cancelled"
 LEASE_MS = 30_000  # how long a completing raid is left to the process that took it up
+STALE_MS = 10 * 60 * 1000  # a raid whose deadline passed this long ago is not counted down from the log
 RAID_NAMESPACE = uuid.UUID("0f3c2a4e-9b6d-4c1e-8a7f-5d2b3e4c6a81")
 ROOM_CHANNEL = "chat:room:"  # gateways/chat/fanout.py: ChatHub.topic
 CONTROL = "c"  # gateways/chat/fanout.py: a control frame, never sampled away
@@ -116,7 +117,8 @@ return false
 """
 
 # KEYS: raid, active, due.  ARGV: final status, raid id, viewers ("" if none), json if the raid is unknown,
-# only-if-pending ("1": a cancel, which must not overtake a completion).  -> json of the result | false
+# only-if-pending ("1": a cancel, which must not overtake a completion), early ("1"/"0"; "" keeps it).
+# -> json of the result | false.  An ended raid holds no lease, so the state it ends in is the log's alone.
 _FINISH = """
 local raw = redis.call('get', KEYS[1])
 if not raw then raw = ARGV[4] end
@@ -124,6 +126,8 @@ local r = cjson.decode(raw)
 if r.status == 'completed' or r.status == 'cancelled' then return false end
 if ARGV[5] == '1' and r.status ~= 'pending' then return false end
 r.status = ARGV[1]
+r.lease_until_ms = 0
+if ARGV[6] ~= '' then r.early = (ARGV[6] == '1') end
 if ARGV[3] ~= '' then r.viewers = tonumber(ARGV[3]) end
 raw = cjson.encode(r)
 redis.call('set', KEYS[1], raw)
@@ -176,12 +180,12 @@ class RaidStore:
         return RaidView.from_json(raw) if raw else None
 
     async def finish(self, view: RaidView, status: str, viewers: int | None = None,
-                     only_pending: bool = False) -> RaidView | None:
+                     only_pending: bool = False, early: bool | None = None) -> RaidView | None:
         """Move the raid to its final ``status``; None if it had already ended (or, ``only_pending``, started
         completing)."""
         raw = await self._finish(keys=[self.k_raid(view.raid_id), self.k_active(view.from_channel_id), self.k_due],
                                  args=[status, view.raid_id, "" if viewers is None else viewers, view.to_json(),
-                                       "1" if only_pending else "0"])
+                                       "1" if only_pending else "0", "" if early is None else "1" if early else "0"])
         return RaidView.from_json(raw) if raw else None
 
     async def due(self, now_ms: int, limit: int = 100) -> list[str]:
@@ -202,16 +206,28 @@ class RaidStore:
         payload = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
         await self.r.publish(f"{self.prefix}{ROOM_CHANNEL}{channel_id}", CONTROL + payload)
 
-    async def apply(self, record: Record) -> None:
-        """Fold a ``raids`` record from the log (forward only; what the gateway wrote already is kept)."""
+    async def apply(self, record: Record, now_ms: int) -> None:
+        """Fold a ``raids`` record from the log (forward only; what the gateway wrote already is kept).
+
+        A ``RaidStarted`` whose deadline passed ``STALE_MS`` before ``now_ms`` is history read again (a
+        rebuild, a new consumer group): the raid is recorded but never counted down, so a raid the log does
+        not end is not sent ahead long after its broadcast.  One that finds its channel's other raid still
+        active lost the race for it, as the gateway decided when it was asked (gateways/raids.py): cancelled.
+        """
         if isinstance(record, RaidStarted):
-            await self.start(started_view(record))
+            view = started_view(record)
+            if record.deadline_at < now_ms - STALE_MS:
+                await self.r.set(self.k_raid(view.raid_id), view.to_json(), nx=True)
+            elif (await self.start(view)).startswith("busy:"):
+                await self.put_cancelled(view)
         elif isinstance(record, RaidCancelled | RaidCompleted):
             view = await self.get(record.raid_id) or RaidView(
                 record.raid_id, record.from_channel_id, record.to_channel_id, "", record.occurred_at,
                 record.occurred_at)
-            viewers = record.viewers if isinstance(record, RaidCompleted) else None
-            await self.finish(view, COMPLETED if isinstance(record, RaidCompleted) else CANCELLED, viewers)
+            if isinstance(record, RaidCompleted):
+                await self.finish(view, COMPLETED, record.viewers, early=record.early)
+            else:
+                await self.finish(view, CANCELLED)
 
 
 Names = Callable[[str], Awaitable[str]]

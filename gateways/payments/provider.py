@@ -1,5 +1,9 @@
 """What every payment provider offers: an ``Order`` in, a ``Checkout`` out.
 
+A subscription cancelled by its subscriber is also cancelled at the provider
+(``cancel_at_period_end``), so that a recurring payment the provider holds is
+not charged again.
+
 An order is ours: its ``order_id`` (a uuid4) is the key of ``billing.payments``
 and the provider's idempotency key, so a retried checkout is the same checkout.
 Providers live in their own modules (``sandbox_provider.py``, ``stripe_provider.py``)
@@ -49,12 +53,30 @@ class Checkout:
     completed: bool
 
 
+@dataclass(frozen=True)
+class RenewalStop:
+    """A subscription set to end at its period's end at the provider: no renewal is charged after it.
+
+    ``at_provider`` says whether the provider held a recurring subscription it was told about (a Stripe
+    subscription id); a subscription without one (a gift, a sandbox one) has nothing to stop there.
+    """
+
+    provider: str
+    sandbox: bool
+    subscription_ref: str | None
+    at_provider: bool
+
+
 class PaymentProvider(Protocol):
     name: str
     sandbox: bool
 
     async def checkout(self, order: Order, return_url: str) -> Checkout:
         """Open the provider's checkout for ``order`` (idempotent by ``order.order_id``)."""
+        ...
+
+    async def cancel_at_period_end(self, subscription_ref: str | None) -> RenewalStop:
+        """Have the provider stop renewing ``subscription_ref`` after its current period (idempotent)."""
         ...
 
     async def close(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from gateways.payments.provider import Checkout, Order
+from gateways.payments.provider import Checkout, Order, RenewalStop
 
 log = logging.getLogger("glasscast.payments")
 
@@ -23,6 +23,12 @@ class SandboxProvider:
         log.info("payments: SANDBOX checkout for order %s (%s, %d %s): completed at once, no money moved",
                  order.order_id, order.kind, order.amount_minor, order.currency)
         return Checkout(provider=self.name, checkout_id=f"sandbox_{order.order_id}", url=None, completed=True)
+
+    async def cancel_at_period_end(self, subscription_ref: str | None) -> RenewalStop:
+        """Done at once: the sandbox charges no renewals of its own, so there is nothing to stop."""
+        log.info("payments: SANDBOX cancellation at period end%s: done at once, no provider involved",
+                 f" of {subscription_ref}" if subscription_ref else "")
+        return RenewalStop(provider=self.name, sandbox=True, subscription_ref=subscription_ref, at_provider=True)
 
     async def close(self) -> None:
         return None

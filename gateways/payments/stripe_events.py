@@ -9,6 +9,9 @@ https://docs.stripe.com/webhooks#event-ordering).  What we take from them:
     invoice.paid, billing_reason subscription_cycle
                                         -> Paid(renewal=True): the subscription's order paid again
     customer.subscription.deleted       -> Cancelled: the recurring payment stopped
+    customer.subscription.updated, cancel_at_period_end true
+                                        -> Cancelled: set to end with its period (our own
+                                           cancellation echoed, or one made in Stripe's portal)
     charge.refunded                     -> Reversed(REFUND)
     charge.dispute.created              -> Reversed(CHARGEBACK)
 
@@ -54,6 +57,7 @@ class Cancelled:
     user_id: str
     channel_id: str
     subscription_ref: str
+    ends_at_ms: int | None = None  # when Stripe ends it, if the event says
 
 
 @dataclass(frozen=True)
@@ -135,11 +139,15 @@ def outcome_of(event: dict[str, Any]) -> Outcome:
         if order is None:
             return Ignored(kind)
         return Paid(order, renewal=True, subscription_ref=sub_ref, payment_intent=_id(obj.get("payment_intent")))
-    if kind == "customer.subscription.deleted":
+    if kind in ("customer.subscription.deleted", "customer.subscription.updated"):
         meta = obj.get("metadata") or {}
         if not meta.get("user_id") or not meta.get("channel_id") or not _id(obj):
             return Ignored(kind)
-        return Cancelled(str(meta["user_id"]), str(meta["channel_id"]), str(_id(obj)))
+        if kind == "customer.subscription.updated" and obj.get("cancel_at_period_end") is not True:
+            return Ignored(kind)  # another change (or a cancellation withdrawn): nothing we act on
+        ends = obj.get("cancel_at") or obj.get("ended_at")
+        return Cancelled(str(meta["user_id"]), str(meta["channel_id"]), str(_id(obj)),
+                         int(ends) * 1000 if isinstance(ends, int) and not isinstance(ends, bool) else None)
     if kind == "charge.refunded":
         return Reversed("REFUND", (obj.get("metadata") or {}).get("order_id") or None,
                         _id(obj.get("payment_intent")), int(obj.get("amount_refunded") or 0),

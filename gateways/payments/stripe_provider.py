@@ -9,6 +9,13 @@ the payment intent or subscription it makes (gateways/payments/stripe_events.py)
 A price id from ``GLASSCAST_PAYMENTS_STRIPE_PRICES`` is used when one is
 named, else the session carries the amount (``price_data``).
 
+A subscription its subscriber cancels is set to cancel at period end at
+Stripe (``cancel_at_period_end``: Stripe charges no further invoice and ends
+it when the paid period runs out, https://docs.stripe.com/billing/subscriptions/cancel),
+keyed ``cancel-at-period-end-<subscription id>`` so a retry is the same
+request.  Stripe then reports it with ``customer.subscription.updated``, which
+is folded into the same cancellation (gateways/payments/stripe_events.py).
+
 Webhooks are verified with ``stripe.Webhook.construct_event``: the
 ``Stripe-Signature`` header's ``v1`` is HMAC-SHA256 of ``"<t>.<body>"`` under
 the endpoint's secret, and ``t`` must be within the tolerance
@@ -25,7 +32,7 @@ from typing import Any
 import stripe
 
 from gateways.errors import Unavailable
-from gateways.payments.provider import Checkout, Order
+from gateways.payments.provider import Checkout, Order, RenewalStop
 from gateways.payments.stripe_events import order_metadata
 from infra.settings import PaymentSettings
 
@@ -103,6 +110,33 @@ class StripeProvider:
                               reason="payment_provider_unavailable") from exc
         log.info("payments: Stripe checkout %s for order %s", session.id, order.order_id)
         return Checkout(provider=self.name, checkout_id=session.id, url=session.url, completed=False)
+
+    async def cancel_at_period_end(self, subscription_ref: str | None) -> RenewalStop:
+        """Stop the Stripe subscription renewing after its current period; nothing to do without one."""
+        if subscription_ref is None:
+            return RenewalStop(provider=self.name, sandbox=False, subscription_ref=None, at_provider=False)
+        try:
+            await self.client.v1.subscriptions.update_async(
+                subscription_ref, {"cancel_at_period_end": True},
+                {"idempotency_key": f"cancel-at-period-end-{subscription_ref}"})
+        except stripe.InvalidRequestError as exc:
+            if exc.code != "resource_missing":
+                raise self._refused(subscription_ref, exc) from exc
+            # Stripe holds no such subscription (it ended there already): nothing is left to renew.
+            log.info("payments: Stripe subscription %s is gone already; nothing to cancel there", subscription_ref)
+            return RenewalStop(provider=self.name, sandbox=False, subscription_ref=subscription_ref,
+                               at_provider=False)
+        except stripe.StripeError as exc:
+            raise self._refused(subscription_ref, exc) from exc
+        log.info("payments: Stripe subscription %s set to cancel at period end", subscription_ref)
+        return RenewalStop(provider=self.name, sandbox=False, subscription_ref=subscription_ref, at_provider=True)
+
+    @staticmethod
+    def _refused(subscription_ref: str, exc: stripe.StripeError) -> Unavailable:
+        log.warning("payments: Stripe refused to cancel subscription %s at period end: %s (%s)", subscription_ref,
+                    type(exc).__name__, exc.code or exc.http_status)
+        return Unavailable("the payment provider did not take the cancellation; nothing changed, try again",
+                           reason="payment_provider_unavailable")
 
     def verify(self, payload: bytes, signature: str | None) -> dict[str, Any]:
         """The webhook's event as JSON once its signature checks out, else ``SignatureInvalid``."""

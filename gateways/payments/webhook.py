@@ -14,7 +14,11 @@ Order does not matter (https://docs.stripe.com/webhooks#event-ordering):
 
 * an order's first payment is recorded once however many events report it
   (``checkout.session.completed`` and ``async_payment_succeeded``);
-* a renewal, a reversal or a cancellation carries its own Stripe event id;
+* a renewal, a reversal or a cancellation carries its own Stripe event id; a
+  cancellation (``customer.subscription.deleted``, or ``.updated`` with
+  ``cancel_at_period_end``: one made in Stripe's portal, or the echo of our
+  own) is a ``SubscriptionCancelRequested`` that the subscription processor
+  applies once however often it comes;
 * a refund or dispute names its order through the charge's metadata or the
   payment intent its checkout reported; one that arrives before that checkout
   is answered 503 (``payment_not_yet_known``), and Stripe delivers it again
@@ -111,8 +115,10 @@ async def handle_event(svc: Services, event: dict[str, Any]) -> None:
         sub_id = str(uuid.uuid5(SUBSCRIPTION_NAMESPACE, f"{outcome.user_id}:{outcome.channel_id}"))
         await svc.emit(SubscriptionCancelRequested(
             event_id=derived_id("cancel", event_id), occurred_at=now, subscription_id=sub_id,
-            user_id=outcome.user_id, channel_id=outcome.channel_id, source="PROVIDER",
+            user_id=outcome.user_id, channel_id=outcome.channel_id, source="PROVIDER", expires_at=outcome.ends_at_ms,
             provider_subscription_ref=outcome.subscription_ref), f"{outcome.user_id}:{outcome.channel_id}")
+        log.info("payments: Stripe %s: subscription %s cancelled at period end", event.get("type"),
+                 outcome.subscription_ref)
 
 
 routes = [Route("/v1/payments/stripe/webhook", stripe_webhook, methods=["POST"])]

@@ -64,7 +64,7 @@ from views.store import ViewStore
 log = logging.getLogger("glasscast.processors.eventsub")
 
 TOPICS = ("eventsub", "stream.lifecycle", "channels", "social.follows", "chat.messages", "billing.subscriptions",
-          "billing.payments", "raids")
+          "billing.payments", "billing.ledger", "raids")
 BATCH_SIZE = 500
 POLL_S = 0.5
 RESTART_PAUSE_S = 1.0

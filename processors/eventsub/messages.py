@@ -13,9 +13,11 @@ The source records map to the types (``trigger_of``) and the event objects
 follow Twitch's shapes for ``stream.online`` v1, ``stream.offline`` v1,
 ``channel.update`` v2, ``channel.follow`` v2, ``channel.chat.message`` v1,
 ``channel.subscribe`` v1 (a ``SubscriptionStarted``: new subs and each gifted
-one, never resubs, as Twitch) and ``channel.subscription.gift`` v1 (a gift
-order's ``PaymentSucceeded``: one notification per gift, with its total);
-names come from the user and channel views (``Names``).
+one, never resubs, as Twitch), ``channel.subscription.gift`` v1 (a gift
+order's ``PaymentSucceeded``: one notification per gift, with its total) and
+``channel.cheer`` v1 (a ``BitsCheered`` on ``billing.ledger``: the bits and the
+chat message; cheers here are never anonymous); names come from the user and
+channel views (``Names``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.record import Record
-from schemas.records.billing import PaymentSucceeded, SubscriptionStarted
+from schemas.records.billing import BitsCheered, PaymentSucceeded, SubscriptionStarted
 from schemas.records.channel import ChannelUpdated
 from schemas.records.chat import ChatMessageSent
 from schemas.records.social import Followed
@@ -90,6 +92,8 @@ def trigger_of(record: Record) -> Trigger | None:
         return Trigger("channel.chat.message", record.channel_id, record.occurred_at, record.event_id)
     if isinstance(record, SubscriptionStarted):
         return Trigger("channel.subscribe", record.channel_id, record.occurred_at, record.event_id)
+    if isinstance(record, BitsCheered):
+        return Trigger("channel.cheer", record.channel_id, record.occurred_at, record.event_id)
     if _gift(record):
         assert isinstance(record, PaymentSucceeded) and record.channel_id is not None
         return Trigger("channel.subscription.gift", record.channel_id, record.occurred_at, record.event_id)
@@ -106,7 +110,7 @@ def acting_user_id(record: Record) -> str | None:
     """The user whose names the event object carries (follower, chatter), if any."""
     if isinstance(record, Followed):
         return record.follower_id
-    if isinstance(record, ChatMessageSent | SubscriptionStarted | PaymentSucceeded):
+    if isinstance(record, ChatMessageSent | SubscriptionStarted | PaymentSucceeded | BitsCheered):
         return record.user_id
     return None
 
@@ -114,10 +118,15 @@ def acting_user_id(record: Record) -> str | None:
 def event_object(record: Record, names: Names) -> dict[str, Any]:
     """The ``event`` of a notification for ``record``."""
     if not isinstance(record, StreamStarted | StreamEnded | ChannelUpdated | Followed | ChatMessageSent
-                      | SubscriptionStarted | PaymentSucceeded):
+                      | SubscriptionStarted | PaymentSucceeded | BitsCheered):
         raise TypeError(f"no EventSub event for {record.RECORD}")
     broadcaster = {"broadcaster_user_id": record.channel_id, "broadcaster_user_login": names.broadcaster_login,
                    "broadcaster_user_name": names.broadcaster_name}
+    if isinstance(record, BitsCheered):
+        login = (names.user_login or record.username).lower()
+        return {"is_anonymous": False, "user_id": record.user_id, "user_login": login,
+                "user_name": names.user_name or record.username, **broadcaster, "message": record.text,
+                "bits": record.bits}
     if isinstance(record, SubscriptionStarted | PaymentSucceeded):
         login = names.user_login or record.user_id
         user = {"user_id": record.user_id, "user_login": login, "user_name": names.user_name or login}

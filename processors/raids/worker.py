@@ -5,9 +5,9 @@ It runs inside the processors worker as two tasks (docs/ARCHITECTURE.md,
 
 * a consumer with its own group (``<processors app id>-raids``) on ``raids``
   and ``stream.lifecycle`` that folds raids and hosts into Valkey
-  (views/raids.py, views/hosting.py) and commits a batch only once it is
-  written, so a ``RaidStarted`` whose gateway died before writing the view
-  still counts down;
+  (processors/raids/fold.py, which ``rebuild-views`` runs too) and commits a
+  batch only once it is written, so a ``RaidStarted`` whose gateway died
+  before writing the view still counts down;
 * a clock that, every ``TICK_S``, takes up the raids whose deadline has come
   (``complete_raid``: a lease in the raid's state, so of all the processors
   workers exactly one sends the viewers on, and another takes over if it dies).
@@ -27,8 +27,9 @@ import faust
 import redis.asyncio as aioredis
 
 from infra.settings import Settings
+from processors.raids.fold import fold
 from processors.retrying import until_done
-from schemas.records.raid import RaidCompleted, RaidStarted
+from schemas.records.raid import RaidCompleted
 from topics.consumer import Event, EventConsumer
 from topics.errors import DeliveryError, TopicsError
 from topics.producer import EventProducer
@@ -45,7 +46,6 @@ BATCH_SIZE = 500
 POLL_S = 0.5
 TICK_S = 0.25  # how often due countdowns are looked for: a raid goes ahead at most this late
 RESTART_PAUSE_S = 1.0
-STALE_MS = 10 * 60 * 1000  # a raid whose deadline passed this long ago is not taken up from the log
 TRANSIENT: tuple[type[Exception], ...] = (*VALKEY_UNAVAILABLE, DeliveryError)
 
 
@@ -92,13 +92,7 @@ class RaidWorker:
     async def handle(self, events: list[Event]) -> None:
         now_ms = int(time.time() * 1000)
         for e in events:
-            if isinstance(e.value, RaidStarted) and (
-                    e.value.deadline_at < now_ms - STALE_MS  # history read again (views wiped): long over
-                    or await self.views.get_channel(e.value.from_channel_id) is None):  # another platform's log
-                continue
-            if e.topic == "raids":
-                await self.raids.apply(e.value)
-            await self.hosts.apply(e.value)
+            await fold(self.raids, self.hosts, self.views, e.value, now_ms)
 
     async def tick_forever(self) -> None:
         while True:

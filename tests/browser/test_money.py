@@ -27,6 +27,7 @@ from playwright.async_api import Page, expect
 from bench.browser import chromium, new_page, screenshot_dir
 from infra.launcher import GlasscastUp
 from media.testpattern import ffmpeg_push
+from tests.integration.chat_client import Client
 from tests.waiting import eventually_async
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -160,4 +161,56 @@ async def test_raid_moves_the_viewer_then_subscribe_and_cheer(money_platform: Gl
         finally:
             push.kill()
             push.wait()
+    assert errors == []
+
+
+async def test_revenue_page_draws_bits_by_day(money_platform: GlasscastUp) -> None:
+    """A cheer in the channel shows as today's bar in the owner's revenue section, beside subscriptions by tier."""
+    url = money_platform.url
+    tag = uuid.uuid4().hex[:8]
+    owner_name, fan_name = f"earner_{tag}", f"cheerer_{tag}"
+    channel_name = f"{owner_name}_ch"
+    errors: list[str] = []
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        owner, fan = await _account(http, owner_name), await _account(http, fan_name)
+        r = await http.post("/v1/channels", json={"name": channel_name, "title": "Revenue"},
+                            headers={"Authorization": f"Bearer {owner['access_token']}"})
+        assert r.status_code == 201, r.text
+        channel_id = r.json()["id"]
+        fan_auth = {"Authorization": f"Bearer {fan['access_token']}"}
+        r = await http.post("/v1/bits/purchases", json={"pack": "500"}, headers=fan_auth)
+        assert r.status_code == 201 and r.json()["sandbox"] is True, r.text
+
+        async def bought() -> bool:
+            return bool((await http.get("/v1/me/bits", headers=fan_auth)).json().get("balance") == 500)
+
+        assert await eventually_async(bought, 30, "the bought bits in the balance", every_s=0.2)
+        chat = await Client.open(url.replace("http://", "ws://") + f"/v1/chat/ws?channel={channel_id}",
+                                 fan["access_token"])
+        try:
+            assert (await chat.say("cheer120 for the page"))["type"] == "ACK"
+        finally:
+            await chat.ws.close()
+
+        async def spent() -> bool:
+            b = (await http.get("/v1/me/bits", headers=fan_auth)).json()
+            return bool(b.get("spent") == 120 and b.get("held") == 0)
+
+        assert await eventually_async(spent, 30, "the cheer folded into the ledger", every_s=0.2)
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        async with chromium() as browser:
+            studio = await new_page(browser, errors)
+            await _signed_in(studio, url, owner)
+            await studio.goto(f"{url}/dashboard")
+            card = studio.locator(f'.channel-card[data-channel="{channel_name}"]')
+            await card.locator("details.revenue summary").click()
+            chart = card.locator("svg.bits-chart")
+            await expect(chart.locator(f'.bits-bar[data-day="{today}"]')).to_have_attribute(
+                "data-bits", "120", timeout=UI_TIMEOUT_MS)
+            await expect(chart.locator(".bits-bar")).to_have_count(30)
+            await expect(card.locator(".bits-by-day h4")).to_have_text("Bits by day (last 30 days: 120)")
+            await expect(card.locator(".revenue-row")).to_contain_text("Subscriptions: 0")
+            height = await chart.locator(f'.bits-bar[data-day="{today}"]').get_attribute("height")
+            assert height is not None and int(height) > 0
+            await card.locator("details.revenue").screenshot(path=str(screenshot_dir() / "revenue-bits-by-day.png"))
     assert errors == []

@@ -31,6 +31,7 @@ from tests.factories import Backbone, platform_settings
 from tests.integration.bits_client import User, _bits, _channel, _settled, _user, _ws
 from tests.integration.chat_client import Client
 from tests.servers import run_service, serve_app
+from tests.waiting import eventually_async
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +46,7 @@ class StripeStandIn:
 
     requests: list[dict[str, Any]] = field(default_factory=list)
     sessions: dict[str, str] = field(default_factory=dict)  # idempotency key -> session id
+    modified: list[dict[str, Any]] = field(default_factory=list)  # subscription updates, as sent
 
     async def create_session(self, request: Request) -> JSONResponse:
         form = {k: v[0] for k, v in urllib.parse.parse_qs((await request.body()).decode()).items()}
@@ -55,8 +57,21 @@ class StripeStandIn:
         return JSONResponse({"id": sid, "object": "checkout.session", "mode": form.get("mode"),
                              "url": f"https://checkout.stripe.test/{sid}", "livemode": False})
 
+    async def update_subscription(self, request: Request) -> JSONResponse:
+        """Stripe's POST /v1/subscriptions/{id}; a ref starting ``sub_refused`` is refused as Stripe refuses."""
+        ref = request.path_params["ref"]
+        form = {k: v[0] for k, v in urllib.parse.parse_qs((await request.body()).decode()).items()}
+        self.modified.append({"ref": ref, "form": form, "idempotency_key": request.headers.get("idempotency-key"),
+                              "authorization": request.headers.get("authorization")})
+        if ref.startswith("sub_refused"):
+            return JSONResponse({"error": {"type": "invalid_request_error", "code": "parameter_invalid_empty",
+                                           "message": "refused by the stand-in"}}, status_code=400)
+        return JSONResponse({"id": ref, "object": "subscription", "status": "active", "livemode": False,
+                             "cancel_at_period_end": form.get("cancel_at_period_end") == "true"})
+
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/v1/checkout/sessions", self.create_session, methods=["POST"])])
+        return Starlette(routes=[Route("/v1/checkout/sessions", self.create_session, methods=["POST"]),
+                                 Route("/v1/subscriptions/{ref}", self.update_subscription, methods=["POST"])])
 
 
 @dataclass
@@ -199,4 +214,93 @@ async def test_stripe_checkout_webhooks_and_reversals(stripe_platform: StripePla
     r = await deliver(http, evt("customer.created", {"object": "customer"}))
     assert r.status_code == 200  # not ours to act on: acknowledged
     assert "payments: Stripe checkout cs_test_" in caplog.text  # the gateway's own log lines were captured
+    assert API_KEY not in caplog.text and WEBHOOK_SECRET not in caplog.text
+
+
+async def _stripe_subscriber(http: httpx.AsyncClient, stand_in: StripeStandIn, channel: str,
+                             ref: str) -> tuple[User, dict[str, str]]:
+    """A fan subscribed through a Stripe Checkout Session whose subscription is ``ref``; its metadata."""
+    fan = await _user(http)
+    r = await http.post("/v1/subscriptions", headers=fan.auth, json={"channel_id": channel, "tier": 1000})
+    assert r.status_code == 201 and r.json()["status"] == "pending", r.text
+    form = stand_in.requests[-1]["form"]
+    assert form["mode"] == "subscription"
+    meta = {k[len("metadata["):-1]: v for k, v in form.items() if k.startswith("metadata[")}
+    r = await deliver(http, evt("checkout.session.completed", {
+        "id": f"cs_{ref}", "object": "checkout.session", "payment_status": "paid", "metadata": meta,
+        "amount_total": 499, "currency": "usd", "payment_intent": None, "subscription": ref}))
+    assert r.status_code == 200, r.text
+    await _subscription(http, fan, channel, lambda s: s["status"] == "active")
+    return fan, meta
+
+
+async def _subscription(http: httpx.AsyncClient, fan: User, channel: str,
+                        ready: Any) -> dict[str, Any]:
+    async def found() -> dict[str, Any] | None:
+        r = await http.get("/v1/me/subscriptions", headers=fan.auth)
+        assert r.status_code == 200, r.text
+        mine = [s for s in r.json()["subscriptions"] if s["channel_id"] == channel]
+        return mine[0] if mine and ready(mine[0]) else None
+    sub: dict[str, Any] = await eventually_async(found, 30, "the subscription view")
+    return sub
+
+
+async def test_cancellation_at_period_end_reaches_stripe_and_comes_back(
+        stripe_platform: StripePlatform, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    stand_in = stripe_platform.stand_in
+    owner = await _user(http, "caster")
+    channel = await _channel(http, owner)
+
+    # Cancelled here: Stripe is told to stop renewing, with the SDK's request and our idempotency key.
+    fan, _ = await _stripe_subscriber(http, stand_in, channel, "sub_ours")
+    r = await http.delete(f"/v1/me/subscriptions/{channel}", headers=fan.auth)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert (answer["cancelled"], answer["provider"], answer["sandbox"], answer["cancelled_at_provider"]) == (
+        True, "stripe", False, True)
+    sent = [m for m in stand_in.modified if m["ref"] == "sub_ours"]
+    assert len(sent) == 1 and sent[0]["form"] == {"cancel_at_period_end": "true"}
+    assert sent[0]["idempotency_key"] == "cancel-at-period-end-sub_ours"
+    assert sent[0]["authorization"] == f"Bearer {API_KEY}"
+    sub = await _subscription(http, fan, channel, lambda s: s["cancelled"])
+    assert sub["status"] == "cancelled" and sub["active"] is True  # it runs to the end of its period
+    # Stripe's echo of that cancellation (customer.subscription.updated) changes nothing more.
+    echo = evt("customer.subscription.updated", {
+        "id": "sub_ours", "object": "subscription", "status": "active", "cancel_at_period_end": True,
+        "metadata": {"user_id": fan.id, "channel_id": channel, "kind": "subscription", "order_id": "x"}})
+    r = await deliver(http, echo)
+    assert r.status_code == 200 and r.json()["duplicate"] is False
+    assert await _subscription(http, fan, channel, lambda s: True) == sub
+
+    # Cancelled in Stripe's portal: the signed customer.subscription.updated cancels here too, once.
+    fan2, meta2 = await _stripe_subscriber(http, stand_in, channel, "sub_portal")
+    update = evt("customer.subscription.updated", {
+        "id": "sub_portal", "object": "subscription", "status": "active", "cancel_at_period_end": True,
+        "cancel_at": int(time.time()) + 30 * 86_400, "metadata": meta2})
+    untouched = evt("customer.subscription.updated", {
+        "id": "sub_portal", "object": "subscription", "status": "active", "cancel_at_period_end": False,
+        "metadata": meta2})
+    r = await deliver(http, untouched)  # another change to the subscription: acknowledged, not a cancellation
+    assert r.status_code == 200 and r.json()["duplicate"] is False
+    assert (await _subscription(http, fan2, channel, lambda s: True))["cancelled"] is False
+    body, header = signed(update)
+    r = await http.post(WEBHOOK, content=body.replace(b'"cancel_at_period_end": true', b'"cancel_at_period_end": 1'),
+                        headers={"Stripe-Signature": header})
+    assert r.status_code == 400  # tampered
+    r = await http.post(WEBHOOK, content=body, headers={"Stripe-Signature": header})
+    assert r.status_code == 200 and r.json() == {"received": True, "duplicate": False,
+                                                  "type": "customer.subscription.updated"}
+    cancelled = await _subscription(http, fan2, channel, lambda s: s["cancelled"])
+    assert cancelled["status"] == "cancelled" and cancelled["active"] is True
+    r = await deliver(http, update)  # Stripe delivering it again
+    assert r.status_code == 200 and r.json()["duplicate"] is True
+    assert await _subscription(http, fan2, channel, lambda s: True) == cancelled
+    assert not [m for m in stand_in.modified if m["ref"] == "sub_portal"]  # nothing sent back to Stripe
+
+    # Stripe refusing the cancellation: a 503, and nothing cancelled here.
+    fan3, _ = await _stripe_subscriber(http, stand_in, channel, "sub_refused_1")
+    r = await http.delete(f"/v1/me/subscriptions/{channel}", headers=fan3.auth)
+    assert r.status_code == 503 and r.json()["reason"] == "payment_provider_unavailable", r.text
+    assert (await _subscription(http, fan3, channel, lambda s: True))["cancelled"] is False
     assert API_KEY not in caplog.text and WEBHOOK_SECRET not in caplog.text

@@ -86,7 +86,7 @@ def test_valkey_and_the_broker_keeper_are_restarted_and_sigterm_leaves_nothing(d
         status = up.status()
         assert status["running"] and all(p["alive"] and p["restarts"] == 0 and p["last_exit"] is None
                                           for p in status["processes"].values()), status
-        assert {"undertaker", "broker-keeper", "valkey", "registry", "gateway", "processors", "ingest",
+        assert {"undertaker", "broker-keeper", "valkey", "registry", "analytics", "gateway", "processors", "ingest",
                 "media-worker"} == set(status["processes"])
         with httpx.Client(base_url=up.url, timeout=30) as client:
             channel, _ = _create_channel(client, "before_kills")

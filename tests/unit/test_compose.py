@@ -24,10 +24,10 @@ def _compose() -> dict[str, Any]:
 def test_compose_parses_and_has_every_service() -> None:
     services = _compose()["services"]
     for needed in ("kafka", "schema-registry", "redis", "cassandra", "object-store", "edge",
-                   "gateway", "processors", "media-worker", "ingest"):
+                   "gateway", "processors", "media-worker", "ingest", "clickhouse", "analytics"):
         assert needed in services, needed
     assert "KAFKA_PROCESS_ROLES" in services["kafka"]["environment"]  # KRaft, no ZooKeeper
-    for name in ("gateway", "processors", "media-worker", "ingest"):
+    for name in ("gateway", "processors", "media-worker", "ingest", "analytics"):
         svc = services[name]
         assert svc["build"]["dockerfile"] == "Dockerfile" and svc["image"] == "glasscast:latest"
         args = _parser().parse_args(svc["command"])

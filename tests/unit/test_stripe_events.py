@@ -116,3 +116,17 @@ def test_events_map_to_outcomes() -> None:
 def test_secrets_stay_out_of_reprs() -> None:
     cfg = PaymentSettings(stripe_secret_key=Secret("sk_live_abc"), stripe_webhook_secret=Secret(SECRET))
     assert "sk_live_abc" not in repr(cfg) and SECRET not in repr(cfg)
+
+
+def test_a_subscription_set_to_cancel_at_period_end_is_a_cancellation() -> None:
+    meta = order_metadata(Order(order_id="o-2", user_id=USER, kind="subscription", amount_minor=499,
+                                currency="USD", description="Tier 1", channel_id=CHANNEL, tier=1000))
+    portal = outcome_of(event("customer.subscription.updated", {
+        "id": "sub_2", "object": "subscription", "cancel_at_period_end": True, "cancel_at": 1_900_000_000,
+        "metadata": meta}))
+    assert portal == Cancelled(USER, CHANNEL, "sub_2", 1_900_000_000_000)
+    for other in ({"cancel_at_period_end": False}, {}):  # another change, or a cancellation withdrawn
+        obj = {"id": "sub_2", "object": "subscription", "metadata": meta, **other}
+        assert isinstance(outcome_of(event("customer.subscription.updated", obj)), Ignored)
+    not_ours = {"id": "sub_3", "object": "subscription", "cancel_at_period_end": True, "metadata": {}}
+    assert isinstance(outcome_of(event("customer.subscription.updated", not_ours)), Ignored)

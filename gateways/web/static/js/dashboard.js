@@ -61,10 +61,12 @@ function channelCard(channel, given) {
   const revenue = new RevenuePanel(channel, ctx);
   const pageLink = el('a', { href: `/c/${encodeURIComponent(channel.name)}`, className: 'channel-page-link' },
     'View channel page');
+  const analyticsLink = el('a', { href: `/dashboard/analytics?channel=${encodeURIComponent(channel.id)}`,
+                                  className: 'channel-analytics-link' }, 'Analytics');
   const badge = el('span', { className: 'badge' });
   const title = el('p', { className: 'channel-title' });
   const node = el('article', { className: 'panel channel-card', dataset: { channelId: channel.id, channel: channel.name } },
-    el('header', { className: 'card-head' }, el('h2', {}, channel.name), badge, pageLink),
+    el('header', { className: 'card-head' }, el('h2', {}, channel.name), badge, pageLink, analyticsLink),
     title, key.node, stream.node, raids.node, revenue.node, retention.node);
   const card = { node, key, stream, badge, title, retention, raids };
   updateCard(card, channel);

@@ -1,0 +1,246 @@
+"""The analytics sink: every analytics topic into the ClickHouse tables, in batches, exactly once per offset.
+
+It reads the topics of ``views/analytics/tables.py`` with an ``EventConsumer``
+(Avro decoded at the wire edge), turns each record into a row
+(``rows.py``) and loads a batch when it holds ``GLASSCAST_ANALYTICS_BATCH_MAX_ROWS``
+rows or ``GLASSCAST_ANALYTICS_BATCH_MAX_MS`` have passed since its first record.
+
+Exactly once per offset, without Kafka commits: the tables themselves say
+how far the sink got.
+
+* Every row carries its record's ``(src_partition, src_offset)``; each table
+  is fed by one topic (``Table.topic``), so these name the record.
+* A batch is loaded with ONE insert per table: a single insert block, which
+  MergeTree applies whole or not at all.  Tables are loaded one after the
+  other, then the watermark: a ``sink_offsets`` row per (topic, partition)
+  with the batch's last offset there, which says every table that topic
+  feeds holds everything up to it.
+* On start the sink reads, per (table, topic, partition), the largest
+  ``src_offset`` in the table, and per (topic, partition) the watermark.  It
+  seeks every partition to watermark + 1 (the beginning when there is none)
+  and drops a row whose offset is not above its table's largest: a batch the
+  previous run died in the middle of (some tables loaded, not the others, no
+  watermark) is read again, and only the tables it did not reach get its rows.
+* Inside a table, rows of a partition arrive in offset order and each batch
+  follows the previous one only once that one is loaded, so "offset <= the
+  largest in the table" means "already there".  Rows that expired by TTL (or
+  arrived already older than the retention) no longer show their offsets, but
+  the watermark, which never expires, keeps the sink from reading them again.
+
+The one window: the materialised views that feed the per-minute aggregates
+run inside the insert into their raw table, and ClickHouse commits the raw
+table's part before the views' parts, so a process killed between the two
+leaves those rows out of the aggregates (never twice in them).
+
+A consumer group is not used for positions (they live in the tables), so the
+sink reads every partition by assignment: one sink per store.  Its group id
+(``GLASSCAST_ANALYTICS_GROUP_ID``) names its client in the broker's logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+from infra.settings import Settings
+from processors.analytics.rows import Row, row_for
+from topics.admin import admin_client, ensure_topics
+from topics.consumer import Event, EventConsumer
+from topics.serde import AvroSerde
+from views.analytics.errors import QueryRefused
+from views.analytics.store import AnalyticsStore
+from views.analytics.tables import BY_NAME, TABLES, TOPICS, create_tables
+
+log = logging.getLogger("glasscast.analytics.sink")
+
+SRC_COLUMNS = ("src_partition", "src_offset")
+CONSUME_MAX = 5000  # records per consume call
+
+
+@dataclass
+class Positions:
+    """How far the store got: per (topic, partition) the watermark, per (table, topic, partition) the largest offset."""
+
+    watermark: dict[tuple[str, int], int] = field(default_factory=dict)
+    table_max: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    seen: dict[tuple[str, int], int] = field(default_factory=dict)  # the last offset taken into a batch, this run
+
+    def fresh(self, topic: str, partition: int, offset: int) -> bool:
+        """Whether a record comes after every one already taken (a redelivered record does not)."""
+        key = (topic, partition)
+        if offset <= max(self.seen.get(key, -1), self.watermark.get(key, -1)):
+            return False
+        self.seen[key] = offset
+        return True
+
+    def start(self, topic: str, partition: int) -> int:
+        """Where to read a partition from: just past its watermark, or the beginning."""
+        at = self.watermark.get((topic, partition))
+        return OFFSET_BEGINNING if at is None else at + 1
+
+    def keep(self, table: str, topic: str, partition: int, offset: int) -> bool:
+        """Whether a row is not in its table yet."""
+        floor = max(self.table_max.get((table, topic, partition), -1), self.watermark.get((topic, partition), -1))
+        return offset > floor
+
+
+@dataclass
+class Batch:
+    """Rows gathered for one load: per table, and the last offset seen per (topic, partition)."""
+
+    rows: dict[str, list[Row]] = field(default_factory=lambda: defaultdict(list))
+    last: dict[tuple[str, int], int] = field(default_factory=dict)
+    count: int = 0
+    started: float = 0.0
+
+    def add(self, events: Iterable[Event], positions: Positions, now: float) -> None:
+        for event in events:
+            if not positions.fresh(event.topic, event.partition, event.offset):
+                continue
+            if not self.last:
+                self.started = now
+            key = (event.topic, event.partition)
+            self.last[key] = max(self.last.get(key, -1), event.offset)
+            made = row_for(event.value)
+            if made is None:
+                continue
+            table, row = made
+            if positions.keep(table, event.topic, event.partition, event.offset):
+                self.rows[table].append((*row, event.partition, event.offset))
+                self.count += 1
+
+    def __bool__(self) -> bool:
+        return bool(self.last)
+
+
+async def read_positions(store: AnalyticsStore) -> Positions:
+    """The watermarks and every table's largest offset per partition, from the store."""
+    positions = Positions()
+    marks = await store.query("SELECT topic, partition, max(offset) FROM sink_offsets GROUP BY topic, partition")
+    for topic, partition, offset in marks.rows:
+        positions.watermark[(str(topic), int(str(partition)))] = int(str(offset))
+    for table in TABLES:
+        found = await store.query(
+            f"SELECT src_partition, max(src_offset) FROM {table.name} GROUP BY src_partition")
+        for partition, offset in found.rows:
+            positions.table_max[(table.name, table.topic, int(str(partition)))] = int(str(offset))
+    return positions
+
+
+async def load(store: AnalyticsStore, batch: Batch) -> None:
+    """Insert a batch: one block per table, then the watermarks (the order the module docstring relies on)."""
+    for name, rows in batch.rows.items():
+        if rows:
+            try:
+                await store.insert(name, BY_NAME[name].columns, rows)
+            except QueryRefused as exc:
+                await insert_each(store, name, rows, exc)
+    await store.insert("sink_offsets", ("topic", "partition", "offset"),
+                       [(topic, partition, offset) for (topic, partition), offset in sorted(batch.last.items())])
+
+
+async def insert_each(store: AnalyticsStore, table: str, rows: list[Row], refused: QueryRefused) -> None:
+    """A block the store refused: its rows one at a time, so a row it cannot take costs that row, not the sink.
+
+    In offset order, as a block would have been, so a restart in the middle keeps "offset <= the largest in
+    the table" meaning "already there".  Each refused row is logged with its coordinates.
+    """
+    log.warning("analytics: the store refused a block of %d %s rows (%s); loading them one by one",
+                len(rows), table, refused)
+    columns = BY_NAME[table].columns
+    for row in rows:
+        try:
+            await store.insert(table, columns, [row])
+        except QueryRefused as exc:
+            log.error("analytics: %s row from partition %s offset %s refused, skipped: %s", table, row[-2],
+                      row[-1], exc)
+
+
+class AnalyticsSink:
+    """Reads the analytics topics into the store until ``stop`` is set."""
+
+    def __init__(self, settings: Settings, store: AnalyticsStore, serde: AvroSerde,
+                 topics: Sequence[str] = TOPICS) -> None:
+        self.settings = settings
+        self.store = store
+        self.serde = serde
+        self.topics = tuple(topics)
+        self.positions = Positions()
+        self.loaded_rows = 0
+        self.loaded_batches = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analytics-consumer")
+        self._consumer: EventConsumer | None = None
+
+    async def start(self) -> None:
+        """Create the tables, read the positions and assign every partition at its start offset."""
+        await create_tables(self.store, self.settings.analytics.retention_days)
+        self.positions = await read_positions(self.store)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._pool, self._assign)
+
+    def _assign(self) -> None:
+        ensure_topics(self.settings.kafka)
+        # One assignment, at the start offsets: a first one "from the beginning" would have fetched ahead, and
+        # what it fetched could still be delivered after the second.
+        metadata = admin_client(self.settings.kafka).list_topics(timeout=30)
+        parts = [TopicPartition(name, p, self.positions.start(name, p))
+                 for name in self.topics for p in sorted(metadata.topics[name].partitions)]
+        overrides: dict[str, Any] = {"client.id": self.settings.analytics.group_id}
+        consumer = EventConsumer(self.settings.kafka, self.serde, self.topics, group_id=None, **overrides)
+        consumer.assign_partitions(parts)
+        self._consumer = consumer
+        log.info("analytics sink reading %d partitions of %s", len(parts), ", ".join(self.topics))
+
+    def _consume(self, timeout_s: float) -> list[Event]:
+        assert self._consumer is not None
+        return self._consumer.consume(CONSUME_MAX, timeout_s)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Load batches until ``stop`` is set; a batch in hand is loaded before returning."""
+        loop = asyncio.get_running_loop()
+        analytics = self.settings.analytics
+        max_wait_s = analytics.batch_max_ms / 1000
+        batch = Batch()
+        # One load at a time, in order, while the next batch is read and decoded: a load starts only once
+        # the previous one is in (the order the exactly-once rests on), but reading does not wait for it.
+        loading: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set():
+                wait = max_wait_s if not batch else max(0.0, batch.started + max_wait_s - time.monotonic())
+                events = await loop.run_in_executor(self._pool, self._consume, min(wait, 0.5) or 0.001)
+                batch.add(events, self.positions, time.monotonic())
+                if batch and (batch.count >= analytics.batch_max_rows
+                              or time.monotonic() - batch.started >= max_wait_s):
+                    if loading is not None:
+                        await loading
+                    loading = asyncio.create_task(self._load(batch))
+                    batch = Batch()
+            if loading is not None:
+                await loading
+                loading = None
+            if batch:
+                await self._load(batch)
+        finally:
+            if loading is not None:
+                loading.cancel()
+
+    async def _load(self, batch: Batch) -> None:
+        await load(self.store, batch)
+        self.loaded_rows += batch.count
+        self.loaded_batches += 1
+        for (topic, partition), offset in batch.last.items():
+            self.positions.watermark[(topic, partition)] = offset
+
+    async def close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await asyncio.get_running_loop().run_in_executor(self._pool, consumer.close)
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,76 @@
+"""The analytics store as seen from every process but the one that owns chDB: HTTP to the analytics process.
+
+On the embedded platform the analytics process (processors/analytics/) owns
+chDB's data directory and serves this small API on 127.0.0.1, at
+``GLASSCAST_ANALYTICS_URL`` (``http://glasscast:PASSWORD@127.0.0.1:PORT``,
+filled in by ``glasscast up``; the password is the embedded secret
+``analytics``, sent as HTTP Basic):
+
+* ``POST /query``  ``{"sql", "params", "readonly"}`` -> ``{"columns", "rows"}``
+* ``POST /insert`` ``{"table", "columns", "rows"}`` -> 204
+
+A refused statement answers 400 and an engine failure 500, each with
+``{"error": "refused" | "failed", "message"}``, and they come back here as the
+same errors the store raised over there; no answer at all is
+``AnalyticsUnavailable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import httpx
+
+from views.analytics.errors import AnalyticsError, AnalyticsUnavailable, QueryRefused
+from views.analytics.store import QueryResult
+
+
+def split_url(url: str) -> tuple[str, tuple[str, str] | None]:
+    """``url`` without its userinfo, and the (user, password) it carried."""
+    parts = urlsplit(url)
+    auth = (unquote(parts.username or ""), unquote(parts.password)) if parts.password is not None else None
+    bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return bare.rstrip("/"), auth
+
+
+class ServiceStore:
+    """An ``AnalyticsStore`` that asks the analytics process."""
+
+    def __init__(self, url: str, timeout_s: float = 30.0) -> None:
+        base, auth = split_url(url)
+        self._client = httpx.AsyncClient(base_url=base, auth=auth, timeout=timeout_s)
+
+    async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        try:
+            response = await self._client.post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise AnalyticsUnavailable(f"the analytics process did not answer: {exc!r}") from exc
+        if response.status_code < 300:
+            return response
+        try:
+            message = str(response.json().get("message", ""))
+        except ValueError:
+            message = response.text[:500]
+        if response.status_code == 400:
+            raise QueryRefused(message)
+        if response.status_code in (502, 503, 504):
+            raise AnalyticsUnavailable(message or f"the analytics process answered {response.status_code}")
+        raise AnalyticsError(message or f"the analytics process answered {response.status_code}")
+
+    async def query(self, sql: str, params: Mapping[str, object] | None = None, *,
+                    readonly: bool = False) -> QueryResult:
+        response = await self._post("/query", {"sql": sql, "params": dict(params or {}), "readonly": readonly})
+        try:
+            doc = response.json()
+            return QueryResult(columns=tuple(doc["columns"]), rows=tuple(tuple(r) for r in doc["rows"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AnalyticsError("the analytics process answered something that is not a query result") from exc
+
+    async def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+        if rows:
+            await self._post("/insert", {"table": table, "columns": list(columns), "rows": [list(r) for r in rows]})
+
+    async def close(self) -> None:
+        await self._client.aclose()
