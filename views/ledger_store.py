@@ -49,6 +49,7 @@ from schemas.records.billing import (
     PaymentReversed,
 )
 from views.ledger import Account, Admission, LedgerEvent, OrderState, cheer_event_id
+from views.scripts import Queued
 
 PERIODS = ("day", "week", "month", "all")
 BOARD_TTL_S = {"day": 3 * 86_400, "week": 15 * 86_400, "month": 63 * 86_400}  # from the bucket's start
@@ -206,17 +207,26 @@ class LedgerStore:
     def _keys(self, user_id: str) -> list[str]:
         return [self.k_acct(user_id), self.k_seen(user_id), self.k_holds(user_id)]
 
-    async def hold(self, user_id: str, cheer: str, bits: int, now_ms: int, expires_ms: int) -> Admission:
-        """Hold ``bits`` of the user's balance for a cheer, atomically against every other hold."""
-        code, available = await self._hold(keys=self._keys(user_id),
-                                           args=[cheer, cheer_event_id(cheer), bits, now_ms, expires_ms])
+    def hold_call(self, user_id: str, cheer: str, bits: int, now_ms: int, expires_ms: int) -> Queued:
+        """The hold as a script call, to run with others in one round trip (views/scripts.py)."""
+        return Queued(self._hold, self._keys(user_id), [cheer, cheer_event_id(cheer), bits, now_ms, expires_ms])
+
+    @staticmethod
+    def admission(result: list[int]) -> Admission:
+        """What the hold script answered."""
+        code, available = result
         outcome = {1: "held", 0: "short", 2: "duplicate", 3: "pending"}[int(code)]
         return Admission(outcome, int(available) if outcome != "short" else max(0, int(available)))
 
-    async def mark_logged(self, user_id: str, cheer: str, bits: int,
-                          pipeline: aioredis.client.Pipeline | None = None) -> None:
-        """The cheer is on the log: keep its hold until the ledger fold takes it over (queued on ``pipeline``)."""
-        await self._logged(keys=[self.k_holds(user_id)], args=[cheer, bits], client=pipeline)
+    async def hold(self, user_id: str, cheer: str, bits: int, now_ms: int, expires_ms: int) -> Admission:
+        """Hold ``bits`` of the user's balance for a cheer, atomically against every other hold."""
+        call = self.hold_call(user_id, cheer, bits, now_ms, expires_ms)
+        return self.admission(await call.script(keys=list(call.keys), args=list(call.args)))
+
+    def logged_call(self, user_id: str, cheer: str, bits: int) -> Queued:
+        """The cheer is on the log: keep its hold until the ledger fold takes it over (a script call)."""
+        return Queued(self._logged, [self.k_holds(user_id)], [cheer, bits])
+
 
     async def release(self, user_id: str, cheer: str) -> None:
         """Drop a hold whose cheer was not logged."""

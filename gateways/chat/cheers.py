@@ -4,7 +4,8 @@ A message cheers the sum of its ``cheer<N>`` tokens (whole words, any case,
 as Twitch's cheermotes).  It passes every rule an ordinary message does
 (gateways/chat/send.py), and then:
 
-1. **Hold.** One Lua step holds the bits against the user's folded balance
+1. **Hold.** One Lua step (sent with the sender's rate limit check, in one
+   round trip) holds the bits against the user's folded balance
    minus every other hold (views/ledger_store.py), so concurrent cheers from
    one user on any number of gateways never overdraw.  Short: a NOTICE
    ``insufficient_bits`` with the balance, and nothing is charged.
@@ -41,8 +42,10 @@ from gateways.chat.fanout import MESSAGE
 from gateways.services import Services
 from schemas.records.billing import BitsCheered
 from topics.errors import DeliveryError
+from views import scripts
 from views.errors import VALKEY_UNAVAILABLE
 from views.ledger import cheer_event_id, cheer_id
+from views.scripts import Queued
 
 log = logging.getLogger("glasscast.chat")
 
@@ -62,13 +65,28 @@ def notice(code: str, reason: str, nonce: str | None) -> str:
 
 
 async def send_cheer(svc: Services, channel_id: str, user_id: str, username: str, text: str, nonce: str | None,
-                     badges: list[str], emotes: list[dict[str, Any]], now_ms: int, bits: int) -> str:
-    """Hold, log and show one cheer; the answer (ACK or NOTICE) goes to the sender only."""
+                     badges: list[str], emotes: list[dict[str, Any]], now_ms: int, bits: int, rate: Queued,
+                     classify: bool) -> str:
+    """Hold, log and show one cheer; the answer (ACK or NOTICE) goes to the sender only.
+
+    ``rate`` is the sender's rate limit check, run with the hold in one round trip; a hold that the rate
+    limit or the chat filter (``classify``) then refuses is let go again.
+    """
     cfg, chat = svc.settings.payments, svc.chat
     if bits < 1 or bits > cfg.max_cheer_bits:
         return notice("cheer_invalid", f"A message may cheer 1 to {cfg.max_cheer_bits} bits.", nonce)
     cheer = cheer_id(user_id, channel_id, nonce) if nonce else str(uuid.uuid4())
-    admission = await svc.ledger.hold(user_id, cheer, bits, now_ms, now_ms + cfg.hold_ttl_s * 1000)
+    hold = svc.ledger.hold_call(user_id, cheer, bits, now_ms, now_ms + cfg.hold_ttl_s * 1000)
+    async with svc.redis.pipeline(transaction=False) as p:
+        scripts.queue(p, rate)
+        scripts.queue(p, hold)
+        rate_answer, hold_answer = await scripts.settle(await p.execute(raise_on_error=False), {0: rate, 1: hold})
+    allowed, wait_ms = chat.limiter.answer(rate_answer)
+    admission = svc.ledger.admission(hold_answer)
+    if not allowed:
+        if admission.outcome == "held":
+            await svc.ledger.release(user_id, cheer)
+        return notice("rate_limited", f"You are sending messages too quickly; wait {wait_ms} ms.", nonce)
     if admission.outcome == "duplicate":
         return frames.encode({"type": "ACK", "nonce": nonce, "id": cheer, "duplicate": True, "bits": bits})
     if admission.outcome == "pending":
@@ -77,6 +95,10 @@ async def send_cheer(svc: Services, channel_id: str, user_id: str, username: str
     if admission.outcome == "short":
         return notice("insufficient_bits", f"You do not have enough bits to cheer {bits}: your balance is "
                                            f"{admission.available}. Nothing was charged.", nonce)
+    if classify and chat.classifier is not None:
+        if await chat.classifier.score(text) >= svc.settings.chat.ml_threshold:
+            await svc.ledger.release(user_id, cheer)
+            return notice("filtered", "Your message was held by the chat filter for offensive language.", nonce)
     event = BitsCheered(event_id=cheer_event_id(cheer), occurred_at=now_ms, cheer_id=cheer, user_id=user_id,
                         username=username, channel_id=channel_id, bits=bits, text=text, nonce=nonce,
                         badges=tuple(badges))
@@ -96,15 +118,16 @@ async def send_cheer(svc: Services, channel_id: str, user_id: str, username: str
                "text": text, "emotes": emotes, "nonce": nonce, "sent_at_ms": now_ms, "bits": bits}
     payload = frames.encode(message)
     try:
+        logged = svc.ledger.logged_call(user_id, cheer, bits)
         async with svc.redis.pipeline(transaction=True) as tx:
-            await svc.ledger.mark_logged(user_id, cheer, bits, tx)
+            scripts.queue(tx, logged)
             tx.lpush(chat.k_recent(channel_id), payload)
             tx.ltrim(chat.k_recent(channel_id), 0, max(0, svc.settings.chat.recent_messages - 1))
             tx.set(chat.k_last(channel_id, user_id), now_ms, px=LAST_SENT_TTL_MS)
             if nonce:
                 tx.set(chat.k_nonce(channel_id, user_id, nonce), cheer, ex=NONCE_TTL_S)
             tx.publish(chat.hub.topic(channel_id), MESSAGE + payload)
-            await tx.execute()
+            await scripts.settle(await tx.execute(raise_on_error=False), {0: logged})
     except VALKEY_UNAVAILABLE as exc:
         log.warning("chat: cheer %s logged but not shown, Valkey did not answer: %s", cheer, exc)
     return frames.encode({"type": "ACK", "nonce": nonce, "id": cheer, "duplicate": False, "bits": bits})

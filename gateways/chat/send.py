@@ -33,6 +33,7 @@ from gateways.chat.fanout import MESSAGE
 from gateways.services import Services
 from schemas.records.chat import ChatMessageSent, Emote
 from topics.errors import DeliveryError
+from views import scripts
 from views.errors import VALKEY_UNAVAILABLE
 
 log = logging.getLogger("glasscast.chat")
@@ -69,21 +70,33 @@ async def send_message(svc: Services, channel_id: str, user_id: str, username: s
         return notice("banned_word", "Your message contains a word this channel does not allow.", nonce)
     message_id = str(uuid.uuid4())
     limit = cfg.moderator_messages_per_window if checks.privileged(user_badges) else cfg.user_messages_per_window
-    allowed, wait_ms = await chat.limiter.allow(channel_id, user_id, now, int(cfg.rate_window_s * 1000), limit,
-                                                message_id)
-    if not allowed:
-        return notice("rate_limited", f"You are sending messages too quickly; wait {wait_ms} ms.", nonce)
-    if chat.classifier is not None and not checks.privileged(user_badges):
-        if await chat.classifier.score(text) >= cfg.ml_threshold:
-            return notice("filtered", "Your message was held by the chat filter for offensive language.", nonce)
+    rate = chat.limiter.call(channel_id, user_id, now, int(cfg.rate_window_s * 1000), limit, message_id)
     bits = cheers.cheered_bits(text)
     if bits:  # the charge and the message are one logged fact (gateways/chat/cheers.py)
-        return await cheers.send_cheer(svc, channel_id, user_id, username, text, nonce, user_badges, emotes, now, bits)
+        return await cheers.send_cheer(svc, channel_id, user_id, username, text, nonce, user_badges, emotes, now, bits,
+                                       rate, not checks.privileged(user_badges))
+    # The rate limit and the nonce's claim in one round trip; a claim a refusal follows is let go again.
     claim_s = math.ceil(chat.log_timeout_s + LOG_GRACE_S + 1)
-    if nonce and not await r.set(chat.k_nonce(channel_id, user_id, nonce), message_id, nx=True, ex=claim_s):
-        first = await r.get(chat.k_nonce(channel_id, user_id, nonce))
+    k_nonce = chat.k_nonce(channel_id, user_id, nonce) if nonce else ""
+    async with r.pipeline(transaction=False) as p:
+        scripts.queue(p, rate)
+        if nonce:
+            p.set(k_nonce, message_id, nx=True, ex=claim_s, get=True)
+        rate_answer, *claim = await scripts.settle(await p.execute(raise_on_error=False), {0: rate})
+    first = claim[0] if claim else None
+    allowed, wait_ms = chat.limiter.answer(rate_answer)
+    if not allowed:
+        if nonce and first is None:
+            await r.delete(k_nonce)
+        return notice("rate_limited", f"You are sending messages too quickly; wait {wait_ms} ms.", nonce)
+    if first is not None:
         first_id = first.decode() if isinstance(first, bytes) else first
         return frames.encode({"type": "ACK", "nonce": nonce, "id": first_id, "duplicate": True})
+    if chat.classifier is not None and not checks.privileged(user_badges):
+        if await chat.classifier.score(text) >= cfg.ml_threshold:
+            if nonce:
+                await r.delete(k_nonce)
+            return notice("filtered", "Your message was held by the chat filter for offensive language.", nonce)
     event = ChatMessageSent(
         occurred_at=now, message_id=message_id, channel_id=channel_id, user_id=user_id, username=username,
         text=text, nonce=nonce, emotes=tuple(Emote(emote_id=e["id"], start=e["start"], end=e["end"]) for e in emotes),

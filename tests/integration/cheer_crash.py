@@ -30,10 +30,13 @@ async def main(step: str, channel_id: str, user_id: str, username: str, bits: in
     settings = load_settings(os.environ)
     async with open_services(settings, CollectorRegistry()) as svc:
         if step == "after_log":
-            svc.ledger.mark_logged = die  # type: ignore[method-assign]
+            svc.ledger.logged_call = die  # type: ignore[method-assign]
         else:
             svc.chat.log.send = die  # type: ignore[method-assign]
-        await send_cheer(svc, channel_id, user_id, username, f"cheer{bits} crash", nonce, [], [], svc.now_ms(), bits)
+        now = svc.now_ms()
+        rate = svc.chat.limiter.call(channel_id, user_id, now, 1000, 100, nonce)
+        await send_cheer(svc, channel_id, user_id, username, f"cheer{bits} crash", nonce, [], [], now, bits, rate,
+                         False)
     raise SystemExit("the cheer path was not killed")
 
 
