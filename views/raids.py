@@ -137,6 +137,21 @@ return raw
 """
 
 
+# KEYS: raid.  ARGV: requested_by, created_at_ms, deadline_at_ms.  -> 1 if filled in.  A raid folded from its end
+# before its start (another worker's fold, or a rebuild, got there first) has no requester yet: its start fills it.
+_FILL = """
+local raw = redis.call('get', KEYS[1])
+if not raw then return 0 end
+local r = cjson.decode(raw)
+if r.requested_by ~= '' then return 0 end
+r.requested_by = ARGV[1]
+r.created_at_ms = tonumber(ARGV[2])
+r.deadline_at_ms = tonumber(ARGV[3])
+redis.call('set', KEYS[1], cjson.encode(r))
+return 1
+"""
+
+
 class RaidStore:
     """The raid state of one Valkey, and the chat rooms' pub/sub channels the raid frames go to."""
 
@@ -148,6 +163,7 @@ class RaidStore:
         self._start = client.register_script(_START)
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
+        self._fill = client.register_script(_FILL)
 
     def k_raid(self, raid_id: str) -> str:
         return f"{self.base}raid:{raid_id}"
@@ -209,6 +225,9 @@ class RaidStore:
     async def apply(self, record: Record, now_ms: int) -> None:
         """Fold a ``raids`` record from the log (forward only; what the gateway wrote already is kept).
 
+        Folding a raid's start and its end gives the same view in either order: an end folded first records
+        the raid without its requester, and the start fills that in (a rebuild while the raid worker catches
+        up, or two topics read together, can fold them so).
         A ``RaidStarted`` whose deadline passed ``STALE_MS`` before ``now_ms`` is history read again (a
         rebuild, a new consumer group): the raid is recorded but never counted down, so a raid the log does
         not end is not sent ahead long after its broadcast.  One that finds its channel's other raid still
@@ -217,9 +236,15 @@ class RaidStore:
         if isinstance(record, RaidStarted):
             view = started_view(record)
             if record.deadline_at < now_ms - STALE_MS:
-                await self.r.set(self.k_raid(view.raid_id), view.to_json(), nx=True)
-            elif (await self.start(view)).startswith("busy:"):
-                await self.put_cancelled(view)
+                recorded = await self.r.set(self.k_raid(view.raid_id), view.to_json(), nx=True)
+            else:
+                outcome = await self.start(view)
+                if outcome.startswith("busy:"):
+                    await self.put_cancelled(view)
+                recorded = outcome != "exists"
+            if not recorded:  # its end may have been folded first: the start fills in what only it knows
+                await self._fill(keys=[self.k_raid(view.raid_id)],
+                                 args=[view.requested_by, view.created_at_ms, view.deadline_at_ms])
         elif isinstance(record, RaidCancelled | RaidCompleted):
             view = await self.get(record.raid_id) or RaidView(
                 record.raid_id, record.from_channel_id, record.to_channel_id, "", record.occurred_at,

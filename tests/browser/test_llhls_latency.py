@@ -221,7 +221,7 @@ async def test_player_jumps_back_to_live_after_a_stall(ll_stream: tuple[Glasscas
 
 async def test_a_gateway_restart_mid_stream_does_not_break_a_playing_client(ll_stream: tuple[GlasscastUp, str]) -> None:
     """The gateway is killed (SIGKILL) while the page plays; `glasscast up` restarts it, the new one rebuilds the
-    live edge from the log, and the same page plays on at the live edge with parts from the new gateway."""
+    live edge from the log, and the same page plays on at the live edge with media from the new gateway."""
     up, channel = ll_stream
     async with chromium() as browser:
         page = await new_page(browser)
@@ -236,7 +236,8 @@ async def test_a_gateway_restart_mid_stream_does_not_break_a_playing_client(ll_s
             return now if now["alive"] and now["pid"] != old["pid"] else None
 
         new = await asyncio.to_thread(eventually, restarted, 60, "the gateway restarted", every_s=0.2)
-        parts_before = (await player_stats(page))["parts"]
+        before = await player_stats(page)
+        loaded_before = before["parts"] + before["fragments"]
         # Plays on: AFTER_RESTART_S more seconds of media, and back at the live edge, without a reload.
         await page.wait_for_function("t => document.querySelector('video').currentTime >= t",
                                      arg=killed_at + AFTER_RESTART_S, timeout=(AFTER_RESTART_S * 3 + 30) * 1000)
@@ -246,7 +247,9 @@ async def test_a_gateway_restart_mid_stream_does_not_break_a_playing_client(ll_s
     print(f"\nafter a gateway restart: {json.dumps(after)}")
     assert new is not None
     assert new["restarts"] == old["restarts"] + 1 and new["last_exit"] == "signal SIGKILL", new
-    assert after["parts"] > parts_before, f"no part loaded from the restarted gateway: {after}"
+    # Parts, or whole segments where the player caught up after a stall on a busy machine (hls.js then loads
+    # the segments it jumped into): media either way, and only the restarted gateway could serve it.
+    assert after["parts"] + after["fragments"] > loaded_before, f"no media loaded from the restarted gateway: {after}"
     assert same_page == 1  # the page was not reloaded: the player itself recovered
 
 
