@@ -208,7 +208,8 @@ class LedgerStore:
         return [self.k_acct(user_id), self.k_seen(user_id), self.k_holds(user_id)]
 
     def hold_call(self, user_id: str, cheer: str, bits: int, now_ms: int, expires_ms: int) -> Queued:
-        """The hold as a script call, to run with others in one round trip (views/scripts.py)."""
+        """Hold ``bits`` of the user's balance for a cheer, atomically against every other hold: a script call,
+        to run with others in one round trip (views/scripts.py; ``admission`` reads its answer)."""
         return Queued(self._hold, self._keys(user_id), [cheer, cheer_event_id(cheer), bits, now_ms, expires_ms])
 
     @staticmethod
@@ -217,11 +218,6 @@ class LedgerStore:
         code, available = result
         outcome = {1: "held", 0: "short", 2: "duplicate", 3: "pending"}[int(code)]
         return Admission(outcome, int(available) if outcome != "short" else max(0, int(available)))
-
-    async def hold(self, user_id: str, cheer: str, bits: int, now_ms: int, expires_ms: int) -> Admission:
-        """Hold ``bits`` of the user's balance for a cheer, atomically against every other hold."""
-        call = self.hold_call(user_id, cheer, bits, now_ms, expires_ms)
-        return self.admission(await call.script(keys=list(call.keys), args=list(call.args)))
 
     def logged_call(self, user_id: str, cheer: str, bits: int) -> Queued:
         """The cheer is on the log: keep its hold until the ledger fold takes it over (a script call)."""

@@ -28,6 +28,10 @@ class Queued:
     keys: Sequence[str]
     args: Sequence[str | int]
 
+    async def run(self) -> Any:
+        """Run the call on its own (redis-py loads the script if Valkey does not know it)."""
+        return await self.script(keys=list(self.keys), args=list(self.args))
+
 
 def queue(pipe: aioredis.client.Pipeline, call: Queued) -> None:
     """Queue ``call`` on ``pipe`` as a bare EVALSHA (no SCRIPT EXISTS first)."""
@@ -40,8 +44,7 @@ async def settle(results: list[Any], calls: dict[int, Queued]) -> list[Any]:
     out = list(results)
     for i, result in enumerate(out):
         if isinstance(result, NoScriptError) and i in calls:
-            call = calls[i]
-            out[i] = await call.script(keys=list(call.keys), args=list(call.args))
+            out[i] = await calls[i].run()
         elif isinstance(result, Exception):
             raise result
     return out

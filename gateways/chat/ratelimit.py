@@ -44,5 +44,4 @@ class RateLimiter:
     async def allow(self, channel_id: str, user_id: str, now_ms: int, window_ms: int, limit: int,
                     member: str) -> tuple[bool, int]:
         """(allowed, ms to wait when not)."""
-        call = self.call(channel_id, user_id, now_ms, window_ms, limit, member)
-        return self.answer(await call.script(keys=list(call.keys), args=list(call.args)))
+        return self.answer(await self.call(channel_id, user_id, now_ms, window_ms, limit, member).run())
