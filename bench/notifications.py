@@ -143,7 +143,7 @@ def reference_produce_s(s: Settings, channel_id: str, users: list[str]) -> float
 def collect_deliveries(s: Settings, channel_users: int, out: list[tuple[int, int]], stop: threading.Event) -> None:
     """(delivered at, due at) of every IN_APP NotificationDelivered, until ``channel_users`` of them arrived."""
     due: dict[str, int] = {}
-    for ev in read_topic(s.kafka, make_serde(s), "notifications", start="beginning",
+    for ev in read_topic(s.kafka, make_serde(s), ["notifications", "notifications.later"], start="beginning",
                          should_stop=lambda: stop.is_set() or len(out) >= channel_users):
         if isinstance(ev.value, NotificationQueued):
             due[ev.value.notification_id] = ev.value.due_at or ev.value.occurred_at

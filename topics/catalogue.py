@@ -86,7 +86,10 @@ CATALOGUE: tuple[TopicSpec, ...] = (
               doc="Videos (ended broadcasts): scrubbing previews, deletion and the purge of their objects."),
     TopicSpec("notifications", "user_id",
               _ns("notification", "NotificationQueued", "NotificationDelivered"),
-              doc="Go-live and other notifications."),
+              doc="Go-live and other notifications due at once, and their deliveries."),
+    TopicSpec("notifications.later", "user_id", _ns("notification", "NotificationQueued"),
+              doc="The later tier of go-live fan-outs, each with its due time: read apart from `notifications`, "
+                  "so a spread still pending never holds back a notification due now."),
     TopicSpec("eventsub", "subscription_id",
               _ns("eventsub", "SubscriptionCreated", "SubscriptionVerified", "SubscriptionRevoked",
                   "SubscriptionDeleted"),
@@ -99,7 +102,11 @@ BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in CATALOGUE}
 
 
 def topic_for_record(record: str) -> TopicSpec:
-    """The topic that carries a record type (each record belongs to exactly one)."""
+    """The topic a record type goes to unless its producer names another.
+
+    Each record type has one such topic, the first that lists it; a later one listing it too is a topic its
+    producers name explicitly (``notifications.later`` carries the NotificationQueued records due later).
+    """
     for spec in CATALOGUE:
         if record in spec.records:
             return spec
@@ -107,5 +114,5 @@ def topic_for_record(record: str) -> TopicSpec:
 
 
 def all_records() -> tuple[str, ...]:
-    """Every record full name in the catalogue."""
-    return tuple(r for spec in CATALOGUE for r in spec.records)
+    """Every record full name in the catalogue, each once."""
+    return tuple(dict.fromkeys(r for spec in CATALOGUE for r in spec.records))

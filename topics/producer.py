@@ -167,9 +167,11 @@ class EventProducer:
         """Queue one record whose answer ``counter`` counts (``topics/acks.py``): for records sent by the thousand."""
         self.produce_value_counted(event.RECORD, event.to_avro(), key, counter)
 
-    def produce_value_counted(self, record: str, value: Mapping[str, Any], key: str, counter: AckCounter) -> None:
+    def produce_value_counted(self, record: str, value: Mapping[str, Any], key: str, counter: AckCounter,
+                              topic: str | None = None) -> None:
         """``produce_counted`` for the Avro value of a ``record`` (a fan-out varies a few fields of one record)."""
-        topic = self._topics.get(record) or self._topics.setdefault(record, topic_for_record(record).name)
+        if topic is None:
+            topic = self._topics.get(record) or self._topics.setdefault(record, topic_for_record(record).name)
         data = self.serde.encode_value(topic, record, value)
         counter.ringer = self._ringer
         counter.produced += 1

@@ -15,7 +15,7 @@ import datetime as dt
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import fastavro
@@ -99,11 +99,11 @@ def parse_since(text: str, now_s: float) -> int:
     return int(parsed.timestamp() * 1000)
 
 
-def read_topic(kafka: KafkaSettings, serde: AvroSerde, topic: str, start: str = "end",
+def read_topic(kafka: KafkaSettings, serde: AvroSerde, topic: str | Sequence[str], start: str = "end",
                since_ms: int | None = None, exit_at_end: bool = False,
                should_stop: Callable[[], bool] = lambda: False) -> Iterator[Event]:
-    """Events of ``topic`` from 'beginning', 'end' or ``since_ms``; stops at the end if asked."""
-    consumer = EventConsumer(kafka, serde, [topic])
+    """Events of ``topic`` (or of several) from 'beginning', 'end' or ``since_ms``; stops at the end if asked."""
+    consumer = EventConsumer(kafka, serde, [topic] if isinstance(topic, str) else list(topic))
     try:
         consumer.assign("beginning" if since_ms is not None else start)
         if since_ms is not None:

@@ -1,7 +1,8 @@
 """The delivery consumer group: queued notifications, when due, to the feed, open sockets and e-mail.
 
 A loop owned by the processors worker (``app.task``) around its own consumer of
-``notifications`` (group ``{app_id}-notify``, auto-commit off).  It reads ahead
+``notifications`` and ``notifications.later`` (group ``{app_id}-notify``, auto-commit
+off).  It reads ahead
 up to ``max_pending`` records, holds each ``NotificationQueued`` until its
 ``due_at`` (none: now), delivers the due ones a batch at a time and commits a
 partition only up to its lowest record not yet delivered (``pending.py``), so a
@@ -12,7 +13,9 @@ partition is held there (paused, and read again from that record once it is
 due within ``RELEASE_AHEAD_MS``), so the read-ahead is a short stretch of every partition
 rather than a whole fan-out of whichever partition the broker served first
 (which would leave the others' records unread, and late, while the window is
-full).  A held record keeps only what delivery needs (``Held``), its shared
+full).  Only ``notifications.later`` carries records due later (``plan.topic_of``), so a
+held partition of it never stands in front of a notification due now, which comes on
+``notifications``.  A held record keeps only what delivery needs (``Held``), its shared
 text (title, body, link) once per broadcast.  A delivery is:
 
 * in-app: the feed (views/notifications.py, one script call per batch; deduplicated
@@ -42,6 +45,7 @@ from infra.settings import Settings
 from processors.notifications.index import NotifyIndex
 from processors.notifications.mail import Mail, MailError, mail_enabled, send_mail
 from processors.notifications.pending import PendingWindow
+from processors.notifications.plan import LATER_TOPIC, NOW_TOPIC
 from processors.retrying import until_done
 from schemas.records.notification import NotificationDelivered, NotificationQueued
 from topics.acks import AckCounter
@@ -57,7 +61,7 @@ from views.users import UserView, profile_of
 
 log = logging.getLogger("glasscast.processors.notifications.delivery")
 
-TOPIC = "notifications"
+TOPICS = (NOW_TOPIC, LATER_TOPIC)
 READ_MAX = 1000  # records per consume call
 FETCH_QUEUE_KB = 4096  # librdkafka's read-ahead for this consumer (its default, 64 MB, would dwarf the window)
 CONTENT_CACHE_MAX = 4096  # distinct notification texts shared by held records
@@ -74,6 +78,7 @@ class UserViewPending(Exception):
 
 
 TRANSIENT = (*VALKEY_UNAVAILABLE, DeliveryError, UserViewPending)
+Partition = tuple[str, int]
 RESTART_PAUSE_S = 1.0
 
 
@@ -150,9 +155,9 @@ class Deliverer:
         self.index = index
         self.feed = NotificationFeed(views.r, settings.valkey.key_prefix, self.cfg.feed_max)
         self.producer = EventProducer(settings.kafka, serde)
-        self.window: PendingWindow[Held] = PendingWindow()
+        self.window: PendingWindow[Partition, Held] = PendingWindow()
         self.contents = Contents()
-        self.held: dict[int, int] = {}  # partition held by the read-ahead -> when its next record comes due
+        self.held: dict[Partition, int] = {}  # held by the read-ahead -> when its next record comes due
         self._keys: PersonalKeys | None = None  # opened on the first e-mail
 
     async def run(self) -> None:
@@ -177,17 +182,17 @@ class Deliverer:
     def open_consumer(self) -> EventConsumer:
         """The delivery group's consumer; offsets are committed only by ``step``, never automatically."""
         overrides: dict[str, Any] = {"enable.auto.commit": False, "queued.max.messages.kbytes": FETCH_QUEUE_KB}
-        return EventConsumer(self.settings.kafka, self.serde, [TOPIC],
+        return EventConsumer(self.settings.kafka, self.serde, TOPICS,
                              group_id=f"{self.settings.processors.app_id}-notify", dead_letter=self.producer,
                              **overrides)
 
     async def step(self, consumer: EventConsumer) -> None:
         """Read what there is room for, deliver what is due, commit what is done."""
         now = now_ms()
-        for partition, due in list(self.held.items()):
+        for tp, due in list(self.held.items()):
             if due - RELEASE_AHEAD_MS <= now:
-                del self.held[partition]
-                consumer.release_partition(TOPIC, partition)
+                del self.held[tp]
+                consumer.release_partition(*tp)
         room = self.cfg.max_pending - len(self.window)
         wake = [t for t in (self.window.next_due_ms(), *(d - RELEASE_AHEAD_MS for d in self.held.values()))
                 if t is not None]
@@ -195,25 +200,26 @@ class Deliverer:
         events = await asyncio.to_thread(consumer.consume, min(room, READ_MAX), wait_s) if room > 0 else []
         now = now_ms()
         for ev in events:
-            if ev.partition in self.held:
+            tp = (ev.topic, ev.partition)
+            if tp in self.held:
                 continue  # past where the partition is held: read again from there
             if isinstance(ev.value, NotificationQueued) and (ev.value.due_at or 0) > now + READ_AHEAD_MS:
-                self.held[ev.partition] = ev.value.due_at or 0
-                consumer.hold_partition(TOPIC, ev.partition, ev.offset)
+                self.held[tp] = ev.value.due_at or 0
+                consumer.hold_partition(ev.topic, ev.partition, ev.offset)
                 continue
-            self.window.read(ev.partition, ev.offset)
+            self.window.read(tp, ev.offset)
             if isinstance(ev.value, NotificationQueued):  # no due time: the first tier, due now
-                self.window.hold(ev.partition, ev.offset, ev.value.due_at or 0, self.contents.held(ev.value))
+                self.window.hold(tp, ev.offset, ev.value.due_at or 0, self.contents.held(ev.value))
             else:
-                self.window.done(ev.partition, ev.offset)  # NotificationDelivered: nothing to do
+                self.window.done(tp, ev.offset)  # NotificationDelivered: nothing to do
         due_now = self.window.take_due(now_ms(), DELIVER_MAX)
         if due_now:
             items = [item for _, _, item in due_now]
             await until_done(functools.partial(self.deliver, items), "notification delivery", TRANSIENT, log)
-            for partition, offset, _ in due_now:
-                self.window.done(partition, offset)
-        for partition, position in self.window.commits().items():
-            consumer.commit_offset(TOPIC, partition, position)
+            for tp, offset, _ in due_now:
+                self.window.done(tp, offset)
+        for (topic, partition), position in self.window.commits().items():
+            consumer.commit_offset(topic, partition, position)
         if room <= 0 and not due_now:
             await asyncio.sleep(wait_s)
 

@@ -10,11 +10,12 @@ a deliverer killed at any moment re-reads exactly what it had not finished
 from __future__ import annotations
 
 import heapq
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
-Partition = int
+P = TypeVar("P", bound=Hashable)  # a partition: (topic, number) in the deliverer
 
 
 @dataclass
@@ -25,33 +26,33 @@ class _Open:
 
 
 @dataclass(order=True)
-class _Due(Generic[T]):
+class _Due(Generic[P, T]):
     due_ms: int
     seq: int
-    partition: Partition = field(compare=False)
+    partition: P = field(compare=False)
     offset: int = field(compare=False)
     item: T = field(compare=False)
 
 
-class PendingWindow(Generic[T]):
+class PendingWindow(Generic[P, T]):
     """Records read but not yet done, by due time; what each partition may commit."""
 
     def __init__(self) -> None:
-        self._parts: dict[Partition, _Open] = {}
-        self._due: list[_Due[T]] = []
+        self._parts: dict[P, _Open] = {}
+        self._due: list[_Due[P, T]] = []
         self._seq = 0
-        self._committed: dict[Partition, int] = {}
+        self._committed: dict[P, int] = {}
 
     def __len__(self) -> int:
         return len(self._due)
 
-    def read(self, partition: Partition, offset: int) -> None:
+    def read(self, partition: P, offset: int) -> None:
         """Note a record read (every record is; ``hold`` or ``done`` it next)."""
         part = self._parts.setdefault(partition, _Open(next_read=offset))
         heapq.heappush(part.offsets, offset)
         part.next_read = max(part.next_read, offset + 1)
 
-    def hold(self, partition: Partition, offset: int, due_ms: int, item: T) -> None:
+    def hold(self, partition: P, offset: int, due_ms: int, item: T) -> None:
         """Keep a read record until it is due."""
         self._seq += 1
         heapq.heappush(self._due, _Due(due_ms, self._seq, partition, offset, item))
@@ -59,23 +60,23 @@ class PendingWindow(Generic[T]):
     def next_due_ms(self) -> int | None:
         return self._due[0].due_ms if self._due else None
 
-    def take_due(self, now_ms: int, limit: int) -> list[tuple[Partition, int, T]]:
+    def take_due(self, now_ms: int, limit: int) -> list[tuple[P, int, T]]:
         """Up to ``limit`` held records due by ``now_ms``, earliest first (mark each ``done`` once delivered)."""
-        out: list[tuple[Partition, int, T]] = []
+        out: list[tuple[P, int, T]] = []
         while self._due and self._due[0].due_ms <= now_ms and len(out) < limit:
             d = heapq.heappop(self._due)
             out.append((d.partition, d.offset, d.item))
         return out
 
-    def done(self, partition: Partition, offset: int) -> None:
+    def done(self, partition: P, offset: int) -> None:
         """A record is finished (delivered, or needed nothing)."""
         part = self._parts.get(partition)
         if part is not None:
             part.done.add(offset)
 
-    def commits(self) -> dict[Partition, int]:
+    def commits(self) -> dict[P, int]:
         """Per partition whose position moved since the last call: the next offset to read after a restart."""
-        moved: dict[Partition, int] = {}
+        moved: dict[P, int] = {}
         for partition, part in self._parts.items():
             while part.offsets and part.offsets[0] in part.done:
                 part.done.discard(heapq.heappop(part.offsets))

@@ -121,6 +121,15 @@ def plan_later(stream_id: str, users: Iterable[str], first_position: int, total:
             for i, u in enumerate(users)]
 
 
+NOW_TOPIC = "notifications"  # the first tier (due at once) and every delivery record
+LATER_TOPIC = "notifications.later"  # the later tier, each record with its due time
+
+
+def topic_of(p: Planned) -> str:
+    """The topic a planned notification goes to: its tier's."""
+    return NOW_TOPIC if p.first_tier else LATER_TOPIC
+
+
 def queued(p: Planned, live: GoLive, planned_at_ms: int) -> NotificationQueued:
     """The NotificationQueued event of a planned notification."""
     return NotificationQueued(

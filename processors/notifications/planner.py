@@ -8,8 +8,9 @@
   (``users``; the gateway unfollowed its channels first, so no fan-out plans for it again);
 * ``plan_go_live`` turns a ``StreamStarted`` that should notify (``plan.should_notify``)
   into one ``NotificationQueued`` per follower: first the engaged followers (due at
-  once), then the rest as SSCAN reads them, a batch at a time, with due times
-  ascending over the spread (``plan.plan_later``), each record carrying its due time.
+  once, on ``notifications``), then the rest as SSCAN reads them, a batch at a time,
+  with due times ascending over the spread (``plan.plan_later``), each record carrying
+  its due time (on ``notifications.later``: ``plan.topic_of``).
   Records are queued to librdkafka without waiting for each, with at most
   ``IN_FLIGHT_MAX`` unacknowledged, so neither the plan nor the producer's memory
   grows with the follower count; once every record is acknowledged the broadcast is
@@ -41,6 +42,7 @@ from processors.notifications.plan import (
     plan_later,
     queued_values,
     should_notify,
+    topic_of,
 )
 from processors.retrying import hold, release, until_done
 from schemas.records.notification import NotificationQueued
@@ -124,7 +126,7 @@ class Planner:
 
     def _produce(self, planned: list[Planned], live: GoLive, planned_at: int, acks: AckCounter) -> None:
         for p, value in zip(planned, queued_values(planned, live, planned_at), strict=True):
-            self.producer.produce_value_counted(NotificationQueued.RECORD, value, p.user_id, acks)
+            self.producer.produce_value_counted(NotificationQueued.RECORD, value, p.user_id, acks, topic_of(p))
 
 
 def add_planning_agents(app: faust.App, settings: Settings, views: ViewStore, index: NotifyIndex,

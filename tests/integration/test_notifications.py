@@ -36,6 +36,8 @@ from infra.settings import Settings
 from processors.notifications.index import NotifyIndex
 from processors.notifications.pending import PendingWindow
 from processors.notifications.plan import (
+    LATER_TOPIC,
+    NOW_TOPIC,
     FanoutPolicy,
     GoLive,
     LastNotified,
@@ -46,6 +48,7 @@ from processors.notifications.plan import (
     queued_values,
     should_notify,
     spread_ms,
+    topic_of,
 )
 from schemas.records.notification import NotificationQueued
 from schemas.records.social import Followed, Unfollowed
@@ -100,7 +103,7 @@ def test_the_later_tier_is_spread_evenly_over_the_configured_range_in_read_order
 
 
 def test_the_deliverer_commits_only_up_to_its_lowest_undelivered_record() -> None:
-    window: PendingWindow[str] = PendingWindow()
+    window: PendingWindow[int, str] = PendingWindow()
     for offset, due in ((10, 500), (11, 100), (12, 0)):
         window.read(0, offset)
         window.hold(0, offset, due, f"n{offset}")
@@ -198,12 +201,12 @@ async def _next_frame(ws: ClientConnection, frame_type: str) -> dict[str, Any]:
     return await eventually_async(found, 30, f"a {frame_type} frame", ignore=(TimeoutError,))
 
 
-def _queued_for(s: Settings, serde: AvroSerde, channel_id: str) -> dict[str, set[str]]:
-    """stream id -> user ids of every NotificationQueued about ``channel_id`` on the log."""
-    out: dict[str, set[str]] = {}
-    for ev in read_topic(s.kafka, serde, "notifications", start="beginning", exit_at_end=True):
+def _queued_for(s: Settings, serde: AvroSerde, channel_id: str) -> dict[str, dict[str, str]]:
+    """stream id -> {user id: topic} of every NotificationQueued about ``channel_id`` on the log."""
+    out: dict[str, dict[str, str]] = {}
+    for ev in read_topic(s.kafka, serde, [NOW_TOPIC, LATER_TOPIC], start="beginning", exit_at_end=True):
         if isinstance(ev.value, NotificationQueued) and ev.value.channel_id == channel_id:
-            out.setdefault(ev.value.stream_id or "", set()).add(ev.value.user_id)
+            out.setdefault(ev.value.stream_id or "", {})[ev.value.user_id] = ev.topic
     return out
 
 
@@ -327,8 +330,9 @@ async def test_a_stream_start_notifies_exactly_the_followers_who_asked_once(noti
 
         await eventually_async(second_round, 30, "the notifications of the start after the cool-down")
         queued = await asyncio.to_thread(_queued_for, s, serde, channel_id)
-        asked = {engaged.id, later.id, no_mail.id}
-        assert queued == {first: asked, after: asked}
+        # Once each, the engaged follower on the topic of notifications due now, the rest on the later tier's.
+        tiers = {engaged.id: NOW_TOPIC, later.id: LATER_TOPIC, no_mail.id: LATER_TOPIC}
+        assert queued == {first: tiers, after: tiers}
         await eventually_async(lambda: len(inbox.to(later.email or "")) == 2, 30, "the second e-mail")
         assert len(inbox.to(engaged.email or "")) == 2
         assert not inbox.to(muted.email or "") and not inbox.to(gone.email or "")
@@ -403,3 +407,32 @@ async def test_notification_sockets_share_one_pubsub_connection_and_are_bounded_
         async with connect(ws_url) as again:  # a closed socket frees its place
             await again.send(json.dumps({"type": "auth", "token": alice.token}))
             assert (await _next_frame(again, "AUTHENTICATED"))["user"]["id"] == alice.id
+
+
+async def test_a_pending_spread_never_holds_back_a_notification_due_now(notify_platform: NotifyPlatform,
+                                                                          tools: LogTools) -> None:
+    """One follower: in the later tier of broadcast A, whose notification is due in a minute, and in the first
+    tier of broadcast B, which starts meanwhile.  Both are keyed by the follower, so on one topic they would
+    share a partition, and the deliverer holds a partition at a record due beyond its read-ahead: B's
+    notification would wait behind A's for a minute.  The planner puts each tier on its own topic.
+
+    Last in this module: the held record of A keeps its partition of the later topic held for that minute.
+    """
+    s = notify_platform.settings
+    async with httpx.AsyncClient(base_url=notify_platform.url, timeout=30) as http:
+        fan = await _sign_up(http, s, "fan", with_email=False)
+        now = int(time.time() * 1000)
+        policy = FanoutPolicy(delay_min_ms=60_000, delay_max_ms=60_000, cooldown_ms=0, max_start_age_ms=60_000)
+        a = GoLive(str(uuid.uuid4()), str(uuid.uuid4()), "a_channel", "A's stream", "http://a.example")
+        b = GoLive(str(uuid.uuid4()), str(uuid.uuid4()), "b_channel", "B's stream", "http://b.example")
+        spread = plan_later(a.stream_id, [fan.id], 0, 1, now, policy)
+        first = plan_first(b.stream_id, [fan.id], now + 1)
+        for p, live in ((spread[0], a), (first[0], b)):
+            await tools.producer.send(queued(p, live, now), fan.id, topic=topic_of(p))
+
+        async def delivered() -> list[dict[str, Any]] | None:
+            items: list[dict[str, Any]] = (await _feed(http, fan))["notifications"]
+            return items or None
+
+        items = await eventually_async(delivered, 30, "the first tier's notification of broadcast B")
+        assert [n["stream_id"] for n in items] == [b.stream_id], items  # A's is still a minute away
