@@ -14,8 +14,9 @@ chat, follows and subscriptions are the channel's within that range.
 minute (columns: ``views/analytics/report.py``, ``CSV_COLUMNS``).
 An analytics store that does not answer is a 503 with ``reason:
 analytics_unavailable``.  A report costs the store real work (a year of
-heartbeats at most), so each signed-in user may ask ``REPORTS_PER_MINUTE``
-times a minute across every gateway; past that, 429 with Retry-After.
+heartbeats at most), so each signed-in user may ask
+``GLASSCAST_ANALYTICS_REPORTS_PER_MINUTE`` (120) times a minute across every
+gateway; past that, 429 with Retry-After.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from views.channels import ChannelView
 DAY_MS = 86_400_000
 MAX_RANGE_MS = 366 * DAY_MS  # "a year", leap years included
 DEFAULT_RANGE_MS = 7 * DAY_MS
-REPORTS_PER_MINUTE = 120  # analytics requests per user, every gateway together
 REPORT_WINDOW_MS = 60_000
 
 
@@ -83,11 +83,12 @@ def check_range(from_ms: int, to_ms: int) -> None:
 
 async def _owner(svc: Services, request: Request, channel: ChannelView) -> None:
     principal = await svc.user_principal(request)
+    limit = svc.settings.analytics.reports_per_minute
     allowed, wait_ms = await ReportLimiter(svc).allow("reports", principal.user_id, svc.now_ms(), REPORT_WINDOW_MS,
-                                                      REPORTS_PER_MINUTE, uuid.uuid4().hex)
+                                                      limit, uuid.uuid4().hex)
     if not allowed:
         wait_s = max(1, math.ceil(wait_ms / 1000))
-        raise TooManyRequests(f"too many analytics requests: at most {REPORTS_PER_MINUTE} a minute; "
+        raise TooManyRequests(f"too many analytics requests: at most {limit} a minute; "
                               f"try again in {wait_s} s", retry_after_s=wait_s)
     if principal.user_id != channel.owner_user_id:
         raise Forbidden("only the channel's owner may read its analytics")

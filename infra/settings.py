@@ -627,6 +627,7 @@ class AnalyticsSettings:
     # backend clickhouse: a ClickHouse server at url (http://USER:PASSWORD@HOST:8123), through clickhouse-connect.
     # The sink (consumer group group_id) loads a batch when it has batch_max_rows rows or batch_max_ms passed.
     # Raw heartbeats and chat rows are kept retention_days (a TTL); the per-minute aggregates stay.
+    # Each signed-in user may ask for reports_per_minute analytics reports a minute, every gateway together.
     backend: Literal["chdb", "clickhouse"] = "chdb"
     url: str = ""
     database: str = "glasscast"
@@ -636,9 +637,11 @@ class AnalyticsSettings:
     batch_max_ms: int = 500
     retention_days: int = 30
     query_timeout_s: float = 30.0
+    reports_per_minute: int = 120
 
     def __post_init__(self) -> None:
         for var, ok, rule in (
+            ("GLASSCAST_ANALYTICS_REPORTS_PER_MINUTE", 1 <= self.reports_per_minute <= 1_000_000, "1 to 1000000"),
             ("GLASSCAST_ANALYTICS_BATCH_MAX_ROWS", 1 <= self.batch_max_rows <= 10_000_000, "1 to 10000000"),
             ("GLASSCAST_ANALYTICS_BATCH_MAX_MS", 1 <= self.batch_max_ms <= 60_000, "1 to 60000"),
             ("GLASSCAST_ANALYTICS_RETENTION_DAYS", 1 <= self.retention_days <= MAX_RETENTION_DAYS,

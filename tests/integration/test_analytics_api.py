@@ -164,7 +164,7 @@ async def test_scripted_stream_gives_exact_numbers(site: Site, http: httpx.Async
         body: dict[str, Any] = got.json()
         return body if body == want else None
 
-    # (Once a second: each user may ask gateways.analytics.REPORTS_PER_MINUTE times a minute.)
+    # (Once a second: each user may ask settings.analytics.reports_per_minute times a minute.)
     assert await eventually_async(answer, 60, "the stream's analytics", every_s=1.0) == want
 
     # The channel over the same range, asked with ISO 8601 times: the same numbers, for every stream.
@@ -200,14 +200,12 @@ async def test_scripted_stream_gives_exact_numbers(site: Site, http: httpx.Async
 
 
 async def test_each_user_is_bounded_in_analytics_requests(site: Site, http: httpx.AsyncClient) -> None:
-    from gateways.analytics import REPORTS_PER_MINUTE
-
     owner, other = await _user(http), await _user(http)
     r = await http.post("/v1/channels", headers=owner, json={"name": f"an_{uuid.uuid4().hex[:10]}"})
     assert r.status_code == 201, r.text
     channel = r.json()["id"]
     codes = [(await http.get(f"/v1/channels/{channel}/analytics", headers=other)).status_code
-             for _ in range(REPORTS_PER_MINUTE)]
+             for _ in range(site.settings.analytics.reports_per_minute)]
     assert set(codes) == {403}, codes
     r = await http.get(f"/v1/channels/{channel}/analytics", headers=other)
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1, r.text
