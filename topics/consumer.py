@@ -6,6 +6,10 @@ replays).  A record that cannot be decoded is not dropped: it goes to the
 ``deadletter`` topic with its topic/partition/offset and the consumer moves on
 (docs/ARCHITECTURE.md, "Events").
 
+``consume_messages`` gives the records undecoded, as librdkafka hands them
+over, for a loader that passes most of them on as Avro to an engine that
+reads it itself (processors/analytics/sink.py); ``event_of`` decodes one.
+
 With the doorbell on (``topics/doorbell.py``), a consumer pauses its
 partitions after ``doorbell.LINGER_S`` without records and waits in ``poll``
 on its doorbell instead of on the broker: an idle consumer sends no fetch at
@@ -25,8 +29,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -47,6 +51,7 @@ from topics.producer import EventProducer
 from topics.serde import AvroSerde
 
 log = logging.getLogger("glasscast.topics.consumer")
+T = TypeVar("T")
 
 
 class Event(NamedTuple):
@@ -223,7 +228,15 @@ class EventConsumer:
         """
         self._enter()
         try:
-            return self._consume(max_records, timeout_s)
+            return self._consume(self._handle, max_records, timeout_s)
+        finally:
+            self._leave()
+
+    def consume_messages(self, max_records: int = 1000, timeout_s: float = 0.05) -> list[Message]:
+        """``consume`` without decoding: the records as librdkafka gives them (``event_of`` decodes one)."""
+        self._enter()
+        try:
+            return self._consume(self._checked, max_records, timeout_s)
         finally:
             self._leave()
 
@@ -249,17 +262,17 @@ class EventConsumer:
         deadline = time.monotonic() + timeout_s
         while True:
             msg = self._consumer.poll(self._gate_wait(deadline))
-            for event in self._gated([] if msg is None else [msg]):
+            for event in self._gated([] if msg is None else [msg], self._handle):
                 return event
             if time.monotonic() >= deadline:
                 return None
 
-    def _consume(self, max_records: int, timeout_s: float) -> list[Event]:
+    def _consume(self, handle: Callable[[Message], T | None], max_records: int, timeout_s: float) -> list[T]:
         if self._bell is None:
-            return [e for e in map(self._handle, self._consumer.consume(max_records, timeout_s)) if e is not None]
+            return [e for e in map(handle, self._consumer.consume(max_records, timeout_s)) if e is not None]
         deadline = time.monotonic() + timeout_s
         while True:
-            events = list(self._gated(self._consumer.consume(max_records, self._gate_wait(deadline))))
+            events = list(self._gated(self._consumer.consume(max_records, self._gate_wait(deadline)), handle))
             if events or time.monotonic() >= deadline:
                 return events
 
@@ -284,8 +297,8 @@ class EventConsumer:
                 return 0.0
         return max(0.0, min(deadline, max(gate.awake_until, now + 0.001)) - now)
 
-    def _gated(self, msgs: list[Message]) -> Iterator[Event]:
-        """Decode ``msgs``, keeping the gate up to date; then pause if the consumer has been idle."""
+    def _gated(self, msgs: list[Message], handle: Callable[[Message], T | None]) -> Iterator[T]:
+        """``handle`` each of ``msgs``, keeping the gate up to date; then pause if the consumer has been idle."""
         bell = self._bell
         assert bell is not None
         gate = bell.gate
@@ -300,7 +313,7 @@ class EventConsumer:
                 self._probe_eof.add((msg.topic() or "", msg.partition() or 0))
                 if {(tp.topic, tp.partition) for tp in self._consumer.assignment()} <= self._probe_eof:
                     gate.probe_done(now)
-            event = self._handle(msg)
+            event = handle(msg)
             if event is not None:
                 yield event
         if self._reassigned:
@@ -329,7 +342,8 @@ class EventConsumer:
         self._probe_eof.clear()
         bell.gate.resumed(now, probe)
 
-    def _handle(self, msg: Message) -> Event | None:
+    def _checked(self, msg: Message) -> Message | None:
+        """A record message as is; None for a partition's end (noted); a consumer error raises."""
         err = msg.error()
         if err is not None:
             if err.code() == KafkaError._PARTITION_EOF:
@@ -338,6 +352,13 @@ class EventConsumer:
             raise TopicsError(f"consumer error: {err.str()}")
         if self._eof:
             self._eof.discard((msg.topic() or "", msg.partition() or 0))
+        return msg
+
+    def _handle(self, msg: Message) -> Event | None:
+        return None if self._checked(msg) is None else self.event_of(msg)
+
+    def event_of(self, msg: Message) -> Event | None:
+        """A record message decoded; None when it cannot be (dead-lettered, as the module docstring says)."""
         try:
             value = self.serde.decode(msg.value() or b"")
         except SerializationError as exc:

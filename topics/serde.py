@@ -132,6 +132,18 @@ class AvroSerde:
             self._readers[schema_id] = reader
         return reader
 
+    def written_as(self, schema_id: int) -> tuple[str, bool]:
+        """(record full name, whether written with our schema of that name, byte for byte) for a writer id."""
+        reader = self._readers.get(schema_id) or self._reader_for(schema_id)
+        return reader.name, reader.reader is None and reader.name in self._parsed
+
+    def writer_schema(self, schema_id: int) -> str:
+        """The writer schema's text registered under ``schema_id`` (cached by the registry client)."""
+        try:
+            return self.registry.schema(schema_id)
+        except RegistryError as exc:
+            raise SerializationError(f"writer schema id {schema_id} cannot be fetched: {exc}") from exc
+
     def decode(self, data: bytes) -> Record:
         """The typed record in framed Avro bytes."""
         name, value = self.decode_value(data)

@@ -85,13 +85,18 @@ def create_analytics_app(settings: Settings, store: AnalyticsStore, sink: Analyt
         given = request.headers.get("authorization", "").encode()
         return hmac.compare_digest(given, expected)
 
-    async def body(request: Request) -> dict[str, Any] | Response:
+    def refusal(request: Request) -> Response | None:
         if not allowed(request):
             return JSONResponse({"error": "unauthorized", "message": "HTTP Basic with the URL's password"},
                                 status_code=401, headers={"WWW-Authenticate": 'Basic realm="glasscast-analytics"'})
         if not serves_queries:
             return JSONResponse({"error": "refused", "message": "the store is the ClickHouse server"},
                                 status_code=404)
+        return None
+
+    async def body(request: Request) -> dict[str, Any] | Response:
+        if (refused := refusal(request)) is not None:
+            return refused
         try:
             doc = json.loads(await request.body())
         except ValueError:
@@ -128,6 +133,20 @@ def create_analytics_app(settings: Settings, store: AnalyticsStore, sink: Analyt
             return _error(exc)
         return Response(status_code=204)
 
+    async def insert_avro(request: Request) -> Response:
+        if (refused := refusal(request)) is not None:
+            return refused
+        q = request.query_params
+        table, columns, structure, select = q.get("table"), q.get("columns"), q.get("structure"), q.get("select")
+        if not table or not columns or not structure or not select:
+            return JSONResponse({"error": "refused", "message": "table, columns, structure and select are required"},
+                                status_code=400)
+        try:
+            await store.insert_avro(table, columns.split(","), structure, select, await request.body())
+        except AnalyticsError as exc:
+            return _error(exc)
+        return Response(status_code=204)
+
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok", "loaded_rows": sink.loaded_rows if sink else 0})
 
@@ -150,7 +169,8 @@ def create_analytics_app(settings: Settings, store: AnalyticsStore, sink: Analyt
             await store.close()
 
     return Starlette(routes=[Route("/healthz", healthz), Route("/query", query, methods=["POST"]),
-                             Route("/insert", insert, methods=["POST"])], lifespan=lifespan)
+                             Route("/insert", insert, methods=["POST"]),
+                             Route("/insert_avro", insert_avro, methods=["POST"])], lifespan=lifespan)
 
 
 async def _run_sink(sink: AnalyticsSink, stop: asyncio.Event) -> None:

@@ -32,6 +32,13 @@ run inside the insert into their raw table, and ClickHouse commits the raw
 table's part before the views' parts, so a process killed between the two
 leaves those rows out of the aggregates (never twice in them).
 
+The bulk records (heartbeats, viewer counts, stream health: ``avro_rows.py``)
+written with our own schema are not decoded here: the sink takes the records
+undecoded from the consumer and the engine reads their Avro, one container file
+per table and batch, still ONE insert.  A table that gets anything else in the
+same batch (a record of an older writer schema) has that batch's records
+decoded and loaded as rows, and so has a container the engine refuses.
+
 A consumer group is not used for positions (they live in the tables), so the
 sink reads every partition by assignment: one sink per store.  Its group id
 (``GLASSCAST_ANALYTICS_GROUP_ID``) names its client in the broker's logs.
@@ -41,20 +48,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
 from infra.settings import Settings
+from processors.analytics.avro_rows import LOADS, container
 from processors.analytics.rows import Row, row_for
+from schemas.record import Record
 from topics.admin import admin_client, ensure_topics
 from topics.consumer import Event, EventConsumer
+from topics.errors import SerializationError
 from topics.serde import AvroSerde
+from topics.wire import HEADER_SIZE, MAGIC_BYTE
 from views.analytics.errors import QueryRefused
 from views.analytics.store import AnalyticsStore
 from views.analytics.tables import BY_NAME, TABLES, TOPICS, create_tables
@@ -91,31 +103,149 @@ class Positions:
         floor = max(self.table_max.get((table, topic, partition), -1), self.watermark.get((topic, partition), -1))
         return offset > floor
 
+    def taken(self, topic: str, partition: int) -> int:
+        """The offset up to which a record of the partition is not fresh (``fresh``)."""
+        key = (topic, partition)
+        return max(self.seen.get(key, -1), self.watermark.get(key, -1))
+
+    def in_some_table(self, topic: str, partition: int) -> int:
+        """The largest offset of the partition in any table when the sink started: above it, ``keep`` holds
+        for every table once ``fresh`` does (the watermark is below what is fresh)."""
+        return max((offset for (_, t, p), offset in self.table_max.items() if t == topic and p == partition),
+                   default=-1)
+
+
+@dataclass
+class AvroRecords:
+    """A table's records in this batch left in their wire form, all of one writer schema."""
+
+    header: bytes  # their 5-byte wire header: magic byte and writer schema id
+    records: list[tuple[bytes, int, int]]  # (framed bytes, partition, offset)
+
+
+class AvroRouting:
+    """Which records the engine reads as Avro (``avro_rows.LOADS``, written with our schema): by wire header."""
+
+    def __init__(self, serde: AvroSerde) -> None:
+        self.serde = serde
+        self._tables: dict[bytes, str | None] = {}
+
+    def table(self, header: bytes) -> str | None:
+        """The table a record with this wire header goes to as Avro, or None (decoded as usual)."""
+        try:
+            return self._tables[header]
+        except KeyError:
+            pass
+        if len(header) < HEADER_SIZE or header[0] != MAGIC_BYTE:
+            return None
+        try:
+            name, ours = self.serde.written_as(int.from_bytes(header[1:], "big"))
+        except SerializationError:
+            return None  # decoded as usual, which says what is wrong; asked again next time
+        load_as = LOADS.get(name) if ours else None
+        table = self._tables[header] = load_as.table if load_as is not None else None
+        return table
+
+    def decoded(self, data: bytes, partition: int, offset: int) -> Record | None:
+        """A record left undecoded, decoded after all; None (logged) when it cannot be."""
+        try:
+            return self.serde.decode(data)
+        except SerializationError as exc:
+            log.warning("analytics: undecodable record at partition %d offset %d skipped: %s", partition, offset,
+                        exc)
+            return None
+
 
 @dataclass
 class Batch:
-    """Rows gathered for one load: per table, and the last offset seen per (topic, partition)."""
+    """Rows gathered for one load: per table, and the last offset seen per (topic, partition).
 
+    A table's records are either all rows (``rows``) or all Avro of one writer schema (``avro``).
+    """
+
+    routing: AvroRouting | None = None  # given, ``add_messages`` leaves the bulk records undecoded
     rows: dict[str, list[Row]] = field(default_factory=lambda: defaultdict(list))
+    avro: dict[str, AvroRecords] = field(default_factory=dict)
     last: dict[tuple[str, int], int] = field(default_factory=dict)
     count: int = 0
     started: float = 0.0
 
     def add(self, events: Iterable[Event], positions: Positions, now: float) -> None:
+        """Take decoded events."""
         for event in events:
             if not positions.fresh(event.topic, event.partition, event.offset):
                 continue
             if not self.last:
                 self.started = now
-            key = (event.topic, event.partition)
-            self.last[key] = max(self.last.get(key, -1), event.offset)
-            made = row_for(event.value)
-            if made is None:
+            self.last[(event.topic, event.partition)] = event.offset
+            self._add_record(event.value, event.topic, event.partition, event.offset, positions)
+
+    def add_messages(self, msgs: Iterable[Message], positions: Positions, now: float,
+                     event_of: Callable[[Message], Event | None]) -> None:
+        """Take records as the consumer read them: the bulk ones as Avro, the others decoded by ``event_of``."""
+        assert self.routing is not None, "a batch that takes messages has the sink's routing"
+        table_of = self.routing.table
+        # ``positions.fresh`` and ``keep``, with what they read looked up once per run of one partition's
+        # records (librdkafka hands them over a partition at a time).
+        run: tuple[str, int] | None = None
+        taken = in_table = -1
+        for msg in msgs:
+            topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+            if run != (topic, partition):
+                run = (topic, partition)
+                taken, in_table = positions.taken(topic, partition), positions.in_some_table(topic, partition)
+            if offset <= taken:
                 continue
-            table, row = made
-            if positions.keep(table, event.topic, event.partition, event.offset):
-                self.rows[table].append((*row, event.partition, event.offset))
+            taken = positions.seen[run] = offset
+            if not self.last:
+                self.started = now
+            self.last[run] = offset
+            data = msg.value() or b""
+            header = data[:HEADER_SIZE]
+            table = table_of(header)
+            if table is None:
+                event = event_of(msg)
+                if event is not None:
+                    self._add_record(event.value, topic, partition, offset, positions)
+                continue
+            if offset <= in_table and not positions.keep(table, topic, partition, offset):
+                continue
+            pending = self.avro.get(table)
+            if pending is not None and pending.header == header:
+                pending.records.append((data, partition, offset))
                 self.count += 1
+            elif pending is None and table not in self.rows:
+                self.avro[table] = AvroRecords(header, [(data, partition, offset)])
+                self.count += 1
+            elif (record := self.routing.decoded(data, partition, offset)) is not None:
+                self._add_record(record, topic, partition, offset, positions)  # the table becomes rows
+
+    def _add_record(self, record: Record, topic: str, partition: int, offset: int, positions: Positions) -> None:
+        made = row_for(record)
+        if made is None:
+            return
+        table, row = made
+        if positions.keep(table, topic, partition, offset):
+            if table in self.avro:
+                self.as_rows(table)
+            self.rows[table].append((*row, partition, offset))
+            self.count += 1
+
+    def as_rows(self, table: str) -> list[Row]:
+        """Decode the table's Avro records into rows (in their order), which it keeps from now on."""
+        pending = self.avro.pop(table, None)
+        rows = self.rows[table]
+        if pending is None:
+            return rows
+        assert self.routing is not None
+        for data, partition, offset in pending.records:
+            record = self.routing.decoded(data, partition, offset)
+            made = row_for(record) if record is not None else None
+            if made is None:
+                self.count -= 1
+                continue
+            rows.append((*made[1], partition, offset))
+        return rows
 
     def __bool__(self) -> bool:
         return bool(self.last)
@@ -137,6 +267,18 @@ async def read_positions(store: AnalyticsStore) -> Positions:
 
 async def load(store: AnalyticsStore, batch: Batch) -> None:
     """Insert a batch: one block per table, then the watermarks (the order the module docstring relies on)."""
+    for name, pending in list(batch.avro.items()):
+        assert batch.routing is not None
+        serde = batch.routing.serde
+        schema_id = int.from_bytes(pending.header[1:], "big")
+        load_as = LOADS[serde.written_as(schema_id)[0]]
+        data = container(serde.writer_schema(schema_id), pending.records, os.urandom(16))
+        try:
+            await store.insert_avro(name, BY_NAME[name].columns, load_as.structure, load_as.select, data)
+        except QueryRefused as exc:  # nothing of it went in: as rows, one bad record costing only itself
+            log.warning("analytics: the store refused a container of %d %s records (%s); loading them as rows",
+                        len(pending.records), name, exc)
+            batch.as_rows(name)
     for name, rows in batch.rows.items():
         if rows:
             try:
@@ -178,6 +320,7 @@ class AnalyticsSink:
         self.loaded_batches = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analytics-consumer")
         self._consumer: EventConsumer | None = None
+        self.routing = AvroRouting(serde)
 
     async def start(self) -> None:
         """Create the tables, read the positions and assign every partition at its start offset."""
@@ -199,30 +342,34 @@ class AnalyticsSink:
         self._consumer = consumer
         log.info("analytics sink reading %d partitions of %s", len(parts), ", ".join(self.topics))
 
-    def _consume(self, timeout_s: float) -> list[Event]:
+    def _consume(self, timeout_s: float) -> list[Message]:
         assert self._consumer is not None
-        return self._consumer.consume(CONSUME_MAX, timeout_s)
+        return self._consumer.consume_messages(CONSUME_MAX, timeout_s)
+
+    def _event_of(self, msg: Message) -> Event | None:
+        assert self._consumer is not None
+        return self._consumer.event_of(msg)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Load batches until ``stop`` is set; a batch in hand is loaded before returning."""
         loop = asyncio.get_running_loop()
         analytics = self.settings.analytics
         max_wait_s = analytics.batch_max_ms / 1000
-        batch = Batch()
+        batch = Batch(self.routing)
         # One load at a time, in order, while the next batch is read and decoded: a load starts only once
         # the previous one is in (the order the exactly-once rests on), but reading does not wait for it.
         loading: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
                 wait = max_wait_s if not batch else max(0.0, batch.started + max_wait_s - time.monotonic())
-                events = await loop.run_in_executor(self._pool, self._consume, min(wait, 0.5) or 0.001)
-                batch.add(events, self.positions, time.monotonic())
+                msgs = await loop.run_in_executor(self._pool, self._consume, min(wait, 0.5) or 0.001)
+                batch.add_messages(msgs, self.positions, time.monotonic(), self._event_of)
                 if batch and (batch.count >= analytics.batch_max_rows
                               or time.monotonic() - batch.started >= max_wait_s):
                     if loading is not None:
                         await loading
                     loading = asyncio.create_task(self._load(batch))
-                    batch = Batch()
+                    batch = Batch(self.routing)
             if loading is not None:
                 await loading
                 loading = None

@@ -7,11 +7,14 @@ database of its own that is dropped afterwards; without it those runs are
 skipped and say so.  Covered: the tables and their TTLs, expiry with the
 aggregates kept, parameters bound by the engine, read-only SQL refusing
 writes, the creator report's exact numbers, the sink's positions after a
-partly loaded batch, and every ``glasscast sql`` example of the README.
+partly loaded batch, every ``glasscast sql`` example of the README, and the
+Avro loads giving exactly the rows the Python path gives.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 import time
@@ -19,16 +22,23 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import fastavro
 import pytest
 
+from processors.analytics.avro_rows import LOADS, container
+from processors.analytics.rows import row_for
 from processors.analytics.sink import Batch, Positions, load, read_positions
+from schemas.record import Record
 from schemas.records.chat import ChatMessageSent
-from schemas.records.viewer import Heartbeat
+from schemas.records.stream import StreamHealth
+from schemas.records.viewer import Heartbeat, ViewerCountUpdated
 from topics.consumer import Event
+from topics.serde import without_logical_types
+from topics.wire import frame
 from views.analytics.errors import QueryRefused
 from views.analytics.report import Range, build_report
 from views.analytics.store import AnalyticsStore
-from views.analytics.tables import AGGREGATES, CHAT_MESSAGES, HEARTBEATS, TABLES, TTL_TABLES, create_tables
+from views.analytics.tables import AGGREGATES, BY_NAME, CHAT_MESSAGES, HEARTBEATS, TABLES, TTL_TABLES, create_tables
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +46,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CLICKHOUSE_URL = os.environ.get("CONTRACT_CLICKHOUSE_URL", "")
 DAY_MS = 86_400_000
 MINUTE = 60_000
+AVSC = {Heartbeat.RECORD: "viewer/Heartbeat.avsc", ViewerCountUpdated.RECORD: "viewer/ViewerCountUpdated.avsc",
+        StreamHealth.RECORD: "stream/StreamHealth.avsc"}
 
 
 @pytest.fixture(params=["chdb", "clickhouse"])
@@ -261,3 +273,71 @@ async def test_a_row_the_store_refuses_costs_that_row_not_the_batch(store: Analy
     assert [str(r[0]) for r in got.rows] == ["s0", "s2"]
     assert (await read_positions(store)).start("viewer.heartbeats", 9) == 103
     assert "partition 9 offset 101 refused" in caplog.text
+
+
+def _avro_samples(channel: str, at: int) -> list[Record]:
+    """Records of every type the engine reads from Avro, with the values rows.py treats specially."""
+    stream = str(uuid.uuid4())
+    return [
+        Heartbeat(occurred_at=at, channel_id=channel, session_id="plain", rendition="source", buffer_health_s=1.25,
+                  bitrate_kbps=3000),
+        Heartbeat(occurred_at=at + 1, channel_id=channel, stream_id=stream, session_id="full",
+                  user_id=str(uuid.uuid4()), rendition="720p30", buffer_health_s=0.1, bitrate_kbps=-5, latency_ms=1500,
+                  dropped_frames=-3, playback="CLIP", clip_id=str(uuid.uuid4())),
+        Heartbeat(occurred_at=at - 3_600_000, channel_id=channel, session_id="earlier", rendition="audio",
+                  buffer_health_s=0.0, bitrate_kbps=0, latency_ms=0, dropped_frames=7, playback="VOD"),
+        Heartbeat(occurred_at=2**62, channel_id=channel, session_id="far", rendition="source", buffer_health_s=3.0,
+                  bitrate_kbps=1),
+        ViewerCountUpdated(occurred_at=at, channel_id=channel, stream_id=stream, viewers=12, window_s=60,
+                           bucket_s=5),
+        ViewerCountUpdated(occurred_at=-5, channel_id=channel, viewers=-1, window_s=60, bucket_s=5),
+        StreamHealth(occurred_at=at, stream_id=stream, channel_id=channel, window_ms=5000, ingest_bitrate_kbps=4500,
+                     fps=59.94, dropped_frames=2, bytes_received=10**10, status="DEGRADED", video_bitrate_kbps=4300,
+                     audio_bitrate_kbps=160, width=1920, height=1080, late_frames=1),
+        StreamHealth(occurred_at=5, stream_id=stream, channel_id=channel, window_ms=-1, ingest_bitrate_kbps=-1,
+                     fps=0.0, dropped_frames=-1, bytes_received=-1, late_frames=-2),
+    ]
+
+
+async def test_avro_loads_give_exactly_the_rows_python_gives(store: AnalyticsStore) -> None:
+    """Each record type the sink hands over as Avro (avro_rows.LOADS) lands as the row rows.py makes of it:
+    the same records loaded both ways, to partitions 1 (the engine reading the Avro) and 2 (rows), compare equal."""
+    channel, at = str(uuid.uuid4()), now_minute_ms()
+    samples = _avro_samples(channel, at)
+    assert {r.RECORD for r in samples} == set(LOADS)
+    by_table: dict[str, list[tuple[int, Record]]] = {}
+    for offset, record in enumerate(samples):
+        by_table.setdefault(LOADS[record.RECORD].table, []).append((offset, record))
+    for table, records in by_table.items():
+        load_as = LOADS[records[0][1].RECORD]
+        schema = json.loads((ROOT / "schemas" / AVSC[records[0][1].RECORD]).read_text())
+        parsed = fastavro.parse_schema(without_logical_types(schema))
+        framed = []
+        for offset, record in records:
+            body = io.BytesIO()
+            fastavro.schemaless_writer(body, parsed, record.to_avro())
+            framed.append((frame(42, body.getvalue()), 1, offset))
+        columns = BY_NAME[table].columns
+        await store.insert_avro(table, columns, load_as.structure, load_as.select,
+                                container(json.dumps(schema), framed, os.urandom(16)))
+        rows = []
+        for offset, record in records:
+            made = row_for(record)
+            assert made is not None and made[0] == table
+            rows.append((*made[1], 2, offset))
+        await store.insert(table, columns, rows)
+        every = ", ".join(c for c in columns if c != "src_partition")
+        got = {p: (await store.query(
+            f"SELECT {every} FROM {table} WHERE channel_id = {{c:String}} AND src_partition = {p} ORDER BY src_offset",
+            {"c": channel})).rows for p in (1, 2)}
+        assert len(got[1]) == len(records) and got[1] == got[2], (table, got)
+
+
+async def test_a_container_the_engine_cannot_read_is_refused_whole(store: AnalyticsStore) -> None:
+    load_as = LOADS[Heartbeat.RECORD]
+    with pytest.raises(QueryRefused):
+        await store.insert_avro("heartbeats", HEARTBEATS.columns, load_as.structure, load_as.select,
+                                b"Obj\x01 not a container")
+    with pytest.raises(QueryRefused):
+        await store.insert_avro("heartbeats; DROP TABLE x", HEARTBEATS.columns, load_as.structure, load_as.select,
+                                b"")

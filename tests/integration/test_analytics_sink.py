@@ -12,6 +12,8 @@ loads as well; every count here is of this test's own channel.
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import os
 import secrets
 import signal
@@ -21,20 +23,31 @@ import time
 import uuid
 from pathlib import Path
 
+import fastavro
 import httpx
 import pytest
+from confluent_kafka import Message
 
 from infra.embedded.process import free_port
 from infra.settings import Settings, child_env
+from processors.analytics.avro_rows import LOADS, container
+from processors.analytics.sink import AvroRouting, Batch, Positions, load
 from schemas.records.chat import ChatMessageSent
 from schemas.records.viewer import Heartbeat
 from tests.factories import Backbone, platform_settings
 from tests.servers import run_service
 from tests.waiting import eventually
+from topics.consumer import Event
 from topics.producer import EventProducer
 from topics.runtime import make_serde
+from topics.serde import without_logical_types
+from topics.wire import frame
+from views.analytics.chdb_store import ChdbStore
+from views.analytics.errors import QueryRefused
 from views.analytics.service_store import ServiceStore
 from views.analytics.store import QueryResult
+from views.analytics.tables import HEARTBEATS as HEARTBEATS_TABLE
+from views.analytics.tables import create_tables
 
 pytestmark = pytest.mark.integration
 
@@ -177,6 +190,33 @@ def test_the_analytics_api_needs_its_password(settings: Settings, tmp_path: Path
         r = httpx.post(f"http://127.0.0.1:{port}/query", json={"sql": "SELECT 1"}, auth=("glasscast", "wrong"))
         assert r.status_code == 401
         assert query(settings, "SELECT 1 AS one").rows == ((1,),)
+        r = httpx.post(f"http://127.0.0.1:{port}/insert_avro", content=b"", params={"table": "heartbeats"})
+        assert r.status_code == 401
+        # The Avro load over the API (ServiceStore.insert_avro): the container as the body.
+        serde = make_serde(settings)
+        channel = str(uuid.uuid4())
+        framed = serde.encode("viewer.heartbeats", Heartbeat(occurred_at=int(time.time() * 1000), channel_id=channel,
+                                                              session_id="over-the-api", rendition="source",
+                                                              buffer_health_s=1.0, bitrate_kbps=1))
+        writer = serde.writer_schema(int.from_bytes(framed[1:5], "big"))
+        serde.close()
+        load_as = LOADS[Heartbeat.RECORD]
+
+        async def insert() -> None:
+            store = ServiceStore(settings.analytics.url)
+            try:
+                await store.insert_avro("heartbeats", HEARTBEATS_TABLE.columns, load_as.structure, load_as.select,
+                                        container(writer, [(framed, 3, 77)], os.urandom(16)))
+                with pytest.raises(QueryRefused):
+                    await store.insert_avro("heartbeats", HEARTBEATS_TABLE.columns, load_as.structure,
+                                            load_as.select, b"not a container")
+            finally:
+                await store.close()
+
+        asyncio.run(insert())
+        got = query(settings, "SELECT session_id, src_partition, src_offset FROM heartbeats "
+                              "WHERE channel_id = {c:String}", {"c": channel})
+        assert got.rows == (("over-the-api", 3, 77),)
 
 
 def test_glasscast_up_restarts_a_killed_analytics_process_without_loss_or_doubles(tmp_path: Path) -> None:
@@ -204,3 +244,80 @@ def test_glasscast_up_restarts_a_killed_analytics_process_without_loss_or_double
         assert eventually(lambda: (n := loaded())[0] >= HEARTBEATS and n, 120, "every row",
                           ignore=(RuntimeError,)) == (HEARTBEATS, HEARTBEATS)
         assert up.status()["processes"]["analytics"]["last_exit"] == "signal SIGKILL"
+
+
+def _heartbeat(channel: str, i: int) -> Heartbeat:
+    return Heartbeat(occurred_at=int(time.time() * 1000) + i, channel_id=channel, session_id=f"sess-{i}",
+                     rendition="source", buffer_health_s=2.0, bitrate_kbps=3000)
+
+
+def _sessions(store: ChdbStore, channel: str) -> list[tuple[object, ...]]:
+    got = asyncio.run(store.query("SELECT session_id, src_offset FROM heartbeats WHERE channel_id = {c:String} "
+                                  "ORDER BY src_offset", {"c": channel}))
+    return [tuple(r) for r in got.rows]
+
+
+def test_a_table_given_anything_but_its_own_avro_in_a_batch_is_loaded_as_rows(settings: Settings,
+                                                                              tmp_path: Path) -> None:
+    """Heartbeats written with our schema go to the engine as Avro; one of another writer schema in the same
+    batch (decoded, as the consumer would) turns the table's whole batch into rows, in offset order, still one
+    insert."""
+    serde = make_serde(settings)
+    store = ChdbStore(str(tmp_path / "analytics"))
+    try:
+        asyncio.run(create_tables(store, 30))
+        channel = str(uuid.uuid4())
+        framed = [serde.encode("viewer.heartbeats", _heartbeat(channel, i)) for i in range(4)]
+        schema_id = int.from_bytes(framed[0][1:5], "big")
+        assert serde.written_as(schema_id) == (Heartbeat.RECORD, True)
+        # An older writer: the schema registered before clip_id was added (and so without it).
+        old = json.loads(serde.writer_schema(schema_id))
+        old["fields"] = [f for f in old["fields"] if f["name"] != "clip_id"]
+        old_id = serde.registry.register(f"analytics-test-{uuid.uuid4().hex[:8]}-{Heartbeat.RECORD}", json.dumps(old))
+        body = io.BytesIO()
+        value = {k: v for k, v in _heartbeat(channel, 3).to_avro().items() if k != "clip_id"}
+        fastavro.schemaless_writer(body, fastavro.parse_schema(without_logical_types(old)), value)
+        framed[3] = frame(old_id, body.getvalue())
+        routing = AvroRouting(serde)
+
+        def message(offset: int) -> Message:
+            return Message(topic="viewer.heartbeats", partition=5, offset=offset, value=framed[offset])
+
+        def event_of(msg: Message) -> Event:
+            return Event(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, 0, None,
+                         serde.decode(msg.value() or b""))
+
+        only_avro = Batch(routing)
+        only_avro.add_messages([message(i) for i in range(2)], Positions(), 0.0, event_of)
+        assert set(only_avro.avro) == {"heartbeats"} and not only_avro.rows and only_avro.count == 2
+        asyncio.run(load(store, only_avro))
+        mixed = Batch(routing)
+        mixed.add_messages([message(2), message(3)], Positions(), 0.0, event_of)
+        assert not mixed.avro and [r[-1] for r in mixed.rows["heartbeats"]] == [2, 3] and mixed.count == 2
+        asyncio.run(load(store, mixed))
+        assert _sessions(store, channel) == [(f"sess-{i}", i) for i in range(4)]
+    finally:
+        asyncio.run(store.close())
+        serde.close()
+
+
+def test_a_container_the_engine_refuses_is_loaded_as_rows_and_a_corrupt_record_costs_only_itself(
+        settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    serde = make_serde(settings)
+    store = ChdbStore(str(tmp_path / "analytics"))
+    try:
+        asyncio.run(create_tables(store, 30))
+        channel = str(uuid.uuid4())
+        framed = [serde.encode("viewer.heartbeats", _heartbeat(channel, i)) for i in range(3)]
+        framed[1] = framed[1][:12]  # cut short: neither the engine nor fastavro can read it
+        batch = Batch(AvroRouting(serde))
+        batch.add_messages([Message(topic="viewer.heartbeats", partition=6, offset=i, value=framed[i])
+                            for i in range(3)], Positions(), 0.0, lambda msg: None)
+        assert batch.count == 3 and set(batch.avro) == {"heartbeats"}
+        asyncio.run(load(store, batch))
+        assert _sessions(store, channel) == [("sess-0", 0), ("sess-2", 2)]
+        assert "loading them as rows" in caplog.text and "partition 6 offset 1 skipped" in caplog.text
+        assert batch.last == {("viewer.heartbeats", 6): 2}
+    finally:
+        asyncio.run(store.close())
+        serde.close()

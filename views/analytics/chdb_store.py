@@ -11,7 +11,8 @@ engine parses for their type (``params.py``).  Answers are read from
 the ``JSONCompact`` format with 64-bit integers unquoted (``result_json.py``),
 the same parsing the other stores use.  Rows are loaded with one ``INSERT ...
 FORMAT JSONCompactColumns`` per call: one insert block, applied whole or not
-at all.  A ``DateTime64`` value comes in as epoch milliseconds and is written
+at all; ``insert_avro`` has the engine read an Avro container from a temporary
+file, likewise one insert.  A ``DateTime64`` value comes in as epoch milliseconds and is written
 as ``seconds.millis`` text, which is how the format reads a number as a time.
 """
 
@@ -20,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import os
 import re
+import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -37,7 +40,7 @@ _CODE = re.compile(r"Code: (\d+)")
 # ClickHouse error codes that mean "this statement is wrong or not allowed", not "the engine failed".
 REFUSED_CODES = frozenset({
     6, 10, 16, 26, 27, 36, 38, 41, 42, 43, 44, 46, 47, 48, 53, 57, 60, 62, 70, 72, 81, 117, 164, 179, 184, 215,
-    352, 386, 456, 457, 497,
+    352, 386, 456, 457, 497, 748,
 })
 
 
@@ -135,6 +138,27 @@ class ChdbStore:
             sess.query(sql)
         except Exception as exc:  # as in _query
             raise classify(exc) from exc
+
+    def _insert_avro(self, table: str, columns: Sequence[str], structure: str, select: str, data: bytes) -> None:
+        sess = self._open()
+        if not table.isidentifier() or not all(c.isidentifier() for c in columns) or "'" in structure:
+            raise QueryRefused(f"bad table, column or structure in Avro insert into {table!r}")
+        # The engine reads the container from a file of its own (a query's text cannot carry binary data).
+        fd, path = tempfile.mkstemp(prefix="glasscast-load-", suffix=".avro")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            sess.query(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {select} "
+                       f"FROM file('{path}', 'Avro', '{structure}')")
+        except Exception as exc:  # as in _query
+            raise classify(exc) from exc
+        finally:
+            os.unlink(path)
+
+    async def insert_avro(self, table: str, columns: Sequence[str], structure: str, select: str,
+                          data: bytes) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._insert_avro, table, columns, structure,
+                                                         select, data)
 
     async def query(self, sql: str, params: Mapping[str, object] | None = None, *,
                     readonly: bool = False) -> QueryResult:

@@ -21,7 +21,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from views.analytics.errors import AnalyticsError, AnalyticsUnavailable
+from views.analytics.errors import AnalyticsError, AnalyticsUnavailable, QueryRefused
 from views.analytics.readonly import check_readonly
 from views.analytics.result_json import SETTINGS, parse_json_compact
 from views.analytics.store import QueryResult
@@ -95,6 +95,22 @@ class ClickHouseStore:
         def run() -> None:
             try:
                 client.insert(table, [list(r) for r in rows], column_names=list(columns))
+            except Exception as exc:  # as in _connect
+                raise _classify(exc) from exc
+
+        await asyncio.to_thread(run)
+
+    async def insert_avro(self, table: str, columns: Sequence[str], structure: str, select: str,
+                          data: bytes) -> None:
+        if not table.isidentifier() or not all(c.isidentifier() for c in columns) or "'" in structure:
+            raise QueryRefused(f"bad table, column or structure in Avro insert into {table!r}")
+        client = await self._get()
+        # The container is the request's body, read by the input() table function: one INSERT, one block.
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) SELECT {select} FROM input('{structure}') FORMAT Avro"
+
+        def run() -> None:
+            try:
+                client.command(sql, data=data)
             except Exception as exc:  # as in _connect
                 raise _classify(exc) from exc
 

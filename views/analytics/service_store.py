@@ -8,6 +8,7 @@ filled in by ``glasscast up``; the password is the embedded secret
 
 * ``POST /query``  ``{"sql", "params", "readonly"}`` -> ``{"columns", "rows"}``
 * ``POST /insert`` ``{"table", "columns", "rows"}`` -> 204
+* ``POST /insert_avro?table=&columns=a,b&structure=&select=`` with the container as the body -> 204
 
 A refused statement answers 400 and an engine failure 500, each with
 ``{"error": "refused" | "failed", "message"}``, and they come back here as the
@@ -43,8 +44,11 @@ class ServiceStore:
         self._client = httpx.AsyncClient(base_url=base, auth=auth, timeout=timeout_s)
 
     async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        return await self._send(path, json=body)
+
+    async def _send(self, path: str, **request: Any) -> httpx.Response:
         try:
-            response = await self._client.post(path, json=body)
+            response = await self._client.post(path, **request)
         except httpx.HTTPError as exc:
             raise AnalyticsUnavailable(f"the analytics process did not answer: {exc!r}") from exc
         if response.status_code < 300:
@@ -58,6 +62,12 @@ class ServiceStore:
         if response.status_code in (502, 503, 504):
             raise AnalyticsUnavailable(message or f"the analytics process answered {response.status_code}")
         raise AnalyticsError(message or f"the analytics process answered {response.status_code}")
+
+    async def insert_avro(self, table: str, columns: Sequence[str], structure: str, select: str,
+                          data: bytes) -> None:
+        params = {"table": table, "columns": ",".join(columns), "structure": structure, "select": select}
+        await self._send("/insert_avro", content=data, params=params,
+                         headers={"content-type": "application/avro"})
 
     async def query(self, sql: str, params: Mapping[str, object] | None = None, *,
                     readonly: bool = False) -> QueryResult:

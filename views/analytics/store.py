@@ -11,6 +11,8 @@ Every implementation speaks the same ClickHouse SQL against the tables of
   applies atomically: all the rows or none (the sink's exactly-once rests on
   it, processors/analytics/sink.py).  A ``DateTime64(3)`` value is given as
   epoch milliseconds (``EpochMs``).
+* ``insert_avro`` loads an Avro object container file the same way, read by the
+  engine itself (no decoding in Python; the sink's bulk path).
 
 Values in a ``QueryResult`` are JSON values, the same from every
 implementation: ``None``, ``bool``, ``int``, ``float``, ``str``, lists and
@@ -59,6 +61,14 @@ class AnalyticsStore(Protocol):
 
     async def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         """Load ``rows`` (values in ``columns`` order) into ``table`` as one atomic insert block."""
+
+    async def insert_avro(self, table: str, columns: Sequence[str], structure: str, select: str,
+                          data: bytes) -> None:
+        """Load an Avro object container file into ``table`` as one atomic insert block, the engine decoding it.
+
+        The engine reads the file's records as ``structure`` (their fields, as ClickHouse types) and inserts
+        ``SELECT select`` of them into ``columns`` (processors/analytics/avro_rows.py).
+        """
 
     async def close(self) -> None:
         """Release the connection (or the engine); the store is not used after."""
