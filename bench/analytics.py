@@ -5,10 +5,17 @@ Phases, on an embedded broker, Valkey and registry (``bench/backbone.py``):
 1. **Sink.** ``--events`` heartbeats are produced to ``viewer.heartbeats``,
    then the analytics sink (``processors/analytics/sink.py``, in this process,
    on chDB, batches of 50,000) loads the backlog: ``sink_rows_per_s`` is rows
-   loaded per second from the sink's start to the last row in the table.  Its
-   parts, measured alone on the same records: ``decode_per_s`` (Avro to typed
-   records, what the consumer does) and ``chdb_insert_rows_per_s`` (the same
-   rows through ``ChdbStore.insert``, the engine's side with the JSON it reads).
+   loaded per second from the sink's start (its tables, positions and
+   assignment included: ``sink_start_s``) to the last row in the table, and
+   ``sink_rows_per_s_after_start``.  The reference, in the same run:
+   ``reference_consume_per_s``, a bare librdkafka consumer reading the same
+   records and doing nothing with them (the broker's side).  The sink's
+   parts, alone on 100,000 of the records: ``avro_container_per_s`` (cutting
+   the bodies into a container, in Python) and ``chdb_avro_insert_rows_per_s``
+   (the engine reading it into the table, materialised views included); and
+   the Python path those records no longer take: ``python_decode_per_s``
+   (Avro to typed records) and ``chdb_json_insert_rows_per_s`` (rows through
+   ``ChdbStore.insert``, as JSON).
 2. **10 million heartbeats.** Generated with ``INSERT ... SELECT FROM numbers()``
    straight into chDB (not through Kafka; the materialised views fill the
    aggregates as they would from the sink): ``--channels`` channels over the
@@ -61,12 +68,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
-from confluent_kafka import Consumer  # noqa: E402
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition  # noqa: E402
 
 from bench.backbone import embedded_backbone  # noqa: E402
 from gateways.auth import issue_token  # noqa: E402
 from infra.embedded.process import free_port  # noqa: E402
 from infra.settings import Settings, child_env  # noqa: E402
+from processors.analytics.avro_rows import LOADS, container  # noqa: E402
 from processors.analytics.rows import row_for  # noqa: E402
 from processors.analytics.sink import AnalyticsSink  # noqa: E402
 from schemas.records.channel import ChannelCreated  # noqa: E402
@@ -123,10 +131,12 @@ def produce_heartbeats(settings: Settings, count: int) -> float:
 
 
 def raw_records(settings: Settings, limit: int) -> list[bytes]:
-    """Up to ``limit`` raw heartbeat records from the topic (for the decode figure)."""
+    """Up to ``limit`` raw heartbeat records from the topic (the reference read, and the parts' input)."""
     consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": uuid.uuid4().hex,
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe(["viewer.heartbeats"])
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "fetch.queue.backoff.ms": 20})
+    parts = consumer.list_topics("viewer.heartbeats", timeout=30).topics["viewer.heartbeats"].partitions
+    consumer.assign([TopicPartition("viewer.heartbeats", p, OFFSET_BEGINNING) for p in sorted(parts)])
     out: list[bytes] = []
     deadline = time.monotonic() + 60
     try:
@@ -147,6 +157,7 @@ async def sink_phase(settings: Settings, events: int) -> dict[str, Any]:
     stop = asyncio.Event()
     started = time.perf_counter()
     await sink.start()
+    start_s = time.perf_counter() - started
     task = asyncio.create_task(sink.run(stop))
     while True:
         loaded = (await store.query("SELECT count() FROM heartbeats")).scalar()
@@ -159,9 +170,23 @@ async def sink_phase(settings: Settings, events: int) -> dict[str, Any]:
     stop.set()
     await task
     await sink.close()
-    # The sink's parts, alone.
+    # The reference: a bare librdkafka consumer reading the same records and doing nothing with them.
+    t = time.perf_counter()
+    records = raw_records(settings, events)
+    reference_per_s = len(records) / (time.perf_counter() - t)
+    # The sink's parts, alone, on 100,000 of the records: what it does (the Avro container, the engine reading
+    # it into the table) and what it no longer does for them (decoding in Python, the JSON rows insert).
+    records = records[:100_000]
     serde = make_serde(settings)
-    records = raw_records(settings, 100_000)
+    schema_id = int.from_bytes(records[0][1:5], "big")
+    load_as = LOADS[serde.written_as(schema_id)[0]]
+    t = time.perf_counter()
+    data = container(serde.writer_schema(schema_id), [(r, 1, 20_000_000 + i) for i, r in enumerate(records)],
+                     os.urandom(16))
+    container_per_s = len(records) / (time.perf_counter() - t)
+    t = time.perf_counter()
+    await store.insert_avro("heartbeats", HEARTBEATS.columns, load_as.structure, load_as.select, data)
+    avro_insert_per_s = len(records) / (time.perf_counter() - t)
     t = time.perf_counter()
     decoded = [serde.decode(r) for r in records]
     decode_per_s = len(decoded) / (time.perf_counter() - t)
@@ -176,7 +201,10 @@ async def sink_phase(settings: Settings, events: int) -> dict[str, Any]:
     insert_per_s = len(rows) / (time.perf_counter() - t)
     await store.close()
     return {"events": events, "produced_per_s": round(produced_per_s), "sink_rows_per_s": round(events / elapsed),
-            "decode_per_s": round(decode_per_s), "chdb_insert_rows_per_s": round(insert_per_s)}
+            "sink_rows_per_s_after_start": round(events / (elapsed - start_s)), "sink_start_s": round(start_s, 2),
+            "reference_consume_per_s": round(reference_per_s), "avro_container_per_s": round(container_per_s),
+            "chdb_avro_insert_rows_per_s": round(avro_insert_per_s), "python_decode_per_s": round(decode_per_s),
+            "chdb_json_insert_rows_per_s": round(insert_per_s)}
 
 
 async def generate(path: str, channels: int, channel: str, stream: str) -> dict[str, Any]:

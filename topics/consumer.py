@@ -117,7 +117,10 @@ class EventConsumer:
         self.dead_letter = dead_letter
         self._bell = doorbell.Doorbell(kafka, self.topics) if wake_on_doorbell and doorbell.enabled(kafka) else None
         if self._bell is not None:
-            overrides["enable.partition.eof"] = True  # an idle check ends at the end of every partition
+            # An idle check ends at the end of every partition; a consumer that turns the ends off (they cost
+            # the embedded broker's fetch rate a factor of three, see processors/analytics/sink.py) has its
+            # idle checks last doorbell.PROBE_MAX_S instead.
+            overrides.setdefault("enable.partition.eof", True)
         self._consumer = Consumer(consumer_config(kafka, group_id, **overrides))
         self._eof: set[tuple[str, int]] = set()
         self._probe_eof: set[tuple[str, int]] = set()
@@ -151,6 +154,12 @@ class EventConsumer:
         return parts
 
     def assign_partitions(self, parts: list[TopicPartition]) -> None:
+        """Read exactly ``parts`` (at their offsets, or logical ones such as OFFSET_BEGINNING)."""
+        if not self._assigned:
+            # A consumer that has not spoken to the broker yet took about half a second to fetch anything
+            # after its first assignment (measured on the embedded broker); asking for metadata first takes
+            # a round trip.
+            self._consumer.list_topics(self.topics[0], timeout=10)
         self._consumer.assign(parts)
         self._assigned = parts
         self._reassigned = True

@@ -75,6 +75,9 @@ log = logging.getLogger("glasscast.analytics.sink")
 
 SRC_COLUMNS = ("src_partition", "src_offset")
 CONSUME_MAX = 5000  # records per consume call
+# librdkafka stops fetching a partition whose read-ahead is full and, by default, fetches it again only a
+# second later: a sink loading a backlog then stalls for that second again and again.
+FETCH_QUEUE_BACKOFF_MS = 20
 
 
 @dataclass
@@ -336,7 +339,11 @@ class AnalyticsSink:
         metadata = admin_client(self.settings.kafka).list_topics(timeout=30)
         parts = [TopicPartition(name, p, self.positions.start(name, p))
                  for name in self.topics for p in sorted(metadata.topics[name].partitions)]
-        overrides: dict[str, Any] = {"client.id": self.settings.analytics.group_id}
+        # No end-of-partition events: with them on, librdkafka read the embedded broker's backlog at a third
+        # of the rate (240,000 against 1,100,000 records/s, a bare consumer either way).  The sink never asks
+        # whether it is caught up; its idle checks (the doorbell's) last their maximum instead.
+        overrides: dict[str, Any] = {"client.id": self.settings.analytics.group_id, "enable.partition.eof": False,
+                                     "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS}
         consumer = EventConsumer(self.settings.kafka, self.serde, self.topics, group_id=None, **overrides)
         consumer.assign_partitions(parts)
         self._consumer = consumer
