@@ -114,10 +114,10 @@ def create_analytics_app(settings: Settings, store: AnalyticsStore, sink: Analyt
             return JSONResponse({"error": "refused", "message": "sql must be a string, params an object"},
                                 status_code=400)
         try:
-            result = await store.query(sql, params, readonly=bool(doc.get("readonly")))
+            answer = await store.query_compact(sql, params, readonly=bool(doc.get("readonly")))
         except AnalyticsError as exc:
             return _error(exc)
-        return JSONResponse({"columns": list(result.columns), "rows": [list(r) for r in result.rows]})
+        return Response(answer, media_type="application/json")  # passed on unparsed: ServiceStore reads it
 
     async def insert(request: Request) -> Response:
         doc = await body(request)

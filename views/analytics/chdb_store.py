@@ -102,6 +102,9 @@ class ChdbStore:
         return self._session
 
     def _query(self, sql: str, params: Mapping[str, object] | None, readonly: bool) -> QueryResult:
+        return parse_json_compact(self._query_compact(sql, params, readonly))
+
+    def _query_compact(self, sql: str, params: Mapping[str, object] | None, readonly: bool) -> bytes:
         sess = self._open()
         if readonly:
             sql = check_readonly(sql) + "\nSETTINGS readonly = 1"
@@ -109,7 +112,8 @@ class ChdbStore:
             result = sess.query(sql, "JSONCompact", params=params_text(params) if params else None)
         except Exception as exc:  # chDB's ChdbError and RuntimeError carry ClickHouse's message and code
             raise classify(exc) from exc
-        return parse_json_compact(result.bytes())
+        data: bytes = result.bytes()
+        return data
 
     def _insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         if not rows:
@@ -163,6 +167,11 @@ class ChdbStore:
     async def query(self, sql: str, params: Mapping[str, object] | None = None, *,
                     readonly: bool = False) -> QueryResult:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._query, sql, params, readonly)
+
+    async def query_compact(self, sql: str, params: Mapping[str, object] | None = None, *,
+                            readonly: bool = False) -> bytes:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._query_compact, sql, params,
+                                                                readonly)
 
     async def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         await asyncio.get_running_loop().run_in_executor(self._pool, self._insert, table, columns, rows)

@@ -71,6 +71,10 @@ class ClickHouseStore:
 
     async def query(self, sql: str, params: Mapping[str, object] | None = None, *,
                     readonly: bool = False) -> QueryResult:
+        return parse_json_compact(await self.query_compact(sql, params, readonly=readonly))
+
+    async def query_compact(self, sql: str, params: Mapping[str, object] | None = None, *,
+                            readonly: bool = False) -> bytes:
         client = await self._get()
         settings: dict[str, Any] = dict(SETTINGS)
         if readonly:
@@ -85,7 +89,7 @@ class ClickHouseStore:
                 raise _classify(exc) from exc
             return data
 
-        return parse_json_compact(await asyncio.to_thread(run))
+        return await asyncio.to_thread(run)
 
     async def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         if not rows:

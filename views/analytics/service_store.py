@@ -6,7 +6,7 @@ chDB's data directory and serves this small API on 127.0.0.1, at
 filled in by ``glasscast up``; the password is the embedded secret
 ``analytics``, sent as HTTP Basic):
 
-* ``POST /query``  ``{"sql", "params", "readonly"}`` -> ``{"columns", "rows"}``
+* ``POST /query``  ``{"sql", "params", "readonly"}`` -> the engine's ``JSONCompact`` answer, as it wrote it
 * ``POST /insert`` ``{"table", "columns", "rows"}`` -> 204
 * ``POST /insert_avro?table=&columns=a,b&structure=&select=`` with the container as the body -> 204
 
@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import httpx
 
 from views.analytics.errors import AnalyticsError, AnalyticsUnavailable, QueryRefused
+from views.analytics.result_json import parse_json_compact
 from views.analytics.store import QueryResult
 
 
@@ -71,12 +72,12 @@ class ServiceStore:
 
     async def query(self, sql: str, params: Mapping[str, object] | None = None, *,
                     readonly: bool = False) -> QueryResult:
+        return parse_json_compact(await self.query_compact(sql, params, readonly=readonly))
+
+    async def query_compact(self, sql: str, params: Mapping[str, object] | None = None, *,
+                            readonly: bool = False) -> bytes:
         response = await self._post("/query", {"sql": sql, "params": dict(params or {}), "readonly": readonly})
-        try:
-            doc = response.json()
-            return QueryResult(columns=tuple(doc["columns"]), rows=tuple(tuple(r) for r in doc["rows"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise AnalyticsError("the analytics process answered something that is not a query result") from exc
+        return response.content
 
     async def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         if rows:

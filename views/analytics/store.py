@@ -59,6 +59,10 @@ class AnalyticsStore(Protocol):
                     readonly: bool = False) -> QueryResult:
         """Run one statement with ``{name:Type}`` parameters bound by the engine."""
 
+    async def query_compact(self, sql: str, params: Mapping[str, object] | None = None, *,
+                            readonly: bool = False) -> bytes:
+        """``query``'s answer as the engine wrote it, ClickHouse's ``JSONCompact`` (passed on unparsed)."""
+
     async def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         """Load ``rows`` (values in ``columns`` order) into ``table`` as one atomic insert block."""
 
