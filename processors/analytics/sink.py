@@ -27,10 +27,12 @@ how far the sink got.
   arrived already older than the retention) no longer show their offsets, but
   the watermark, which never expires, keeps the sink from reading them again.
 
-The one window: the materialised views that feed the per-minute aggregates
-run inside the insert into their raw table, and ClickHouse commits the raw
-table's part before the views' parts, so a process killed between the two
-leaves those rows out of the aggregates (never twice in them).
+The materialised views that feed the per-minute aggregates run inside the
+insert into their raw table, and ClickHouse commits the raw table's part
+before the views' parts, so a process killed between the two leaves those rows
+out of the aggregates.  They are past their partition's watermark, which is
+how a restart finds them: ``repair_aggregates`` computes the aggregate rows
+they touch again from the raw rows, before the sink reads on.
 
 The bulk records (heartbeats, viewer counts, stream health: ``avro_rows.py``)
 written with our own schema are not decoded here: the sink takes the records
@@ -69,7 +71,7 @@ from topics.serde import AvroSerde
 from topics.wire import HEADER_SIZE, MAGIC_BYTE
 from views.analytics.errors import QueryRefused
 from views.analytics.store import AnalyticsStore
-from views.analytics.tables import BY_NAME, TABLES, TOPICS, create_tables
+from views.analytics.tables import AGGREGATE_TABLES, BY_NAME, TABLES, TOPICS, create_tables
 
 log = logging.getLogger("glasscast.analytics.sink")
 
@@ -105,6 +107,11 @@ class Positions:
         """Whether a row is not in its table yet."""
         floor = max(self.table_max.get((table, topic, partition), -1), self.watermark.get((topic, partition), -1))
         return offset > floor
+
+    def cut(self, table: str, topic: str) -> list[tuple[int, int]]:
+        """(partition, watermark) wherever ``table`` holds rows past the watermark: a batch the sink died in."""
+        return sorted((p, self.watermark.get((topic, p), -1)) for (name, t, p), offset in self.table_max.items()
+                      if name == table and t == topic and offset > self.watermark.get((topic, p), -1))
 
     def taken(self, topic: str, partition: int) -> int:
         """The offset up to which a record of the partition is not fresh (``fresh``)."""
@@ -268,6 +275,32 @@ async def read_positions(store: AnalyticsStore) -> Positions:
     return positions
 
 
+async def repair_aggregates(store: AnalyticsStore, positions: Positions) -> list[str]:
+    """Compute again the aggregate rows a batch cut by a crash may have left short; which aggregates were.
+
+    The materialised views fill an aggregate in the raw table's insert, but after the raw part is committed,
+    so a process killed between the two leaves rows out of the aggregates.  Such rows lie past their
+    partition's watermark (the batch never got its watermark).  For every aggregate key those rows touch,
+    the aggregate rows are deleted and computed again from all the raw rows with that key.  Run before the
+    sink reads on; a crash in the middle leaves the same rows past the watermark, so it is simply run again.
+    """
+    repaired = []
+    for agg in AGGREGATE_TABLES:
+        cut = positions.cut(agg.source, BY_NAME[agg.source].topic)
+        if not cut:
+            continue
+        past = " OR ".join(f"(src_partition = {int(p)} AND src_offset > {int(w)})" for p, w in cut)
+        touched = f"SELECT DISTINCT {agg.raw_keys} FROM {agg.source} WHERE {past}"
+        await store.query(f"DELETE FROM {agg.name} WHERE ({agg.keys}) IN ({touched})")
+        await store.query(f"INSERT INTO {agg.name} "
+                          + agg.select(f"(SELECT * FROM {agg.source} WHERE ({agg.raw_keys}) IN ({touched}))"))
+        repaired.append(agg.name)
+    if repaired:
+        log.warning("analytics: the last batch before the restart was cut short; computed again: %s",
+                    ", ".join(repaired))
+    return repaired
+
+
 async def load(store: AnalyticsStore, batch: Batch) -> None:
     """Insert a batch: one block per table, then the watermarks (the order the module docstring relies on)."""
     for name, pending in list(batch.avro.items()):
@@ -329,6 +362,7 @@ class AnalyticsSink:
         """Create the tables, read the positions and assign every partition at its start offset."""
         await create_tables(self.store, self.settings.analytics.retention_days)
         self.positions = await read_positions(self.store)
+        await repair_aggregates(self.store, self.positions)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._pool, self._assign)
 

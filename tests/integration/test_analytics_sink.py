@@ -146,6 +146,12 @@ def test_sink_loads_every_offset_once_across_a_kill_9(settings: Settings, tmp_pa
         sessions = query(settings, "SELECT uniqExact(session_id) FROM heartbeats WHERE channel_id = {c:String}",
                          {"c": channel}).scalar()
         assert sessions == HEARTBEATS  # sess-0 twice: the first batch's and the sentinel's
+        # The aggregates the materialised views fill: every row once, wherever the kill fell (repair_aggregates).
+        totals = query(settings, """SELECT
+            (SELECT sum(beats) FROM watch_sessions WHERE channel_id = {c:String}),
+            (SELECT sum(beats) FROM viewer_minutes WHERE channel_id = {c:String}),
+            (SELECT sum(messages) FROM chat_minutes WHERE channel_id = {c:String})""", {"c": channel}).rows[0]
+        assert tuple(int(str(v)) for v in totals) == (HEARTBEATS + 1, HEARTBEATS + 1, CHAT + 1)
 
 
 def test_glasscast_sql_answers_and_refuses_writes(settings: Settings, tmp_path: Path) -> None:

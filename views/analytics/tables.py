@@ -172,6 +172,53 @@ TOPICS: tuple[str, ...] = tuple(dict.fromkeys(t.topic for t in TABLES))
 
 TTL_TABLES: tuple[str, ...] = ("heartbeats", "chat_messages", "chat_deletions")
 
+@dataclass(frozen=True)
+class Aggregate:
+    """An aggregate table fed from a raw table by a materialised view, and how to compute its rows again.
+
+    ``select`` is the view's query over ``{source}`` (the raw table, or a subquery of it); ``keys`` are the
+    aggregate's key columns, and ``raw_keys`` the same values computed from a raw row.
+    """
+
+    name: str
+    source: str
+    keys: str
+    raw_keys: str
+    body: str  # the view's query, with {source} where it reads the raw table
+
+    def select(self, source: str | None = None) -> str:
+        return self.body.replace("{source}", source or self.source)
+
+    def view(self) -> str:
+        """The materialised view's DDL."""
+        return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self.name}_mv TO {self.name} AS\n{self.select()}"
+
+
+VIEWER_MINUTES = Aggregate("viewer_minutes", "heartbeats", "channel_id, stream_id, minute",
+                           "channel_id, stream_id, toStartOfMinute(occurred_at)", f"""\
+SELECT channel_id, stream_id, toStartOfMinute(occurred_at) AS minute, uniqState(session_id) AS sessions,
+       toUInt64(count()) AS beats, toUInt64(countIf(buffer_health_s < {REBUFFER_BELOW_S})) AS rebuffer_beats
+FROM {{source}} WHERE playback = 'LIVE'
+GROUP BY channel_id, stream_id, minute""")
+RENDITION_MINUTES = Aggregate("rendition_minutes", "heartbeats", "channel_id, stream_id, minute",
+                              "channel_id, stream_id, toStartOfMinute(occurred_at)", """\
+SELECT channel_id, stream_id, toStartOfMinute(occurred_at) AS minute, rendition, toUInt64(count()) AS beats
+FROM {source} WHERE playback = 'LIVE'
+GROUP BY channel_id, stream_id, minute, rendition""")
+WATCH_SESSIONS = Aggregate("watch_sessions", "heartbeats", "channel_id, stream_id, session_id, playback",
+                           "channel_id, stream_id, session_id, playback", """\
+SELECT channel_id, stream_id, session_id, playback, max(user_id) AS user_id, min(occurred_at) AS first_at,
+       max(occurred_at) AS last_at, toUInt64(count()) AS beats
+FROM {source}
+GROUP BY channel_id, stream_id, session_id, playback""")
+CHAT_MINUTES = Aggregate("chat_minutes", "chat_messages", "channel_id, minute",
+                         "channel_id, toStartOfMinute(occurred_at)", """\
+SELECT channel_id, toStartOfMinute(occurred_at) AS minute, toUInt64(count()) AS messages,
+       uniqState(user_id) AS chatters
+FROM {source}
+GROUP BY channel_id, minute""")
+AGGREGATE_TABLES: tuple[Aggregate, ...] = (VIEWER_MINUTES, RENDITION_MINUTES, WATCH_SESSIONS, CHAT_MINUTES)
+
 AGGREGATES: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS viewer_minutes (
 channel_id String,
@@ -183,11 +230,7 @@ rebuffer_beats SimpleAggregateFunction(sum, UInt64)
 ) ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(minute)
 ORDER BY (channel_id, stream_id, minute)""",
-    f"""CREATE MATERIALIZED VIEW IF NOT EXISTS viewer_minutes_mv TO viewer_minutes AS
-SELECT channel_id, stream_id, toStartOfMinute(occurred_at) AS minute, uniqState(session_id) AS sessions,
-       toUInt64(count()) AS beats, toUInt64(countIf(buffer_health_s < {REBUFFER_BELOW_S})) AS rebuffer_beats
-FROM heartbeats WHERE playback = 'LIVE'
-GROUP BY channel_id, stream_id, minute""",
+    VIEWER_MINUTES.view(),
     """CREATE TABLE IF NOT EXISTS rendition_minutes (
 channel_id String,
 stream_id String,
@@ -197,10 +240,7 @@ beats UInt64
 ) ENGINE = SummingMergeTree
 PARTITION BY toYYYYMM(minute)
 ORDER BY (channel_id, stream_id, minute, rendition)""",
-    """CREATE MATERIALIZED VIEW IF NOT EXISTS rendition_minutes_mv TO rendition_minutes AS
-SELECT channel_id, stream_id, toStartOfMinute(occurred_at) AS minute, rendition, toUInt64(count()) AS beats
-FROM heartbeats WHERE playback = 'LIVE'
-GROUP BY channel_id, stream_id, minute, rendition""",
+    RENDITION_MINUTES.view(),
     """CREATE TABLE IF NOT EXISTS watch_sessions (
 channel_id String,
 stream_id String,
@@ -212,11 +252,7 @@ last_at SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
 beats SimpleAggregateFunction(sum, UInt64)
 ) ENGINE = AggregatingMergeTree
 ORDER BY (channel_id, stream_id, session_id, playback)""",
-    """CREATE MATERIALIZED VIEW IF NOT EXISTS watch_sessions_mv TO watch_sessions AS
-SELECT channel_id, stream_id, session_id, playback, max(user_id) AS user_id, min(occurred_at) AS first_at,
-       max(occurred_at) AS last_at, toUInt64(count()) AS beats
-FROM heartbeats
-GROUP BY channel_id, stream_id, session_id, playback""",
+    WATCH_SESSIONS.view(),
     """CREATE TABLE IF NOT EXISTS chat_minutes (
 channel_id String,
 minute DateTime('UTC'),
@@ -225,11 +261,7 @@ chatters AggregateFunction(uniq, String)
 ) ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(minute)
 ORDER BY (channel_id, minute)""",
-    """CREATE MATERIALIZED VIEW IF NOT EXISTS chat_minutes_mv TO chat_minutes AS
-SELECT channel_id, toStartOfMinute(occurred_at) AS minute, toUInt64(count()) AS messages,
-       uniqState(user_id) AS chatters
-FROM chat_messages
-GROUP BY channel_id, minute""",
+    CHAT_MINUTES.view(),
     """CREATE TABLE IF NOT EXISTS sink_offsets (
 topic LowCardinality(String),
 partition UInt32,
