@@ -32,6 +32,7 @@ from schemas.record import Record
 from schemas.records.billing import SubscriptionEnded, SubscriptionRenewed, SubscriptionStarted
 from schemas.records.chat import ChatModeChanged, ChatRoleChanged, UserBanned, UserTimedOut, UserUnbanned
 from schemas.records.social import Followed, Unfollowed
+from views.scripts import Queued
 
 MODLOG_KEEP = 1000  # moderation actions kept per channel
 ROLES = {"MODERATOR": "moderator", "VIP": "vip"}
@@ -202,6 +203,39 @@ def changes(event: Record, prefix: str) -> list[Op]:
     return [] if change is None else change(event, prefix)
 
 
+# The send path's reads as one script call: one command to pack and one answer to parse, where a pipeline of
+# the same nine reads costs redis-py nine of each.  KEYS: roles, bans, timeouts, follows, subs, mode, words,
+# then any extra keys (GET); ARGV[1]: the user.  A missing value is false (nil in the answer).
+_SEND_STATE = """
+local u = ARGV[1]
+local out = {redis.call('HGET', KEYS[1], u), redis.call('SISMEMBER', KEYS[2], u), redis.call('HGET', KEYS[3], u),
+             redis.call('HGET', KEYS[4], u), redis.call('HGET', KEYS[5], u), redis.call('HGETALL', KEYS[6]),
+             redis.call('GET', KEYS[7])}
+for i = 8, #KEYS do
+  out[#out + 1] = redis.call('GET', KEYS[i])
+end
+return out
+"""
+
+# A logged message shown to the room, as one script call (atomic, as the MULTI it stands for): kept in the
+# room's recent messages, the sender's last send noted, the nonce's claim kept, the frame published.
+# KEYS: recent, last, [nonce]; ARGV: frame, newest index kept, now, last send's TTL (ms), nonce TTL (s),
+# the pub/sub channel, the published payload, and the nonce's value ('': the claim's value stays).
+_SHOWN = """
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]))
+redis.call('SET', KEYS[2], ARGV[3], 'PX', tonumber(ARGV[4]))
+if KEYS[3] then
+  if ARGV[8] ~= '' then
+    redis.call('SET', KEYS[3], ARGV[8], 'EX', tonumber(ARGV[5]))
+  else
+    redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5]))
+  end
+end
+return redis.call('PUBLISH', ARGV[6], ARGV[7])
+"""
+
+
 class ChatRooms:
     """Read and write the chat room views in Valkey."""
 
@@ -209,6 +243,8 @@ class ChatRooms:
         self.r = client
         self.prefix = prefix
         self.chat = f"{prefix}view:chat:"
+        self._send_state = client.register_script(_SEND_STATE)
+        self._shown = client.register_script(_SHOWN)
 
     async def apply(self, event: Record) -> bool:
         """Apply one event's changes to the room state; False if the rooms do not keep this record."""
@@ -256,15 +292,22 @@ class ChatRooms:
 
     async def send_state(self, channel_id: str, user_id: str, extra_keys: list[str]) -> tuple[
             Chatter, RoomMode, list[str], list[Any]]:
-        """The user, the room's mode and banned words, and ``extra_keys``' values: one round trip."""
-        async with self.r.pipeline(transaction=False) as p:
-            self._queue_chatter(p, channel_id, user_id)
-            p.hgetall(f"{self.chat}mode:{channel_id}")
-            p.get(f"{self.chat}words:{channel_id}")
-            for key in extra_keys:
-                p.get(key)
-            out = await p.execute()
-        return self._chatter(*out[:5]), RoomMode.from_hash(out[5]), json.loads(out[6]) if out[6] else [], out[7:]
+        """The user, the room's mode and banned words, and ``extra_keys``' values: one round trip, one command."""
+        keys = [f"{self.chat}roles:{channel_id}", f"{self.chat}bans:{channel_id}", f"{self.chat}timeouts:{channel_id}",
+                f"{self.prefix}view:follows:{channel_id}", f"{self.prefix}view:subs:{channel_id}",
+                f"{self.chat}mode:{channel_id}", f"{self.chat}words:{channel_id}", *extra_keys]
+        out = await self._send_state(keys=keys, args=[user_id])
+        mode = out[5]
+        return (self._chatter(*out[:5]), RoomMode.from_hash(dict(zip(mode[::2], mode[1::2], strict=True))),
+                json.loads(out[6]) if out[6] else [], list(out[7:]))
+
+    def shown_call(self, recent_key: str, keep: int, frame: str, last_key: str, now_ms: int, last_ttl_ms: int,
+                   nonce_key: str | None, nonce_ttl_s: int, channel: str, published: str,
+                   nonce_value: str = "") -> Queued:
+        """Note a logged message as shown and publish it to the room, as one script call (``_SHOWN``)."""
+        keys = [recent_key, last_key, *([nonce_key] if nonce_key else [])]
+        return Queued(self._shown, keys, [frame, max(0, keep - 1), now_ms, last_ttl_ms, nonce_ttl_s, channel,
+                                          published, nonce_value])
 
     async def moderation_log(self, channel_id: str, limit: int) -> list[dict[str, Any]]:
         """The newest moderation actions first."""

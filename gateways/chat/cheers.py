@@ -119,15 +119,14 @@ async def send_cheer(svc: Services, channel_id: str, user_id: str, username: str
     payload = frames.encode(message)
     try:
         logged = svc.ledger.logged_call(user_id, cheer, bits)
+        shown = chat.rooms.shown_call(chat.k_recent(channel_id), svc.settings.chat.recent_messages, payload,
+                                      chat.k_last(channel_id, user_id), now_ms, LAST_SENT_TTL_MS,
+                                      chat.k_nonce(channel_id, user_id, nonce) if nonce else None, NONCE_TTL_S,
+                                      chat.hub.topic(channel_id), MESSAGE + payload, nonce_value=cheer)
         async with svc.redis.pipeline(transaction=True) as tx:
             scripts.queue(tx, logged)
-            tx.lpush(chat.k_recent(channel_id), payload)
-            tx.ltrim(chat.k_recent(channel_id), 0, max(0, svc.settings.chat.recent_messages - 1))
-            tx.set(chat.k_last(channel_id, user_id), now_ms, px=LAST_SENT_TTL_MS)
-            if nonce:
-                tx.set(chat.k_nonce(channel_id, user_id, nonce), cheer, ex=NONCE_TTL_S)
-            tx.publish(chat.hub.topic(channel_id), MESSAGE + payload)
-            await scripts.settle(await tx.execute(raise_on_error=False), {0: logged})
+            scripts.queue(tx, shown)
+            await scripts.settle(await tx.execute(raise_on_error=False), {0: logged, 1: shown})
     except VALKEY_UNAVAILABLE as exc:
         log.warning("chat: cheer %s logged but not shown, Valkey did not answer: %s", cheer, exc)
     return frames.encode({"type": "ACK", "nonce": nonce, "id": cheer, "duplicate": False, "bits": bits})

@@ -1,8 +1,8 @@
 """The send path: validate -> rate limit -> filter -> ChatMessageSent (durable) -> Valkey pub/sub (real time).
 
-The rules run on state read in one Valkey pipeline (room mode and banned
+The rules run on state read in one Valkey script call (room mode and banned
 words, the user's ban, timeout, role, follow, subscription, last send, the
-nonce).  A refused message gets a NOTICE with the reason, to its sender
+nonce: ``ChatRooms.send_state``).  A refused message gets a NOTICE with the reason, to its sender
 only.  An accepted one is produced to ``chat.messages`` first and shown to
 the room (published to every gateway's fan-out) only once the log has
 acknowledged it, and then its sender gets an ACK: a message is never shown
@@ -118,14 +118,9 @@ async def send_message(svc: Services, channel_id: str, user_id: str, username: s
                "text": text, "emotes": emotes, "nonce": nonce, "sent_at_ms": now}
     payload = frames.encode(message)
     try:
-        async with r.pipeline(transaction=True) as tx:
-            tx.lpush(chat.k_recent(channel_id), payload)
-            tx.ltrim(chat.k_recent(channel_id), 0, max(0, cfg.recent_messages - 1))
-            tx.set(chat.k_last(channel_id, user_id), now, px=LAST_SENT_TTL_MS)
-            if nonce:
-                tx.expire(chat.k_nonce(channel_id, user_id, nonce), NONCE_TTL_S)
-            tx.publish(chat.hub.topic(channel_id), MESSAGE + payload)
-            await tx.execute()
+        await chat.rooms.shown_call(chat.k_recent(channel_id), cfg.recent_messages, payload,
+                                    chat.k_last(channel_id, user_id), now, LAST_SENT_TTL_MS, k_nonce or None,
+                                    NONCE_TTL_S, chat.hub.topic(channel_id), MESSAGE + payload).run()
     except VALKEY_UNAVAILABLE as exc:
         # Logged, so it is in every replay: the sender gets the ACK, and only the live room missed it.
         log.warning("chat: message %s logged but not shown, Valkey did not answer: %s", message_id, exc)
