@@ -11,8 +11,9 @@ engine parses for their type (``params.py``).  Answers are read from
 the ``JSONCompact`` format with 64-bit integers unquoted (``result_json.py``),
 the same parsing the other stores use.  Rows are loaded with one ``INSERT ...
 FORMAT JSONCompactColumns`` per call: one insert block, applied whole or not
-at all; ``insert_avro`` has the engine read an Avro container from a temporary
-file, likewise one insert.  A ``DateTime64`` value comes in as epoch milliseconds and is written
+at all; ``insert_avro`` has the engine read an Avro container from a file in
+``<path>-load`` (emptied when the store opens, so a kill -9 mid-insert leaves
+nothing behind for long), likewise one insert.  A ``DateTime64`` value comes in as epoch milliseconds and is written
 as ``seconds.millis`` text, which is how the format reads a number as a time.
 """
 
@@ -23,6 +24,7 @@ import importlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -84,6 +86,7 @@ class ChdbStore:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chdb")
         self._session: Any = None
         self._time_columns: dict[str, frozenset[str]] = {}
+        self._load_dir = Path(f"{path}-load")
 
     def _open(self) -> Any:
         if self._session is None:
@@ -94,6 +97,10 @@ class ChdbStore:
                 sess: Any = chdb_session.Session(self.path)
             except Exception as exc:  # chDB raises plain exceptions: another process holding the lock, a bad path
                 raise AnalyticsUnavailable(f"cannot open chDB at {self.path}: {exc}") from exc
+            # Containers of an Avro load (``insert_avro``) are files of this process's own, next to the data:
+            # any still there were left by a predecessor killed mid-insert.
+            shutil.rmtree(self._load_dir, ignore_errors=True)
+            self._load_dir.mkdir(parents=True, exist_ok=True)
             sess.query(f"CREATE DATABASE IF NOT EXISTS {self.database}")
             sess.query(f"USE {self.database}")
             sess.query("SET output_format_json_quote_64bit_integers = 0")
@@ -148,12 +155,13 @@ class ChdbStore:
         if not table.isidentifier() or not all(c.isidentifier() for c in columns) or "'" in structure:
             raise QueryRefused(f"bad table, column or structure in Avro insert into {table!r}")
         # The engine reads the container from a file of its own (a query's text cannot carry binary data).
-        fd, path = tempfile.mkstemp(prefix="glasscast-load-", suffix=".avro")
+        fd, path = tempfile.mkstemp(prefix="load-", suffix=".avro", dir=self._load_dir)
+        literal = path.replace("\\", "\\\\").replace("'", "\\'")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             sess.query(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {select} "
-                       f"FROM file('{path}', 'Avro', '{structure}')")
+                       f"FROM file('{literal}', 'Avro', '{structure}')")
         except Exception as exc:  # as in _query
             raise classify(exc) from exc
         finally:
