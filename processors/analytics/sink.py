@@ -142,10 +142,8 @@ class AvroRouting:
 
     def table(self, header: bytes) -> str | None:
         """The table a record with this wire header goes to as Avro, or None (decoded as usual)."""
-        try:
+        if header in self._tables:
             return self._tables[header]
-        except KeyError:
-            pass
         if len(header) < HEADER_SIZE or header[0] != MAGIC_BYTE:
             return None
         try:
@@ -241,12 +239,12 @@ class Batch:
             self.rows[table].append((*row, partition, offset))
             self.count += 1
 
-    def as_rows(self, table: str) -> list[Row]:
+    def as_rows(self, table: str) -> None:
         """Decode the table's Avro records into rows (in their order), which it keeps from now on."""
         pending = self.avro.pop(table, None)
         rows = self.rows[table]
         if pending is None:
-            return rows
+            return
         assert self.routing is not None
         for data, partition, offset in pending.records:
             record = self.routing.decoded(data, partition, offset)
@@ -255,7 +253,6 @@ class Batch:
                 self.count -= 1
                 continue
             rows.append((*made[1], partition, offset))
-        return rows
 
     def __bool__(self) -> bool:
         return bool(self.last)

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import fastavro
@@ -40,7 +41,7 @@ from tests.waiting import eventually
 from topics.consumer import Event
 from topics.producer import EventProducer
 from topics.runtime import make_serde
-from topics.serde import without_logical_types
+from topics.serde import AvroSerde, without_logical_types
 from topics.wire import frame
 from views.analytics.chdb_store import ChdbStore
 from views.analytics.errors import QueryRefused
@@ -263,67 +264,68 @@ def _sessions(store: ChdbStore, channel: str) -> list[tuple[object, ...]]:
     return [tuple(r) for r in got.rows]
 
 
-def test_a_table_given_anything_but_its_own_avro_in_a_batch_is_loaded_as_rows(settings: Settings,
-                                                                              tmp_path: Path) -> None:
+@pytest.fixture
+def serde_and_store(settings: Settings, tmp_path: Path) -> Iterator[tuple[AvroSerde, ChdbStore]]:
+    """The session registry's serde and a chDB store of this test's own, with the tables; closed after."""
+    serde = make_serde(settings)
+    store = ChdbStore(str(tmp_path / "analytics"))
+    try:
+        asyncio.run(create_tables(store, 30))
+        yield serde, store
+    finally:
+        asyncio.run(store.close())
+        serde.close()
+
+
+def test_a_table_given_anything_but_its_own_avro_in_a_batch_is_loaded_as_rows(
+        serde_and_store: tuple[AvroSerde, ChdbStore]) -> None:
     """Heartbeats written with our schema go to the engine as Avro; one of another writer schema in the same
     batch (decoded, as the consumer would) turns the table's whole batch into rows, in offset order, still one
     insert."""
-    serde = make_serde(settings)
-    store = ChdbStore(str(tmp_path / "analytics"))
-    try:
-        asyncio.run(create_tables(store, 30))
-        channel = str(uuid.uuid4())
-        framed = [serde.encode("viewer.heartbeats", _heartbeat(channel, i)) for i in range(4)]
-        schema_id = int.from_bytes(framed[0][1:5], "big")
-        assert serde.written_as(schema_id) == (Heartbeat.RECORD, True)
-        # An older writer: the schema registered before clip_id was added (and so without it).
-        old = json.loads(serde.writer_schema(schema_id))
-        old["fields"] = [f for f in old["fields"] if f["name"] != "clip_id"]
-        old_id = serde.registry.register(f"analytics-test-{uuid.uuid4().hex[:8]}-{Heartbeat.RECORD}", json.dumps(old))
-        body = io.BytesIO()
-        value = {k: v for k, v in _heartbeat(channel, 3).to_avro().items() if k != "clip_id"}
-        fastavro.schemaless_writer(body, fastavro.parse_schema(without_logical_types(old)), value)
-        framed[3] = frame(old_id, body.getvalue())
-        routing = AvroRouting(serde)
+    serde, store = serde_and_store
+    channel = str(uuid.uuid4())
+    framed = [serde.encode("viewer.heartbeats", _heartbeat(channel, i)) for i in range(4)]
+    schema_id = int.from_bytes(framed[0][1:5], "big")
+    assert serde.written_as(schema_id) == (Heartbeat.RECORD, True)
+    # An older writer: the schema registered before clip_id was added (and so without it).
+    old = json.loads(serde.writer_schema(schema_id))
+    old["fields"] = [f for f in old["fields"] if f["name"] != "clip_id"]
+    old_id = serde.registry.register(f"analytics-test-{uuid.uuid4().hex[:8]}-{Heartbeat.RECORD}", json.dumps(old))
+    body = io.BytesIO()
+    value = {k: v for k, v in _heartbeat(channel, 3).to_avro().items() if k != "clip_id"}
+    fastavro.schemaless_writer(body, fastavro.parse_schema(without_logical_types(old)), value)
+    framed[3] = frame(old_id, body.getvalue())
+    routing = AvroRouting(serde)
 
-        def message(offset: int) -> Message:
-            return Message(topic="viewer.heartbeats", partition=5, offset=offset, value=framed[offset])
+    def message(offset: int) -> Message:
+        return Message(topic="viewer.heartbeats", partition=5, offset=offset, value=framed[offset])
 
-        def event_of(msg: Message) -> Event:
-            return Event(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, 0, None,
-                         serde.decode(msg.value() or b""))
+    def event_of(msg: Message) -> Event:
+        return Event(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, 0, None,
+                     serde.decode(msg.value() or b""))
 
-        only_avro = Batch(routing)
-        only_avro.add_messages([message(i) for i in range(2)], Positions(), 0.0, event_of)
-        assert set(only_avro.avro) == {"heartbeats"} and not only_avro.rows and only_avro.count == 2
-        asyncio.run(load(store, only_avro))
-        mixed = Batch(routing)
-        mixed.add_messages([message(2), message(3)], Positions(), 0.0, event_of)
-        assert not mixed.avro and [r[-1] for r in mixed.rows["heartbeats"]] == [2, 3] and mixed.count == 2
-        asyncio.run(load(store, mixed))
-        assert _sessions(store, channel) == [(f"sess-{i}", i) for i in range(4)]
-    finally:
-        asyncio.run(store.close())
-        serde.close()
+    only_avro = Batch(routing)
+    only_avro.add_messages([message(i) for i in range(2)], Positions(), 0.0, event_of)
+    assert set(only_avro.avro) == {"heartbeats"} and not only_avro.rows and only_avro.count == 2
+    asyncio.run(load(store, only_avro))
+    mixed = Batch(routing)
+    mixed.add_messages([message(2), message(3)], Positions(), 0.0, event_of)
+    assert not mixed.avro and [r[-1] for r in mixed.rows["heartbeats"]] == [2, 3] and mixed.count == 2
+    asyncio.run(load(store, mixed))
+    assert _sessions(store, channel) == [(f"sess-{i}", i) for i in range(4)]
 
 
 def test_a_container_the_engine_refuses_is_loaded_as_rows_and_a_corrupt_record_costs_only_itself(
-        settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    serde = make_serde(settings)
-    store = ChdbStore(str(tmp_path / "analytics"))
-    try:
-        asyncio.run(create_tables(store, 30))
-        channel = str(uuid.uuid4())
-        framed = [serde.encode("viewer.heartbeats", _heartbeat(channel, i)) for i in range(3)]
-        framed[1] = framed[1][:12]  # cut short: neither the engine nor fastavro can read it
-        batch = Batch(AvroRouting(serde))
-        batch.add_messages([Message(topic="viewer.heartbeats", partition=6, offset=i, value=framed[i])
-                            for i in range(3)], Positions(), 0.0, lambda msg: None)
-        assert batch.count == 3 and set(batch.avro) == {"heartbeats"}
-        asyncio.run(load(store, batch))
-        assert _sessions(store, channel) == [("sess-0", 0), ("sess-2", 2)]
-        assert "loading them as rows" in caplog.text and "partition 6 offset 1 skipped" in caplog.text
-        assert batch.last == {("viewer.heartbeats", 6): 2}
-    finally:
-        asyncio.run(store.close())
-        serde.close()
+        serde_and_store: tuple[AvroSerde, ChdbStore], caplog: pytest.LogCaptureFixture) -> None:
+    serde, store = serde_and_store
+    channel = str(uuid.uuid4())
+    framed = [serde.encode("viewer.heartbeats", _heartbeat(channel, i)) for i in range(3)]
+    framed[1] = framed[1][:12]  # cut short: neither the engine nor fastavro can read it
+    batch = Batch(AvroRouting(serde))
+    batch.add_messages([Message(topic="viewer.heartbeats", partition=6, offset=i, value=framed[i])
+                        for i in range(3)], Positions(), 0.0, lambda msg: None)
+    assert batch.count == 3 and set(batch.avro) == {"heartbeats"}
+    asyncio.run(load(store, batch))
+    assert _sessions(store, channel) == [("sess-0", 0), ("sess-2", 2)]
+    assert "loading them as rows" in caplog.text and "partition 6 offset 1 skipped" in caplog.text
+    assert batch.last == {("viewer.heartbeats", 6): 2}
