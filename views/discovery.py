@@ -4,6 +4,7 @@ Keys under ``{prefix}view:`` (so ``glasscast rebuild-views`` drops and rebuilds 
 
     directory:stream:{stream_id}        JSON DirectoryEntry, while the stream is live
     directory:audience:{stream_id}      JSON Audience: the latest viewer count of a stream not yet ended
+    directory:channel:{channel_id}      set of the channel's listed streams (a channel event renames them all)
     directory:by-{sort}                 lexicographic sorted set of every live stream (views/directory.py)
     directory:by-{sort}:{category key}  the same, per category
     directory:category-names            set of every category spelling ever used by a channel or a live stream
@@ -86,6 +87,9 @@ class Discovery:
     def k_audience(self, stream_id: str) -> str:
         return f"{self.d}audience:{stream_id}"
 
+    def k_channel_streams(self, channel_id: str) -> str:
+        return f"{self.d}channel:{channel_id}"
+
     def k_sorted(self, sort: str, category_key: str | None) -> str:
         return f"{self.d}by-{sort}" if category_key is None else f"{self.d}by-{sort}:{category_key}"
 
@@ -114,9 +118,15 @@ class Discovery:
         if isinstance(v, (ChannelCreated, ChannelUpdated)):
             channel_id = v.channel_id
             changed = await self._sync_channel(views, channel_id)
+            # Streams applied before their channel (a replay reads the topics in any interleaving) get its
+            # name, and a rename reaches every listed stream of the channel, not only the one it points to.
+            listed = {_text(m) for m in await self.r.smembers(self.k_channel_streams(channel_id))}
             live = await self.r.get(views.k_channel_live(channel_id))
-            # A stream applied before its channel (a replay reads the topics in any interleaving) gets its name.
-            return (live is not None and await self._sync_stream(views, _text(live))) or changed
+            if live is not None:
+                listed.add(_text(live))
+            for stream_id in sorted(listed):
+                changed = await self._sync_stream(views, stream_id) or changed
+            return changed
         if isinstance(v, ViewerCountUpdated) and v.stream_id is not None:
             return await self._sync_stream(views, v.stream_id, (event.offset, v.viewers))
         return False
@@ -179,8 +189,11 @@ class Discovery:
             pipe.delete(self.k_entry(stream_id))
         else:
             pipe.set(self.k_entry(stream_id), _dump(new))
+            pipe.sadd(self.k_channel_streams(new.channel_id), stream_id)
             if new.category:
                 pipe.sadd(self.k_category("names"), new.category)
+        if old is not None and (new is None or new.channel_id != old.channel_id):
+            pipe.srem(self.k_channel_streams(old.channel_id), stream_id)
 
     async def _sync_channel(self, views: ViewKeys, channel_id: str) -> bool:
         """Recompute a channel's search document and its postings."""

@@ -11,6 +11,7 @@ search words carry a per-run tag, because the broker's topics are shared by the 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 import uuid
@@ -374,7 +375,7 @@ async def test_rebuilt_discovery_views_equal_the_processors_own(world: World,
 
 def _history() -> list[tuple[str, Applied[Record]]]:
     """A small log per topic: (topic, event) in the order the processors saw it."""
-    ch1, ch2, s1, s2 = (str(uuid.uuid4()) for _ in range(4))
+    ch1, ch2, ch3, s1, s2, s3, s4 = (str(uuid.uuid4()) for _ in range(7))
 
     def channel(offset: int, channel_id: str, name: str, category: str) -> tuple[str, Applied[Record]]:
         return "channels", Applied(offset, ChannelCreated(
@@ -405,6 +406,10 @@ def _history() -> list[tuple[str, Applied[Record]]]:
         lifecycle(StreamEnded, 3, s2, ch2, reason="PUBLISHER_STOPPED", started_at=T0 + 1, duration_ms=2),
         count(3, s2, ch2, 6),  # raced the end
         count(4, s1, ch1, 15),
+        # A channel whose second start came before the first stream's end: both are listed, both named.
+        lifecycle(StreamStarted, 4, s3, ch3, title="Set one", category=None, tags=(), ingest_host="test"),
+        lifecycle(StreamStarted, 5, s4, ch3, title="Set two", category=None, tags=(), ingest_host="test"),
+        channel(3, ch3, "third", "Music"),
     ]
 
 
@@ -433,15 +438,17 @@ async def test_discovery_folds_are_idempotent_and_independent_of_topic_interleav
         for _, event in history:
             await store.apply(event)
         once = await dump(store)
-        # The final state: s1 live in "art" with 15 viewers, s2 gone; both channels' categories kept.
-        live = [k for k in once if k.startswith("view:directory:stream:")]
-        assert len(live) == 1 and once[live[0]].count('"viewers": 15') == 1
+        # The final state: s1 live in "art" with 15 viewers, s2 gone, s3 and s4 live under the third channel's
+        # name; every channel's category kept.
+        live = sorted(json.loads(v)["channel_name"] for k, v in once.items() if k.startswith("view:directory:stream:"))
+        assert live == ["first", "third", "third"]
+        assert sum(v.count('"viewers": 15') for k, v in once.items() if k.startswith("view:directory:stream:")) == 1
         assert once["view:directory:category-live"] == {"art": "1", "games": "0"}
         assert once["view:directory:category-viewers"] == {"art": "15", "games": "0"}
-        assert once["view:directory:category-names"] == ["Art", "Games", "art"]
+        assert once["view:directory:category-names"] == ["Art", "Games", "Music", "art"]
         assert [await store.apply(e) for _, e in history] == [False] * len(history)
         assert await dump(store) == once
-        for seed in range(4):
+        for seed in range(8):
             other = ViewStore(client, f"{prefix}{seed}:")
             for event in _interleave(history, random.Random(seed)):
                 await other.apply(event)
