@@ -143,13 +143,14 @@ class FaultReport:
     chat_unseen: list[str] = field(default_factory=list)  # acknowledged, never shown to the watcher
     gops_lost: list[int] = field(default_factory=list)  # holes in media.gops, or listed span without a segment
     live_skipped: list[int] = field(default_factory=list)  # segments that exist but the live window never listed
+    gops_unused: list[int] = field(default_factory=list)  # numbers a killed ingest reserved, never stored
     ghost_streams: list[str] = field(default_factory=list)  # other live streams of the channel
     notes: list[str] = field(default_factory=list)
 
     def figures(self) -> dict[str, Any]:
         """The JSON line's entry: counts rather than lists."""
         row = asdict(self)
-        for name in ("chat_lost", "chat_unseen", "gops_lost", "live_skipped", "ghost_streams"):
+        for name in ("chat_lost", "chat_unseen", "gops_lost", "live_skipped", "gops_unused", "ghost_streams"):
             row[name] = len(row[name])
         return row
 
@@ -455,6 +456,12 @@ def measure_idle(up: GlasscastUp, seconds: float = IDLE_SECONDS, sparse: int = S
     return result
 
 
+def gop_holes(seqs: list[int], reserved: set[int]) -> tuple[list[int], list[int]]:
+    """The numbers missing from 0..max(seqs): (lost, only reserved by a killed ingest)."""
+    missing = sorted(set(range(max(seqs) + 1)) - set(seqs)) if seqs else []
+    return [s for s in missing if s not in reserved], [s for s in missing if s in reserved]
+
+
 class Scenario:
     """The platform, the publisher, the chat clients and the monitor; ``fault(name)`` plays one kill."""
 
@@ -625,17 +632,39 @@ class Scenario:
         events = [json.loads(line) for line in lines]
         return sorted(int(e["value"]["seq"]) for e in events if e["value"]["stream_id"] == self.stream_id)
 
+    def reserved_at_takeover(self) -> set[int]:
+        """The GOP numbers a dead ingest had reserved and not stored: each takeover's ``next_gop_seq`` - 1.
+
+        The ingest writes ``next_seq`` ahead of storing a GOP (media/ingest/live.py), so a takeover never
+        announces a number twice; a GOP whose frames died with the process leaves its number unused.
+        """
+        lines = self.up.cli("tail", "stream.lifecycle", "--from-beginning", "--json", "--exit-at-end").splitlines()
+        events = [json.loads(line) for line in lines]
+        return {int(e["value"]["next_gop_seq"]) - 1 for e in events
+                if e["record"].endswith("StreamReconnected") and e["value"]["stream_id"] == self.stream_id}
+
+    def holes(self, seqs: list[int], report: FaultReport | None = None) -> list[int]:
+        """Numbers missing from ``seqs``, less those a killed ingest had only reserved (noted in ``report``)."""
+        complete = not seqs or len(set(seqs)) == max(seqs) + 1
+        lost, unused = gop_holes(seqs, set() if complete else self.reserved_at_takeover())
+        if report is not None:
+            report.gops_unused.extend(unused)
+        return lost
+
     def gops_lost(self, report: FaultReport) -> list[int]:
         """Holes in the stream's GOP sequence, and GOPs up to the last listed segment whose source segment
         cannot be fetched.  A segment that exists but that the live playlist never listed (it came too late
-        for the window) is not lost; it is noted as ``live_skipped``."""
+        for the window) is not lost; it is noted as ``live_skipped``.  The number a killed ingest had
+        reserved for a GOP it never stored is not a hole; it is noted as ``gops_unused``."""
         assert self.monitor is not None
         seqs = self.gop_seqs()
-        holes = sorted(set(range(seqs[-1] + 1)) - set(seqs)) if seqs else []
+        holes = self.holes(seqs, report)
         listed = self.monitor.seen()
         if not listed:
             return holes
-        unlisted = [s for s in range(min(listed), max(listed) + 1) if s not in listed and s not in holes]
+        unused = set(report.gops_unused)
+        unlisted = [s for s in range(min(listed), max(listed) + 1)
+                    if s not in listed and s not in holes and s not in unused]
         report.live_skipped.extend(unlisted)
         missing = [s for s in unlisted if not self._segment_exists(s)]
         return holes + missing
@@ -689,7 +718,7 @@ class Scenario:
         return {"gops": len(seqs), "vod_segments": len(segments),
                 "gops_missing_from_vod": sorted(set(seqs) - set(segments)),
                 "vod_not_on_log": sorted(set(segments) - set(seqs)),
-                "gop_holes": sorted(set(range(seqs[-1] + 1)) - set(seqs)) if seqs else [],
+                "gop_holes": self.holes(seqs),
                 "ghost_streams": self._live_streams()}
 
     def close(self) -> None:

@@ -3,7 +3,9 @@ machine with two cores or more), the ffmpeg CLI publishing, a chat sender and a 
 gateway, the processors, the media worker, the ingest (the encoder reconnects with the same key), Valkey and
 the broker keeper, one at a time.  After each: the process is back with a new pid, the live playlist advances
 again, every acknowledged chat message is in the history and was shown to the watcher, no GOP is missing
-from media.gops or from the source rendition, and the channel has exactly its one live stream.
+from media.gops or from the source rendition, and the channel has exactly its one live stream.  (The one
+number a killed ingest had reserved for a GOP it had not yet stored stays unused: the frames died with the
+process, and the takeover continues after it, media/ingest/live.py.)
 Finally the publisher stops and the VOD lists every GOP.
 
 The scenario and its measures live in bench/faults.py (the benchmark prints the same figures); the bounds
