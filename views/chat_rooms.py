@@ -290,13 +290,20 @@ class ChatRooms:
             self._queue_chatter(p, channel_id, user_id)
             return self._chatter(*await p.execute())
 
-    async def send_state(self, channel_id: str, user_id: str, extra_keys: list[str]) -> tuple[
-            Chatter, RoomMode, list[str], list[Any]]:
-        """The user, the room's mode and banned words, and ``extra_keys``' values: one round trip, one command."""
-        keys = [f"{self.chat}roles:{channel_id}", f"{self.chat}bans:{channel_id}", f"{self.chat}timeouts:{channel_id}",
+    def k_roles(self, channel_id: str) -> str:
+        """The room's roles: a hash user id -> 'moderator' or 'vip'."""
+        return f"{self.chat}roles:{channel_id}"
+
+    def send_state_call(self, channel_id: str, user_id: str, extra_keys: list[str]) -> Queued:
+        """The user, the room's mode and banned words, and ``extra_keys``' values, as one script call
+        (``send_state`` reads its answer)."""
+        keys = [self.k_roles(channel_id), f"{self.chat}bans:{channel_id}", f"{self.chat}timeouts:{channel_id}",
                 f"{self.prefix}view:follows:{channel_id}", f"{self.prefix}view:subs:{channel_id}",
                 f"{self.chat}mode:{channel_id}", f"{self.chat}words:{channel_id}", *extra_keys]
-        out = await self._send_state(keys=keys, args=[user_id])
+        return Queued(self._send_state, keys, [user_id])
+
+    def send_state(self, out: list[Any]) -> tuple[Chatter, RoomMode, list[str], list[Any]]:
+        """What ``send_state_call`` answered: the chatter, the mode, the banned words and the extra values."""
         mode = out[5]
         return (self._chatter(*out[:5]), RoomMode.from_hash(dict(zip(mode[::2], mode[1::2], strict=True))),
                 json.loads(out[6]) if out[6] else [], list(out[7:]))

@@ -4,11 +4,14 @@ A message cheers the sum of its ``cheer<N>`` tokens (whole words, any case,
 as Twitch's cheermotes).  It passes every rule an ordinary message does
 (gateways/chat/send.py), and then:
 
-1. **Hold.** One Lua step (sent with the sender's rate limit check, in one
-   round trip) holds the bits against the user's folded balance
-   minus every other hold (views/ledger_store.py), so concurrent cheers from
-   one user on any number of gateways never overdraw.  Short: a NOTICE
-   ``insufficient_bits`` with the balance, and nothing is charged.
+1. **Hold.** One Lua step (sent with the state the chat rules read and the
+   sender's rate limit check, in one round trip) holds the bits against the
+   user's folded balance minus every other hold (views/ledger_store.py), so
+   concurrent cheers from one user on any number of gateways never overdraw.
+   Short: a NOTICE ``insufficient_bits`` with the balance, and nothing is
+   charged.  A cheer the rules or the rate limit refuse lets its hold go in
+   the next round trip; until then the hold counts against that user's
+   other cheers.
 2. **Log.** The charge and the message are one fact: a ``BitsCheered`` on
    ``billing.ledger`` (keyed by user) that carries the text.  The cheer's id
    is derived from the user, channel and client nonce, and its event id from
@@ -34,7 +37,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import uuid
 from typing import Any
 
 from gateways.chat import frames
@@ -44,8 +46,7 @@ from schemas.records.billing import BitsCheered
 from topics.errors import DeliveryError
 from views import scripts
 from views.errors import VALKEY_UNAVAILABLE
-from views.ledger import cheer_event_id, cheer_id
-from views.scripts import Queued
+from views.ledger import Admission, cheer_event_id
 
 log = logging.getLogger("glasscast.chat")
 
@@ -64,29 +65,21 @@ def notice(code: str, reason: str, nonce: str | None) -> str:
     return frames.encode({"type": "NOTICE", "code": code, "reason": reason, "nonce": nonce})
 
 
-async def send_cheer(svc: Services, channel_id: str, user_id: str, username: str, text: str, nonce: str | None,
-                     badges: list[str], emotes: list[dict[str, Any]], now_ms: int, bits: int, rate: Queued,
-                     classify: bool) -> str:
-    """Hold, log and show one cheer; the answer (ACK or NOTICE) goes to the sender only.
+def invalid(svc: Services, nonce: str | None) -> str:
+    """The NOTICE for a cheer of more bits than one message may cheer."""
+    return notice("cheer_invalid", f"A message may cheer 1 to {svc.settings.payments.max_cheer_bits} bits.", nonce)
 
-    ``rate`` is the sender's rate limit check, run with the hold in one round trip; a hold that the rate
-    limit or the chat filter (``classify``) then refuses is let go again.
+
+async def send_cheer(svc: Services, channel_id: str, user_id: str, username: str, text: str, nonce: str | None,
+                     badges: list[str], emotes: list[dict[str, Any]], now_ms: int, bits: int, cheer: str,
+                     admission: Admission, classify: bool) -> str:
+    """Log and show one cheer the rules let through, whose hold step answered ``admission``; the answer (ACK or
+    NOTICE) goes to the sender only.
+
+    The hold was taken in the send's one round trip (gateways/chat/send.py); a hold that the chat filter
+    (``classify``) then refuses is let go again.
     """
     cfg, chat = svc.settings.payments, svc.chat
-    if bits < 1 or bits > cfg.max_cheer_bits:
-        return notice("cheer_invalid", f"A message may cheer 1 to {cfg.max_cheer_bits} bits.", nonce)
-    cheer = cheer_id(user_id, channel_id, nonce) if nonce else str(uuid.uuid4())
-    hold = svc.ledger.hold_call(user_id, cheer, bits, now_ms, now_ms + cfg.hold_ttl_s * 1000)
-    async with svc.redis.pipeline(transaction=False) as p:
-        scripts.queue(p, rate)
-        scripts.queue(p, hold)
-        rate_answer, hold_answer = await scripts.settle(await p.execute(raise_on_error=False), {0: rate, 1: hold})
-    allowed, wait_ms = chat.limiter.answer(rate_answer)
-    admission = svc.ledger.admission(hold_answer)
-    if not allowed:
-        if admission.outcome == "held":
-            await svc.ledger.release(user_id, cheer)
-        return notice("rate_limited", f"You are sending messages too quickly; wait {wait_ms} ms.", nonce)
     if admission.outcome == "duplicate":
         return frames.encode({"type": "ACK", "nonce": nonce, "id": cheer, "duplicate": True, "bits": bits})
     if admission.outcome == "pending":

@@ -26,6 +26,7 @@ import contextlib
 import logging
 import math
 import uuid
+from dataclasses import dataclass
 
 from gateways.chat import checks, cheers, frames
 from gateways.chat.emotes import only_emotes, parse_emotes
@@ -35,6 +36,7 @@ from schemas.records.chat import ChatMessageSent, Emote
 from topics.errors import DeliveryError
 from views import scripts
 from views.errors import VALKEY_UNAVAILABLE
+from views.ledger import cheer_id
 
 log = logging.getLogger("glasscast.chat")
 
@@ -47,6 +49,29 @@ def notice(code: str, reason: str, nonce: str | None) -> str:
     return frames.encode({"type": "NOTICE", "code": code, "reason": reason, "nonce": nonce})
 
 
+@dataclass(frozen=True)
+class Taken:
+    """What the send's round trip took ahead of the rules: a slot of the rate limit, a cheer's hold, a nonce's
+    claim (None: not taken)."""
+
+    rate_member: str | None
+    hold: str | None
+    nonce_key: str | None
+
+
+async def _let_go(svc: Services, channel_id: str, user_id: str, taken: Taken) -> None:
+    """Give back, in one round trip, what a refused message took: it counts against nothing."""
+    async with svc.redis.pipeline(transaction=False) as p:
+        if taken.rate_member is not None:
+            p.zrem(svc.chat.limiter.key(channel_id, user_id), taken.rate_member)
+        if taken.hold is not None:
+            p.hdel(svc.ledger.k_holds(user_id), taken.hold)
+        if taken.nonce_key is not None:
+            p.delete(taken.nonce_key)
+        if len(p):
+            await p.execute()
+
+
 async def send_message(svc: Services, channel_id: str, user_id: str, username: str, is_broadcaster: bool,
                        frame: frames.ClientFrame) -> str:
     """Take one message from a user; the answer (ACK or NOTICE) goes back to them only."""
@@ -55,40 +80,61 @@ async def send_message(svc: Services, channel_id: str, user_id: str, username: s
     text = checks.normalise(frame.text)
     nonce = frame.nonce
     r = svc.redis
-    keys = [chat.k_last(channel_id, user_id)] + ([chat.k_nonce(channel_id, user_id, nonce)] if nonce else [])
-    chatter, mode, words, (last_raw, *seen_list) = await chat.rooms.send_state(channel_id, user_id, keys)
-    seen = seen_list[0] if seen_list else None
+    bits = cheers.cheered_bits(text)
+    if bits and not 1 <= bits <= svc.settings.payments.max_cheer_bits:
+        return cheers.invalid(svc, nonce)
+    message_id = str(uuid.uuid4())
+    k_nonce = chat.k_nonce(channel_id, user_id, nonce) if nonce else ""
+    extra = [chat.k_last(channel_id, user_id)] + ([k_nonce] if nonce else [])
+    state = chat.rooms.send_state_call(channel_id, user_id, extra)
+    window_ms, limit = int(cfg.rate_window_s * 1000), cfg.user_messages_per_window
+    if is_broadcaster:
+        rate = chat.limiter.call(channel_id, user_id, now, window_ms, cfg.moderator_messages_per_window, message_id)
+    else:
+        rate = chat.limiter.call(channel_id, user_id, now, window_ms, limit, message_id,
+                                 moderator=(chat.rooms.k_roles(channel_id), cfg.moderator_messages_per_window))
+    # One round trip: the state the rules read, the rate limit, and the cheer's hold or the nonce's claim.
+    # The last two are taken ahead of the rules; a message the rules refuse lets them go again (_let_go).
+    cheer = (cheer_id(user_id, channel_id, nonce) if nonce else message_id) if bits else ""
+    claim_s = math.ceil(chat.log_timeout_s + LOG_GRACE_S + 1)
+    async with r.pipeline(transaction=False) as p:
+        scripts.queue(p, state)
+        scripts.queue(p, rate)
+        calls = {0: state, 1: rate}
+        if bits:
+            hold = svc.ledger.hold_call(user_id, cheer, bits, now, now + svc.settings.payments.hold_ttl_s * 1000)
+            scripts.queue(p, hold)
+            calls[2] = hold
+        elif nonce:
+            p.set(k_nonce, message_id, nx=True, ex=claim_s, get=True)
+        state_answer, rate_answer, *third = await scripts.settle(await p.execute(raise_on_error=False), calls)
+    chatter, mode, words, (last_raw, *seen_list) = chat.rooms.send_state(state_answer)
+    allowed, wait_ms = chat.limiter.answer(rate_answer)
+    admission = svc.ledger.admission(third[0]) if bits else None
+    first = third[0] if third and not bits else None  # the nonce's earlier message, when the claim found one
+    taken = Taken(rate_member=message_id if allowed else None,
+                  hold=cheer if admission is not None and admission.outcome == "held" else None,
+                  nonce_key=k_nonce if nonce and not bits and first is None else None)
+    # Not our own claim: a script Valkey had forgotten runs again after the rest of the round trip (scripts.settle).
+    seen = seen_list[0] if seen_list and seen_list[0] != message_id.encode() else None
     if seen:
+        await _let_go(svc, channel_id, user_id, taken)
         return frames.encode({"type": "ACK", "nonce": nonce, "id": seen.decode(), "duplicate": True})
     user_badges = checks.badges(chatter, is_broadcaster, now)
     emotes = parse_emotes(text)
     refused = checks.refusal(text, chatter, mode, user_badges, now, int(last_raw) if last_raw else None,
                              cfg.max_message_length, only_emotes(text, emotes))
+    if refused is None and checks.banned_word(text, words) is not None:
+        refused = checks.Refusal("banned_word", "Your message contains a word this channel does not allow.")
     if refused is not None:
+        await _let_go(svc, channel_id, user_id, taken)
         return notice(refused.code, refused.reason, nonce)
-    if checks.banned_word(text, words) is not None:
-        return notice("banned_word", "Your message contains a word this channel does not allow.", nonce)
-    message_id = str(uuid.uuid4())
-    limit = cfg.moderator_messages_per_window if checks.privileged(user_badges) else cfg.user_messages_per_window
-    rate = chat.limiter.call(channel_id, user_id, now, int(cfg.rate_window_s * 1000), limit, message_id)
-    bits = cheers.cheered_bits(text)
-    if bits:  # the charge and the message are one logged fact (gateways/chat/cheers.py)
-        return await cheers.send_cheer(svc, channel_id, user_id, username, text, nonce, user_badges, emotes, now, bits,
-                                       rate, not checks.privileged(user_badges))
-    # The rate limit and the nonce's claim in one round trip; a claim a refusal follows is let go again.
-    claim_s = math.ceil(chat.log_timeout_s + LOG_GRACE_S + 1)
-    k_nonce = chat.k_nonce(channel_id, user_id, nonce) if nonce else ""
-    async with r.pipeline(transaction=False) as p:
-        scripts.queue(p, rate)
-        if nonce:
-            p.set(k_nonce, message_id, nx=True, ex=claim_s, get=True)
-        rate_answer, *claim = await scripts.settle(await p.execute(raise_on_error=False), {0: rate})
-    first = claim[0] if claim else None
-    allowed, wait_ms = chat.limiter.answer(rate_answer)
     if not allowed:
-        if nonce and first is None:
-            await r.delete(k_nonce)
+        await _let_go(svc, channel_id, user_id, taken)
         return notice("rate_limited", f"You are sending messages too quickly; wait {wait_ms} ms.", nonce)
+    if admission is not None:  # the charge and the message are one logged fact (gateways/chat/cheers.py)
+        return await cheers.send_cheer(svc, channel_id, user_id, username, text, nonce, user_badges, emotes, now, bits,
+                                       cheer, admission, not checks.privileged(user_badges))
     if first is not None:
         first_id = first.decode() if isinstance(first, bytes) else first
         return frames.encode({"type": "ACK", "nonce": nonce, "id": first_id, "duplicate": True})

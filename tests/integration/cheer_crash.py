@@ -17,7 +17,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from gateways.chat.cheers import send_cheer
+from gateways.chat.frames import ClientFrame
+from gateways.chat.send import send_message
 from gateways.services import open_services
 from infra.settings import load_settings
 
@@ -33,10 +34,8 @@ async def main(step: str, channel_id: str, user_id: str, username: str, bits: in
             svc.ledger.logged_call = die  # type: ignore[method-assign]
         else:
             svc.chat.log.send = die  # type: ignore[method-assign]
-        now = svc.now_ms()
-        rate = svc.chat.limiter.call(channel_id, user_id, now, 1000, 100, nonce)
-        await send_cheer(svc, channel_id, user_id, username, f"cheer{bits} crash", nonce, [], [], now, bits, rate,
-                         False)
+        await send_message(svc, channel_id, user_id, username, False,
+                           ClientFrame("send", text=f"cheer{bits} crash", nonce=nonce))
     raise SystemExit("the cheer path was not killed")
 
 

@@ -262,6 +262,35 @@ async def test_rate_limit_dedup_and_slow_mode(chat: Chat, strict_url: str) -> No
         await c.close()
 
 
+async def test_a_refused_message_takes_no_slot_and_a_moderator_gets_the_moderator_limit(chat: Chat,
+                                                                                        strict_url: str) -> None:
+    """The rate limit's slot is taken in the same round trip as the state the rules read, and given back when
+    the rules refuse; the moderator's limit is chosen in that round trip from the room's roles."""
+    room, _, _, owner_token = await _room(chat)
+    _, _, token = await _user(chat)
+    mod_id, _, mod_token = await _user(chat, "mod")
+    r = await _moderate(chat, room, owner_token, action="set_mode", banned_words=["spoiler"])
+    assert r.status_code == 200
+    sender = await Client.open(_ws(strict_url, room), token)  # the default limit: one message a second
+    assert (await sender.say("a spoiler"))["code"] == "banned_word"
+    assert (await sender.say("no spoilers here"))["type"] == "ACK"  # the refused one counted for nothing
+    assert (await sender.say("and more"))["code"] == "rate_limited"
+
+    assert (await _moderate(chat, room, owner_token, action="mod", user=mod_id)).status_code == 200
+    mod = await Client.open(_ws(strict_url, room), mod_token)
+
+    async def burst() -> bool:
+        answers = [await mod.say(f"mod says {i}") for i in range(3)]
+        if all(a["type"] == "ACK" for a in answers):
+            return True
+        await asyncio.sleep(1.1)  # the role is not in the view yet: start a new window
+        return False
+
+    await eventually_async(burst, 30, "three messages within a second from a moderator", every_s=0)
+    for c in (sender, mod):
+        await c.close()
+
+
 async def test_ban_timeout_delete_reach_clients_at_once(chat: Chat) -> None:
     room, name, _, owner_token = await _room(chat)
     troll_id, troll_name, troll_token = await _user(chat, "troll")
