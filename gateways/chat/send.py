@@ -97,17 +97,14 @@ async def send_message(svc: Services, channel_id: str, user_id: str, username: s
     # The last two are taken ahead of the rules; a message the rules refuse lets them go again (_let_go).
     cheer = (cheer_id(user_id, channel_id, nonce) if nonce else message_id) if bits else ""
     claim_s = math.ceil(chat.log_timeout_s + LOG_GRACE_S + 1)
-    async with r.pipeline(transaction=False) as p:
-        scripts.queue(p, state)
-        scripts.queue(p, rate)
-        calls = {0: state, 1: rate}
-        if bits:
-            hold = svc.ledger.hold_call(user_id, cheer, bits, now, now + svc.settings.payments.hold_ttl_s * 1000)
-            scripts.queue(p, hold)
-            calls[2] = hold
-        elif nonce:
-            p.set(k_nonce, message_id, nx=True, ex=claim_s, get=True)
-        state_answer, rate_answer, *third = await scripts.settle(await p.execute(raise_on_error=False), calls)
+    commands, calls = [scripts.evalsha(state), scripts.evalsha(rate)], {0: state, 1: rate}
+    if bits:
+        hold = svc.ledger.hold_call(user_id, cheer, bits, now, now + svc.settings.payments.hold_ttl_s * 1000)
+        commands.append(scripts.evalsha(hold))
+        calls[2] = hold
+    elif nonce:
+        commands.append(("SET", k_nonce, message_id, "NX", "EX", claim_s, "GET"))
+    state_answer, rate_answer, *third = await scripts.round_trip(r, commands, calls)
     chatter, mode, words, (last_raw, *seen_list) = chat.rooms.send_state(state_answer)
     allowed, wait_ms = chat.limiter.answer(rate_answer)
     admission = svc.ledger.admission(third[0]) if bits else None
@@ -164,9 +161,10 @@ async def send_message(svc: Services, channel_id: str, user_id: str, username: s
                "text": text, "emotes": emotes, "nonce": nonce, "sent_at_ms": now}
     payload = frames.encode(message)
     try:
-        await chat.rooms.shown_call(chat.k_recent(channel_id), cfg.recent_messages, payload,
-                                    chat.k_last(channel_id, user_id), now, LAST_SENT_TTL_MS, k_nonce or None,
-                                    NONCE_TTL_S, chat.hub.topic(channel_id), MESSAGE + payload).run()
+        shown = chat.rooms.shown_call(chat.k_recent(channel_id), cfg.recent_messages, payload,
+                                      chat.k_last(channel_id, user_id), now, LAST_SENT_TTL_MS, k_nonce or None,
+                                      NONCE_TTL_S, chat.hub.topic(channel_id), MESSAGE + payload)
+        await scripts.round_trip(r, [scripts.evalsha(shown)], {0: shown})
     except VALKEY_UNAVAILABLE as exc:
         # Logged, so it is in every replay: the sender gets the ACK, and only the live room missed it.
         log.warning("chat: message %s logged but not shown, Valkey did not answer: %s", message_id, exc)
