@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import cast
 
@@ -49,7 +50,7 @@ from schemas.records.billing import (
     PaymentReversed,
 )
 from views.ledger import Account, Admission, LedgerEvent, OrderState, cheer_event_id
-from views.scripts import Queued
+from views.scripts import Queued, evalsha, round_trip
 
 PERIODS = ("day", "week", "month", "all")
 BOARD_TTL_S = {"day": 3 * 86_400, "week": 15 * 86_400, "month": 63 * 86_400}  # from the bucket's start
@@ -231,6 +232,16 @@ class LedgerStore:
     async def apply(self, event: LedgerEvent) -> bool:
         """Fold one ledger event into its account (and leaderboards, bits by day, donations) in one step; False
         when it was applied before."""
+        return bool(await self.apply_call(event).run())
+
+    async def apply_all(self, events: Sequence[LedgerEvent]) -> list[bool]:
+        """``apply`` each event, in order, in one round trip (each its own step); which were new."""
+        calls = [self.apply_call(e) for e in events]
+        answers = await round_trip(self.r, [evalsha(c) for c in calls], dict(enumerate(calls)))
+        return [bool(a) for a in answers]
+
+    def apply_call(self, event: LedgerEvent) -> Queued:
+        """``apply`` as a script call (views/scripts.py); it answers 1 when the event was new."""
         cheer, more, extra = "", list[str](), list[str | int]()  # the keys and arguments past the account's
         if isinstance(event, BitsPurchased):
             field_name, amount = "bought", event.bits
@@ -251,9 +262,8 @@ class LedgerStore:
                                   "message": event.message, "at_ms": event.occurred_at}, sort_keys=True),
                       event.occurred_at, DONATIONS_KEPT]
         mode = "c" if isinstance(event, BitsCheered) else "d" if isinstance(event, DonationMade) else ""
-        applied = await self._apply(keys=[*self._keys(event.user_id), *more],
-                                    args=[event.event_id, field_name, amount, cheer, event.user_id, mode, *extra])
-        return bool(applied)
+        return Queued(self._apply, [*self._keys(event.user_id), *more],
+                      [event.event_id, field_name, amount, cheer, event.user_id, mode, *extra])
 
     async def balance(self, user_id: str, now_ms: int) -> Balance:
         """The user's folded account and the live holds against it."""

@@ -43,7 +43,7 @@ from topics.errors import DeliveryError, TopicsError
 from topics.producer import EventProducer
 from topics.serde import AvroSerde
 from views.errors import VALKEY_UNAVAILABLE
-from views.ledger import apply_payment, derived_id
+from views.ledger import LedgerEvent, apply_payment, derived_id
 from views.ledger_store import LedgerStore
 
 log = logging.getLogger("glasscast.processors.ledger")
@@ -105,15 +105,21 @@ class LedgerWorker:
         cheers = [e.value for e in events if isinstance(e.value, BitsCheered)]
         if cheers:
             await asyncio.gather(*(self.producer.send(chat_message_of(c), c.channel_id) for c in cheers))
+        folds: list[LedgerEvent] = []  # consecutive ledger records: folded in one round trip, in log order
         for e in events:
             record = e.value
-            if isinstance(record, OrderPlaced | PaymentSucceeded | PaymentReversed):
+            if isinstance(record, LEDGER_RECORDS):
+                folds.append(record)
+            elif isinstance(record, OrderPlaced | PaymentSucceeded | PaymentReversed):
+                if folds:
+                    await self.store.apply_all(folds)
+                    folds = []
                 state, caused = apply_payment(record, await self.store.load_order(record.order_id))
                 for ledger_event in caused:
                     await self.producer.send(ledger_event, ledger_event.user_id)
                 await self.store.store_order(state)
-            elif isinstance(record, LEDGER_RECORDS):
-                await self.store.apply(record)
+        if folds:
+            await self.store.apply_all(folds)
 
     async def close(self) -> None:
         await asyncio.to_thread(self.consumer.close)
