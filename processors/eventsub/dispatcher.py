@@ -122,9 +122,12 @@ class Dispatcher:
         """Everything one batch causes, done or given up."""
         verifications: list[SubscriptionView] = []
         queues: dict[str, tuple[SubscriptionView, list[Delivery]]] = {}
+        # The subscriptions of a (type, broadcaster), read once per batch until a subscription record changes them.
+        matching: dict[tuple[str, str], list[SubscriptionView]] = {}
         for e in events:
             record = e.value
             if e.topic == "eventsub":
+                matching.clear()
                 if isinstance(record, SubscriptionCreated) and unseal(
                         self.key, record.subscription_id, record.secret_sealed) is None:
                     # Sealed under another key: another platform's on a shared log (or the key changed), never ours
@@ -141,8 +144,10 @@ class Dispatcher:
             trigger = m.trigger_of(record)
             if trigger is None:
                 continue
-            targets = [s for s in await self.subs.matching(trigger.type, trigger.broadcaster_user_id)
-                       if s.status == ENABLED and trigger.occurred_at_ms >= s.created_at_ms]
+            key = (trigger.type, trigger.broadcaster_user_id)
+            if key not in matching:
+                matching[key] = await self.subs.matching(*key)
+            targets = [s for s in matching[key] if s.status == ENABLED and trigger.occurred_at_ms >= s.created_at_ms]
             if not targets:
                 continue
             event = m.event_object(record, await self._names(record, trigger))
