@@ -7,6 +7,7 @@ start fails the run; nothing here skips.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import uuid
 from collections.abc import Callable, Iterator
@@ -76,6 +77,12 @@ def settings_factory(tmp_path: Path, backbone: Backbone) -> Callable[..., Settin
 def registry(broker: TansuBroker, services_dir: Path) -> Iterator[str]:
     """The embedded Schema Registry app on a real socket, for the session; like the one ``glasscast up`` runs,
     it requires the password its URL carries (as the session's Valkey does: ``ValkeyProcess.url``)."""
+    with _registry(broker, services_dir) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _registry(broker: TansuBroker, services_dir: Path) -> Iterator[str]:
     from infra.embedded.credentials import REGISTRY_USER, embedded_secret, with_password
     from infra.embedded.process import free_port
     from infra.embedded.registry.app import create_registry_app
@@ -87,6 +94,20 @@ def registry(broker: TansuBroker, services_dir: Path) -> Iterator[str]:
         "kafka", bootstrap_servers=broker.bootstrap_servers).with_section("registry", url=url)
     with serve_app(create_registry_app(s), port):
         yield url
+
+
+@contextlib.contextmanager
+def own_backbone(services_dir: Path, valkey: ValkeyProcess) -> Iterator[Backbone]:
+    """A broker and registry of its own (the session's Valkey, under its own key prefixes), for a module whose
+    platform must not read what other modules' platforms left on the session's topics."""
+    services_dir.mkdir(parents=True, exist_ok=True)
+    b = TansuBroker(services_dir / "broker.log")
+    b.start()
+    try:
+        with _registry(b, services_dir) as url:
+            yield Backbone(b.bootstrap_servers, valkey.url, url)
+    finally:
+        b.stop()
 
 
 @pytest.fixture(scope="module")

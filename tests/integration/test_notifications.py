@@ -32,6 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from gateways.auth import issue_token
 from infra.embedded.process import free_port
+from infra.embedded.valkey import ValkeyProcess
 from infra.settings import Settings
 from processors.notifications.index import NotifyIndex
 from processors.notifications.pending import PendingWindow
@@ -54,8 +55,8 @@ from schemas.records.notification import NotificationQueued
 from schemas.records.social import Followed, Unfollowed
 from schemas.records.stream import StreamReconnected, StreamStarted
 from schemas.records.viewer import Heartbeat
-from tests.conftest import wait_processors_assigned
-from tests.factories import Backbone, platform_settings
+from tests.conftest import own_backbone, wait_processors_assigned
+from tests.factories import platform_settings
 from tests.waiting import eventually_async
 from topics.producer import EventProducer
 from topics.runtime import make_serde
@@ -143,8 +144,13 @@ class NotifyPlatform:
 
 
 @pytest.fixture(scope="module")
-def notify_platform(backbone: Backbone, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotifyPlatform]:
-    """Processors as a child, the gateway on a real socket in a thread, an SMTP server in process."""
+def notify_platform(valkey: ValkeyProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotifyPlatform]:
+    """Processors as a child, the gateway on a real socket in a thread, an SMTP server in process.
+
+    Its own broker: other modules' platforms leave later-tier notifications due minutes ahead on the
+    session's topics, and this platform's new delivery group, reading from the start, would hold their
+    partitions until then (the deliverer's bounded read-ahead), in front of this module's own records.
+    """
     from gateways.app import create_app
     from tests.servers import run_service, serve_app
 
@@ -152,14 +158,15 @@ def notify_platform(backbone: Backbone, tmp_path_factory: pytest.TempPathFactory
     smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
     smtp.start()
     data = tmp_path_factory.mktemp("notifications")
-    s = platform_settings(backbone, data, notifications={
-        "delay_min_s": DELAY_MIN_S, "delay_max_s": DELAY_MAX_S, "cooldown_s": COOLDOWN_S, "sockets_per_user": 2,
-        "smtp_host": "127.0.0.1", "smtp_port": smtp.port})
     try:
-        with run_service(s, "processors", data / "processors.log") as proc:
-            wait_processors_assigned(s, proc, data / "processors.log")
-            with serve_app(create_app(s), s.gateway.port) as url:
-                yield NotifyPlatform(s, url, inbox)
+        with own_backbone(data.parent / f"{data.name}-services", valkey) as backbone:
+            s = platform_settings(backbone, data, notifications={
+                "delay_min_s": DELAY_MIN_S, "delay_max_s": DELAY_MAX_S, "cooldown_s": COOLDOWN_S,
+                "sockets_per_user": 2, "smtp_host": "127.0.0.1", "smtp_port": smtp.port})
+            with run_service(s, "processors", data / "processors.log") as proc:
+                wait_processors_assigned(s, proc, data / "processors.log")
+                with serve_app(create_app(s), s.gateway.port) as url:
+                    yield NotifyPlatform(s, url, inbox)
     finally:
         smtp.stop()
 
