@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -300,7 +301,7 @@ class AsyncDoorbell:
         self.channels = sorted({channel(kafka, t) for t in topics})
         self._client = aioredis.Redis.from_url(
             kafka.doorbell_url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S,
-            retry=Retry(NoBackoff(), 0), health_check_interval=0)
+            retry=AsyncRetry(NoBackoff(), 0), health_check_interval=0)
         self._pubsub: aioredis.client.PubSub | None = None
         self._warned = False
 
