@@ -3,7 +3,7 @@
 redis-py runs a registered script queued on a pipeline by first asking
 Valkey whether it knows the script (``SCRIPT EXISTS``): a round trip more
 on every pipeline, the hot chat path's included.  ``Queued`` calls are sent
-as ``EVALSHA`` straight away instead; a script Valkey does not know (one
+as ``EVALSHA`` straight away instead (``evalsha``); a script Valkey does not know (one
 started again, which forgets scripts) answers NOSCRIPT and is run again on
 its own, which loads it.  Only the calls that were refused run again, so a
 script that ran is never run twice.
@@ -55,9 +55,9 @@ async def round_trip(client: aioredis.Redis, commands: Sequence[Command], calls:
     Valkey answered NOSCRIPT."""
     pool = client.connection_pool
     conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py: untyped
-    packed = conn.pack_commands(commands)
 
     async def attempt() -> list[Any]:
+        packed = conn.pack_commands(commands)
         await conn.send_packed_command(packed, check_health=False)
         out: list[Any] = []
         for _ in commands:
@@ -80,11 +80,6 @@ async def round_trip(client: aioredis.Redis, commands: Sequence[Command], calls:
             raise executed
         results = list(executed)
     return await settle(results, calls)
-
-
-def queue(pipe: aioredis.client.Pipeline, call: Queued) -> None:
-    """Queue ``call`` on ``pipe`` as a bare EVALSHA (no SCRIPT EXISTS first)."""
-    pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
 
 
 async def settle(results: list[Any], calls: dict[int, Queued]) -> list[Any]:
