@@ -151,7 +151,10 @@ def _run_service(settings: Settings, service: str) -> int:
 
         serve_registry(settings)
     elif service == "processors":
+        import mode.loop
         from faust import Worker
+
+        mode.loop.use("uvloop")  # before the worker makes its loop: as the gateway's uvicorn does
 
         from processors.app import build_processors
         from topics.admin import ensure_topics
