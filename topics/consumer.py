@@ -94,6 +94,12 @@ def consumer_config(kafka: KafkaSettings, group_id: str | None, **overrides: Any
     return conf
 
 
+def background_fetch(kafka: KafkaSettings) -> dict[str, Any]:
+    """Overrides for a consumer whose work nobody waits for within a request: the longer fetch wait
+    (``KafkaSettings.background_fetch_wait_max_ms``)."""
+    return {"fetch.wait.max.ms": kafka.background_fetch_wait_max_ms}
+
+
 class EventConsumer:
     """Poll decoded events from one or more topics.
 

@@ -44,7 +44,7 @@ from processors.retrying import until_done
 from schemas.record import Record
 from schemas.records.eventsub import SubscriptionCreated, SubscriptionRevoked, SubscriptionVerified
 from schemas.records.raid import RaidCompleted
-from topics.consumer import Event, EventConsumer
+from topics.consumer import Event, EventConsumer, background_fetch
 from topics.errors import DeliveryError, TopicsError
 from topics.producer import EventProducer
 from topics.serde import AvroSerde
@@ -92,7 +92,8 @@ class Dispatcher:
         self.key = sealing_key(str(settings.auth.jwt_secret), str(self.cfg.secret_key))
         self.slots = asyncio.Semaphore(self.cfg.max_in_flight)
         self.consumer = EventConsumer(settings.kafka, serde, TOPICS, group_id=group_id(settings),
-                                      dead_letter=producer, **{"enable.auto.commit": False})
+                                      dead_letter=producer,
+                                      **{"enable.auto.commit": False, **background_fetch(settings.kafka)})
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

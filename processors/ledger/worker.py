@@ -38,7 +38,7 @@ from schemas.records.billing import (
     PaymentSucceeded,
 )
 from schemas.records.chat import ChatMessageSent
-from topics.consumer import Event, EventConsumer
+from topics.consumer import Event, EventConsumer, background_fetch
 from topics.errors import DeliveryError, TopicsError
 from topics.producer import EventProducer
 from topics.serde import AvroSerde
@@ -75,7 +75,8 @@ class LedgerWorker:
         self.store = LedgerStore(client, settings.valkey.key_prefix)
         self.producer = producer
         self.consumer = EventConsumer(settings.kafka, serde, TOPICS, group_id=group_id(settings),
-                                      dead_letter=producer, **{"enable.auto.commit": False})
+                                      dead_letter=producer,
+                                      **{"enable.auto.commit": False, **background_fetch(settings.kafka)})
 
     async def run(self) -> None:
         """Read, fold, commit; forever (cancelled when the worker stops)."""
