@@ -18,6 +18,7 @@ import asyncio
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +95,8 @@ class EventProducer:
             self._config["on_delivery"] = self._delivered
         self._producer = Producer(self._config)
         self._topics: dict[str, str] = {}  # record full name -> its catalogue topic
+        # Per event loop that awaits sends (weakly: a loop that is gone takes its settler with it).
+        self._settlers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Settler] = weakref.WeakKeyDictionary()
         self._closing = threading.Event()
         self._rebuild = threading.Event()
         self._rebuilt_at = 0.0
@@ -197,17 +200,31 @@ class EventProducer:
             except KafkaException as exc:
                 raise DeliveryError(f"{topic}: {exc}") from exc
 
-    async def send(self, event: Record, key: str,
-                   timestamp_ms: int | None = None, topic: str | None = None) -> Ack:
-        """Produce and wait for the acknowledgement without blocking the loop."""
+    async def send(self, event: Record, key: str, timestamp_ms: int | None = None, topic: str | None = None,
+                   timeout_s: float | None = None) -> Ack:
+        """Produce and wait for the acknowledgement without blocking the loop.
+
+        ``timeout_s``: raise ``TimeoutError`` if none came by then (as ``asyncio.wait_for`` would, without
+        a task per record); the record may still be delivered later.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Ack] = loop.create_future()
+        settler = self._settlers.get(loop)
+        if settler is None:
+            settler = self._settlers.setdefault(loop, _Settler(loop))
+        add = settler.add
 
         def done(err: DeliveryError | None, ack: Ack | None) -> None:
-            loop.call_soon_threadsafe(_settle, future, err, ack)
+            add(future, err, ack)
 
         self.produce(event, key, on_delivery=done, timestamp_ms=timestamp_ms, topic=topic)
-        return await future
+        if timeout_s is None:
+            return await future
+        timer = loop.call_later(timeout_s, _expire, future)
+        try:
+            return await future
+        finally:
+            timer.cancel()
 
     def send_sync(self, event: Record, key: str, timeout_s: float = 30.0,
                   timestamp_ms: int | None = None, topic: str | None = None) -> Ack:
@@ -242,6 +259,44 @@ class EventProducer:
             self._ringer.close()
         if remaining:
             raise DeliveryError(f"{remaining} records not acknowledged at close")
+
+
+class _Settler:
+    """Delivery reports for the awaiting coroutines of one event loop, handed to it in batches.
+
+    The poll thread adds each report; the loop is woken (``call_soon_threadsafe``, a write to its
+    self-pipe) once for every report that arrives before it runs the batch, not once per report.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.lock = threading.Lock()
+        self.pending: list[tuple[asyncio.Future[Ack], DeliveryError | None, Ack | None]] = []
+        self.scheduled = False
+
+    def add(self, future: asyncio.Future[Ack], err: DeliveryError | None, ack: Ack | None) -> None:
+        with self.lock:
+            self.pending.append((future, err, ack))
+            if self.scheduled:
+                return
+            self.scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self.run)
+        except RuntimeError:  # the loop is closed: nobody awaits these any more
+            with self.lock:
+                self.pending.clear()
+                self.scheduled = False
+
+    def run(self) -> None:
+        with self.lock:
+            batch, self.pending, self.scheduled = self.pending, [], False
+        for future, err, ack in batch:
+            _settle(future, err, ack)
+
+
+def _expire(future: asyncio.Future[Ack]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 def _settle(future: asyncio.Future[Ack], err: DeliveryError | None, ack: Ack | None) -> None:

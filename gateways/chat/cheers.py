@@ -33,7 +33,6 @@ with the same nonce is ACKed as a duplicate.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
@@ -96,7 +95,7 @@ async def send_cheer(svc: Services, channel_id: str, user_id: str, username: str
                         username=username, channel_id=channel_id, bits=bits, text=text, nonce=nonce,
                         badges=tuple(badges))
     try:
-        await asyncio.wait_for(chat.log.send(event, user_id), chat.log_timeout_s + LOG_GRACE_S)
+        await chat.log.send(event, user_id, timeout_s=chat.log_timeout_s + LOG_GRACE_S)
     except (DeliveryError, TimeoutError) as exc:
         if isinstance(exc, DeliveryError):  # refused for good: the bits are free again
             with contextlib.suppress(*VALKEY_UNAVAILABLE):

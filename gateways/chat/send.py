@@ -21,7 +21,6 @@ message releases it, so the sender may resend with the same nonce.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
@@ -145,7 +144,7 @@ async def send_message(svc: Services, channel_id: str, user_id: str, username: s
         text=text, nonce=nonce, emotes=tuple(Emote(emote_id=e["id"], start=e["start"], end=e["end"]) for e in emotes),
         badges=tuple(user_badges))
     try:
-        await asyncio.wait_for(chat.log.send(event, channel_id), chat.log_timeout_s + LOG_GRACE_S)
+        await chat.log.send(event, channel_id, timeout_s=chat.log_timeout_s + LOG_GRACE_S)
     except (DeliveryError, TimeoutError) as exc:
         if nonce:  # let a resend with this nonce go through; if Valkey is gone too, the claim expires soon
             with contextlib.suppress(*VALKEY_UNAVAILABLE):
