@@ -20,10 +20,14 @@ the p99 a cheer adds (cheer p99 minus plain p99; aim: under 20 ms) and
 cheers/s (aim: at least 2,000).  At the end the ledger must have folded
 exactly the cheers that were ACKed (``spent`` equals them, nothing held).
 
-The load generator is this Python process (websockets); its CPU is reported
-beside the gateway's, to show which was the limit on a shared machine, and
-the gateway's CPU per answered message (cheer and plain) is a figure that
-holds however busy the machine is.
+The load generator is Node (bench/ledger_load.js, one process; ``ws`` is
+installed at bench time into a temporary npm prefix, as for bench/chat.py),
+not this Python process: every socket also receives every message of its
+room, and on a shared machine the generator's own CPU is taken from the
+system under test, so the generator skips the fan-out frames unparsed and
+costs as little as it can.  Its CPU is reported beside the gateway's, to
+show which was the limit, and the gateway's CPU per answered message (cheer
+and plain) is a figure that holds however busy the machine is.
 Prints one JSON line.
 """
 
@@ -31,37 +35,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
-from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
 from bench.backbone import embedded_backbone  # noqa: E402
-from bench.chat import child, wait_ready_key  # noqa: E402
+from bench.chat import child, install_ws, wait_ready_key  # noqa: E402
 from bench.heartbeats import cpu_s, wait_http  # noqa: E402
 from infra.settings import Settings, child_env  # noqa: E402
 
 AIM_CHEERS_PER_S = 2000.0
 AIM_ADDED_P99_MS = 20.0
 PASSWORD = "correct horse battery staple"
-
-
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+LOAD_JS = Path(__file__).resolve().with_name("ledger_load.js")
+CONNECT_CONCURRENCY = 16
+LOG_TAIL_CHARS = 4000
 
 
 async def setup(base: str, channels: int, users: int, pack: str, packs_each: int) -> tuple[list[str], list[str]]:
@@ -107,74 +109,92 @@ async def setup(base: str, channels: int, users: int, pack: str, packs_each: int
     return ids, tokens
 
 
-async def open_socket(url: str, token: str) -> ClientConnection:
-    ws = await connect(url, max_size=None)
-    await ws.send(json.dumps({"type": "auth", "token": token}))
-    while True:
-        lines = str(await ws.recv()).split("\n")
-        if any(json.loads(line)["type"] == "AUTHENTICATED" for line in lines):
-            return ws
+class LoadGen:
+    """bench/ledger_load.js: its sockets open and signed in, closed-loop runs on command."""
+
+    def __init__(self, proc: subprocess.Popen[str], log_path: Path) -> None:
+        self.proc, self.log_path = proc, log_path
+        self.pid = proc.pid
+
+    def line(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            code = self.proc.wait()
+            tail = self.log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
+            raise RuntimeError(f"the load generator (bench/ledger_load.js) exited with {code}:\n{tail}")
+        event: dict[str, Any] = json.loads(line)
+        return event
+
+    def drive(self, text: str, seconds: float) -> dict[str, Any]:
+        """Every socket: send, wait for its answer, again, for ``seconds``: per_s, acks, notices, p50_ms, p99_ms."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"cmd": "drive", "text": text, "seconds": seconds}) + "\n")
+        self.proc.stdin.flush()
+        return self.line()
+
+    def close(self) -> None:
+        if self.proc.poll() is None and self.proc.stdin is not None:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                self.proc.stdin.write('{"cmd":"quit"}\n')
+                self.proc.stdin.flush()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
 
 
-async def drive(sockets: list[ClientConnection], text: str, seconds: float) -> dict[str, Any]:
-    """Every socket: send, wait for its answer, again, for ``seconds``."""
-    latencies: list[float] = []
-    counts = {"ACK": 0, "NOTICE": 0}
-    codes: dict[str, int] = {}
-    stop_at = time.monotonic() + seconds
-
-    async def loop(ws: ClientConnection) -> None:
-        n = 0
-        while time.monotonic() < stop_at:
-            nonce = f"{uuid.uuid4().hex[:12]}-{n}"
-            n += 1
-            t0 = time.perf_counter()
-            await ws.send(json.dumps({"type": "send", "text": text, "nonce": nonce}))
-            while True:
-                frame = await ws.recv()
-                answer = next((m for m in map(json.loads, str(frame).split("\n"))
-                               if m["type"] in ("ACK", "NOTICE") and m.get("nonce") == nonce), None)
-                if answer is not None:
-                    break
-            latencies.append((time.perf_counter() - t0) * 1000)
-            counts[answer["type"]] += 1
-            if answer["type"] == "NOTICE":
-                codes[answer["code"]] = codes.get(answer["code"], 0) + 1
-
-    started = time.monotonic()
-    await asyncio.gather(*(loop(ws) for ws in sockets))
-    elapsed = time.monotonic() - started
-    return {"per_s": round(counts["ACK"] / elapsed, 1), "acks": counts["ACK"], "notices": codes,
-            "p50_ms": pct(latencies, 0.5), "p99_ms": pct(latencies, 0.99)}
+@contextlib.contextmanager
+def load_generator(node_path: Path, tmp: Path, sockets: list[dict[str, str]]) -> Iterator[LoadGen]:
+    """The Node load generator with ``sockets`` ({url, token}) open and signed in; stopped on every way out."""
+    config = tmp / "ledger-load.json"
+    config.write_text(json.dumps({"sockets": sockets, "connectConcurrency": CONNECT_CONCURRENCY}))
+    log_path = tmp / "ledger-load.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(["node", str(LOAD_JS), str(config)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=log, text=True, bufsize=1, env=os.environ | {"NODE_PATH": str(node_path)})
+    loadgen = LoadGen(proc, log_path)
+    try:
+        ready = loadgen.line()
+        if ready.get("event") != "ready" or ready.get("sockets") != len(sockets):
+            raise RuntimeError(f"the load generator did not get ready: {ready}")
+        yield loadgen
+    finally:
+        loadgen.close()
 
 
-async def measure(settings: Settings, args: argparse.Namespace, gateway_pid: int) -> dict[str, Any]:
+def measure(settings: Settings, args: argparse.Namespace, gateway_pid: int, tmp: Path,
+            node_path: Path) -> dict[str, Any]:
     base = f"http://127.0.0.1:{settings.gateway.port}"
-    channels, tokens = await setup(base, args.channels, args.users, args.pack, args.packs_each)
+    channels, tokens = asyncio.run(setup(base, args.channels, args.users, args.pack, args.packs_each))
     sockets = []
     for i, token in enumerate(tokens):
         for j in range(args.sockets_per_user):
             cid = channels[(i * args.sockets_per_user + j) % len(channels)]
-            sockets.append(await open_socket(f"ws://127.0.0.1:{settings.gateway.port}/v1/chat/ws?channel={cid}",
-                                             token))
+            sockets.append({"url": f"ws://127.0.0.1:{settings.gateway.port}/v1/chat/ws?channel={cid}", "token": token})
     runs: dict[str, list[dict[str, Any]]] = {"plain": [], "cheer": []}
-    me = os.getpid()
-    await drive(sockets, "warm up", args.warmup)
-    warm = await drive(sockets, "cheer1 warm up", args.warmup)
-    for _ in range(args.repeat):
-        for kind, text in (("plain", "good game, well played"), ("cheer", "cheer1 good game, well played")):
-            g0, l0, t0 = cpu_s(gateway_pid), cpu_s(me), time.monotonic()
-            runs[kind].append(await drive(sockets, text, args.seconds))
-            dt = time.monotonic() - t0
-            runs[kind][-1]["gateway_cpu_pct"] = round(100 * (cpu_s(gateway_pid) - g0) / dt, 1)
-            runs[kind][-1]["loadgen_cpu_pct"] = round(100 * (cpu_s(me) - l0) / dt, 1)
-            done = runs[kind][-1]["acks"] + sum(runs[kind][-1]["notices"].values())
-            # Gateway CPU per answered message: what a cheer costs, whatever else the machine runs.
-            runs[kind][-1]["gateway_cpu_ms_per_msg"] = round(1000 * (cpu_s(gateway_pid) - g0) / max(1, done), 3)
-    for ws in sockets:
-        await ws.close()
+    with load_generator(node_path, tmp, sockets) as loadgen:
+        loadgen.drive("warm up", args.warmup)
+        warm = loadgen.drive("cheer1 warm up", args.warmup)
+        for _ in range(args.repeat):
+            for kind, text in (("plain", "good game, well played"), ("cheer", "cheer1 good game, well played")):
+                g0, l0, t0 = cpu_s(gateway_pid), cpu_s(loadgen.pid), time.monotonic()
+                runs[kind].append(loadgen.drive(text, args.seconds))
+                dt = time.monotonic() - t0
+                runs[kind][-1]["gateway_cpu_pct"] = round(100 * (cpu_s(gateway_pid) - g0) / dt, 1)
+                runs[kind][-1]["loadgen_cpu_pct"] = round(100 * (cpu_s(loadgen.pid) - l0) / dt, 1)
+                done = runs[kind][-1]["acks"] + sum(runs[kind][-1]["notices"].values())
+                # Gateway CPU per answered message: what a cheer costs, whatever else the machine runs.
+                runs[kind][-1]["gateway_cpu_ms_per_msg"] = round(1000 * (cpu_s(gateway_pid) - g0) / max(1, done), 3)
     acked = sum(r["acks"] for r in runs["cheer"]) + warm["acks"]
-    spent, held = await folded(base, tokens)
+    spent, held = asyncio.run(folded(base, tokens))
     return {"runs": runs, "spent": spent, "held": held, "cheers_acked": acked}
 
 
@@ -215,9 +235,12 @@ def main() -> None:
     parser.add_argument("--pack", default="25000", help="the bit pack each user buys")
     parser.add_argument("--packs-each", type=int, default=4, help="packs each user buys")
     args = parser.parse_args()
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        sys.exit("node and npm are needed (the load generator, bench/ledger_load.js)")
 
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
+        node_path = install_ws(tmp)
         with embedded_backbone(tmp) as (s, _valkey):
             s = s.with_section("processors", app_id=f"bench-ledger-{uuid.uuid4().hex[:6]}")
             s = s.with_section("chat", ml_filter=False, user_messages_per_window=1_000_000, rate_window_s=1.0)
@@ -227,7 +250,7 @@ def main() -> None:
                 wait_ready_key(s, processors)
                 with child(cli + ["gateway"], env, tmp / "gateway.log") as gateway:
                     wait_http(f"http://127.0.0.1:{s.gateway.port}/healthz", gateway)
-                    out = asyncio.run(measure(s, args, gateway.pid))
+                    out = measure(s, args, gateway.pid, tmp, node_path)
     runs = out["runs"]
     plain_p99, cheer_p99 = med(runs["plain"], "p99_ms"), med(runs["cheer"], "p99_ms")
     added = round(cheer_p99 - plain_p99, 2) if plain_p99 is not None and cheer_p99 is not None else None
