@@ -115,8 +115,8 @@ async def send_cheer(svc: Services, channel_id: str, user_id: str, username: str
                                       chat.k_last(channel_id, user_id), now_ms, LAST_SENT_TTL_MS,
                                       chat.k_nonce(channel_id, user_id, nonce) if nonce else None, NONCE_TTL_S,
                                       chat.hub.topic(channel_id), MESSAGE + payload, nonce_value=cheer)
-        await scripts.round_trip(svc.redis, [("MULTI",), scripts.evalsha(logged), scripts.evalsha(shown), ("EXEC",)],
-                                 {0: logged, 1: shown})
+        await chat.trips.round_trip([("MULTI",), scripts.evalsha(logged), scripts.evalsha(shown), ("EXEC",)],
+                                    {0: logged, 1: shown})
     except VALKEY_UNAVAILABLE as exc:
         log.warning("chat: cheer %s logged but not shown, Valkey did not answer: %s", cheer, exc)
     return frames.encode({"type": "ACK", "nonce": nonce, "id": cheer, "duplicate": False, "bits": bits})

@@ -103,7 +103,7 @@ async def send_message(svc: Services, channel_id: str, user_id: str, username: s
         calls[2] = hold
     elif nonce:
         commands.append(("SET", k_nonce, message_id, "NX", "EX", claim_s, "GET"))
-    state_answer, rate_answer, *third = await scripts.round_trip(r, commands, calls)
+    state_answer, rate_answer, *third = await chat.trips.round_trip(commands, calls)
     chatter, mode, words, (last_raw, *seen_list) = chat.rooms.send_state(state_answer)
     allowed, wait_ms = chat.limiter.answer(rate_answer)
     admission = svc.ledger.admission(third[0]) if bits else None
@@ -163,7 +163,7 @@ async def send_message(svc: Services, channel_id: str, user_id: str, username: s
         shown = chat.rooms.shown_call(chat.k_recent(channel_id), cfg.recent_messages, payload,
                                       chat.k_last(channel_id, user_id), now, LAST_SENT_TTL_MS, k_nonce or None,
                                       NONCE_TTL_S, chat.hub.topic(channel_id), MESSAGE + payload)
-        await scripts.round_trip(r, [scripts.evalsha(shown)], {0: shown})
+        await chat.trips.round_trip([scripts.evalsha(shown)], {0: shown})
     except VALKEY_UNAVAILABLE as exc:
         # Logged, so it is in every replay: the sender gets the ACK, and only the live room missed it.
         log.warning("chat: message %s logged but not shown, Valkey did not answer: %s", message_id, exc)

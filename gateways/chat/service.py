@@ -14,6 +14,7 @@ from gateways.chat.ratelimit import RateLimiter
 from infra.settings import Settings
 from topics.producer import EventProducer
 from views.chat_rooms import ChatRooms
+from views.scripts import Coalescing
 
 
 @dataclass
@@ -28,6 +29,7 @@ class ChatContext:
     prefix: str
     log: EventProducer  # chat.messages; acknowledges or refuses within log_timeout_s (gateways/services.py)
     log_timeout_s: float
+    trips: Coalescing  # the send path's Valkey round trips, concurrent sends' sent together (views/scripts.py)
 
     def k_recent(self, channel_id: str) -> str:
         return f"{self.prefix}chat:recent:{channel_id}"
@@ -53,10 +55,12 @@ async def open_chat(settings: Settings, client: aioredis.Redis, log: EventProduc
     if classifier is not None:
         classifier.start()  # the model loads in a thread; the gateway is ready before it is
     return ChatContext(hub=hub, rooms=ChatRooms(client, prefix), limiter=RateLimiter(client, prefix),
-                       classifier=classifier, prefix=prefix, log=log, log_timeout_s=log_timeout_s)
+                       classifier=classifier, prefix=prefix, log=log, log_timeout_s=log_timeout_s,
+                       trips=Coalescing(client))
 
 
 async def close_chat(chat: ChatContext) -> None:
     await chat.hub.stop()
+    await chat.trips.close()
     if chat.classifier is not None:
         await chat.classifier.stop()

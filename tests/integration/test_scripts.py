@@ -5,7 +5,9 @@ call it answers NOSCRIPT runs again on its own, once, and every other
 command of the round trip keeps its single effect.  The round trip
 is ``round_trip`` (one pooled connection, no Pipeline object), with and
 without MULTI, and its connection goes back to the pool whole, or broken and
-closed.
+closed.  ``Coalescing`` sends the round trips asked within one turn of the
+event loop as one batch, each caller getting its own replies, errors and
+cancellation.
 """
 
 from __future__ import annotations
@@ -78,3 +80,49 @@ async def test_a_round_trip_cut_short_does_not_leave_its_reply_for_the_next(clie
     for _ in range(3):
         assert await scripts.round_trip(client, [("ECHO", "mine")], {}) == [b"mine"]
     assert await client.lrange("nothing", 0, -1) == [b"late"]
+
+
+async def test_round_trips_asked_in_one_turn_go_as_one_batch_and_each_gets_its_own_replies(
+        client: aioredis.Redis) -> None:
+    trips = scripts.Coalescing(client)
+    count = client.register_script(COUNT)
+    await client.script_flush()  # the first call of the script is answered NOSCRIPT and runs again on its own
+
+    async def one(i: int) -> list[object]:
+        call = scripts.Queued(count, [f"s{i}"], [])
+        if i % 3 == 0:  # a transaction among the others stays whole
+            return await trips.round_trip([("MULTI",), ("INCRBY", f"k{i}", i), scripts.evalsha(call), ("EXEC",)],
+                                          {1: call})
+        return await trips.round_trip([("INCRBY", f"k{i}", i), scripts.evalsha(call), ("ECHO", f"e{i}")],
+                                      {1: call})
+
+    answers = await asyncio.gather(*(one(i) for i in range(60)))
+    assert trips.batches == 1
+    for i, answer in enumerate(answers):
+        assert answer == ([i, 1] if i % 3 == 0 else [i, 1, f"e{i}".encode()])
+    assert [int(await client.get(f"s{i}") or 0) for i in range(60)] == [1] * 60  # each script ran once
+
+
+async def test_a_batch_keeps_one_callers_error_and_cancellation_from_the_others(client: aioredis.Redis) -> None:
+    trips = scripts.Coalescing(client, max_commands=4)
+
+    async def cancelled() -> None:
+        task = asyncio.ensure_future(trips.round_trip([("INCR", "gone")], {}))
+        await asyncio.sleep(0)
+        task.cancel()
+
+    async def refused() -> list[object]:
+        return await trips.round_trip([("INCR", "x"), ("NOSUCHCOMMAND",)], {})
+
+    results = await asyncio.gather(
+        trips.round_trip([("ECHO", "a"), ("ECHO", "b")], {}), refused(), cancelled(),
+        trips.round_trip([("ECHO", "c"), ("ECHO", "d"), ("ECHO", "e")], {}), return_exceptions=True)
+    assert results[0] == [b"a", b"b"]
+    assert isinstance(results[1], ResponseError)
+    assert results[3] == [b"c", b"d", b"e"]
+    assert trips.batches == 3  # at most 4 commands a batch: [a b x ?], [c d e], then [gone], asked a turn later
+    await trips.close()
+    assert await client.get("x") == b"1"  # the command before the refused one ran
+    assert await client.get("gone") == b"1"  # sent before its caller gave up: it ran, and its reply was read
+    for _ in range(3):  # the connections went back to the pool in step
+        assert await trips.round_trip([("ECHO", "mine")], {}) == [b"mine"]
