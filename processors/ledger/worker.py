@@ -38,6 +38,7 @@ from schemas.records.billing import (
     PaymentSucceeded,
 )
 from schemas.records.chat import ChatMessageSent
+from topics.acks import AckCounter
 from topics.consumer import Event, EventConsumer, background_fetch
 from topics.errors import DeliveryError, TopicsError
 from topics.producer import EventProducer
@@ -105,7 +106,10 @@ class LedgerWorker:
         """
         cheers = [e.value for e in events if isinstance(e.value, BitsCheered)]
         if cheers:
-            await asyncio.gather(*(self.producer.send(chat_message_of(c), c.channel_id) for c in cheers))
+            acks = AckCounter()  # one counter for the batch: no future or task per message
+            for c in cheers:
+                self.producer.produce_counted(chat_message_of(c), c.channel_id, acks)
+            await acks.flushed("cheers' chat messages")
         folds: list[LedgerEvent] = []  # consecutive ledger records: folded in one round trip, in log order
         for e in events:
             record = e.value
