@@ -3,13 +3,15 @@
 ``embedded_backbone(tmp)`` starts them in ``tmp`` and yields Settings that
 point at them (a bench key prefix, a JWT secret and a free gateway port
 included), plus the Valkey process for benches that watch its CPU; it stops
-everything on the way out.
+everything on the way out.  ``started_backbone(tmp)`` yields the same as a
+``Backbone``, the broker's process included.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from infra.embedded.process import free_port
@@ -19,8 +21,23 @@ from infra.embedded.valkey import ValkeyProcess
 from infra.settings import Secret, Settings
 
 
+@dataclass(frozen=True)
+class Backbone:
+    """The running backbone: Settings that point at it, and its processes (for benches that watch their CPU)."""
+
+    settings: Settings
+    valkey: ValkeyProcess
+    broker: TansuBroker
+
+
 @contextlib.contextmanager
 def embedded_backbone(tmp: Path) -> Iterator[tuple[Settings, ValkeyProcess]]:
+    with started_backbone(tmp) as backbone:
+        yield backbone.settings, backbone.valkey
+
+
+@contextlib.contextmanager
+def started_backbone(tmp: Path) -> Iterator[Backbone]:
     from infra.embedded.registry.app import create_registry_app
 
     broker = TansuBroker(tmp / "broker.log")
@@ -33,7 +50,7 @@ def embedded_backbone(tmp: Path) -> Iterator[tuple[Settings, ValkeyProcess]]:
         s = s.with_section("auth", jwt_secret=Secret("bench-secret-" + "x" * 32))
         s = s.with_section("gateway", host="127.0.0.1", port=free_port())
         with serve_app(create_registry_app(s)) as url:
-            yield s.with_section("registry", url=url), valkey
+            yield Backbone(s.with_section("registry", url=url), valkey, broker)
     finally:
         valkey.stop()
         broker.stop()

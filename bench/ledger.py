@@ -25,9 +25,11 @@ installed at bench time into a temporary npm prefix, as for bench/chat.py),
 not this Python process: every socket also receives every message of its
 room, and on a shared machine the generator's own CPU is taken from the
 system under test, so the generator skips the fan-out frames unparsed and
-costs as little as it can.  Its CPU is reported beside the gateway's, to
-show which was the limit, and the gateway's CPU per answered message (cheer
-and plain) is a figure that holds however busy the machine is.
+costs as little as it can.  The CPU of every process on the machine (the
+gateway, the processors, the broker, Valkey and the generator) is reported
+per run and as medians (``machine_cpu_pct``), to show which was the limit,
+and the gateway's CPU per answered message (cheer and plain) is a figure
+that holds however busy the machine is.
 Prints one JSON line.
 """
 
@@ -53,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
-from bench.backbone import embedded_backbone  # noqa: E402
+from bench.backbone import started_backbone  # noqa: E402
 from bench.chat import child, install_ws, wait_ready_key  # noqa: E402
 from bench.heartbeats import cpu_s, wait_http  # noqa: E402
 from infra.settings import Settings, child_env  # noqa: E402
@@ -170,8 +172,9 @@ def load_generator(node_path: Path, tmp: Path, sockets: list[dict[str, str]]) ->
         loadgen.close()
 
 
-def measure(settings: Settings, args: argparse.Namespace, gateway_pid: int, tmp: Path,
+def measure(settings: Settings, args: argparse.Namespace, gateway_pid: int, others: dict[str, int], tmp: Path,
             node_path: Path) -> dict[str, Any]:
+    """The runs; ``others``: the other processes on the machine (name -> pid), whose CPU each run reports too."""
     base = f"http://127.0.0.1:{settings.gateway.port}"
     channels, tokens = asyncio.run(setup(base, args.channels, args.users, args.pack, args.packs_each))
     sockets = []
@@ -185,9 +188,13 @@ def measure(settings: Settings, args: argparse.Namespace, gateway_pid: int, tmp:
         warm = loadgen.drive("cheer1 warm up", args.warmup)
         for _ in range(args.repeat):
             for kind, text in (("plain", "good game, well played"), ("cheer", "cheer1 good game, well played")):
+                watched = {"gateway": gateway_pid, "loadgen": loadgen.pid, **others}
                 g0, l0, t0 = cpu_s(gateway_pid), cpu_s(loadgen.pid), time.monotonic()
+                before = {name: cpu_s(pid) for name, pid in watched.items()}
                 runs[kind].append(loadgen.drive(text, args.seconds))
                 dt = time.monotonic() - t0
+                runs[kind][-1]["cpu_pct"] = {name: round(100 * (cpu_s(pid) - before[name]) / dt, 1)
+                                             for name, pid in watched.items()}
                 runs[kind][-1]["gateway_cpu_pct"] = round(100 * (cpu_s(gateway_pid) - g0) / dt, 1)
                 runs[kind][-1]["loadgen_cpu_pct"] = round(100 * (cpu_s(loadgen.pid) - l0) / dt, 1)
                 done = runs[kind][-1]["acks"] + sum(runs[kind][-1]["notices"].values())
@@ -219,6 +226,13 @@ async def settle(read: Callable[[], Awaitable[tuple[int, int]]], timeout_s: floa
         await asyncio.sleep(0.2)
 
 
+def machine(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Each process's median CPU over ``runs`` (% of one core), and their sum."""
+    names = runs[0]["cpu_pct"] if runs else {}
+    out = {name: round(statistics.median(r["cpu_pct"][name] for r in runs), 1) for name in names}
+    return out | {"sum": round(sum(out.values()), 1)}
+
+
 def med(runs: list[dict[str, Any]], key: str) -> float | None:
     values = [r[key] for r in runs if r.get(key) is not None]
     return round(statistics.median(values), 2) if values else None
@@ -241,7 +255,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         node_path = install_ws(tmp)
-        with embedded_backbone(tmp) as (s, _valkey):
+        with started_backbone(tmp) as backbone:
+            s = backbone.settings
             s = s.with_section("processors", app_id=f"bench-ledger-{uuid.uuid4().hex[:6]}")
             s = s.with_section("chat", ml_filter=False, user_messages_per_window=1_000_000, rate_window_s=1.0)
             env = child_env(s, os.environ)
@@ -250,7 +265,10 @@ def main() -> None:
                 wait_ready_key(s, processors)
                 with child(cli + ["gateway"], env, tmp / "gateway.log") as gateway:
                     wait_http(f"http://127.0.0.1:{s.gateway.port}/healthz", gateway)
-                    out = measure(s, args, gateway.pid, tmp, node_path)
+                    others = {"processors": processors.pid, "broker": backbone.broker.process.pid,
+                              "valkey": backbone.valkey.process.pid}
+                    out = measure(s, args, gateway.pid, {k: v for k, v in others.items() if v is not None}, tmp,
+                                  node_path)
     runs = out["runs"]
     plain_p99, cheer_p99 = med(runs["plain"], "p99_ms"), med(runs["cheer"], "p99_ms")
     added = round(cheer_p99 - plain_p99, 2) if plain_p99 is not None and cheer_p99 is not None else None
@@ -267,6 +285,8 @@ def main() -> None:
                                    "plain": med(runs["plain"], "gateway_cpu_ms_per_msg")},
         "loadgen_cpu_pct": {"cheer": med(runs["cheer"], "loadgen_cpu_pct"),
                             "plain": med(runs["plain"], "loadgen_cpu_pct")},
+        # Every process on the machine, % of one core (medians): where the two cores went.
+        "machine_cpu_pct": {kind: machine(runs[kind]) for kind in ("cheer", "plain")},
         # Every ACKed cheer (1 bit each) folded exactly once, and no hold left over.
         "ledger_consistent": out["held"] == 0 and out["spent"] == out["cheers_acked"],
         "ledger_spent": out["spent"], "ledger_held": out["held"], "cheers_acked": out["cheers_acked"],
