@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
@@ -70,8 +71,12 @@ async def exchange(client: aioredis.Redis, commands: Sequence[Command]) -> list[
     pool = client.connection_pool
     conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py: untyped
 
+    # hiredis packs a whole command in C (str as UTF-8, as redis-py's encoder does); redis-py's own packing
+    # encodes argument by argument in Python, a tenth of a chat send's CPU.
+    packed = [b"".join([hiredis.pack_command(tuple(command))  # type: ignore[arg-type]  # its stub: a 1-tuple
+                        for command in commands])]
+
     async def attempt() -> list[Any]:
-        packed = conn.pack_commands(commands)
         await conn.send_packed_command(packed, check_health=False)
         out: list[Any] = []
         for _ in commands:
