@@ -43,6 +43,7 @@ def test_many_sends_in_flight_each_get_their_own_acknowledgement(
         offsets = asyncio.run(main())
     finally:
         producer.close()
+        producer.serde.close()
     assert len(set(offsets)) == 500
     assert max(offsets) - min(offsets) == 499
 
@@ -64,4 +65,5 @@ def test_a_send_nobody_acknowledges_raises_timeout_error_at_its_timeout(
     finally:
         producer._producer.purge()  # the record never had a broker: nothing to wait for at close
         producer.close(timeout_s=1)
+        producer.serde.close()
     assert 0.5 <= waited < 5
