@@ -173,12 +173,14 @@ async def test_configure_go_live_update_end(platform: Platform, tmp_path: Path) 
             assert r.status_code == 409 and r.json()["stream_id"] == configured["id"]
 
             async def healthy() -> dict[str, Any] | None:
+                # Reports come every second, each over the frames of its own second: under load the publisher
+                # may send a second's frames late and the next ones in a burst, so wait for a steady one.
                 body = (await client.get(f"/v1/streams/{configured['id']}/health", headers=_auth(token))).json()
-                return body if body["fps"] else None
-            health = await eventually_async(healthy, 30, "a StreamHealth in the view", every_s=0.2)
-            assert health, "no StreamHealth reached the view"
+                return body if body["fps"] and 25 <= body["fps"] <= 35 else None
+            health = await eventually_async(healthy, 30, "a StreamHealth of about 30 fps in the view", every_s=0.2)
+            assert health, "no StreamHealth of about 30 fps reached the view"
             assert health["stream_status"] == "live" and health["width"] == 640 and health["height"] == 360
-            assert 25 <= health["fps"] <= 35 and health["video_bitrate_kbps"] > 0
+            assert health["video_bitrate_kbps"] > 0
             assert health["keyframe_interval_ms"] is None or 1500 <= health["keyframe_interval_ms"] <= 2500
 
             r = await client.post(f"/v1/streams/{configured['id']}/end", headers=_auth(token))
