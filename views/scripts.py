@@ -108,7 +108,12 @@ async def finish(commands: Sequence[Command], results: list[Any], calls: dict[in
 
 class Coalescing:
     """``round_trip`` for many coroutines of one event loop: what they ask within a turn of the loop is sent
-    as one batch (module docstring).  ``max_commands`` bounds a batch; more waits for the next one."""
+    as one batch (module docstring).  ``max_commands`` bounds a batch; more waits for the next one.
+
+    A caller cancelled after asking gets no answer, but its commands may still run, as they may when a
+    caller is cancelled after ``round_trip`` wrote them, or when the process dies there: what a send takes
+    ahead of its rules (a hold, a claim) expires by itself.
+    """
 
     def __init__(self, client: aioredis.Redis, max_commands: int = 1024) -> None:
         self.client = client
