@@ -132,16 +132,22 @@ class Coalescing:
         return await finish(commands, await future, calls)
 
     def _flush(self) -> None:
-        while self._waiting:
-            batch: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]] = []
-            size = 0
-            while self._waiting and (not batch or size + len(self._waiting[0][0]) <= self.max_commands):
-                commands, future = self._waiting.pop(0)
-                batch.append((commands, future))
-                size += len(commands)
-            task = asyncio.ensure_future(self._send(batch))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+        waiting, self._waiting = self._waiting, []
+        batch: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]] = []
+        size = 0
+        for asked in waiting:
+            if batch and size + len(asked[0]) > self.max_commands:
+                self._start(batch)
+                batch, size = [], 0
+            batch.append(asked)
+            size += len(asked[0])
+        if batch:
+            self._start(batch)
+
+    def _start(self, batch: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]]) -> None:
+        task = asyncio.ensure_future(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     async def _send(self, batch: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]]) -> None:
         self.batches += 1
